@@ -1,0 +1,16 @@
+"""heron: learned sparse and embedding retrieval — encode, index, search, evaluate.
+
+Data flows one way::
+
+    corpus ──► encoders ──► indexes ──► searcher ──► run ──► eval
+
+Quick start (BM25 on BEIR SciFact)::
+
+    >>> from heron.eval import load_dataset, evaluate
+    >>> from heron.retrieval import get_retriever
+    >>> ds = load_dataset("scifact")                       # doctest: +SKIP
+    >>> run = get_retriever("bm25").retrieve(ds, ds.queries("test"), k=1000)  # doctest: +SKIP
+    >>> evaluate(run, ds.qrels("test")).mean["ndcg_cut_10"]                  # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,49 @@
+"""The ``heron`` command line (typer + rich).
+
+Every command reports a user mistake (unknown dataset, missing or malformed file, unknown retriever)
+as one line on stderr and exits with code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from heron.errors import HeronError
+
+app = typer.Typer(
+    name="heron",
+    help="heron: learned sparse and embedding retrieval — build indexes, search, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    from heron.cli import eval_cmd, models_cmd
+
+    app.command("eval")(eval_cmd.eval_command)
+    app.command("compare")(eval_cmd.compare_command)
+    app.add_typer(models_cmd.app, name="models")
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: run the app, turning heron's one-line errors into exit code 2."""
+    try:
+        app()
+    except HeronError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc.filename}: {exc.strerror}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

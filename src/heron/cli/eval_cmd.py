@@ -1,0 +1,104 @@
+"""``heron eval`` and ``heron compare``."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from heron.errors import HeronError
+from heron.eval import evaluate, load_dataset, paired_test, read_trec_run, remove_self_hits
+from heron.eval.metrics import DEFAULT_METRICS, METRICS
+from heron.eval.report import print_table, results_table, save_result, significance_table
+from heron.retrieval import RETRIEVERS, get_retriever
+
+
+def _check_metrics(metrics: list[str]) -> list[str]:
+    for m in metrics:
+        if m not in METRICS:
+            raise HeronError(f"unknown metric '{m}' (known: {', '.join(METRICS)})")
+    return metrics
+
+
+def eval_command(
+    dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="BEIR name (resolved via $HERON_DATA, "
+                                               "the cache, then download) or a dataset folder; repeatable.")],
+    retriever: Annotated[list[str], typer.Option("--retriever", "-r", help="Retriever name; repeatable. Known: "
+                                                 + ", ".join(RETRIEVERS) + ".")] = ["bm25"],  # noqa: B006
+    split: Annotated[str, typer.Option(help="Qrels split to evaluate on.")] = "test",
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=10000, help="Documents retrieved per query.")] = 1000,
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Metrics to show; repeatable. "
+                                                        "Known: " + ", ".join(METRICS) + ".")] = None,
+    results_dir: Annotated[Path, typer.Option(help="Where runs, metrics JSON and results.md go.")] = Path("results"),
+    self_hits: Annotated[Optional[bool], typer.Option(
+        "--remove-self-hits/--keep-self-hits",
+        help="Drop retrieved docs whose id equals the query id (default: on for ArguAna and Quora, as BEIR)."
+    )] = None,
+    k1: Annotated[float, typer.Option(help="BM25 k1 (bm25, bm25-lucene).")] = 0.9,
+    b: Annotated[float, typer.Option(help="BM25 b (bm25, bm25-lucene).")] = 0.4,
+) -> None:
+    """Evaluate retrievers on datasets: prints a results table, writes runs and metrics.
+
+    With two or more retrievers, each is compared with the first by a paired t-test and a Wilcoxon
+    signed-rank test over per-query nDCG@10.
+
+    Example: heron eval --dataset scifact --retriever bm25 --retriever bm25-lucene
+    """
+    metrics = _check_metrics(metric or DEFAULT_METRICS)
+    for name in retriever:  # validate every name before any slow work
+        if name not in RETRIEVERS:
+            raise HeronError(f"unknown retriever '{name}' (known: {', '.join(RETRIEVERS)})")
+    command = "heron " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    rows, tests = [], []
+    for ds_name in dataset:
+        ds = load_dataset(ds_name, remove_self_hits=self_hits)
+        queries, qrels = ds.queries(split), ds.qrels(split)
+        per_ret = []
+        for name in retriever:
+            opts = {"k1": k1, "b": b} if name.startswith("bm25") else {}
+            ret = get_retriever(name, **opts)
+            start = time.perf_counter()
+            run = ret.retrieve(ds, queries, k=k)
+            seconds = time.perf_counter() - start
+            if ds.remove_self_hits:
+                run = remove_self_hits(run)
+            result = evaluate(run, qrels, metrics)
+            save_result(results_dir, ds.name, split, ret.describe(), run, result, seconds, command)
+            rows.append({"dataset": ds.name, "retriever": ret.describe(), "num_queries": result.num_queries,
+                         "mean": result.mean, "seconds": seconds})
+            per_ret.append((name, result))
+        base_name, base = per_ret[0]
+        for name, result in per_ret[1:]:
+            m = "ndcg@10" if "ndcg@10" in metrics else metrics[0]
+            tests.append((ds.name, m, f"{base_name} → {name}", paired_test(base.per_query[m], result.per_query[m])))
+    print_table(results_table(rows, metrics))
+    if tests:
+        print_table(significance_table(tests))
+    typer.echo(f"runs and metrics written under {results_dir}/ (summary: {results_dir}/results.md)")
+
+
+def compare_command(
+    run_a: Annotated[Path, typer.Argument(help="Baseline TREC run file (A).")],
+    run_b: Annotated[Path, typer.Argument(help="Other TREC run file (B).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset whose qrels judge both runs.")],
+    split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Metrics; repeatable.")] = None,
+) -> None:
+    """Paired significance test (t-test and Wilcoxon) between two run files, per metric.
+
+    Example: heron compare results/scifact/bm25/run.trec results/scifact/bm25-lucene/run.trec -d scifact
+    """
+    metrics = _check_metrics(metric or ["ndcg@10", "recall@100"])
+    ds = load_dataset(dataset)
+    qrels = ds.qrels(split)
+    runs = [read_trec_run(run_a), read_trec_run(run_b)]
+    if ds.remove_self_hits:
+        runs = [remove_self_hits(r) for r in runs]
+    res_a, res_b = (evaluate(r, qrels, metrics) for r in runs)
+    pair = f"{run_a.parent.name or run_a.name} → {run_b.parent.name or run_b.name}"
+    tests = [(ds.name, m, pair, paired_test(res_a.per_query[m], res_b.per_query[m])) for m in metrics]
+    print_table(significance_table(tests))

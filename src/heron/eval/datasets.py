@@ -1,0 +1,383 @@
+"""Retrieval datasets: BEIR folders and MS MARCO TSV files, streamed, with clear errors.
+
+A dataset is named by a path or by a BEIR name. Names resolve through ``$HERON_DATA`` (one or more
+directories), then heron's cache (``$HERON_CACHE/datasets``), then the official BEIR download when
+online. Offline with nothing found, :func:`load_dataset` raises a one-line :class:`HeronError` that says
+where heron looked and how to provide the data.
+
+BEIR layout::
+
+    corpus.jsonl[.gz]    {"_id", "title", "text", ...} per line
+    queries.jsonl[.gz]   {"_id", "text", ...} per line
+    qrels/<split>.tsv    query-id <TAB> corpus-id <TAB> score   (header line optional)
+
+MS MARCO layout::
+
+    collection.tsv[.gz]            pid <TAB> passage
+    queries.<split>.tsv[.gz]       qid <TAB> query        (e.g. queries.dev.small.tsv)
+    qrels.<split>.tsv[.gz]         qid 0 pid relevance    (TREC qrels; e.g. qrels.dev.small.tsv)
+
+Example::
+
+    >>> ds = load_dataset("scifact")                      # doctest: +SKIP
+    >>> next(iter(ds.iter_corpus())).contents[:40]         # doctest: +SKIP
+    >>> len(ds.queries("test")), len(ds.qrels("test"))     # doctest: +SKIP
+    (300, 300)
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from heron import settings
+from heron.errors import HeronError, InputFormatError
+
+BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
+
+#: BEIR datasets downloadable by name (the public BEIR archive).
+BEIR_DATASETS = frozenset({
+    "msmarco", "trec-covid", "nfcorpus", "nq", "hotpotqa", "fiqa", "arguana", "webis-touche2020",
+    "cqadupstack", "quora", "dbpedia-entity", "scidocs", "fever", "climate-fever", "scifact",
+})
+
+#: datasets whose queries are also documents: BEIR drops a hit whose id equals the query id.
+SELF_HIT_DATASETS = frozenset({"arguana", "quora"})
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One corpus entry. ``contents`` joins title and text with a space, as BEIR and Pyserini do."""
+
+    id: str
+    title: str
+    text: str
+
+    @property
+    def contents(self) -> str:
+        if self.title:
+            return f"{self.title} {self.text}".strip()
+        return self.text.strip()
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _first_existing(root: Path, names: list[str]) -> Path | None:
+    for name in names:
+        for candidate in (root / name, root / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)`` for each non-blank line; malformed lines raise InputFormatError."""
+    with _open_text(path) as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputFormatError(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise InputFormatError(path, lineno, "expected a JSON object")
+            yield lineno, obj
+
+
+def _field(obj: dict, key: str, path: Path, lineno: int, required: bool = True) -> str:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise InputFormatError(path, lineno, f"missing field '{key}'")
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and key == "_id":
+        return str(value)
+    if not isinstance(value, str):
+        raise InputFormatError(path, lineno, f"field '{key}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def read_beir_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """Read a BEIR qrels TSV (``query-id corpus-id score``, header optional)."""
+    qrels: dict[str, dict[str, int]] = {}
+    with _open_text(path) as handle:
+        for lineno, line in enumerate(handle, start=1):
+            line = line.rstrip("\n\r")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if lineno == 1 and parts[0].strip().lower() in {"query-id", "query_id", "qid"}:
+                continue
+            if len(parts) != 3:
+                raise InputFormatError(
+                    path, lineno, f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(parts)}"
+                )
+            qid, docid, score = (p.strip() for p in parts)
+            if not qid or not docid:
+                raise InputFormatError(path, lineno, "empty query-id or corpus-id")
+            qrels.setdefault(qid, {})[docid] = _parse_grade(score, path, lineno)
+    return qrels
+
+
+def read_trec_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """Read TREC qrels (``qid iter docid relevance``, whitespace-separated)."""
+    qrels: dict[str, dict[str, int]] = {}
+    with _open_text(path) as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 4:
+                raise InputFormatError(
+                    path, lineno, f"expected 4 fields (query-id, iteration, doc-id, relevance), got {len(parts)}"
+                )
+            qrels.setdefault(parts[0], {})[parts[2]] = _parse_grade(parts[3], path, lineno)
+    return qrels
+
+
+def _parse_grade(value: str, path: Path, lineno: int) -> int:
+    try:
+        grade = float(value)
+    except ValueError:
+        raise InputFormatError(path, lineno, f"field 'score' must be an integer, got {value!r}") from None
+    if grade != int(grade):
+        raise InputFormatError(path, lineno, f"field 'score' must be an integer, got {value!r}")
+    return int(grade)
+
+
+def _read_tsv_pairs(path: Path, what: str) -> Iterator[tuple[int, str, str]]:
+    with _open_text(path) as handle:
+        for lineno, line in enumerate(handle, start=1):
+            line = line.rstrip("\n\r")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) < 2:
+                raise InputFormatError(path, lineno, f"expected '{what}-id<TAB>text', found no tab")
+            yield lineno, parts[0].strip(), "\t".join(parts[1:])
+
+
+@dataclass
+class Dataset:
+    """A retrieval test collection on disk (BEIR or MS MARCO layout).
+
+    ``remove_self_hits`` (default: on for ArguAna and Quora, as BEIR does) asks evaluation to drop a
+    retrieved document whose id equals the query id.
+    """
+
+    root: Path
+    name: str
+    format: str  # "beir" | "msmarco"
+    remove_self_hits: bool = False
+    _queries: dict[str, str] | None = field(default=None, repr=False)
+
+    # -- corpus ---------------------------------------------------------------------------------
+    @property
+    def corpus_path(self) -> Path:
+        names = ["corpus.jsonl"] if self.format == "beir" else ["collection.tsv"]
+        path = _first_existing(self.root, names)
+        if path is None:
+            raise HeronError(f"{self.root}: no {names[0]} (or {names[0]}.gz) in dataset folder")
+        return path
+
+    def iter_corpus(self) -> Iterator[Document]:
+        """Stream the corpus in file order; memory stays constant whatever the corpus size."""
+        path = self.corpus_path
+        if self.format == "beir":
+            for lineno, obj in iter_jsonl(path):
+                yield Document(
+                    id=_field(obj, "_id", path, lineno),
+                    title=_field(obj, "title", path, lineno, required=False),
+                    text=_field(obj, "text", path, lineno, required=False),
+                )
+        else:
+            for _, pid, text in _read_tsv_pairs(path, "passage"):
+                yield Document(id=pid, title="", text=text)
+
+    def corpus_size(self) -> int:
+        """Number of documents (counts lines; cheap relative to encoding)."""
+        with _open_text(self.corpus_path) as handle:
+            return sum(1 for line in handle if line.strip())
+
+    def fingerprint(self) -> str:
+        """A short id of the corpus file's identity (path, size, mtime) for naming cached indexes."""
+        path = self.corpus_path.resolve()
+        stat = path.stat()
+        key = f"{path}|{stat.st_size}|{int(stat.st_mtime)}"
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    # -- queries and judgments --------------------------------------------------------------------
+    def all_queries(self) -> dict[str, str]:
+        """Every query in the dataset, of all splits."""
+        if self._queries is None:
+            self._queries = self._load_queries()
+        return self._queries
+
+    def _load_queries(self) -> dict[str, str]:
+        queries: dict[str, str] = {}
+        if self.format == "beir":
+            path = _first_existing(self.root, ["queries.jsonl"])
+            if path is None:
+                raise HeronError(f"{self.root}: no queries.jsonl in dataset folder")
+            for lineno, obj in iter_jsonl(path):
+                queries[_field(obj, "_id", path, lineno)] = _field(obj, "text", path, lineno)
+        else:
+            paths = sorted(self.root.glob("queries*.tsv")) + sorted(self.root.glob("queries*.tsv.gz"))
+            if not paths:
+                raise HeronError(f"{self.root}: no queries*.tsv in dataset folder")
+            for path in paths:
+                for _, qid, text in _read_tsv_pairs(path, "query"):
+                    queries[qid] = text
+        return queries
+
+    def splits(self) -> list[str]:
+        """Splits that have relevance judgments."""
+        if self.format == "beir":
+            found = [p.name for p in (self.root / "qrels").glob("*.tsv*")]
+        else:
+            found = [p.name[len("qrels."):] for p in self.root.glob("qrels.*.tsv*")]
+        return sorted({n.removesuffix(".gz").removesuffix(".tsv") for n in found})
+
+    def qrels_path(self, split: str) -> Path:
+        if self.format == "beir":
+            path = _first_existing(self.root / "qrels", [f"{split}.tsv"])
+        else:
+            path = _first_existing(self.root, [f"qrels.{split}.tsv"])
+        if path is None:
+            available = ", ".join(self.splits()) or "none"
+            raise HeronError(f"{self.name}: no qrels for split '{split}' (available: {available})")
+        return path
+
+    def qrels(self, split: str = "test") -> dict[str, dict[str, int]]:
+        """Relevance judgments ``{qid: {docid: grade}}`` of one split."""
+        path = self.qrels_path(split)
+        return read_beir_qrels(path) if self.format == "beir" else read_trec_qrels(path)
+
+    def queries(self, split: str | None = "test") -> dict[str, str]:
+        """The queries of ``split`` (those with judgments in it); ``None`` gives all queries."""
+        everything = self.all_queries()
+        if split is None:
+            return dict(everything)
+        if self.format == "msmarco":
+            split_file = _first_existing(self.root, [f"queries.{split}.tsv"])
+            if split_file is not None:
+                return {qid: text for _, qid, text in _read_tsv_pairs(split_file, "query")}
+        judged = self.qrels(split)
+        missing = [qid for qid in judged if qid not in everything]
+        if missing:
+            raise HeronError(
+                f"{self.qrels_path(split)}: query-id {missing[0]!r} has judgments but no text in the queries file"
+                f" ({len(missing)} such queries)"
+            )
+        return {qid: everything[qid] for qid in judged}
+
+
+def _detect_format(root: Path) -> str | None:
+    if _first_existing(root, ["corpus.jsonl"]) is not None:
+        return "beir"
+    if _first_existing(root, ["collection.tsv"]) is not None:
+        return "msmarco"
+    return None
+
+
+def open_dataset(root: Path, name: str | None = None, remove_self_hits: bool | None = None) -> Dataset:
+    """Open a dataset folder (BEIR or MS MARCO layout)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise HeronError(f"{root}: dataset folder does not exist")
+    fmt = _detect_format(root)
+    if fmt is None:
+        raise HeronError(
+            f"{root}: not a dataset folder (expected corpus.jsonl for BEIR or collection.tsv for MS MARCO)"
+        )
+    name = name or root.name
+    if remove_self_hits is None:
+        remove_self_hits = name.lower() in SELF_HIT_DATASETS
+    return Dataset(root=root, name=name, format=fmt, remove_self_hits=remove_self_hits)
+
+
+def load_dataset(name_or_path: str | os.PathLike, remove_self_hits: bool | None = None) -> Dataset:
+    """Open a dataset by path or BEIR name (``$HERON_DATA`` → cache → BEIR download when online)."""
+    text = str(name_or_path).strip()
+    if not text:
+        raise HeronError("dataset name is empty")
+    as_path = Path(text).expanduser()
+    if as_path.is_dir():
+        return open_dataset(as_path, remove_self_hits=remove_self_hits)
+    if os.sep in text or text.startswith("."):
+        raise HeronError(f"{text}: dataset folder does not exist")
+
+    name = text.lower()
+    looked: list[str] = []
+    for base in settings.data_dirs():
+        candidate = base / name
+        looked.append(str(candidate))
+        if candidate.is_dir() and _detect_format(candidate):
+            return open_dataset(candidate, name=name, remove_self_hits=remove_self_hits)
+    cached = settings.cache_dir() / "datasets" / name
+    looked.append(str(cached))
+    if cached.is_dir() and _detect_format(cached):
+        return open_dataset(cached, name=name, remove_self_hits=remove_self_hits)
+
+    where = ", ".join(looked)
+    if name not in BEIR_DATASETS:
+        raise HeronError(
+            f"unknown dataset '{text}': not a folder, not found in {where}, and not a BEIR dataset name"
+        )
+    if settings.offline():
+        raise HeronError(
+            f"dataset '{name}' not found (looked in {where}; HERON_OFFLINE is set so no download): "
+            f"put the BEIR folder there or set HERON_DATA=/path/to/beir"
+        )
+    try:
+        _download_beir(name, cached)
+    except (OSError, urllib.error.URLError, zipfile.BadZipFile) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise HeronError(
+            f"dataset '{name}' not found (looked in {where}) and the download from "
+            f"{BEIR_URL.format(name=name)} failed ({reason}): put the BEIR folder there or set "
+            f"HERON_DATA=/path/to/beir"
+        ) from None
+    return open_dataset(cached, name=name, remove_self_hits=remove_self_hits)
+
+
+def _download_beir(name: str, dest: Path, timeout: float = 15.0) -> None:
+    """Download and unpack the official BEIR archive into ``dest`` atomically."""
+    from rich.progress import Progress
+
+    url = BEIR_URL.format(name=name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{name}-") as tmp:
+        archive = Path(tmp) / f"{name}.zip"
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(archive, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with Progress(transient=True) as progress:
+                task = progress.add_task(f"downloading {name}", total=total)
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    progress.advance(task, len(chunk))
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(Path(tmp) / "unpacked")
+        unpacked = Path(tmp) / "unpacked"
+        inner = unpacked / name if (unpacked / name).is_dir() else unpacked
+        if _detect_format(inner) is None:
+            raise zipfile.BadZipFile(f"archive has no corpus.jsonl at {inner}")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(inner, dest)

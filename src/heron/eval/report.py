@@ -1,0 +1,105 @@
+"""Saving and showing evaluation results: run files, metrics JSON, Markdown and rich tables.
+
+Layout under a results directory (default ``./results``)::
+
+    results/<dataset>/<retriever>/run.trec        the TREC run
+    results/<dataset>/<retriever>/metrics.json    means, per-query values, what produced them
+    results/results.md                            one Markdown table over every metrics.json below
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from heron import __version__
+from heron.eval.metrics import EvalResult
+from heron.eval.runs import Run, write_trec_run
+from heron.eval.significance import PairedTest
+
+LABELS = {"ndcg@10": "nDCG@10", "recall@100": "R@100", "recall@1000": "R@1k", "mrr@10": "MRR@10", "map": "MAP"}
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
+
+
+def save_result(results_dir: Path, dataset: str, split: str, retriever: dict, run: Run, result: EvalResult,
+                seconds: float, command: str | None = None) -> Path:
+    """Write the run, the metrics JSON and refresh ``results.md``; returns the result folder."""
+    folder = Path(results_dir) / _safe(dataset) / _safe(retriever["name"])
+    folder.mkdir(parents=True, exist_ok=True)
+    write_trec_run(run, folder / "run.trec", tag=_safe(retriever["name"]))
+    record = {
+        "dataset": dataset, "split": split, "retriever": retriever, "seconds": round(seconds, 3),
+        "heron_version": __version__, "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, **result.to_dict(),
+    }
+    tmp = folder / "metrics.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(folder / "metrics.json")
+    write_markdown_summary(Path(results_dir))
+    return folder
+
+
+def load_records(results_dir: Path) -> list[dict]:
+    records = []
+    for path in sorted(Path(results_dir).glob("*/*/metrics.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return records
+
+
+def markdown_table(rows: list[dict], metrics: list[str]) -> str:
+    head = ["dataset", "retriever", "queries", *[LABELS.get(m, m) for m in metrics]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        vals = [f"{r['mean'][m]:.4f}" if m in r["mean"] else "" for m in metrics]
+        lines.append("| " + " | ".join([r["dataset"], r["retriever"]["name"], str(r["num_queries"]), *vals]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown_summary(results_dir: Path) -> Path:
+    records = load_records(results_dir)
+    metrics = [m for m in LABELS if any(m in r["mean"] for r in records)]
+    path = Path(results_dir) / "results.md"
+    path.write_text("# heron results\n\n" + markdown_table(records, metrics))
+    return path
+
+
+def results_table(rows: list[dict], metrics: list[str], title: str = "heron eval") -> Table:
+    table = Table(title=title)
+    for col in ("dataset", "retriever", "queries"):
+        table.add_column(col)
+    for m in metrics:
+        table.add_column(LABELS.get(m, m), justify="right")
+    table.add_column("time (s)", justify="right")
+    for r in rows:
+        table.add_row(r["dataset"], r["retriever"]["name"], str(r["num_queries"]),
+                      *[f"{r['mean'][m]:.4f}" for m in metrics], f"{r['seconds']:.1f}")
+    return table
+
+
+def significance_table(tests: list[tuple[str, str, str, PairedTest]]) -> Table:
+    table = Table(title="paired significance (B vs A, two-sided)")
+    for col in ("dataset", "metric", "A → B", "A", "B", "Δ", "t-test p", "Wilcoxon p"):
+        table.add_column(col, justify="right" if col in {"A", "B", "Δ", "t-test p", "Wilcoxon p"} else "left")
+    for dataset, metric, pair, t in tests:
+        table.add_row(dataset, LABELS.get(metric, metric), pair, f"{t.mean_a:.4f}", f"{t.mean_b:.4f}",
+                      f"{t.delta:+.4f}", f"{t.t_pvalue:.3g}", f"{t.wilcoxon_pvalue:.3g}")
+    return table
+
+
+def print_table(table: Table) -> None:
+    """Print a table whole: a terminal's width when there is one, else 160 columns (logs, CI)."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)

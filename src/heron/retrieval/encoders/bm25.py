@@ -1,0 +1,162 @@
+"""BM25 as sparse vectors: Lucene's formula, so any sparse index can serve it.
+
+Document ``d`` gets, for each term ``t`` it contains, the weight
+
+    w(t, d) = idf(t) · tf / (tf + k1 · (1 − b + b · |d| / avgdl))
+    idf(t)  = ln(1 + (N − df + 0.5) / (df + 0.5))
+
+(Lucene ≥ 8 ``BM25Similarity``; its constant ``(k1 + 1)`` numerator is dropped, as Lucene does). A
+query is the vector of its term counts, so ``score = q · d`` is exactly Lucene's BM25 sum over query
+terms. With ``lucene_norms=True`` (default) the document length is rounded the way Lucene stores it
+(one byte, ``SmallFloat.intToByte4``), which is what Anserini's scores use.
+
+Example::
+
+    >>> enc = BM25Encoder().fit(["the cat sat", "a dog barked at the cat"])
+    >>> docs = enc.document_vectors()
+    >>> q = enc.encode_queries(["dog"])
+    >>> (q @ docs.T).toarray().round(3)
+    array([[0.   , 0.581]])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from heron.retrieval.encoders.analyzer import EnglishAnalyzer
+
+_NUM_FREE_VALUES = 24  # 255 - SmallFloat.longToInt4(Integer.MAX_VALUE)
+
+
+def _long_to_int4(i: int) -> int:
+    num_bits = i.bit_length()
+    if num_bits < 4:
+        return i
+    shift = num_bits - 4
+    encoded = (i >> shift) & 0x07
+    return encoded | ((shift + 1) << 3)
+
+
+def _int4_to_long(i: int) -> int:
+    bits = i & 0x07
+    shift = (i >> 3) - 1
+    return bits if shift == -1 else (bits | 0x08) << shift
+
+
+def lucene_length(length: int) -> int:
+    """The document length Lucene's BM25 sees: ``byte4ToInt(intToByte4(length))``."""
+    if length < _NUM_FREE_VALUES:
+        return length
+    code = _NUM_FREE_VALUES + _long_to_int4(length - _NUM_FREE_VALUES)
+    return _NUM_FREE_VALUES + _int4_to_long(code - _NUM_FREE_VALUES)
+
+
+class BM25Encoder:
+    """Fits corpus statistics, then emits BM25 document vectors and count query vectors."""
+
+    def __init__(self, k1: float = 0.9, b: float = 0.4, analyzer: EnglishAnalyzer | None = None,
+                 lucene_norms: bool = True):
+        self.k1, self.b, self.lucene_norms = float(k1), float(b), lucene_norms
+        self.analyzer = analyzer or EnglishAnalyzer()
+        self.vocab: dict[str, int] = {}
+        self.df = np.zeros(0, dtype=np.int64)
+        self.num_docs = 0
+        self.avgdl = 0.0
+        self._tf: sp.csr_matrix | None = None
+        self._lengths = np.zeros(0, dtype=np.int64)
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def fit(self, texts: Iterable[str]) -> "BM25Encoder":
+        """Analyse every document once; keep term frequencies, lengths and document frequencies."""
+        vocab: dict[str, int] = {}
+        indptr, indices, counts, lengths = [0], [], [], []
+        for text in texts:
+            terms = self.analyzer(text)
+            bag: dict[int, int] = {}
+            for term in terms:
+                tid = vocab.setdefault(term, len(vocab))
+                bag[tid] = bag.get(tid, 0) + 1
+            indices.extend(bag.keys())
+            counts.extend(bag.values())
+            indptr.append(len(indices))
+            lengths.append(len(terms))
+        self.vocab = vocab
+        n = len(lengths)
+        self._tf = sp.csr_matrix(
+            (np.asarray(counts, dtype=np.float32), np.asarray(indices, dtype=np.int32), np.asarray(indptr)),
+            shape=(n, len(vocab)),
+        )
+        self._lengths = np.asarray(lengths, dtype=np.int64)
+        self.df = np.bincount(self._tf.indices, minlength=len(vocab)).astype(np.int64)
+        # Lucene counts only documents that have the field (a non-empty analysed text)
+        self.num_docs = int((self._lengths > 0).sum())
+        self.avgdl = float(self._lengths.sum() / max(self.num_docs, 1))
+        return self
+
+    def idf(self) -> np.ndarray:
+        df = self.df.astype(np.float64)
+        return np.log1p((self.num_docs - df + 0.5) / (df + 0.5))
+
+    def document_vectors(self) -> sp.csr_matrix:
+        """``N × V`` CSR matrix of BM25 document weights (rows in corpus order)."""
+        if self._tf is None:
+            raise RuntimeError("fit() the encoder first")
+        lengths = self._lengths
+        if self.lucene_norms:
+            lengths = np.fromiter((lucene_length(int(x)) for x in lengths), dtype=np.float64, count=len(lengths))
+        norm = self.k1 * (1.0 - self.b + self.b * lengths / max(self.avgdl, 1e-9))
+        tf = self._tf
+        row_norm = np.repeat(norm, np.diff(tf.indptr))
+        weights = self.idf()[tf.indices] * tf.data / (tf.data + row_norm)
+        return sp.csr_matrix((weights.astype(np.float32), tf.indices.copy(), tf.indptr.copy()), shape=tf.shape)
+
+    # -- queries ----------------------------------------------------------------------------------
+    def encode_queries(self, texts: Iterable[str]) -> sp.csr_matrix:
+        """``Q × V`` CSR matrix of query term counts; terms unseen in the corpus are dropped."""
+        indptr, indices, counts = [0], [], []
+        for text in texts:
+            bag: dict[int, int] = {}
+            for term in self.analyzer(text):
+                tid = self.vocab.get(term)
+                if tid is not None:
+                    bag[tid] = bag.get(tid, 0) + 1
+            indices.extend(bag.keys())
+            counts.extend(bag.values())
+            indptr.append(len(indices))
+        return sp.csr_matrix(
+            (np.asarray(counts, dtype=np.float32), np.asarray(indices, dtype=np.int32), np.asarray(indptr)),
+            shape=(len(indptr) - 1, len(self.vocab)),
+        )
+
+    # -- persistence (JSON + numpy, no pickle) ----------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        terms = sorted(self.vocab, key=self.vocab.__getitem__)
+        meta = {"k1": self.k1, "b": self.b, "lucene_norms": self.lucene_norms, "num_docs": self.num_docs,
+                "avgdl": self.avgdl, "analyzer": self.analyzer.describe(), "vocab": terms}
+        (directory / "bm25.json").write_text(json.dumps(meta))
+        np.save(directory / "bm25_df.npy", self.df)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "BM25Encoder":
+        directory = Path(directory)
+        meta = json.loads((directory / "bm25.json").read_text())
+        enc = cls(k1=meta["k1"], b=meta["b"], lucene_norms=meta["lucene_norms"])
+        enc.vocab = {t: i for i, t in enumerate(meta["vocab"])}
+        enc.num_docs, enc.avgdl = meta["num_docs"], meta["avgdl"]
+        enc.df = np.load(directory / "bm25_df.npy")
+        return enc
+
+
+def bm25_term_weight(tf: float, df: int, num_docs: int, length: int, avgdl: float,
+                     k1: float = 0.9, b: float = 0.4) -> float:
+    """Reference scalar form of one document term weight (for tests and docs)."""
+    idf = math.log(1.0 + (num_docs - df + 0.5) / (df + 0.5))
+    return idf * tf / (tf + k1 * (1.0 - b + b * length / avgdl))
