@@ -6,7 +6,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,10 +31,10 @@ def eval_command(
                                                  + ", ".join(RETRIEVERS) + ".")] = ["bm25"],  # noqa: B006
     split: Annotated[str, typer.Option(help="Qrels split to evaluate on.")] = "test",
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=10000, help="Documents retrieved per query.")] = 1000,
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Metrics to show; repeatable. "
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metrics to show; repeatable. "
                                                         "Known: " + ", ".join(METRICS) + ".")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where runs, metrics JSON and results.md go.")] = Path("results"),
-    self_hits: Annotated[Optional[bool], typer.Option(
+    self_hits: Annotated[bool | None, typer.Option(
         "--remove-self-hits/--keep-self-hits",
         help="Drop retrieved docs whose id equals the query id (default: on for ArguAna and Quora, as BEIR)."
     )] = None,
@@ -86,7 +86,7 @@ def compare_command(
     run_b: Annotated[Path, typer.Argument(help="Other TREC run file (B).")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset whose qrels judge both runs.")],
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Metrics; repeatable.")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metrics; repeatable.")] = None,
 ) -> None:
     """Paired significance test (t-test and Wilcoxon) between two run files, per metric.
 

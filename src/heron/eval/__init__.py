@@ -6,6 +6,17 @@ from heron.eval.runs import read_trec_run, remove_self_hits, write_trec_run
 from heron.eval.significance import PairedTest, paired_test
 
 __all__ = [
-    "Dataset", "Document", "load_dataset", "open_dataset", "DEFAULT_METRICS", "METRICS", "EvalResult",
-    "evaluate", "read_trec_run", "remove_self_hits", "write_trec_run", "PairedTest", "paired_test",
+    "DEFAULT_METRICS",
+    "METRICS",
+    "Dataset",
+    "Document",
+    "EvalResult",
+    "PairedTest",
+    "evaluate",
+    "load_dataset",
+    "open_dataset",
+    "paired_test",
+    "read_trec_run",
+    "remove_self_hits",
+    "write_trec_run",
 ]

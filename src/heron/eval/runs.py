@@ -12,7 +12,7 @@ from pathlib import Path
 from heron.errors import InputFormatError
 from heron.retrieval.base import Run
 
-__all__ = ["Run", "ranked", "read_trec_run", "write_trec_run", "remove_self_hits", "truncate"]
+__all__ = ["Run", "ranked", "read_trec_run", "remove_self_hits", "truncate", "write_trec_run"]
 
 
 def ranked(docs: dict[str, float]) -> list[tuple[str, float]]:
@@ -37,8 +37,8 @@ def write_trec_run(run: Run, path: str | Path, tag: str = "heron") -> Path:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
         for qid in sorted(run):
-            for rank, (docid, score) in enumerate(ranked(run[qid]), start=1):
-                out.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+            out.writelines(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n"
+                           for rank, (docid, score) in enumerate(ranked(run[qid]), start=1))
     tmp.replace(path)
     return path
 

@@ -25,8 +25,9 @@ import Stemmer
 
 #: Lucene's ``EnglishAnalyzer.ENGLISH_STOP_WORDS_SET``.
 LUCENE_STOPWORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their then there "
-    "these they this to was will with".split()
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not",
+     "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was",
+     "will", "with"]
 )
 
 _LETTER = r"[^\W\d_]"

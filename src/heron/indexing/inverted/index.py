@@ -1,0 +1,407 @@
+"""Reading heron's inverted index: validation, memory-mapped arrays, row access and search.
+
+Example::
+
+    >>> idx = InvertedIndex.open("indexes/scifact-bm25")            # doctest: +SKIP
+    >>> ids, scores = idx.search([idx.term_ids["cell"]], [1.0], k=10)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import scipy.sparse as sp
+
+from heron.errors import HeronError
+from heron.indexing.inverted import format as fmt
+
+_MODES = ("exact", "pruned", "approx")
+_BATCH_METHODS = {"exact": "taat", "pruned": "pruned", "approx": "approx"}
+
+
+class InvertedIndex:
+    """An opened index directory. Arrays are memory-mapped read-only; ids and vocab load lazily."""
+
+    def __init__(self, path: Path, manifest: dict, arrays: dict[str, np.ndarray], approx: dict[str, np.ndarray]):
+        self.path = path
+        self.manifest = manifest
+        self.arrays = arrays
+        self.approx = approx
+        self._doc_ids: list[str] | None = None
+        self._doc_index: dict[str, int] | None = None
+        self._vocab: list[str] | None = None
+        self._term_ids: dict[str, int] | None = None
+        for name, array in arrays.items():
+            setattr(self, name, array)
+
+    # -- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = False) -> InvertedIndex:
+        """Open and validate an index: manifest, format version, and every listed file's size, shape
+        and dtype (cheap). ``verify=True`` also checks every file's sha256."""
+        root = Path(path)
+        if not root.is_dir():
+            raise HeronError(f"{root}: no such index directory")
+        manifest = fmt.read_manifest(root)
+        where = root / fmt.MANIFEST_FILE
+        try:
+            num_docs, nnz = int(manifest["num_docs"]), int(manifest["nnz"])
+            vocab_size = int(manifest["vocab_size"])
+            dtype = fmt.impact_dtype(manifest["quantization"]["dtype"])
+            float(manifest["quantization"]["scale"])
+            num_blocks = int(manifest["block_max"]["num_blocks"])
+            files = dict(manifest["files"])
+            approx_names = list((manifest.get("approx") or {}).get("arrays", []))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HeronError(f"{where}: malformed manifest ({type(exc).__name__}: {exc})") from None
+        for rel in files:
+            parts = PurePosixPath(rel).parts
+            if PurePosixPath(rel).is_absolute() or ".." in parts or not parts:
+                raise HeronError(f"{where}: file entry {rel!r} points outside the index")
+
+        shapes = fmt.expected_shapes(num_docs, vocab_size, nnz, num_blocks)
+        required = [fmt.array_file(name) for name in fmt.ARRAYS]
+        required += [manifest.get("doc_ids_file", fmt.DOC_IDS_FILE), manifest.get("vocab_file", fmt.VOCAB_FILE)]
+        required += [f"{fmt.APPROX_DIR}/{fmt.array_file(name)}" for name in approx_names]
+        for rel in required:
+            if rel not in files:
+                raise HeronError(f"{root / rel}: not listed in {fmt.MANIFEST_FILE} (incomplete index); "
+                                 "rebuild the index")
+        for name, kind in fmt.ARRAYS.items():
+            entry = files[fmt.array_file(name)]
+            want = dtype.name if kind == "impact" else kind
+            if entry.get("dtype") != want or list(entry.get("shape", [])) != list(shapes[name]):
+                raise HeronError(f"{root / fmt.array_file(name)}: the manifest records {entry.get('dtype')}"
+                                 f"{entry.get('shape')}, expected {want}{list(shapes[name])}; rebuild the index")
+        for rel, entry in files.items():
+            fmt.check_file(root, rel, entry)
+        if verify:
+            for rel, entry in files.items():
+                fmt.check_sha256(root, rel, entry)
+
+        arrays = {name: _load(root / fmt.array_file(name)) for name in fmt.ARRAYS}
+        approx = {name: _load(root / fmt.APPROX_DIR / fmt.array_file(name)) for name in approx_names}
+        offsets = arrays["postings_offsets"]
+        if len(offsets) and (offsets[0] != 0 or offsets[-1] != nnz):
+            raise HeronError(f"{root / 'postings_offsets.npy'}: offsets do not span the postings (corrupt file)")
+        return cls(root, manifest, arrays, approx)
+
+    def verify(self) -> None:
+        """Check the sha256 of every file listed in the manifest; raise HeronError naming a bad one."""
+        for rel, entry in self.manifest["files"].items():
+            fmt.check_file(self.path, rel, entry)
+            fmt.check_sha256(self.path, rel, entry)
+
+    # -- metadata -----------------------------------------------------------------------------------
+    @property
+    def num_docs(self) -> int:
+        return int(self.manifest["num_docs"])
+
+    @property
+    def nnz(self) -> int:
+        return int(self.manifest["nnz"])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest["vocab_size"])
+
+    @property
+    def scale(self) -> float:
+        return float(self.manifest["quantization"]["scale"])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.manifest["quantization"]["dtype"])
+
+    @property
+    def block_size(self) -> int:
+        return int(self.manifest["block_max"]["block_size"])
+
+    @property
+    def encoder(self) -> dict:
+        return self.manifest["encoder"]
+
+    @property
+    def encoder_dir(self) -> Path | None:
+        name = self.manifest.get("encoder_dir")
+        return self.path / name if name else None
+
+    @property
+    def doc_ids(self) -> list[str]:
+        """External document ids, index order (read on first use)."""
+        if self._doc_ids is None:
+            path = self.path / self.manifest.get("doc_ids_file", fmt.DOC_IDS_FILE)
+            try:
+                ids = path.read_bytes().decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                raise HeronError(f"{path}: not valid utf-8 (corrupt file); rebuild the index") from None
+            if ids[-1] != "" or len(ids) - 1 != self.num_docs:
+                raise HeronError(f"{path}: {len(ids) - 1} lines for {self.num_docs} documents (corrupt file)")
+            ids.pop()
+            self._doc_ids = ids
+        return self._doc_ids
+
+    @property
+    def vocab(self) -> list[str]:
+        """Term strings by term id (read on first use)."""
+        if self._vocab is None:
+            path = self.path / self.manifest.get("vocab_file", fmt.VOCAB_FILE)
+            try:
+                vocab = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise HeronError(f"{path}: corrupt vocabulary file; rebuild the index") from None
+            if not isinstance(vocab, list) or len(vocab) != self.vocab_size:
+                raise HeronError(f"{path}: vocabulary does not have {self.vocab_size} terms (corrupt file)")
+            self._vocab = vocab
+        return self._vocab
+
+    @property
+    def term_ids(self) -> dict[str, int]:
+        """Term string → term id."""
+        if self._term_ids is None:
+            self._term_ids = {term: i for i, term in enumerate(self.vocab)}
+        return self._term_ids
+
+    def doc_index(self, doc_id: str) -> int:
+        """Index position of an external document id (KeyError if absent)."""
+        if self._doc_index is None:
+            self._doc_index = {d: i for i, d in enumerate(self.doc_ids)}
+        return self._doc_index[doc_id]
+
+    def df(self) -> np.ndarray:
+        """Posting-list length (document frequency) of every term, int64[V]."""
+        return np.diff(self.arrays["postings_offsets"])
+
+    def __len__(self) -> int:
+        return self.num_docs
+
+    def __repr__(self) -> str:
+        return (f"InvertedIndex({str(self.path)!r}, docs={self.num_docs:,}, terms={self.vocab_size:,}, "
+                f"postings={self.nnz:,}, {self.dtype.name}, encoder={self.encoder.get('type', '?')!r})")
+
+    # -- documents ----------------------------------------------------------------------------------
+    def row(self, doc_idx: int, dequantize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(terms int32, weights)`` of one document: weights = impacts / scale (float32), or the
+        raw impacts with ``dequantize=False``."""
+        doc_idx = int(doc_idx)
+        if not 0 <= doc_idx < self.num_docs:
+            raise IndexError(f"document index {doc_idx} out of range [0, {self.num_docs})")
+        offsets = self.arrays["forward_offsets"]
+        lo, hi = int(offsets[doc_idx]), int(offsets[doc_idx + 1])
+        terms = np.array(self.arrays["forward_terms"][lo:hi])
+        impacts = np.array(self.arrays["forward_impacts"][lo:hi])
+        return terms, (self._dequantize(impacts) if dequantize else impacts)
+
+    def iter_rows(self, dequantize: bool = True, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every document's ``(terms, weights)`` in index order, read a chunk of documents at a time."""
+        offsets = self.arrays["forward_offsets"]
+        for start in range(0, self.num_docs, chunk):
+            stop = min(start + chunk, self.num_docs)
+            bounds = np.array(offsets[start:stop + 1])
+            base = int(bounds[0])
+            terms = np.array(self.arrays["forward_terms"][base:int(bounds[-1])])
+            impacts = np.array(self.arrays["forward_impacts"][base:int(bounds[-1])])
+            weights = self._dequantize(impacts) if dequantize else impacts
+            bounds -= base
+            for i in range(stop - start):
+                yield terms[bounds[i]:bounds[i + 1]], weights[bounds[i]:bounds[i + 1]]
+
+    def forward_matrix(self, dequantize: bool = False) -> sp.csr_matrix:
+        """The forward index as an ``N × V`` CSR matrix (impacts, or weights with ``dequantize``)."""
+        data = self.arrays["forward_impacts"]
+        data = self._dequantize(np.asarray(data)) if dequantize else data
+        return sp.csr_matrix((data, self.arrays["forward_terms"], self.arrays["forward_offsets"]),
+                             shape=(self.num_docs, self.vocab_size), copy=False)
+
+    def _dequantize(self, impacts: np.ndarray) -> np.ndarray:
+        return (impacts.astype(np.float64) / self.scale).astype(np.float32)
+
+    # -- search -------------------------------------------------------------------------------------
+    def search(self, q_terms, q_weights=None, k: int = 10, mode: str = "exact", allow=None,
+               **knobs) -> tuple[list[str], np.ndarray]:
+        """Top-``k`` documents for one query: ``(external ids, float32 scores)``, best first.
+
+        ``q_terms`` are term ids (or term strings, or a ``{term: weight}`` dict with no
+        ``q_weights``); terms absent from the index are ignored, so a query with none left returns
+        empty results. ``mode``: ``"exact"`` (term-at-a-time), ``"pruned"`` (exact top-k with
+        block-max dynamic pruning) or ``"approx"`` (needs ``approx/``; knobs ``query_cut``,
+        ``heap_factor`` or ``preset``). ``allow`` restricts results to some documents: a boolean /
+        uint8 mask over documents, or a sequence of document indices or external ids.
+        """
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
+        terms, weights = self._prepare_query(q_terms, q_weights)
+        if k <= 0 or not len(terms):
+            return [], np.zeros(0, dtype=np.float32)
+        mask = self._allow_mask(allow)
+        kernels = _kernels()
+        a = self.arrays
+        if mode == "exact":
+            _no_knobs(mode, knobs)
+            idx, scores = kernels.search_taat(a["postings_offsets"], a["postings_docs"], a["postings_impacts"],
+                                              self.num_docs, terms, weights, int(k), mask)
+        elif mode == "pruned":
+            _no_knobs(mode, knobs)
+            idx, scores = kernels.search_pruned(
+                a["postings_offsets"], a["postings_docs"], a["postings_impacts"], a["block_offsets"],
+                a["block_last_doc"], a["block_max"], self.num_docs, terms, weights, int(k), mask)
+        else:
+            approx_module, resolved = self._approx_knobs(knobs)
+            idx, scores = approx_module.search_approx(
+                self.approx, a["forward_offsets"], a["forward_terms"], a["forward_impacts"], self.num_docs,
+                terms, weights, int(k), resolved["query_cut"], resolved["heap_factor"], mask)
+        idx = np.asarray(idx)
+        keep = idx >= 0
+        idx, scores = idx[keep], np.asarray(scores)[keep]
+        doc_ids = self.doc_ids
+        return [doc_ids[i] for i in idx.tolist()], (scores / np.float32(self.scale)).astype(np.float32)
+
+    def search_batch(self, queries, k: int = 10, mode: str = "exact", allow=None, threads: int | None = None,
+                     **knobs) -> tuple[list[list[str]], list[np.ndarray]]:
+        """Top-``k`` for many queries at once (parallel kernels): per query, ids and float32 scores.
+
+        ``queries``: a ``Q × V`` scipy sparse matrix, or a sequence of ``(terms, weights)`` pairs or
+        ``{term: weight}`` dicts. ``allow``: one filter (as in :meth:`search`) for every query, or
+        ``None``.
+        """
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
+        if sp.issparse(queries):
+            queries = sp.csr_matrix(queries)
+            pairs = [(queries.indices[queries.indptr[i]:queries.indptr[i + 1]],
+                      queries.data[queries.indptr[i]:queries.indptr[i + 1]]) for i in range(queries.shape[0])]
+        else:
+            pairs = [(q, None) if isinstance(q, dict) else q for q in queries]
+        prepared = [self._prepare_query(t, w) for t, w in pairs]
+        q_indptr = np.zeros(len(prepared) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t, _ in prepared], out=q_indptr[1:])
+        q_terms = np.concatenate([t for t, _ in prepared] or [np.zeros(0, np.int32)]).astype(np.int32)
+        q_weights = np.concatenate([w for _, w in prepared] or [np.zeros(0, np.float32)]).astype(np.float32)
+        if allow is None:
+            allow_indptr, allow_docs = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
+        else:
+            docs = np.flatnonzero(self._allow_mask(allow)).astype(np.int32)
+            allow_indptr = np.arange(len(prepared) + 1, dtype=np.int64) * len(docs)
+            allow_docs = np.tile(docs, len(prepared))
+        if k <= 0 or not len(prepared):
+            return [[] for _ in prepared], [np.zeros(0, np.float32) for _ in prepared]
+        arrays = dict(self.arrays)
+        extra = {}
+        if mode == "approx":
+            _, resolved = self._approx_knobs(knobs)
+            arrays.update(self.approx)
+            extra = resolved
+        else:
+            _no_knobs(mode, knobs)
+        idx, scores = _kernels().search_batch(_BATCH_METHODS[mode], arrays, q_indptr, q_terms, q_weights, int(k),
+                                              allow_indptr, allow_docs, int(threads or os.cpu_count() or 1), **extra)
+        doc_ids = self.doc_ids
+        out_ids, out_scores = [], []
+        for row_idx, row_scores in zip(np.asarray(idx), np.asarray(scores)):
+            keep = row_idx >= 0
+            out_ids.append([doc_ids[i] for i in row_idx[keep].tolist()])
+            out_scores.append((row_scores[keep] / np.float32(self.scale)).astype(np.float32))
+        return out_ids, out_scores
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _prepare_query(self, q_terms, q_weights) -> tuple[np.ndarray, np.ndarray]:
+        """Term ids (int32, ascending, unique, present in the index) and their summed float32 weights."""
+        if isinstance(q_terms, dict):
+            if q_weights is not None:
+                raise TypeError("pass either a {term: weight} dict or terms and weights")
+            q_terms, q_weights = list(q_terms.keys()), list(q_terms.values())
+        terms = list(q_terms) if not isinstance(q_terms, np.ndarray) else q_terms
+        if q_weights is None:
+            weights = np.ones(len(terms), dtype=np.float64)
+        else:
+            weights = np.asarray(q_weights, dtype=np.float64).reshape(-1)
+        if len(weights) != len(terms):
+            raise ValueError(f"{len(terms)} query terms but {len(weights)} weights")
+        if len(terms) and isinstance(terms[0], str):
+            lookup = self.term_ids
+            ids = np.array([lookup.get(t, -1) for t in terms], dtype=np.int64)
+        else:
+            ids = np.asarray(terms, dtype=np.int64).reshape(-1)
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ValueError("query weights must be finite and non-negative")
+        keep = (ids >= 0) & (ids < self.vocab_size) & (weights > 0)
+        ids, weights = ids[keep], weights[keep]
+        if len(ids):
+            ids, inverse = np.unique(ids, return_inverse=True)
+            weights = np.bincount(inverse, weights=weights, minlength=len(ids))
+            present = self.df()[ids] > 0
+            ids, weights = ids[present], weights[present]
+        return ids.astype(np.int32), weights.astype(np.float32)
+
+    def _allow_mask(self, allow) -> np.ndarray:
+        """``allow`` as the kernels' uint8 mask; an empty array means no filter."""
+        if allow is None:
+            return np.zeros(0, dtype=np.uint8)
+        if isinstance(allow, np.ndarray) and allow.dtype in (np.bool_, np.uint8) and allow.shape == (self.num_docs,):
+            return allow.astype(np.uint8, copy=False)
+        items = list(allow)
+        mask = np.zeros(self.num_docs, dtype=np.uint8)
+        if items and isinstance(items[0], str):
+            positions = []
+            for doc_id in items:
+                try:
+                    positions.append(self.doc_index(doc_id))
+                except KeyError:
+                    continue
+            items = positions
+        if items:
+            positions = np.asarray(items, dtype=np.int64)
+            if positions.min() < 0 or positions.max() >= self.num_docs:
+                raise ValueError(f"allow holds a document index outside [0, {self.num_docs})")
+            mask[positions] = 1
+        return mask
+
+    def _approx_knobs(self, knobs: dict):
+        if not self.approx:
+            raise HeronError(f"{self.path}: this index has no approximate-search structures; "
+                             f"rebuild it with approx parameters or search with mode='exact'")
+        module = importlib.import_module("heron.indexing.inverted.approx")
+        if not hasattr(module, "search_approx"):  # the search side may live with the other kernels
+            module = _kernels()
+        knobs = dict(knobs)
+        preset = knobs.pop("preset", None)
+        resolved = {}
+        if preset is not None:
+            if preset not in module.PRESETS:
+                raise HeronError(f"unknown approximate-search preset {preset!r}; "
+                                 f"choose one of {sorted(module.PRESETS)}")
+            resolved.update(module.PRESETS[preset])
+        resolved.update(knobs)
+        missing = {"query_cut", "heap_factor"} - set(resolved)
+        if missing:
+            raise TypeError(f"approx search needs {sorted(missing)} (or preset=...)")
+        return module, resolved
+
+
+def _kernels():
+    return importlib.import_module("heron.indexing.inverted.kernels")
+
+
+def _no_knobs(mode: str, knobs: dict) -> None:
+    if knobs:
+        raise TypeError(f"mode={mode!r} takes no knobs, got {sorted(knobs)}")
+
+
+def _load(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise HeronError(f"{path}: unreadable array ({exc}); rebuild the index") from None
+
+
+def open_index(path: str | os.PathLike, verify: bool = False) -> InvertedIndex:
+    """Shorthand for :meth:`InvertedIndex.open`."""
+    return InvertedIndex.open(path, verify=verify)
+
+
+__all__: Sequence[str] = ("InvertedIndex", "open_index")

@@ -1,0 +1,175 @@
+"""Encoded sparse vectors on disk, in shards: what encoders write and index builders read.
+
+A shard directory holds::
+
+    shards.json            {"format": "heron-sparse-shards", "version": 1, "vocab_size", "num_docs",
+                            "complete": bool, "meta": {...encoder description...},
+                            "shards": [{"file", "num_docs", "nnz", "sha256"}, ...]}
+    shard-00000.npz        arrays: indptr (int64), indices (int32), data (float32), doc_ids (unicode)
+
+Every shard is a CSR block of rows (documents) over the encoder's vocabulary. Shards are written
+whole (temp file, then rename) and recorded in ``shards.json`` after they are on disk, so an
+interrupted encoding keeps every finished shard and :meth:`SparseShardWriter.resume` continues after
+them. Nothing is pickled: ``np.load(..., allow_pickle=False)`` reads every array.
+
+Example::
+
+    >>> import scipy.sparse as sp, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with SparseShardWriter(d, vocab_size=5, meta={"encoder": "toy"}) as w:
+    ...     w.add(["a", "b"], sp.csr_matrix([[0, 1.5, 0, 0, 0], [2.0, 0, 0, 0, 0]]))
+    >>> [ids for ids, _ in iter_shards(d)]
+    [['a', 'b']]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from heron.errors import HeronError
+
+SHARDS_FORMAT = "heron-sparse-shards"
+SHARDS_VERSION = 1
+MANIFEST = "shards.json"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+class SparseShardWriter:
+    """Append CSR blocks of encoded documents; each ``add`` becomes one shard file."""
+
+    def __init__(self, directory: str | Path, vocab_size: int, meta: dict | None = None):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.manifest = {
+            "format": SHARDS_FORMAT, "version": SHARDS_VERSION, "vocab_size": int(vocab_size),
+            "num_docs": 0, "complete": False, "meta": meta or {}, "shards": [],
+        }
+        _write_json_atomic(self.directory / MANIFEST, self.manifest)
+
+    @classmethod
+    def resume(cls, directory: str | Path, vocab_size: int, meta: dict | None = None) -> SparseShardWriter:
+        """Reopen an interrupted shard directory (same encoder) or start a new one.
+
+        Shards listed in the manifest and intact on disk are kept; ``num_docs`` tells the caller how
+        many leading documents to skip.
+        """
+        directory = Path(directory)
+        path = directory / MANIFEST
+        if not path.is_file():
+            return cls(directory, vocab_size, meta)
+        manifest = read_manifest(directory)
+        if manifest["vocab_size"] != vocab_size or manifest["meta"] != (meta or {}):
+            raise HeronError(f"{path}: shards were written by another encoder configuration; "
+                             f"use a new output directory")
+        writer = cls.__new__(cls)
+        writer.directory = directory
+        kept = []
+        for shard in manifest["shards"]:
+            file = directory / shard["file"]
+            if not file.is_file() or sha256_file(file) != shard["sha256"]:
+                break
+            kept.append(shard)
+        manifest["shards"] = kept
+        manifest["num_docs"] = sum(s["num_docs"] for s in kept)
+        manifest["complete"] = False
+        writer.manifest = manifest
+        _write_json_atomic(path, manifest)
+        return writer
+
+    @property
+    def num_docs(self) -> int:
+        return self.manifest["num_docs"]
+
+    def add(self, doc_ids: Sequence[str], matrix: sp.csr_matrix) -> None:
+        matrix = sp.csr_matrix(matrix)
+        if matrix.shape[0] != len(doc_ids):
+            raise ValueError(f"{matrix.shape[0]} rows for {len(doc_ids)} doc ids")
+        if matrix.shape[1] != self.manifest["vocab_size"]:
+            raise ValueError(f"matrix has {matrix.shape[1]} columns, vocabulary has {self.manifest['vocab_size']}")
+        matrix.sum_duplicates()
+        matrix.sort_indices()
+        name = f"shard-{len(self.manifest['shards']):05d}.npz"
+        final = self.directory / name
+        tmp = self.directory / f".{name}.tmp.npz"
+        np.savez(tmp, indptr=matrix.indptr.astype(np.int64), indices=matrix.indices.astype(np.int32),
+                 data=matrix.data.astype(np.float32), doc_ids=np.asarray(list(doc_ids), dtype=str))
+        os.replace(tmp, final)
+        self.manifest["shards"].append(
+            {"file": name, "num_docs": len(doc_ids), "nnz": int(matrix.nnz), "sha256": sha256_file(final)}
+        )
+        self.manifest["num_docs"] += len(doc_ids)
+        _write_json_atomic(self.directory / MANIFEST, self.manifest)
+
+    def close(self) -> None:
+        self.manifest["complete"] = True
+        _write_json_atomic(self.directory / MANIFEST, self.manifest)
+
+    def __enter__(self) -> SparseShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+
+def read_manifest(directory: str | Path) -> dict:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise HeronError(f"{path}: no shard manifest (not an encoded-shards directory)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise HeronError(f"{path}: corrupt manifest ({exc.msg})") from None
+    if manifest.get("format") != SHARDS_FORMAT:
+        raise HeronError(f"{path}: not a heron shard manifest")
+    if manifest.get("version") != SHARDS_VERSION:
+        raise HeronError(f"{path}: shard format version {manifest.get('version')} is not supported "
+                         f"(this heron reads version {SHARDS_VERSION})")
+    return manifest
+
+
+def load_shard(path: str | Path) -> tuple[list[str], tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+    """One shard: its doc ids, its CSR arrays ``(indptr, indices, data)`` and its row count."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            indptr, indices, data = arrays["indptr"], arrays["indices"], arrays["data"]
+            ids = arrays["doc_ids"].tolist()
+    except (OSError, ValueError, KeyError) as exc:
+        raise HeronError(f"{path}: unreadable shard ({exc})") from None
+    return ids, (indptr, indices, data), len(ids)
+
+
+def iter_shards(directory: str | Path, verify: bool = True) -> Iterator[tuple[list[str], sp.csr_matrix]]:
+    """Yield ``(doc_ids, csr_matrix)`` per shard in order; checksums are verified by default."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    width = manifest["vocab_size"]
+    for shard in manifest["shards"]:
+        path = directory / shard["file"]
+        if not path.is_file():
+            raise HeronError(f"{path}: shard listed in {MANIFEST} is missing")
+        if verify and sha256_file(path) != shard["sha256"]:
+            raise HeronError(f"{path}: checksum mismatch (the shard is corrupt; re-encode)")
+        ids, (indptr, indices, data), n = load_shard(path)
+        yield ids, sp.csr_matrix((data, indices, indptr), shape=(n, width))
