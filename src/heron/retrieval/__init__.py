@@ -38,4 +38,4 @@ def get_retriever(name: str, **options) -> Retriever:
     return entry[0](**options)
 
 
-__all__ = ["Retriever", "Run", "RETRIEVERS", "get_retriever"]
+__all__ = ["RETRIEVERS", "Retriever", "Run", "get_retriever"]

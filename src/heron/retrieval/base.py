@@ -25,7 +25,7 @@ class Retriever(ABC):
     name: str = "retriever"
 
     @abstractmethod
-    def retrieve(self, dataset: "Dataset", queries: dict[str, str], k: int = 1000) -> Run:
+    def retrieve(self, dataset: Dataset, queries: dict[str, str], k: int = 1000) -> Run:
         """Return the top ``k`` documents of ``dataset`` for each query, as ``{qid: {docid: score}}``."""
 
     def describe(self) -> dict:

@@ -72,7 +72,7 @@ class BM25Encoder:
         self._lengths = np.zeros(0, dtype=np.int64)
 
     # -- fitting ---------------------------------------------------------------------------------
-    def fit(self, texts: Iterable[str]) -> "BM25Encoder":
+    def fit(self, texts: Iterable[str]) -> BM25Encoder:
         """Analyse every document once; keep term frequencies, lengths and document frequencies."""
         vocab: dict[str, int] = {}
         indptr, indices, counts, lengths = [0], [], [], []
@@ -145,7 +145,7 @@ class BM25Encoder:
         np.save(directory / "bm25_df.npy", self.df)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "BM25Encoder":
+    def load(cls, directory: str | Path) -> BM25Encoder:
         directory = Path(directory)
         meta = json.loads((directory / "bm25.json").read_text())
         enc = cls(k1=meta["k1"], b=meta["b"], lucene_norms=meta["lucene_norms"])
