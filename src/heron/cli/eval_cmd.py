@@ -28,7 +28,17 @@ def eval_command(
     dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="BEIR name (resolved via $HERON_DATA, "
                                                "the cache, then download) or a dataset folder; repeatable.")],
     retriever: Annotated[list[str], typer.Option("--retriever", "-r", help="Retriever name; repeatable. Known: "
-                                                 + ", ".join(RETRIEVERS) + ".")] = ["bm25"],  # noqa: B006
+                                                 + ", ".join(RETRIEVERS) + " (default: bm25 when no --index)."
+                                                 )] = None,
+    index: Annotated[list[Path] | None, typer.Option("--index", "-i", help="Index directory from heron "
+                                                     "build-index, searched with its own query encoder; "
+                                                     "repeatable.")] = None,
+    mode: Annotated[str, typer.Option(help="Index search: exact (pruned, exact top-k), taat (exhaustive) "
+                                      "or approx.")] = "exact",
+    preset: Annotated[str | None, typer.Option(help="Approximate-search preset (--mode approx).")] = None,
+    query_cut: Annotated[int | None, typer.Option(help="Approximate: query terms kept.")] = None,
+    heap_factor: Annotated[float | None, typer.Option(help="Approximate: block skip factor (0, 1].")] = None,
+    threads: Annotated[int | None, typer.Option(help="Search threads (default: all cores).")] = None,
     split: Annotated[str, typer.Option(help="Qrels split to evaluate on.")] = "test",
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=10000, help="Documents retrieved per query.")] = 1000,
     metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metrics to show; repeatable. "
@@ -46,9 +56,18 @@ def eval_command(
     With two or more retrievers, each is compared with the first by a paired t-test and a Wilcoxon
     signed-rank test over per-query nDCG@10.
 
-    Example: heron eval --dataset scifact --retriever bm25 --retriever bm25-lucene
+    Examples:
+      heron eval --dataset scifact --retriever bm25 --retriever bm25-lucene
+      heron eval --dataset scifact --index indexes/scifact-splade-tiny --mode approx --preset recall95
     """
     metrics = _check_metrics(metric or DEFAULT_METRICS)
+    retriever = list(retriever or ([] if index else ["bm25"]))
+    indexes = []
+    if index:
+        from heron.retrieval.sparse import open_retriever
+
+        indexes = [open_retriever(p, mode=mode, threads=threads, preset=preset, query_cut=query_cut,
+                                  heap_factor=heap_factor) for p in index]
     for name in retriever:  # validate every name before any slow work
         if name not in RETRIEVERS:
             raise HeronError(f"unknown retriever '{name}' (known: {', '.join(RETRIEVERS)})")
@@ -58,9 +77,10 @@ def eval_command(
         ds = load_dataset(ds_name, remove_self_hits=self_hits)
         queries, qrels = ds.queries(split), ds.qrels(split)
         per_ret = []
-        for name in retriever:
-            opts = {"k1": k1, "b": b} if name.startswith("bm25") else {}
-            ret = get_retriever(name, **opts)
+        chosen = [(name, None) for name in retriever] + [(ix.describe()["name"], ix) for ix in indexes]
+        for name, ret in chosen:
+            if ret is None:
+                ret = get_retriever(name, **({"k1": k1, "b": b} if name.startswith("bm25") else {}))
             start = time.perf_counter()
             run = ret.retrieve(ds, queries, k=k)
             seconds = time.perf_counter() - start

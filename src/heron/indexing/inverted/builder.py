@@ -99,6 +99,7 @@ def build_inverted_index(
     block_size: int = 64,
     approx: dict | None = None,
     encoder_dir: str | os.PathLike | None = None,
+    docstore_dir: str | os.PathLike | None = None,
     resume: bool = True,
     progress: bool = True,
 ) -> Path:
@@ -107,7 +108,8 @@ def build_inverted_index(
     ``vocab`` names the columns (term id → term); ``encoder`` is a JSON dict describing what made the
     vectors; ``quantization`` is ``"uint8"`` or ``"uint16"``; ``scale`` defaults to
     ``(2**bits - 1) / max_weight``; ``approx`` (parameters for ``approx.build_approx``) adds the
-    approximate-search structures; ``encoder_dir`` is copied into the index as ``encoder/``.
+    approximate-search structures; ``encoder_dir`` is copied into the index as ``encoder/`` (the
+    query encoder) and ``docstore_dir`` as ``docstore/`` (titles and text for display).
     Returns the index path.
     """
     started = time.monotonic()
@@ -122,6 +124,8 @@ def build_inverted_index(
         raise HeronError(f"block_size must be a positive integer, not {block_size!r}")
     if encoder_dir is not None and not Path(encoder_dir).is_dir():
         raise HeronError(f"{encoder_dir}: encoder directory does not exist")
+    if docstore_dir is not None and not Path(docstore_dir).is_dir():
+        raise HeronError(f"{docstore_dir}: docstore directory does not exist")
 
     output = Path(output_dir).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +174,7 @@ def build_inverted_index(
             ctx.blocks()
         if state["stage"] == "approx":
             ctx.approx(approx or {})
-        ctx.finalize(vocab, encoder, approx, encoder_dir, started, resumed)
+        ctx.finalize(vocab, encoder, approx, encoder_dir, started, resumed, docstore_dir)
         _publish(build, output)
         report.line(f"index written to {output} ({state['num_docs']:,} docs, {state['nnz']:,} postings, "
                     f"{time.monotonic() - started:.1f} s)")
@@ -548,9 +552,9 @@ class _Build:
         self.checkpoint(stage="finalize")
 
     def finalize(self, vocab: list[str], encoder: dict, approx: dict | None, encoder_dir, started: float,
-                 resumed: bool) -> None:
+                 resumed: bool, docstore_dir=None) -> None:
         state, root = self.state, self.dir
-        for name in (*_SCRATCH[1:], fmt.ENCODER_DIR, fmt.MANIFEST_FILE):
+        for name in (*_SCRATCH[1:], fmt.ENCODER_DIR, fmt.DOCSTORE_DIR, fmt.MANIFEST_FILE):
             target = root / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -561,6 +565,8 @@ class _Build:
         (root / fmt.VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
         if encoder_dir is not None:
             shutil.copytree(encoder_dir, root / fmt.ENCODER_DIR, symlinks=False)
+        if docstore_dir is not None:
+            shutil.copytree(docstore_dir, root / fmt.DOCSTORE_DIR, symlinks=False)
         self.report.line("checksumming and syncing the index files")
         rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                       if p.is_file() and p.relative_to(root).as_posix() != PROGRESS_FILE)
@@ -580,6 +586,7 @@ class _Build:
             "block_max": {"block_size": self.block_size, "num_blocks": state["num_blocks"]},
             "encoder": encoder,
             "encoder_dir": fmt.ENCODER_DIR if encoder_dir is not None else None,
+            "docstore_dir": fmt.DOCSTORE_DIR if docstore_dir is not None else None,
             "approx": {"params": approx, "arrays": approx_arrays} if approx else None,
             "build": {
                 "time": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -41,6 +41,7 @@ MANIFEST_FILE = "manifest.json"
 VOCAB_FILE = "vocab.json"
 DOC_IDS_FILE = "doc_ids.txt"
 ENCODER_DIR = "encoder"
+DOCSTORE_DIR = "docstore"
 APPROX_DIR = "approx"
 
 IMPACT_DTYPES = {"uint8": np.dtype(np.uint8), "uint16": np.dtype(np.uint16)}

@@ -132,6 +132,11 @@ class InvertedIndex:
         return self.path / name if name else None
 
     @property
+    def docstore_dir(self) -> Path | None:
+        name = self.manifest.get("docstore_dir")
+        return self.path / name if name else None
+
+    @property
     def doc_ids(self) -> list[str]:
         """External document ids, index order (read on first use)."""
         if self._doc_ids is None:

@@ -1,0 +1,29 @@
+"""Encoders: text → sparse or dense vectors.
+
+- :mod:`~heron.retrieval.encoders.analyzer`: Lucene-like English analysis (tokens, stop words, Porter).
+- :mod:`~heron.retrieval.encoders.bm25`: BM25 document weights and query term counts.
+- :mod:`~heron.retrieval.encoders.splade`: SPLADE (masked-LM max pooling), and its inference-free
+  IDF query mode.
+
+An index stores its query encoder in ``encoder/``; :func:`load_query_encoder` brings it back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from heron.errors import HeronError
+
+
+def load_query_encoder(info: dict, directory: str | Path):
+    """The query encoder an index was built with: an object with ``encode_queries(texts) -> csr``."""
+    kind = info.get("type")
+    if kind == "bm25":
+        from heron.retrieval.encoders.bm25 import BM25Encoder
+
+        return BM25Encoder.load(directory)
+    if kind == "splade":
+        from heron.retrieval.encoders.splade import load_query_encoder as load_splade
+
+        return load_splade(directory)
+    raise HeronError(f"{directory}: unknown encoder type {kind!r} in the index manifest")

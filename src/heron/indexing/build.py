@@ -1,0 +1,174 @@
+"""``heron build-index``: dataset → encoder → shards on disk → inverted index, in one call.
+
+The configuration is a pydantic model, read from YAML (``configs/*.yaml``) or built from CLI flags::
+
+    dataset: scifact
+    output: indexes/scifact-splade-tiny
+    encoder:
+      type: splade                 # splade | bm25
+      model: splade-tiny           # alias, Hugging Face id or folder
+      query_mode: model            # model | idf (inference-free queries)
+      doc_max_length: 256
+    quantization: uint8
+    approx: {}                     # add Seismic-style approximate structures (default parameters)
+
+Encoded shards stream to ``<output>.shards/`` (resumable: an interrupted build picks up after the last
+complete shard) and are removed once the index is published. The index carries its query encoder
+(``encoder/``) and a small document store (``docstore/``) for showing titles.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from heron.errors import HeronError
+from heron.indexing.docstore import write_docstore
+from heron.indexing.inverted import build_inverted_index
+
+
+class EncoderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["splade", "bm25"] = "splade"
+    model: str = Field("splade-tiny", description="document model (splade): alias, HF id or folder")
+    query_model: str | None = Field(None, description="separate query model (efficient SPLADE)")
+    query_mode: Literal["model", "idf"] = Field("model", description="idf: inference-free queries")
+    doc_max_length: int = Field(256, ge=8, le=8192)
+    query_max_length: int = Field(64, ge=4, le=8192)
+    doc_top_k: int | None = Field(None, ge=1, description="keep only the k largest weights per document")
+    query_top_k: int | None = Field(None, ge=1)
+    batch_size: int = Field(32, ge=1)
+    threads: int | None = Field(None, ge=1)
+    device: str = "auto"
+    k1: float = Field(0.9, gt=0)
+    b: float = Field(0.4, ge=0, le=1)
+
+
+class IndexConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    output: Path
+    encoder: EncoderConfig = EncoderConfig()
+    quantization: Literal["uint8", "uint16"] | None = Field(
+        None, description="impact type; default uint8 for splade, uint16 for bm25")
+    scale: float | None = Field(None, gt=0)
+    block_size: int = Field(64, ge=1)
+    approx: dict | None = Field(None, description="parameters of the approximate structures ({} = defaults)")
+    shard_docs: int = Field(8192, ge=1, description="documents per encoded shard")
+
+
+def load_config(path: str | Path, **overrides) -> IndexConfig:
+    """An :class:`IndexConfig` from a YAML file, with non-None ``overrides`` applied on top."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise HeronError(f"{path}: config file does not exist") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise HeronError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise HeronError(f"{path}: expected a mapping at the top level")
+    encoder_overrides = overrides.pop("encoder", None) or {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    if encoder_overrides:
+        raw["encoder"] = {**(raw.get("encoder") or {}), **{k: v for k, v in encoder_overrides.items()
+                                                           if v is not None}}
+    return make_config(raw, source=str(path))
+
+
+def make_config(raw: dict, source: str = "build-index") -> IndexConfig:
+    try:
+        return IndexConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "config"
+        raise HeronError(f"{source}: field {field!r}: {first['msg']}") from None
+
+
+def build_index(config: IndexConfig, progress: bool = True) -> Path:
+    """Encode ``config.dataset`` and build the inverted index at ``config.output``; returns its path."""
+    from heron.eval import load_dataset
+
+    dataset = load_dataset(config.dataset)
+    output = Path(config.output).absolute()
+    enc = config.encoder
+    source = {"name": dataset.name, "fingerprint": dataset.fingerprint(), "num_docs": None}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.aux-") as aux:
+        aux = Path(aux)
+        docstore = aux / "docstore"
+        source["num_docs"] = write_docstore(docstore, ((d.id, d.title, d.text) for d in dataset.iter_corpus()))
+        if enc.type == "bm25":
+            return _build_bm25(config, dataset, source, output, aux, docstore, progress)
+        return _build_splade(config, dataset, source, output, aux, docstore, progress)
+
+
+def _build_bm25(config, dataset, source, output, aux, docstore, progress) -> Path:
+    from heron.retrieval.encoders.bm25 import BM25Encoder
+
+    enc = config.encoder
+    doc_ids: list[str] = []
+
+    def texts():
+        for doc in dataset.iter_corpus():
+            doc_ids.append(doc.id)
+            yield doc.contents
+
+    encoder = BM25Encoder(enc.k1, enc.b).fit(texts())
+    encoder.save(aux / "encoder")
+    vocab = sorted(encoder.vocab, key=encoder.vocab.__getitem__)
+    matrix = encoder.document_vectors()
+    step = config.shard_docs
+    chunks = ((doc_ids[i:i + step], matrix[i:i + step]) for i in range(0, len(doc_ids), step))
+    info = {"type": "bm25", "name": "bm25", "k1": enc.k1, "b": enc.b, "lucene_norms": True,
+            "analyzer": encoder.analyzer.describe(), "dataset": source}
+    return build_inverted_index(chunks, output, vocab=vocab, encoder=info,
+                                quantization=config.quantization or "uint16", scale=config.scale,
+                                block_size=config.block_size, approx=config.approx, encoder_dir=aux / "encoder",
+                                docstore_dir=docstore, progress=progress)
+
+
+def _build_splade(config, dataset, source, output, aux, docstore, progress) -> Path:
+    from heron.indexing.shards import SparseShardWriter
+    from heron.retrieval.encoders import splade
+
+    enc = config.encoder
+    encoder = splade.SpladeEncoder(
+        enc.model, query_model=enc.query_model, query_mode=enc.query_mode, doc_max_length=enc.doc_max_length,
+        query_max_length=enc.query_max_length, doc_top_k=enc.doc_top_k, query_top_k=enc.query_top_k,
+        batch_size=enc.batch_size, threads=enc.threads, device=enc.device)
+    shards_dir = output.with_name(output.name + ".shards")
+    meta = {"encoder": encoder.describe(), "dataset": source}
+    writer = SparseShardWriter.resume(shards_dir, len(encoder.vocab), meta=meta)
+    splade.encode_to_shards(encoder, ((d.id, d.contents) for d in dataset.iter_corpus()), writer,
+                            chunk_size=config.shard_docs, progress=progress)
+    if enc.query_mode == "idf":
+        encoder.fit_idf(_document_frequencies(shards_dir, len(encoder.vocab)), writer.num_docs)
+    encoder.save(aux / "encoder")
+    info = {**encoder.describe(), "type": "splade", "dataset": source}
+    info.setdefault("name", f"splade-{Path(enc.model).name}" + ("-idf" if enc.query_mode == "idf" else ""))
+    path = build_inverted_index(shards_dir, output, vocab=list(encoder.vocab), encoder=info,
+                                quantization=config.quantization or "uint8", scale=config.scale,
+                                block_size=config.block_size, approx=config.approx, encoder_dir=aux / "encoder",
+                                docstore_dir=docstore, progress=progress)
+    shutil.rmtree(shards_dir, ignore_errors=True)
+    return path
+
+
+def _document_frequencies(shards_dir: Path, vocab_size: int) -> np.ndarray:
+    from heron.indexing.shards import iter_shards
+
+    df = np.zeros(vocab_size, dtype=np.int64)
+    for _, matrix in iter_shards(shards_dir):
+        df += np.bincount(matrix.indices, minlength=vocab_size)
+    return df

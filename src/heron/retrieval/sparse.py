@@ -1,0 +1,98 @@
+"""Search one of heron's inverted indexes with the query encoder stored inside it.
+
+An index built by ``heron build-index`` carries its query encoder in ``encoder/`` (BM25 statistics,
+a SPLADE query model, or an IDF table for inference-free SPLADE), so searching needs nothing but the
+index folder.
+
+Example::
+
+    >>> from heron.retrieval.sparse import SparseIndexRetriever
+    >>> retriever = SparseIndexRetriever("indexes/scifact-splade")          # doctest: +SKIP
+    >>> retriever.search(["coffee and cancer"], k=3)                          # doctest: +SKIP
+    [(['4983', '1145', '8843'], array([15.2, 12.9, 12.1], dtype=float32))]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from heron.errors import HeronError
+from heron.indexing.inverted import InvertedIndex
+from heron.retrieval.base import Retriever, Run
+from heron.retrieval.encoders import load_query_encoder
+
+MODES = ("exact", "pruned", "approx")
+
+
+class SparseIndexRetriever(Retriever):
+    """``heron eval --index DIR``: queries encoded by the index's own encoder, searched by its kernels.
+
+    ``mode``: ``exact`` (dynamically pruned exact top-k, the default), ``taat`` (exhaustive
+    term-at-a-time, the baseline), or ``approx`` (needs an index built with approximate structures;
+    ``preset`` or ``query_cut`` / ``heap_factor``).
+    """
+
+    def __init__(self, index: str | os.PathLike | InvertedIndex, mode: str = "exact", threads: int | None = None,
+                 **knobs):
+        self.index = index if isinstance(index, InvertedIndex) else InvertedIndex.open(index)
+        if mode not in ("exact", "taat", "approx"):
+            raise HeronError(f"unknown search mode {mode!r} (choose exact, taat or approx)")
+        self.mode = mode
+        self.threads = threads or os.cpu_count() or 1
+        self.knobs = {key: value for key, value in knobs.items() if value is not None}
+        if mode != "approx" and self.knobs:
+            raise HeronError(f"{', '.join(sorted(self.knobs))}: only meaningful with --mode approx")
+        if mode == "approx" and not self.knobs:
+            self.knobs = {"preset": "recall95"}
+        if self.index.encoder_dir is None:
+            raise HeronError(f"{self.index.path}: the index holds no query encoder (encoder/); "
+                             f"build it with heron build-index")
+        self.encoder = load_query_encoder(self.index.encoder, self.index.encoder_dir)
+        self.name = str(self.index.encoder.get("name") or self.index.path.name)
+
+    def describe(self) -> dict:
+        info = {"name": self.name if self.mode == "exact" else f"{self.name}-{self.mode}",
+                "index": str(self.index.path), "mode": self.mode, "encoder": self.index.encoder}
+        if self.knobs:
+            info["knobs"] = self.knobs
+        return info
+
+    # -- searching ----------------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Query vectors in the index's term space."""
+        matrix = sp.csr_matrix(self.encoder.encode_queries(list(texts)))
+        if matrix.shape[1] != self.index.vocab_size:
+            raise HeronError(f"{self.index.path}: the query encoder emits {matrix.shape[1]} dimensions, "
+                             f"the index has {self.index.vocab_size} terms")
+        return matrix
+
+    def search(self, texts: Sequence[str], k: int = 10) -> list[tuple[list[str], np.ndarray]]:
+        """Top-``k`` ``(doc ids, scores)`` per query text; a query that encodes to nothing gets none."""
+        queries = self.encode(texts)
+        kernel_mode = {"exact": "pruned", "taat": "exact", "approx": "approx"}[self.mode]
+        ids, scores = self.index.search_batch(queries, k=k, mode=kernel_mode, threads=self.threads, **self.knobs)
+        return list(zip(ids, scores))
+
+    def retrieve(self, dataset, queries: dict[str, str], k: int = 1000) -> Run:
+        self._check_dataset(dataset)
+        qids = list(queries)
+        results = self.search([queries[q] for q in qids], k=k)
+        return {qid: dict(zip(ids, map(float, scores))) for qid, (ids, scores) in zip(qids, results)}
+
+    def _check_dataset(self, dataset) -> None:
+        built_from = self.index.encoder.get("dataset") or {}
+        fingerprint = built_from.get("fingerprint")
+        if fingerprint and fingerprint != dataset.fingerprint():
+            raise HeronError(f"{self.index.path}: built from dataset {built_from.get('name')!r} "
+                             f"({fingerprint[:12]}), not from {dataset.name!r} ({dataset.fingerprint()[:12]})")
+
+
+def open_retriever(path: str | os.PathLike, **options) -> SparseIndexRetriever:
+    if not Path(path).is_dir():
+        raise HeronError(f"{path}: index directory does not exist")
+    return SparseIndexRetriever(path, **options)
