@@ -102,3 +102,85 @@ def test_build_index_config_errors(tmp_path):
     one_line_error(heron("build-index", "--dataset", "scifact"), "--dataset and --output")
     one_line_error(heron("build-index", "--dataset", "scifact", "--encoder", "nope", "-o", str(tmp_path / "i")),
                    "encoder.type")
+
+
+# -- SPLADE (splade-tiny, fetched by the setup) on a slice of SciFact --------------------------------------
+@pytest.fixture(scope="module")
+def scifact_slice(tmp_path_factory, scifact):
+    """A small BEIR folder: the judged documents of 15 test queries plus 100 others, and those queries."""
+    pytest.importorskip("transformers")
+    from heron.models import resolve_model
+
+    try:
+        resolve_model("splade-tiny")
+    except Exception as exc:  # the setup fetches it; without it these tests cannot run
+        pytest.skip(f"splade-tiny unavailable: {exc}")
+    root = tmp_path_factory.mktemp("slice") / "scifact-slice"
+    (root / "qrels").mkdir(parents=True)
+    qrels = scifact.qrels("test")
+    qids = sorted(qrels)[:15]
+    wanted = {d for q in qids for d in qrels[q]}
+    docs, others = [], 0
+    for doc in scifact.iter_corpus():
+        if doc.id in wanted or others < 100:
+            others += doc.id not in wanted
+            docs.append({"_id": doc.id, "title": doc.title, "text": doc.text[:600]})
+    with open(root / "corpus.jsonl", "w") as out:
+        out.writelines(json.dumps(d) + "\n" for d in docs)
+    queries = scifact.queries("test")
+    with open(root / "queries.jsonl", "w") as out:
+        out.writelines(json.dumps({"_id": q, "text": queries[q]}) + "\n" for q in qids)
+    with open(root / "qrels" / "test.tsv", "w") as out:
+        out.write("query-id\tcorpus-id\tscore\n")
+        out.writelines(f"{q}\t{d}\t{r}\n" for q in qids for d, r in qrels[q].items())
+    return root
+
+
+def test_splade_index_end_to_end(scifact_slice, tmp_path):
+    from heron.eval import load_dataset
+
+    path = tmp_path / "splade"
+    config = tmp_path / "splade.yaml"
+    config.write_text(f"dataset: {scifact_slice}\noutput: {path}\nencoder:\n  type: splade\n  model: splade-tiny\n"
+                      f"  doc_max_length: 128\napprox: {{}}\n")
+    proc = heron("build-index", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert not path.with_name(path.name + ".shards").exists()  # scratch shards removed after publishing
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["encoder"]["type"] == "splade" and manifest["quantization"]["dtype"] == "uint8"
+
+    ds = load_dataset(str(scifact_slice))
+    texts = list(ds.queries("test").values())
+    retriever = SparseIndexRetriever(path)
+    got, want = retriever.search(texts, k=10), brute_force_top(retriever, texts, 10)
+    for (_, g_scores), (_, w_scores) in zip(got, want):
+        assert np.allclose(g_scores, w_scores, rtol=1e-5, atol=1e-6)
+    approx = SparseIndexRetriever(path, mode="approx", query_cut=1000, heap_factor=1.0)
+    assert all(len(ids) > 0 for ids, _ in approx.search(texts, k=10))
+
+    proc = heron("eval", "--dataset", str(scifact_slice), "--index", str(path), "--results-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(next((tmp_path / "r").glob("*/*/metrics.json")).read_text())
+    assert record["num_queries"] == 15 and record["mean"]["ndcg@10"] > 0.5  # judged docs are in a 130-doc pool
+    proc = heron("query", "--index", str(path), "-k", "3", texts[0])
+    assert proc.returncode == 0 and "rank" in proc.stdout, proc.stderr
+
+
+def test_inference_free_splade_index(scifact_slice, tmp_path):
+    path = tmp_path / "splade-idf"
+    proc = heron("build-index", "--dataset", str(scifact_slice), "--encoder", "splade", "--query-mode", "idf",
+                 "--doc-max-length", "128", "--output", str(path))
+    assert proc.returncode == 0, proc.stderr
+    retriever = SparseIndexRetriever(path)
+    assert retriever.index.encoder["query_mode"] == "idf" and retriever.name.endswith("-idf")
+    queries = retriever.encode(["cancer risk of coffee", "the"])
+    df = retriever.index.df()
+    # inference-free: every query weight is the IDF of a token, and only tokens the corpus holds count
+    row = queries[0]
+    known = df[row.indices] > 0
+    assert known.sum() >= 3
+    n = retriever.index.num_docs
+    assert np.allclose(row.data[known], np.log(n / (1 + df[row.indices[known]])), rtol=1e-5)
+    got = retriever.search(["cancer risk of coffee"], k=10)
+    want = brute_force_top(retriever, ["cancer risk of coffee"], 10)
+    assert np.allclose(got[0][1], want[0][1], rtol=1e-5)

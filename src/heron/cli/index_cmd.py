@@ -30,14 +30,26 @@ def build_index_command(
     quantization: Annotated[str | None, typer.Option(help="Impact type: uint8 or uint16.")] = None,
     approx: Annotated[bool | None, typer.Option("--approx/--no-approx",
                                                 help="Add the approximate-search structures.")] = None,
+    from_index: Annotated[Path | None, typer.Option(help="Rebuild from this index's stored vectors (no "
+                                                    "re-encoding), e.g. to add --approx.")] = None,
 ) -> None:
     """Encode a dataset's corpus and build heron's inverted index (atomic, resumable).
 
     Examples:
       heron build-index configs/scifact-splade-tiny.yaml
       heron build-index --dataset scifact --encoder bm25 --output indexes/scifact-bm25
+      heron build-index --from-index indexes/scifact-bm25 --approx --output indexes/scifact-bm25-approx
     """
-    from heron.indexing.build import build_index, load_config, make_config
+    from heron.indexing.build import build_index, load_config, make_config, reindex
+
+    if from_index is not None:
+        if output is None:
+            raise HeronError("--from-index needs --output")
+        if not from_index.is_dir():
+            raise HeronError(f"{from_index}: index directory does not exist")
+        path = reindex(from_index, output, approx={} if approx else None)
+        console.print(f"index ready: {path}", soft_wrap=True)
+        return
 
     encoder_fields = {"type": encoder, "model": model, "query_model": query_model, "query_mode": query_mode,
                       "doc_max_length": doc_max_length, "doc_top_k": doc_top_k, "batch_size": batch_size,

@@ -62,7 +62,7 @@ class IndexConfig(BaseModel):
     scale: float | None = Field(None, gt=0)
     block_size: int = Field(64, ge=1)
     approx: dict | None = Field(None, description="parameters of the approximate structures ({} = defaults)")
-    shard_docs: int = Field(8192, ge=1, description="documents per encoded shard")
+    shard_docs: int = Field(1024, ge=1, description="documents per encoded shard (and progress step)")
 
 
 def load_config(path: str | Path, **overrides) -> IndexConfig:
@@ -144,20 +144,20 @@ def _build_splade(config, dataset, source, output, aux, docstore, progress) -> P
 
     enc = config.encoder
     encoder = splade.SpladeEncoder(
-        enc.model, query_model=enc.query_model, query_mode=enc.query_mode, doc_max_length=enc.doc_max_length,
+        enc.model, query_model=enc.query_model, doc_max_length=enc.doc_max_length,
         query_max_length=enc.query_max_length, doc_top_k=enc.doc_top_k, query_top_k=enc.query_top_k,
         batch_size=enc.batch_size, threads=enc.threads, device=enc.device)
     shards_dir = output.with_name(output.name + ".shards")
     meta = {"encoder": encoder.describe(), "dataset": source}
-    writer = SparseShardWriter.resume(shards_dir, len(encoder.vocab), meta=meta)
+    writer = SparseShardWriter.resume(shards_dir, encoder.vocab_size, meta=meta)
     splade.encode_to_shards(encoder, ((d.id, d.contents) for d in dataset.iter_corpus()), writer,
                             chunk_size=config.shard_docs, progress=progress)
     if enc.query_mode == "idf":
-        encoder.fit_idf(_document_frequencies(shards_dir, len(encoder.vocab)), writer.num_docs)
+        encoder.fit_idf_queries(_document_frequencies(shards_dir, encoder.vocab_size), writer.num_docs)
     encoder.save(aux / "encoder")
-    info = {**encoder.describe(), "type": "splade", "dataset": source}
-    info.setdefault("name", f"splade-{Path(enc.model).name}" + ("-idf" if enc.query_mode == "idf" else ""))
-    path = build_inverted_index(shards_dir, output, vocab=list(encoder.vocab), encoder=info,
+    name = Path(enc.model).name + ("-idf" if enc.query_mode == "idf" else "")
+    info = {**encoder.describe(), "name": name, "dataset": source}
+    path = build_inverted_index(shards_dir, output, vocab=list(encoder.vocabulary), encoder=info,
                                 quantization=config.quantization or "uint8", scale=config.scale,
                                 block_size=config.block_size, approx=config.approx, encoder_dir=aux / "encoder",
                                 docstore_dir=docstore, progress=progress)
@@ -172,3 +172,28 @@ def _document_frequencies(shards_dir: Path, vocab_size: int) -> np.ndarray:
     for _, matrix in iter_shards(shards_dir):
         df += np.bincount(matrix.indices, minlength=vocab_size)
     return df
+
+
+def reindex(source: str | Path, output: str | Path, *, approx: dict | None = None, block_size: int | None = None,
+            progress: bool = True, chunk_docs: int = 65536) -> Path:
+    """Rebuild an index from another one's stored vectors (no re-encoding), e.g. to add ``approx``.
+
+    The impacts are carried over exactly: the new index reuses the source's quantisation scale and type.
+    """
+    from heron.indexing.inverted import InvertedIndex
+
+    index = InvertedIndex.open(source, verify=True)
+    scale, dtype = index.scale, index.manifest["quantization"]["dtype"]
+    doc_ids = index.doc_ids
+    forward = index.forward_matrix(dequantize=False)
+
+    def chunks():
+        for start in range(0, index.num_docs, chunk_docs):
+            block = forward[start:start + chunk_docs].astype(np.float64)
+            block.data = (block.data + 0.25) / scale  # re-quantises to the same integers
+            yield doc_ids[start:start + chunk_docs], block
+
+    return build_inverted_index(
+        chunks(), output, vocab=index.vocab, encoder=index.encoder, quantization=dtype, scale=scale,
+        block_size=block_size or index.block_size, approx=approx, encoder_dir=index.encoder_dir,
+        docstore_dir=index.docstore_dir, progress=progress)

@@ -56,7 +56,12 @@ class SparseIndexRetriever(Retriever):
         self.name = str(self.index.encoder.get("name") or self.index.path.name)
 
     def describe(self) -> dict:
-        info = {"name": self.name if self.mode == "exact" else f"{self.name}-{self.mode}",
+        name = self.name if self.mode == "exact" else f"{self.name}-{self.mode}"
+        if "preset" in self.knobs:
+            name += f"-{self.knobs['preset']}"
+        elif self.knobs:
+            name += "".join(f"-{key}{value}" for key, value in sorted(self.knobs.items()))
+        info = {"name": name,
                 "index": str(self.index.path), "mode": self.mode, "encoder": self.index.encoder}
         if self.knobs:
             info["knobs"] = self.knobs

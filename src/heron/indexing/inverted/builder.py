@@ -173,7 +173,7 @@ def build_inverted_index(
         if state["stage"] == "blocks":
             ctx.blocks()
         if state["stage"] == "approx":
-            ctx.approx(approx or {})
+            ctx.approx(approx)
         ctx.finalize(vocab, encoder, approx, encoder_dir, started, resumed, docstore_dir)
         _publish(build, output)
         report.line(f"index written to {output} ({state['num_docs']:,} docs, {state['nnz']:,} postings, "
@@ -520,11 +520,11 @@ class _Build:
             self.report.tick(f"block maxima: {term:,}/{size:,} terms")
         self.checkpoint(stage="approx", num_blocks=total)
 
-    def approx(self, params: dict) -> None:
+    def approx(self, params: dict | None) -> None:
         target = self.dir / fmt.APPROX_DIR
         if target.exists():
             shutil.rmtree(target)
-        if params:
+        if params is not None:  # {} = the default parameters
             try:
                 module = importlib.import_module("heron.indexing.inverted.approx")
             except ModuleNotFoundError as exc:
@@ -587,7 +587,7 @@ class _Build:
             "encoder": encoder,
             "encoder_dir": fmt.ENCODER_DIR if encoder_dir is not None else None,
             "docstore_dir": fmt.DOCSTORE_DIR if docstore_dir is not None else None,
-            "approx": {"params": approx, "arrays": approx_arrays} if approx else None,
+            "approx": {"params": approx, "arrays": approx_arrays} if approx is not None else None,
             "build": {
                 "time": datetime.now(UTC).isoformat(timespec="seconds"),
                 "seconds": round(time.monotonic() - started, 3),

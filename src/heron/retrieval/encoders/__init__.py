@@ -23,7 +23,7 @@ def load_query_encoder(info: dict, directory: str | Path):
 
         return BM25Encoder.load(directory)
     if kind == "splade":
-        from heron.retrieval.encoders.splade import load_query_encoder as load_splade
+        from heron.retrieval.encoders.splade import SpladeEncoder
 
-        return load_splade(directory)
+        return SpladeEncoder.load(directory)
     raise HeronError(f"{directory}: unknown encoder type {kind!r} in the index manifest")
