@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from heron.checksums import sha256_file
 from heron.errors import HeronError
 from heron.settings import cache_dir, offline
 
@@ -272,14 +272,6 @@ def _publish(staging: Path, target: Path) -> None:
 
 
 # -- manifests and checksums ------------------------------------------------------------------------
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_manifest(folder: Path, info: dict) -> None:
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):

@@ -24,7 +24,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -33,19 +32,12 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from heron.checksums import sha256_file
 from heron.errors import HeronError
 
 SHARDS_FORMAT = "heron-sparse-shards"
 SHARDS_VERSION = 1
 MANIFEST = "shards.json"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:

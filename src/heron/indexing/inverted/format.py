@@ -25,13 +25,13 @@ weight, so a score ``sum(q_w * impact) / scale`` approximates ``q . d``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from heron.checksums import sha256_file
 from heron.errors import HeronError
 
 FORMAT_NAME = "heron-inverted-index"
@@ -98,14 +98,6 @@ def quantize(weights: np.ndarray, scale: float, dtype: np.dtype) -> tuple[np.nda
 
 
 # -- files ------------------------------------------------------------------------------------------
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """``(shape, dtype, data offset)`` from a ``.npy`` header, without reading the data."""
     with open(path, "rb") as handle:
