@@ -26,10 +26,10 @@ def assert_one_line_error(proc, *fragments):
 def test_help_is_complete():
     out = heron("--help")
     assert out.returncode == 0
-    for cmd in ("eval", "compare", "models"):
+    for cmd in ("build-index", "query", "eval", "compare", "models"):
         assert cmd in out.stdout
     for sub in (["eval", "--help"], ["compare", "--help"], ["models", "--help"], ["models", "fetch", "--help"],
-                ["models", "list", "--help"]):
+                ["models", "list", "--help"], ["build-index", "--help"], ["query", "--help"]):
         proc = heron(*sub)
         assert proc.returncode == 0 and "Usage" in proc.stdout, sub
 
