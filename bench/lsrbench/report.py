@@ -232,6 +232,7 @@ def plot(results: dict, path: Path) -> Path | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return None
     names = list(results["datasets"])
@@ -262,10 +263,12 @@ def plot(results: dict, path: Path) -> Path | None:
             marker = "^" if cfg["label"].startswith("heron-approx-") else "s"
             ax.scatter([m["mean_ms"]], [m["recall"]], marker=marker, s=30, label=cfg["label"])
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("mean latency per query, ms (1 thread, k = 10)")
         ax.set_ylabel("recall@10 against exact")
         ax.set_title(name)
-        ax.set_ylim(max(0.0, ax.get_ylim()[0]), 1.005)
+        ax.set_ylim(max(0.0, ax.get_ylim()[0]), 1.01)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
