@@ -57,7 +57,7 @@ ARRAY_NAMES = ("list_blocks", "block_doc_offsets", "block_docs", "summary_offset
 # against exact search there: recall90 0.92, recall95 0.96, recall99 0.99 (heap_factor > 1 also visits
 # blocks whose summary score is a little below the threshold: energy-pruned summaries underestimate).
 # Recall depends on the data and the build (n_postings, summary_energy): re-check on your own collection.
-# Measured elsewhere (docs/BENCHMARKS.md): on splade-tiny SciFact / NFCorpus about 0.96-1.0, but on the
+# Measured (docs/BENCHMARKS.md): recall@10 on splade-tiny SciFact / NFCorpus 0.95-1.0, but on the
 # df-calibrated synthetic SPLADE corpus of bench/ (100k docs, ~250 non-zeros, ~33-term queries) only
 # 0.59 / 0.65 / 0.73 — the presets are not yet calibrated for such data.
 PRESETS: dict[str, dict[str, float | int]] = {
