@@ -29,3 +29,40 @@ def nfcorpus():
     from heron.eval import load_dataset
 
     return load_dataset("nfcorpus")
+
+
+def make_tiny_beir(root: Path, num_docs: int = 60, num_train: int = 30, num_test: int = 12) -> Path:
+    """A small BEIR folder cut from SciFact: each query is a document's title, relevant to that document.
+
+    Train queries come from the first documents and test queries from later ones, with distinct ids.
+    """
+    import json
+
+    from heron.eval import load_dataset
+
+    src = load_dataset("scifact")
+    docs = []
+    for doc in src.iter_corpus():
+        if doc.title:
+            docs.append(doc)
+        if len(docs) == num_docs:
+            break
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "qrels").mkdir(exist_ok=True)
+    with open(root / "corpus.jsonl", "w") as f:
+        for d in docs:
+            f.write(json.dumps({"_id": d.id, "title": "", "text": d.text}) + "\n")
+    with open(root / "queries.jsonl", "w") as f:
+        for i, d in enumerate(docs[:num_train + num_test]):
+            f.write(json.dumps({"_id": f"q{i}", "text": d.title}) + "\n")
+    for split, rows in (("train", range(num_train)), ("test", range(num_train, num_train + num_test))):
+        with open(root / "qrels" / f"{split}.tsv", "w") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            for i in rows:
+                f.write(f"q{i}\t{docs[i].id}\t1\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_beir(tmp_path_factory):
+    return make_tiny_beir(tmp_path_factory.mktemp("tiny") / "tiny")

@@ -14,7 +14,7 @@ from heron.errors import HeronError
 from heron.eval import evaluate, load_dataset, paired_test, read_trec_run, remove_self_hits
 from heron.eval.metrics import DEFAULT_METRICS, METRICS
 from heron.eval.report import print_table, results_table, save_result, significance_table
-from heron.retrieval import RETRIEVERS, get_retriever
+from heron.retrieval import RETRIEVERS, check_retriever_spec, get_retriever
 
 
 def _check_metrics(metrics: list[str]) -> list[str]:
@@ -28,8 +28,9 @@ def eval_command(
     dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="BEIR name (resolved via $HERON_DATA, "
                                                "the cache, then download) or a dataset folder; repeatable.")],
     retriever: Annotated[list[str], typer.Option("--retriever", "-r", help="Retriever name; repeatable. Known: "
-                                                 + ", ".join(RETRIEVERS) + " (default: bm25 when no --index)."
-                                                 )] = None,
+                                                 + ", ".join(RETRIEVERS) + ", or an index directory; join "
+                                                 "members with '+' to fuse them (splade+dense). Default: bm25 "
+                                                 "when no --index.")] = None,
     index: Annotated[list[Path] | None, typer.Option("--index", "-i", help="Index directory from heron "
                                                      "build-index, searched with its own query encoder; "
                                                      "repeatable.")] = None,
@@ -39,6 +40,15 @@ def eval_command(
     query_cut: Annotated[int | None, typer.Option(help="Approximate: query terms kept.")] = None,
     heap_factor: Annotated[float | None, typer.Option(help="Approximate: block skip factor (0, 1].")] = None,
     threads: Annotated[int | None, typer.Option(help="Search threads (default: all cores).")] = None,
+    ef_search: Annotated[int | None, typer.Option(help="FAISS HNSW: candidate list size at search.")] = None,
+    nprobe: Annotated[int | None, typer.Option(help="FAISS IVF: lists searched.")] = None,
+    truncate_dims: Annotated[int | None, typer.Option(help="FAISS index: score by the first N dimensions of the "
+                                                      "stored vectors, re-normalised (Matryoshka-style "
+                                                      "baseline).")] = None,
+    fusion: Annotated[str, typer.Option(help="How '+' retrievers are fused: rrf or linear (min-max).")] = "rrf",
+    fusion_weight: Annotated[list[float] | None, typer.Option(help="Weight of each fused member, in order; "
+                                                              "repeatable (default: equal).")] = None,
+    rrf_k: Annotated[float, typer.Option(help="RRF constant k.")] = 60.0,
     engine: Annotated[str, typer.Option(help="Serve --index with heron's kernels (heron) or with a Lucene "
                                         "impact index built from it (lucene; needs the lucene extra).")] = "heron",
     split: Annotated[str, typer.Option(help="Qrels split to evaluate on.")] = "test",
@@ -61,25 +71,30 @@ def eval_command(
     Examples:
       heron eval --dataset scifact --retriever bm25 --retriever bm25-lucene
       heron eval --dataset scifact --index indexes/scifact-splade-tiny --mode approx --preset recall95
+      heron eval --dataset scifact --retriever bm25+splade+dense --fusion rrf
+      heron eval --dataset scifact --index indexes/scifact-minilm-flat --truncate-dims 32
     """
     metrics = _check_metrics(metric or DEFAULT_METRICS)
     retriever = list(retriever or ([] if index else ["bm25"]))
     indexes = []
+    if fusion not in ("rrf", "linear"):
+        raise HeronError(f"unknown fusion {fusion!r} (choose rrf or linear)")
     if index:
-        from heron.retrieval.sparse import open_retriever
+        from heron.retrieval import open_index_retriever
 
         if engine == "lucene":
             from heron.retrieval.lucene_impact import LuceneImpactRetriever
 
             indexes = [LuceneImpactRetriever(p, threads=threads) for p in index]
         elif engine == "heron":
-            indexes = [open_retriever(p, mode=mode, threads=threads, preset=preset, query_cut=query_cut,
-                                      heap_factor=heap_factor) for p in index]
+            indexes = [open_index_retriever(p, mode=None if mode == "exact" else mode, threads=threads,
+                                            preset=preset, query_cut=query_cut, heap_factor=heap_factor,
+                                            ef_search=ef_search, nprobe=nprobe, truncate_dims=truncate_dims)
+                       for p in index]
         else:
             raise HeronError(f"unknown engine {engine!r} (choose heron or lucene)")
     for name in retriever:  # validate every name before any slow work
-        if name not in RETRIEVERS:
-            raise HeronError(f"unknown retriever '{name}' (known: {', '.join(RETRIEVERS)})")
+        check_retriever_spec(name)
     command = "heron " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     rows, tests = [], []
     for ds_name in dataset:
@@ -89,7 +104,8 @@ def eval_command(
         chosen = [(name, None) for name in retriever] + [(ix.describe()["name"], ix) for ix in indexes]
         for name, ret in chosen:
             if ret is None:
-                ret = get_retriever(name, **({"k1": k1, "b": b} if name.startswith("bm25") else {}))
+                ret = get_retriever(name, fusion=fusion, fusion_weights=fusion_weight or None, rrf_k=rrf_k,
+                                    depth=max(k, 1000), k1=k1, b=b)
             start = time.perf_counter()
             run = ret.retrieve(ds, queries, k=k)
             seconds = time.perf_counter() - start

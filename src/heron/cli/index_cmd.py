@@ -18,8 +18,9 @@ def build_index_command(
     config: Annotated[Path | None, typer.Argument(help="YAML config (see configs/); flags override its fields.")]
     = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="BEIR name or dataset folder.")] = None,
-    encoder: Annotated[str | None, typer.Option(help="Encoder type: splade or bm25.")] = None,
-    model: Annotated[str | None, typer.Option(help="SPLADE document model: alias, HF id or folder.")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder type: splade, bm25, dense or csr.")] = None,
+    model: Annotated[str | None, typer.Option(help="splade / dense: alias, HF id or folder; csr: a checkpoint "
+                                              "folder from heron train csr.")] = None,
     query_model: Annotated[str | None, typer.Option(help="Separate SPLADE query model.")] = None,
     query_mode: Annotated[str | None, typer.Option(help="model, or idf for inference-free queries.")] = None,
     doc_max_length: Annotated[int | None, typer.Option(help="Document max tokens.")] = None,
@@ -30,6 +31,9 @@ def build_index_command(
     quantization: Annotated[str | None, typer.Option(help="Impact type: uint8 or uint16.")] = None,
     approx: Annotated[bool | None, typer.Option("--approx/--no-approx",
                                                 help="Add the approximate-search structures.")] = None,
+    faiss: Annotated[str | None, typer.Option(help="dense: FAISS type (flat, hnsw, ivf-flat, ivf-pq, sq8).")] = None,
+    k: Annotated[int | None, typer.Option("--k", help="csr: active latents per vector (default: the "
+                                          "checkpoint's).")] = None,
     from_index: Annotated[Path | None, typer.Option(help="Rebuild from this index's stored vectors (no "
                                                     "re-encoding), e.g. to add --approx.")] = None,
 ) -> None:
@@ -39,6 +43,8 @@ def build_index_command(
       heron build-index configs/scifact-splade-tiny.yaml
       heron build-index --dataset scifact --encoder bm25 --output indexes/scifact-bm25
       heron build-index --from-index indexes/scifact-bm25 --approx --output indexes/scifact-bm25-approx
+      heron build-index --dataset scifact --encoder dense --model minilm --faiss hnsw -o indexes/scifact-minilm-hnsw
+      heron build-index --dataset scifact --encoder csr --model checkpoints/scifact-csr-k32 -o indexes/scifact-csr
     """
     from heron.indexing.build import build_index, load_config, make_config, reindex
 
@@ -53,10 +59,12 @@ def build_index_command(
 
     encoder_fields = {"type": encoder, "model": model, "query_model": query_model, "query_mode": query_mode,
                       "doc_max_length": doc_max_length, "doc_top_k": doc_top_k, "batch_size": batch_size,
-                      "threads": threads}
+                      "threads": threads, "k": k}
     top = {"dataset": dataset, "output": output, "quantization": quantization}
     if approx is not None:
         top["approx"] = {} if approx else None
+    if faiss is not None:
+        top["faiss"] = {"type": faiss}
     if config is not None:
         cfg = load_config(config, encoder=encoder_fields, **top)
         if approx is False:
@@ -85,11 +93,12 @@ def query_command(
     Example: heron query --index indexes/scifact-splade-tiny "does coffee cause cancer"
     """
     from heron.indexing.docstore import DocStore
-    from heron.retrieval.sparse import open_retriever
+    from heron.retrieval import open_index_retriever
 
     if not text.strip():
         raise HeronError("the query is empty; give some text to search for")
-    retriever = open_retriever(index, mode=mode, preset=preset, query_cut=query_cut, heap_factor=heap_factor)
+    retriever = open_index_retriever(index, mode=None if mode == "exact" else mode, preset=preset,
+                                     query_cut=query_cut, heap_factor=heap_factor)
     (ids, scores), = retriever.search([text], k=k)
     store = DocStore(retriever.index.docstore_dir) if retriever.index.docstore_dir else None
     table = Table(title=f"{text!r} — {retriever.name}, {mode}")

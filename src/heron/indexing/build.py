@@ -12,6 +12,16 @@ The configuration is a pydantic model, read from YAML (``configs/*.yaml``) or bu
     quantization: uint8
     approx: {}                     # add Seismic-style approximate structures (default parameters)
 
+Dense (FAISS) and CSR (inverted index over sparse autoencoder codes)::
+
+    encoder: {type: dense, model: minilm}
+    faiss: {type: hnsw, m: 32, ef_construction: 200, ef_search: 128}   # flat | hnsw | ivf-flat | ivf-pq | sq8
+
+    encoder: {type: csr, model: checkpoints/scifact-csr-k32}          # a heron train csr checkpoint
+
+Dense and CSR builds read the corpus embeddings from heron's embedding cache
+(:mod:`heron.retrieval.encoders.cache`), encoding them only the first time.
+
 Encoded shards stream to ``<output>.shards/`` (resumable: an interrupted build picks up after the last
 complete shard) and are removed once the index is published. The index carries its query encoder
 (``encoder/``) and a small document store (``docstore/``) for showing titles.
@@ -36,8 +46,9 @@ from heron.indexing.inverted import build_inverted_index
 class EncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["splade", "bm25"] = "splade"
-    model: str = Field("splade-tiny", description="document model (splade): alias, HF id or folder")
+    type: Literal["splade", "bm25", "dense", "csr"] = "splade"
+    model: str | None = Field(None, description="splade / dense: alias, HF id or folder (default splade-tiny / "
+                              "minilm); csr: a checkpoint folder from heron train csr")
     query_model: str | None = Field(None, description="separate query model (efficient SPLADE)")
     query_mode: Literal["model", "idf"] = Field("model", description="idf: inference-free queries")
     doc_max_length: int = Field(256, ge=8, le=8192)
@@ -49,6 +60,27 @@ class EncoderConfig(BaseModel):
     device: str = "auto"
     k1: float = Field(0.9, gt=0)
     b: float = Field(0.4, ge=0, le=1)
+    k: int | None = Field(None, ge=1, description="csr: active latents per vector (default: the checkpoint's)")
+    max_length: int | None = Field(None, ge=4, le=8192, description="dense: max tokens (default: the model's)")
+
+
+class FaissConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["flat", "hnsw", "ivf-flat", "ivf-pq", "sq8"] = "flat"
+    m: int | None = Field(None, ge=2, description="hnsw: links per node (32)")
+    ef_construction: int | None = Field(None, ge=1, description="hnsw (200)")
+    ef_search: int | None = Field(None, ge=1, description="hnsw (128)")
+    nlist: int | None = Field(None, ge=1, description="ivf: lists (about 4 sqrt(N))")
+    nprobe: int | None = Field(None, ge=1, description="ivf: lists searched (16)")
+    pq_m: int | None = Field(None, ge=1, description="ivf-pq: sub-quantisers (dim / 8)")
+    pq_bits: int | None = Field(None, ge=1, le=16, description="ivf-pq: bits per code (8)")
+    train_size: int | None = Field(None, ge=1, description="vectors sampled to train (min(N, 100000))")
+    seed: int = 0
+    store_vectors: bool = Field(True, description="keep vectors.npy in the bundle (rescoring, truncation, PRF)")
+
+    def params(self) -> dict:
+        return {k: v for k, v in self.model_dump(exclude={"type", "store_vectors"}).items() if v is not None}
 
 
 class IndexConfig(BaseModel):
@@ -62,6 +94,7 @@ class IndexConfig(BaseModel):
     scale: float | None = Field(None, gt=0)
     block_size: int = Field(64, ge=1)
     approx: dict | None = Field(None, description="parameters of the approximate structures ({} = defaults)")
+    faiss: FaissConfig | None = Field(None, description="dense: the FAISS index (default flat)")
     shard_docs: int = Field(1024, ge=1, description="documents per encoded shard (and progress step)")
 
 
@@ -79,6 +112,9 @@ def load_config(path: str | Path, **overrides) -> IndexConfig:
     if not isinstance(raw, dict):
         raise HeronError(f"{path}: expected a mapping at the top level")
     encoder_overrides = overrides.pop("encoder", None) or {}
+    faiss_overrides = overrides.pop("faiss", None)
+    if faiss_overrides:
+        raw["faiss"] = {**(raw.get("faiss") or {}), **faiss_overrides}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     if encoder_overrides:
         raw["encoder"] = {**(raw.get("encoder") or {}), **{k: v for k, v in encoder_overrides.items()
@@ -110,6 +146,10 @@ def build_index(config: IndexConfig, progress: bool = True) -> Path:
         source["num_docs"] = write_docstore(docstore, ((d.id, d.title, d.text) for d in dataset.iter_corpus()))
         if enc.type == "bm25":
             return _build_bm25(config, dataset, source, output, aux, docstore, progress)
+        if enc.type == "dense":
+            return _build_dense(config, dataset, source, output, aux, docstore, progress)
+        if enc.type == "csr":
+            return _build_csr(config, dataset, source, output, aux, docstore, progress)
         return _build_splade(config, dataset, source, output, aux, docstore, progress)
 
 
@@ -144,7 +184,7 @@ def _build_splade(config, dataset, source, output, aux, docstore, progress) -> P
 
     enc = config.encoder
     encoder = splade.SpladeEncoder(
-        enc.model, query_model=enc.query_model, doc_max_length=enc.doc_max_length,
+        enc.model or "splade-tiny", query_model=enc.query_model, doc_max_length=enc.doc_max_length,
         query_max_length=enc.query_max_length, doc_top_k=enc.doc_top_k, query_top_k=enc.query_top_k,
         batch_size=enc.batch_size, threads=enc.threads, device=enc.device)
     shards_dir = output.with_name(output.name + ".shards")
@@ -155,7 +195,7 @@ def _build_splade(config, dataset, source, output, aux, docstore, progress) -> P
     if enc.query_mode == "idf":
         encoder.fit_idf_queries(_document_frequencies(shards_dir, encoder.vocab_size), writer.num_docs)
     encoder.save(aux / "encoder")
-    name = Path(enc.model).name + ("-idf" if enc.query_mode == "idf" else "")
+    name = Path(enc.model or "splade-tiny").name + ("-idf" if enc.query_mode == "idf" else "")
     info = {**encoder.describe(), "name": name, "dataset": source}
     path = build_inverted_index(shards_dir, output, vocab=list(encoder.vocabulary), encoder=info,
                                 quantization=config.quantization or "uint8", scale=config.scale,
@@ -163,6 +203,46 @@ def _build_splade(config, dataset, source, output, aux, docstore, progress) -> P
                                 docstore_dir=docstore, progress=progress)
     shutil.rmtree(shards_dir, ignore_errors=True)
     return path
+
+
+def _build_dense(config, dataset, source, output, aux, docstore, progress) -> Path:
+    from heron.indexing.faiss_index import build_faiss_index
+    from heron.retrieval.encoders.cache import ensure_corpus_embeddings
+    from heron.retrieval.encoders.dense import DenseEncoder
+
+    enc = config.encoder
+    if config.approx is not None or config.quantization is not None:
+        raise HeronError("approx and quantization apply to inverted indexes, not to dense (FAISS) ones")
+    encoder = DenseEncoder(enc.model or "minilm", max_length=enc.max_length, batch_size=enc.batch_size,
+                           threads=enc.threads, device=enc.device)
+    shards = ensure_corpus_embeddings(encoder, dataset, chunk_size=config.shard_docs, progress=progress)
+    encoder.save(aux / "encoder")
+    faiss_cfg = config.faiss or FaissConfig()
+    info = {**encoder.describe(), "name": Path(enc.model or "minilm").name, "dataset": source}
+    return build_faiss_index(shards, output, dim=encoder.dim, index_type=faiss_cfg.type, params=faiss_cfg.params(),
+                             encoder=info, encoder_dir=aux / "encoder", docstore_dir=docstore,
+                             store_vectors=faiss_cfg.store_vectors, progress=progress)
+
+
+def _build_csr(config, dataset, source, output, aux, docstore, progress) -> Path:
+    from heron.indexing.shards import iter_dense_shards
+    from heron.retrieval.encoders.cache import ensure_corpus_embeddings
+    from heron.retrieval.encoders.csr import CSREncoder
+
+    enc = config.encoder
+    if not enc.model:
+        raise HeronError("a csr index needs encoder.model: a checkpoint folder from heron train csr")
+    if config.faiss is not None:
+        raise HeronError("faiss applies to dense indexes; csr codes go to heron's inverted index")
+    encoder = CSREncoder(enc.model, k=enc.k, batch_size=enc.batch_size, threads=enc.threads, device=enc.device)
+    shards = ensure_corpus_embeddings(encoder.base, dataset, chunk_size=config.shard_docs, progress=progress)
+    encoder.save(aux / "encoder")
+    chunks = ((ids, encoder.codes(vectors)) for ids, vectors in iter_dense_shards(shards))
+    info = {**encoder.describe(), "name": f"csr-k{encoder.k}-{Path(enc.model).name}", "dataset": source}
+    return build_inverted_index(chunks, output, vocab=encoder.vocabulary, encoder=info,
+                                quantization=config.quantization or "uint8", scale=config.scale,
+                                block_size=config.block_size, approx=config.approx, encoder_dir=aux / "encoder",
+                                docstore_dir=docstore, progress=progress)
 
 
 def _document_frequencies(shards_dir: Path, vocab_size: int) -> np.ndarray:

@@ -7,6 +7,10 @@ A shard directory holds::
                             "shards": [{"file", "num_docs", "nnz", "sha256"}, ...]}
     shard-00000.npz        arrays: indptr (int64), indices (int32), data (float32), doc_ids (unicode)
 
+Dense encoders write the same layout (``"format": "heron-dense-shards"``, ``vocab_size`` = the
+dimension) with a ``vectors`` (float32, ``n × dim``) array instead of the CSR arrays:
+:class:`DenseShardWriter` and :func:`iter_dense_shards`.
+
 Every shard is a CSR block of rows (documents) over the encoder's vocabulary. Shards are written
 whole (temp file, then rename) and recorded in ``shards.json`` after they are on disk, so an
 interrupted encoding keeps every finished shard and :meth:`SparseShardWriter.resume` continues after
@@ -37,6 +41,7 @@ from heron.errors import HeronError
 
 SHARDS_FORMAT = "heron-sparse-shards"
 SHARDS_VERSION = 1
+DENSE_SHARDS_FORMAT = "heron-dense-shards"
 MANIFEST = "shards.json"
 
 
@@ -49,11 +54,13 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
 class SparseShardWriter:
     """Append CSR blocks of encoded documents; each ``add`` becomes one shard file."""
 
+    FORMAT = SHARDS_FORMAT
+
     def __init__(self, directory: str | Path, vocab_size: int, meta: dict | None = None):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.manifest = {
-            "format": SHARDS_FORMAT, "version": SHARDS_VERSION, "vocab_size": int(vocab_size),
+            "format": self.FORMAT, "version": SHARDS_VERSION, "vocab_size": int(vocab_size),
             "num_docs": 0, "complete": False, "meta": meta or {}, "shards": [],
         }
         _write_json_atomic(self.directory / MANIFEST, self.manifest)
@@ -69,7 +76,7 @@ class SparseShardWriter:
         path = directory / MANIFEST
         if not path.is_file():
             return cls(directory, vocab_size, meta)
-        manifest = read_manifest(directory)
+        manifest = read_manifest(directory, cls.FORMAT)
         if manifest["vocab_size"] != vocab_size or manifest["meta"] != (meta or {}):
             raise HeronError(f"{path}: shards were written by another encoder configuration; "
                              f"use a new output directory")
@@ -100,15 +107,18 @@ class SparseShardWriter:
             raise ValueError(f"matrix has {matrix.shape[1]} columns, vocabulary has {self.manifest['vocab_size']}")
         matrix.sum_duplicates()
         matrix.sort_indices()
+        self._write_shard(doc_ids, {"indptr": matrix.indptr.astype(np.int64),
+                                    "indices": matrix.indices.astype(np.int32),
+                                    "data": matrix.data.astype(np.float32)}, int(matrix.nnz))
+
+    def _write_shard(self, doc_ids: Sequence[str], arrays: dict, nnz: int) -> None:
         name = f"shard-{len(self.manifest['shards']):05d}.npz"
         final = self.directory / name
         tmp = self.directory / f".{name}.tmp.npz"
-        np.savez(tmp, indptr=matrix.indptr.astype(np.int64), indices=matrix.indices.astype(np.int32),
-                 data=matrix.data.astype(np.float32), doc_ids=np.asarray(list(doc_ids), dtype=str))
+        np.savez(tmp, doc_ids=np.asarray(list(doc_ids), dtype=str), **arrays)
         os.replace(tmp, final)
         self.manifest["shards"].append(
-            {"file": name, "num_docs": len(doc_ids), "nnz": int(matrix.nnz), "sha256": sha256_file(final)}
-        )
+            {"file": name, "num_docs": len(doc_ids), "nnz": nnz, "sha256": sha256_file(final)})
         self.manifest["num_docs"] += len(doc_ids)
         _write_json_atomic(self.directory / MANIFEST, self.manifest)
 
@@ -124,7 +134,42 @@ class SparseShardWriter:
             self.close()
 
 
-def read_manifest(directory: str | Path) -> dict:
+class DenseShardWriter(SparseShardWriter):
+    """The dense counterpart: each ``add`` of an ``n × dim`` float32 block becomes one shard file.
+
+    The manifest's ``vocab_size`` field holds the dimension; shards hold ``vectors`` and ``doc_ids``.
+    """
+
+    FORMAT = DENSE_SHARDS_FORMAT
+
+    def add(self, doc_ids: Sequence[str], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(doc_ids):
+            raise ValueError(f"{vectors.shape} vectors for {len(doc_ids)} doc ids")
+        if vectors.shape[1] != self.manifest["vocab_size"]:
+            raise ValueError(f"vectors have {vectors.shape[1]} dimensions, expected {self.manifest['vocab_size']}")
+        self._write_shard(doc_ids, {"vectors": vectors}, int(vectors.size))
+
+
+def iter_dense_shards(directory: str | Path, verify: bool = True) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Yield ``(doc_ids, float32 vectors)`` per dense shard in order; checksums verified by default."""
+    directory = Path(directory)
+    manifest = read_manifest(directory, DENSE_SHARDS_FORMAT)
+    for shard in manifest["shards"]:
+        path = directory / shard["file"]
+        if not path.is_file():
+            raise HeronError(f"{path}: shard listed in {MANIFEST} is missing")
+        if verify and sha256_file(path) != shard["sha256"]:
+            raise HeronError(f"{path}: checksum mismatch (the shard is corrupt; re-encode)")
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                ids, vectors = arrays["doc_ids"].tolist(), arrays["vectors"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise HeronError(f"{path}: unreadable shard ({exc})") from None
+        yield ids, vectors
+
+
+def read_manifest(directory: str | Path, expected: str = SHARDS_FORMAT) -> dict:
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise HeronError(f"{path}: no shard manifest (not an encoded-shards directory)")
@@ -132,7 +177,7 @@ def read_manifest(directory: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise HeronError(f"{path}: corrupt manifest ({exc.msg})") from None
-    if manifest.get("format") != SHARDS_FORMAT:
+    if manifest.get("format") != expected:
         raise HeronError(f"{path}: not a heron shard manifest")
     if manifest.get("version") != SHARDS_VERSION:
         raise HeronError(f"{path}: shard format version {manifest.get('version')} is not supported "

@@ -1,11 +1,20 @@
 """Retrieval: encoders turn text into vectors; retrievers turn queries into ranked runs.
 
-``get_retriever(name)`` gives the retriever behind ``heron eval --retriever NAME``.
+``get_retriever(spec)`` gives the retriever behind ``heron eval --retriever SPEC``:
+
+- a registered name (:data:`RETRIEVERS`): ``bm25``, ``bm25-lucene``, ``splade`` (splade-tiny on heron's
+  inverted index), ``dense`` (MiniLM on FAISS Flat); the index-backed ones build an index of the
+  dataset into heron's cache on first use;
+- a path to an index built by ``heron build-index`` (inverted or FAISS);
+- members joined by ``+`` (``splade+dense``, ``bm25+indexes/scifact-csr-k32``): their runs fused by
+  ``fusion`` (``rrf`` or ``linear``, :mod:`heron.retrieval.fusion`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from heron.errors import HeronError
 from heron.retrieval.base import Retriever, Run
@@ -23,19 +32,113 @@ def _bm25_lucene(**kw) -> Retriever:
     return LuceneBM25Retriever(**kw)
 
 
+class CachedIndexRetriever(Retriever):
+    """A named retriever backed by an index of the dataset that heron builds once into its cache."""
+
+    def __init__(self, name: str, config: dict, **options):
+        self.name, self.config, self.options = name, config, options
+        self._opened: dict[str, Retriever] = {}
+
+    def index_path(self, dataset) -> Path:
+        from heron.settings import cache_dir
+
+        return cache_dir() / "indexes" / f"{dataset.name}-{dataset.fingerprint()}" / self.name
+
+    def for_dataset(self, dataset) -> Retriever:
+        path = self.index_path(dataset)
+        if str(path) not in self._opened:
+            if not path.is_dir():
+                from heron.indexing.build import build_index, make_config
+
+                build_index(make_config({**self.config, "dataset": str(dataset.root), "output": str(path)}))
+            self._opened[str(path)] = open_index_retriever(path, **self.options)
+        return self._opened[str(path)]
+
+    def describe(self) -> dict:
+        return {"name": self.name, "index_config": self.config}
+
+    def retrieve(self, dataset, queries: dict[str, str], k: int = 1000) -> Run:
+        return self.for_dataset(dataset).retrieve(dataset, queries, k=k)
+
+
+def _cached(name: str, config: dict) -> Callable[..., Retriever]:
+    return lambda **options: CachedIndexRetriever(name, config, **options)
+
+
 #: retriever name → (factory, one-line description)
 RETRIEVERS: dict[str, tuple[Callable[..., Retriever], str]] = {
     "bm25": (_bm25, "native BM25 (Lucene formula, k1=0.9 b=0.4) as sparse vectors, scored with scipy"),
     "bm25-lucene": (_bm25_lucene, "Lucene BM25 through Pyserini (needs the `lucene` extra)"),
+    "splade": (_cached("splade", {"encoder": {"type": "splade", "model": "splade-tiny"}}),
+               "splade-tiny on heron's inverted index (exact), built into the cache on first use"),
+    "dense": (_cached("dense", {"encoder": {"type": "dense", "model": "minilm"}, "faiss": {"type": "flat"}}),
+              "all-MiniLM-L6-v2 on FAISS Flat (exact inner product), built into the cache on first use"),
 }
 
 
-def get_retriever(name: str, **options) -> Retriever:
-    """The retriever registered under ``name``; unknown names raise a one-line HeronError."""
+def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
+    """The retriever for an index directory: heron's inverted index or a FAISS bundle.
+
+    ``options`` go to the matching retriever (``mode``/``preset``/... for inverted indexes,
+    ``ef_search``/``nprobe``/``truncate_dims`` for FAISS); ``None`` values are ignored.
+    """
+    from heron.indexing.faiss_index import is_faiss_bundle
+
+    root = Path(path)
+    if not root.is_dir():
+        raise HeronError(f"{path}: index directory does not exist")
+    options = {k: v for k, v in options.items() if v is not None}
+    if is_faiss_bundle(root):
+        from heron.retrieval.dense import DenseIndexRetriever
+
+        allowed = {"ef_search", "nprobe", "truncate_dims", "threads", "device"}
+        extra = sorted(set(options) - allowed - {"mode"})
+        if extra or options.get("mode", "exact") != "exact":
+            raise HeronError(f"{path}: a FAISS index takes ef_search / nprobe / truncate_dims, not "
+                             f"{', '.join(extra) or 'mode ' + options['mode']}")
+        return DenseIndexRetriever(root, **{k: v for k, v in options.items() if k in allowed})
+    from heron.retrieval.sparse import SparseIndexRetriever
+
+    dense_only = sorted({"ef_search", "nprobe", "truncate_dims"} & set(options))
+    if dense_only:
+        raise HeronError(f"{path}: {', '.join(dense_only)} apply to FAISS indexes, this is an inverted index")
+    return SparseIndexRetriever(root, **options)
+
+
+def get_retriever(name: str, fusion: str = "rrf", fusion_weights=None, rrf_k: float = 60.0, depth: int = 1000,
+                  **options) -> Retriever:
+    """The retriever for ``name`` (a registered name, an index path, or ``a+b+…`` fused).
+
+    ``options`` go to every member that accepts them (BM25's ``k1``/``b``); unknown names raise a
+    one-line HeronError.
+    """
+    parts = [p.strip() for p in name.split("+")]
+    if len(parts) > 1:
+        if any(not p for p in parts):
+            raise HeronError(f"retriever '{name}': empty member in a '+' fusion")
+        from heron.retrieval.fusion import FusedRetriever
+
+        members = [get_retriever(p, **options) for p in parts]
+        return FusedRetriever(members, fusion, fusion_weights, rrf_k=rrf_k, depth=depth)
     entry = RETRIEVERS.get(name)
-    if entry is None:
-        raise HeronError(f"unknown retriever '{name}' (known: {', '.join(RETRIEVERS)})")
-    return entry[0](**options)
+    if entry is not None:
+        accepted = {"k1", "b"} if name.startswith("bm25") else set()
+        return entry[0](**{k: v for k, v in options.items() if k in accepted})
+    if Path(name).is_dir():
+        return open_index_retriever(name)
+    raise HeronError(f"unknown retriever '{name}' (known: {', '.join(RETRIEVERS)}, an index directory, "
+                     f"or members joined by '+')")
 
 
-__all__ = ["RETRIEVERS", "Retriever", "Run", "get_retriever"]
+def check_retriever_spec(name: str) -> None:
+    """Validate a ``--retriever`` value without building anything (every member must be known)."""
+    for part in name.split("+"):
+        part = part.strip()
+        if not part:
+            raise HeronError(f"retriever '{name}': empty member in a '+' fusion")
+        if part not in RETRIEVERS and not Path(part).is_dir():
+            raise HeronError(f"unknown retriever '{part}' (known: {', '.join(RETRIEVERS)}, an index directory, "
+                             f"or members joined by '+')")
+
+
+__all__ = ["RETRIEVERS", "Retriever", "Run", "check_retriever_spec", "get_retriever", "open_index_retriever"]

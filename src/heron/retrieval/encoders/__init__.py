@@ -4,6 +4,9 @@
 - :mod:`~heron.retrieval.encoders.bm25`: BM25 document weights and query term counts.
 - :mod:`~heron.retrieval.encoders.splade`: SPLADE (masked-LM max pooling), and its inference-free
   IDF query mode.
+- :mod:`~heron.retrieval.encoders.dense`: Hugging Face / sentence-transformers bi-encoders.
+- :mod:`~heron.retrieval.encoders.csr`: CSR sparse codes (TopK autoencoder over a dense encoder).
+- :mod:`~heron.retrieval.encoders.cache`: corpus embeddings computed once per model and dataset.
 
 An index stores its query encoder in ``encoder/``; :func:`load_query_encoder` brings it back.
 """
@@ -26,4 +29,8 @@ def load_query_encoder(info: dict, directory: str | Path):
         from heron.retrieval.encoders.splade import SpladeEncoder
 
         return SpladeEncoder.load(directory)
+    if kind == "csr":
+        from heron.retrieval.encoders.csr import CSREncoder
+
+        return CSREncoder.load(directory)
     raise HeronError(f"{directory}: unknown encoder type {kind!r} in the index manifest")

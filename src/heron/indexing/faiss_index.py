@@ -1,0 +1,517 @@
+"""FAISS indexes for dense vectors (and, later, MUVERA fixed dimensional encodings), as heron bundles.
+
+A bundle is a directory::
+
+    manifest.json     format name + version, FAISS type and parameters, dim, counts, metric, encoder,
+                      build info, and ``files``: {relative path: {bytes, sha256[, dtype, shape]}}
+    index.faiss       the FAISS index (inner product), written by ``faiss.write_index``
+    vectors.npy       optional: the float32 vectors (exact rescoring, PRF, truncation experiments)
+    doc_ids.txt       one external document id per line, in index order
+    encoder/          optional: files that re-create the query encoder
+    docstore/         optional: titles and text for display
+
+Types (``type`` in the config; every one scores by inner product, so cosine for normalised vectors):
+
+====================  =========================================  ==========================================
+``flat``              ``IndexFlatIP``: exact                       ``-``
+``hnsw``              ``IndexHNSWFlat``                            ``m`` (32), ``ef_construction`` (200),
+                                                                   ``ef_search`` (128)
+``ivf-flat``          ``IndexIVFFlat`` over a flat quantiser       ``nlist`` (≈ 4√N), ``nprobe`` (16)
+``ivf-pq``            ``IndexIVFPQ``                               ``nlist``, ``nprobe``, ``pq_m`` (dim/8),
+                                                                   ``pq_bits`` (8)
+``sq8``               ``IndexScalarQuantizer`` (8-bit)            ``-``
+====================  =========================================  ==========================================
+
+Trained types (IVF, PQ, SQ8) are trained on a random sample of ``train_size`` vectors (default
+``min(N, 100_000)``), seeded. The build writes into a temporary sibling directory and renames it into
+place, so an interrupted build leaves any previous bundle intact. Opening memory-maps ``index.faiss``
+where FAISS can (``IO_FLAG_MMAP``) and reads it otherwise.
+
+On a CUDA machine with ``faiss-gpu``, flat, IVF and SQ8 indexes are searched on the GPU. FAISS's GPU
+search takes ``k ≤ 2048``; for a larger ``k`` heron searches document shards on the GPU and merges them,
+splitting again any shard whose every hit reached the merged top-k (:func:`search_sharded`), which
+returns the exact top-k of an exact index.
+
+Bad input: a query of the wrong dimension, a missing or modified file, and an unknown type raise a
+one-line :class:`~heron.errors.HeronError`; ``k`` larger than the corpus is clamped to the corpus size.
+
+Example::
+
+    >>> import numpy as np, tempfile, os
+    >>> vectors = np.eye(4, dtype=np.float32)
+    >>> path = build_faiss_index([(["a", "b", "c", "d"], vectors)], os.path.join(tempfile.mkdtemp(), "ix"),
+    ...                          dim=4, index_type="flat", progress=False)
+    >>> ids, scores = FaissIndex.open(path).search(np.array([[0, 1, 0, 0]], np.float32), k=2)
+    >>> ids[0][0], float(scores[0][0])
+    ('b', 1.0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from heron.checksums import sha256_file
+from heron.errors import HeronError
+
+FORMAT_NAME = "heron-faiss-index"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+INDEX_FILE = "index.faiss"
+VECTORS_FILE = "vectors.npy"
+DOC_IDS_FILE = "doc_ids.txt"
+ENCODER_DIR = "encoder"
+DOCSTORE_DIR = "docstore"
+TYPES = ("flat", "hnsw", "ivf-flat", "ivf-pq", "sq8")
+GPU_K_LIMIT = 2048  # FAISS's largest k (and nprobe) on the GPU
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def default_params(index_type: str, num_docs: int, dim: int, params: dict | None = None) -> dict:
+    """The resolved parameters of an index type for ``num_docs`` vectors of ``dim`` dimensions."""
+    if index_type not in TYPES:
+        raise HeronError(f"unknown FAISS index type {index_type!r} (choose from {', '.join(TYPES)})")
+    p = dict(params or {})
+    allowed = {"flat": set(), "sq8": set(), "hnsw": {"m", "ef_construction", "ef_search"},
+               "ivf-flat": {"nlist", "nprobe"}, "ivf-pq": {"nlist", "nprobe", "pq_m", "pq_bits"}}[index_type]
+    allowed |= {"train_size", "seed"}
+    unknown = sorted(set(p) - allowed)
+    if unknown:
+        raise HeronError(f"FAISS {index_type}: unknown parameter(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(allowed))})")
+    out = {"train_size": int(p.get("train_size") or min(num_docs, 100_000)), "seed": int(p.get("seed", 0))}
+    if index_type == "hnsw":
+        out.update(m=int(p.get("m", 32)), ef_construction=int(p.get("ef_construction", 200)),
+                   ef_search=int(p.get("ef_search", 128)))
+    if index_type.startswith("ivf"):
+        nlist = int(p.get("nlist") or max(1, min(int(4 * np.sqrt(max(num_docs, 1))), max(num_docs // 39, 1))))
+        if nlist > num_docs:
+            raise HeronError(f"FAISS {index_type}: nlist={nlist} exceeds the {num_docs} vectors to train on")
+        out.update(nlist=nlist, nprobe=int(p.get("nprobe", min(16, nlist))))
+    if index_type == "ivf-pq":
+        pq_m = int(p.get("pq_m") or next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m and dim % m == 0))
+        if dim % pq_m:
+            raise HeronError(f"FAISS ivf-pq: pq_m={pq_m} must divide the dimension {dim}")
+        bits = int(p.get("pq_bits", 8))
+        while bits > 1 and (1 << bits) > num_docs:  # a PQ codebook needs at least 2^bits training points
+            bits -= 1
+        out.update(pq_m=pq_m, pq_bits=bits)
+    for key, value in out.items():
+        if key != "seed" and value < 1:
+            raise HeronError(f"FAISS {index_type}: {key} must be at least 1, not {value}")
+    return out
+
+
+def make_index(index_type: str, dim: int, params: dict):
+    """An empty FAISS index (inner product) of ``index_type`` with resolved ``params``."""
+    faiss = _faiss()
+    ip = faiss.METRIC_INNER_PRODUCT
+    if index_type == "flat":
+        return faiss.IndexFlatIP(dim)
+    if index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, params["m"], ip)
+        index.hnsw.efConstruction = params["ef_construction"]
+        index.hnsw.efSearch = params["ef_search"]
+        return index
+    if index_type == "sq8":
+        return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, ip)
+    quantizer = faiss.IndexFlatIP(dim)
+    if index_type == "ivf-flat":
+        index = faiss.IndexIVFFlat(quantizer, dim, params["nlist"], ip)
+    else:
+        index = faiss.IndexIVFPQ(quantizer, dim, params["nlist"], params["pq_m"], params["pq_bits"], ip)
+    index.nprobe = params["nprobe"]
+    return index
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _describe(root: Path, rel: str) -> dict:
+    path = root / rel
+    entry: dict = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    if rel.endswith(".npy"):
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        entry.update(dtype=array.dtype.name, shape=list(array.shape))
+    return entry
+
+
+def build_faiss_index(
+    chunks: Iterable[tuple[list[str], np.ndarray]] | str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    dim: int,
+    index_type: str = "flat",
+    params: dict | None = None,
+    encoder: dict | None = None,
+    encoder_dir: str | os.PathLike | None = None,
+    docstore_dir: str | os.PathLike | None = None,
+    store_vectors: bool = True,
+    kind: str = "dense",
+    progress: bool = True,
+) -> Path:
+    """Build a FAISS bundle at ``output_dir`` from ``(doc_ids, float32 n × dim)`` chunks or a
+    ``DenseShardWriter`` directory (:mod:`heron.indexing.shards`); returns its path.
+
+    The vectors are spooled to ``vectors.npy`` first (memory-mapped, so memory stays bounded by one
+    chunk plus what FAISS itself holds), the index trained on a seeded sample, then filled chunk by chunk.
+    """
+    from tqdm.auto import tqdm
+
+    faiss = _faiss()
+    if index_type not in TYPES:
+        raise HeronError(f"unknown FAISS index type {index_type!r} (choose from {', '.join(TYPES)})")
+    output = Path(output_dir).absolute()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not (output / MANIFEST_FILE).is_file():
+        raise HeronError(f"{output}: exists and is not a heron index; choose another output directory")
+    started = time.monotonic()
+    build = output.parent / f".{output.name}.building-{os.getpid()}"
+    if build.exists():
+        shutil.rmtree(build)
+    build.mkdir()
+    try:
+        if isinstance(chunks, str | os.PathLike):
+            from heron.indexing.shards import iter_dense_shards
+
+            chunks = iter_dense_shards(chunks)
+        doc_ids: list[str] = []
+        spool = build / "vectors.f32"
+        with open(spool, "wb") as handle:
+            for ids, vectors in chunks:
+                vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+                if vectors.ndim != 2 or vectors.shape[1] != dim:
+                    raise HeronError(f"vectors of shape {tuple(vectors.shape)} do not match the index dimension {dim}")
+                if len(ids) != len(vectors):
+                    raise HeronError(f"{len(ids)} document ids for {len(vectors)} vectors")
+                if not np.isfinite(vectors).all():
+                    raise HeronError("vectors contain NaN or infinite values")
+                handle.write(vectors.tobytes())
+                doc_ids.extend(str(i) for i in ids)
+        num_docs = len(doc_ids)
+        if num_docs == 0:
+            raise HeronError("no documents to index")
+        if len(set(doc_ids)) != num_docs:
+            raise HeronError("duplicate document ids")
+        if any("\n" in d for d in doc_ids):
+            raise HeronError("a document id contains a newline")
+        vectors = np.memmap(spool, dtype=np.float32, mode="r", shape=(num_docs, dim))
+        resolved = default_params(index_type, num_docs, dim, params)
+        index = make_index(index_type, dim, resolved)
+        if not index.is_trained:
+            rng = np.random.default_rng(resolved["seed"])
+            size = min(resolved["train_size"], num_docs)
+            sample = np.sort(rng.choice(num_docs, size=size, replace=False))
+            faiss.cp_seed = resolved["seed"]
+            if hasattr(index, "cp"):
+                index.cp.seed = resolved["seed"]
+            index.train(np.ascontiguousarray(vectors[sample]))
+        step = 65536
+        bar = tqdm(total=num_docs, unit="vec", desc=f"FAISS {index_type}", disable=not progress,
+                   dynamic_ncols=True)
+        for start in range(0, num_docs, step):
+            index.add(np.ascontiguousarray(vectors[start:start + step]))
+            bar.update(min(step, num_docs - start))
+        bar.close()
+        faiss.write_index(index, str(build / INDEX_FILE))
+        if store_vectors:
+            np.save(build / VECTORS_FILE, vectors)
+        del vectors
+        spool.unlink()
+        (build / DOC_IDS_FILE).write_text("".join(d + "\n" for d in doc_ids), encoding="utf-8")
+        for name, source in ((ENCODER_DIR, encoder_dir), (DOCSTORE_DIR, docstore_dir)):
+            if source is not None:
+                shutil.copytree(source, build / name)
+        files = {}
+        for path in sorted(build.rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(build).as_posix()
+                files[rel] = _describe(build, rel)
+        manifest = {
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
+            "faiss": {"type": index_type, "params": resolved, "faiss_version": faiss.__version__},
+            "metric": "inner_product", "dim": int(dim), "num_docs": num_docs,
+            "encoder": encoder or {}, "has_vectors": bool(store_vectors),
+            "encoder_dir": ENCODER_DIR if encoder_dir is not None else None,
+            "docstore_dir": DOCSTORE_DIR if docstore_dir is not None else None,
+            "build": {"seconds": round(time.monotonic() - started, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                                time.gmtime())},
+            "files": files,
+        }
+        _write_json_atomic(build / MANIFEST_FILE, manifest)
+        _publish(build, output)
+        return output
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+
+
+def _publish(build: Path, output: Path) -> None:
+    if output.exists():
+        old = output.parent / f".{output.name}.old-{os.getpid()}"
+        os.rename(output, old)
+        os.rename(build, output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(build, output)
+
+
+def is_faiss_bundle(path: str | os.PathLike) -> bool:
+    try:
+        manifest = json.loads((Path(path) / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME
+
+
+class FaissIndex:
+    """An opened FAISS bundle: ``search(queries, k)`` → per query ``(doc ids, float32 scores)``."""
+
+    def __init__(self, path: Path, manifest: dict, index, vectors: np.ndarray | None, doc_ids: list[str]):
+        self.path = path
+        self.manifest = manifest
+        self.index = index
+        self.vectors = vectors
+        self.doc_ids = doc_ids
+        self._gpu = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = False, device: str | None = "auto") -> FaissIndex:
+        faiss = _faiss()
+        root = Path(path)
+        where = root / MANIFEST_FILE
+        if not where.is_file():
+            raise HeronError(f"{where}: missing (not a heron FAISS index)")
+        try:
+            manifest = json.loads(where.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HeronError(f"{where}: corrupt manifest ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+            raise HeronError(f"{where}: not a heron FAISS index manifest")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise HeronError(f"{root}: FAISS bundle format version {manifest.get('format_version')}, this heron "
+                             f"reads {FORMAT_VERSION}; rebuild the index")
+        files = manifest.get("files") or {}
+        for rel in [INDEX_FILE, DOC_IDS_FILE] + ([VECTORS_FILE] if manifest.get("has_vectors") else []):
+            if rel not in files:
+                raise HeronError(f"{root / rel}: not listed in {MANIFEST_FILE} (incomplete index); rebuild it")
+        for rel, entry in files.items():
+            file = root / rel
+            if not file.is_file():
+                raise HeronError(f"{file}: file listed in {MANIFEST_FILE} is missing; rebuild the index")
+            if file.stat().st_size != entry.get("bytes"):
+                raise HeronError(f"{file}: {file.stat().st_size} bytes, the manifest records {entry.get('bytes')} "
+                                 f"(truncated or replaced file); rebuild the index")
+            if verify and sha256_file(file) != entry.get("sha256"):
+                raise HeronError(f"{file}: checksum mismatch (the file was modified or is corrupt); rebuild the index")
+        try:
+            index = faiss.read_index(str(root / INDEX_FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:
+            try:
+                index = faiss.read_index(str(root / INDEX_FILE))
+            except RuntimeError as exc:
+                raise HeronError(f"{root / INDEX_FILE}: unreadable FAISS index ({str(exc).splitlines()[0]})") \
+                    from None
+        if index.d != int(manifest["dim"]) or index.ntotal != int(manifest["num_docs"]):
+            raise HeronError(f"{root / INDEX_FILE}: holds {index.ntotal} vectors of dimension {index.d}, the "
+                             f"manifest records {manifest['num_docs']} of {manifest['dim']}; rebuild the index")
+        params = manifest["faiss"]["params"]
+        if "ef_search" in params:
+            faiss.downcast_index(index).hnsw.efSearch = int(params["ef_search"])
+        if "nprobe" in params:
+            faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
+        vectors = np.load(root / VECTORS_FILE, mmap_mode="r", allow_pickle=False) \
+            if manifest.get("has_vectors") else None
+        doc_ids = (root / DOC_IDS_FILE).read_text(encoding="utf-8").split("\n")[:-1]
+        if len(doc_ids) != index.ntotal:
+            raise HeronError(f"{root / DOC_IDS_FILE}: {len(doc_ids)} ids for {index.ntotal} vectors; rebuild it")
+        opened = cls(root, manifest, index, vectors, doc_ids)
+        if device != "cpu":
+            opened._gpu = _to_gpu(index, manifest["faiss"]["type"], device)
+        return opened
+
+    # -- metadata -------------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def num_docs(self) -> int:
+        return int(self.manifest["num_docs"])
+
+    @property
+    def index_type(self) -> str:
+        return str(self.manifest["faiss"]["type"])
+
+    @property
+    def encoder(self) -> dict:
+        return dict(self.manifest.get("encoder") or {})
+
+    @property
+    def encoder_dir(self) -> Path | None:
+        rel = self.manifest.get("encoder_dir")
+        return self.path / rel if rel else None
+
+    @property
+    def docstore_dir(self) -> Path | None:
+        rel = self.manifest.get("docstore_dir")
+        return self.path / rel if rel else None
+
+    def doc_index(self, doc_id: str) -> int:
+        if not hasattr(self, "_positions"):
+            self._positions = {d: i for i, d in enumerate(self.doc_ids)}
+        try:
+            return self._positions[doc_id]
+        except KeyError:
+            raise HeronError(f"{self.path}: unknown document id {doc_id!r}") from None
+
+    def set_search_params(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        faiss = _faiss()
+        if ef_search is not None:
+            if self.index_type != "hnsw":
+                raise HeronError(f"{self.path}: ef_search applies to hnsw indexes, this one is {self.index_type}")
+            faiss.downcast_index(self.index).hnsw.efSearch = int(ef_search)
+        if nprobe is not None:
+            if not self.index_type.startswith("ivf"):
+                raise HeronError(f"{self.path}: nprobe applies to ivf indexes, this one is {self.index_type}")
+            faiss.extract_index_ivf(self.index).nprobe = int(nprobe)
+            if self._gpu is not None:
+                self._gpu.nprobe = min(int(nprobe), GPU_K_LIMIT)
+
+    # -- search ---------------------------------------------------------------------------------------
+    def search_arrays(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(Q × k' float32 scores, Q × k' int64 positions)``, ``k' = min(k, N)``; -1 marks no hit."""
+        queries = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+        if queries.shape[1] != self.dim:
+            raise HeronError(f"{self.path}: queries have {queries.shape[1]} dimensions, the index has {self.dim} "
+                             f"(was it built with another encoder?)")
+        k = min(int(k), self.num_docs)
+        if k <= 0 or not len(queries):
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if self._gpu is None:
+            return self.index.search(queries, k)
+        if k <= GPU_K_LIMIT:
+            return self._gpu.search(queries, k)
+        if self.index_type == "flat" and self.vectors is not None:
+            return search_sharded(lambda lo, hi: _gpu_flat_shard(self.vectors, lo, hi), self.num_docs, queries, k,
+                                  GPU_K_LIMIT)
+        return self.index.search(queries, k)  # approximate GPU index and k > 2048: the CPU copy
+
+    def search(self, queries: np.ndarray, k: int = 10) -> tuple[list[list[str]], list[np.ndarray]]:
+        scores, positions = self.search_arrays(queries, k)
+        ids, out = [], []
+        for row_pos, row_scores in zip(positions, scores):
+            keep = row_pos >= 0
+            ids.append([self.doc_ids[i] for i in row_pos[keep].tolist()])
+            out.append(row_scores[keep].astype(np.float32))
+        return ids, out
+
+    def __repr__(self) -> str:
+        return f"FaissIndex({str(self.path)!r}, type={self.index_type}, docs={self.num_docs}, dim={self.dim})"
+
+
+def search_sharded(make_shard: Callable[[int, int], Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]],
+                   num_docs: int, queries: np.ndarray, k: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` over ``num_docs`` documents with a searcher that returns at most ``limit`` hits.
+
+    ``make_shard(lo, hi)`` gives a searcher over documents ``[lo, hi)`` (positions local to the shard).
+    The documents are cut into ``ceil(k / limit)`` shards and each searched with ``min(limit, size)``;
+    a shard whose every hit lies inside the merged top-k may hold more of it, so it is split in two and
+    searched again, until no shard is truncated. With exact shard searchers the result is the exact
+    top-k (ties aside). Returns ``(scores, positions)`` like ``faiss.Index.search``.
+    """
+    nq = len(queries)
+    k = min(k, num_docs)
+    bounds = np.linspace(0, num_docs, max(1, -(-k // limit)) + 1).astype(np.int64)
+    pending = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    done_scores = [np.zeros((nq, 0), np.float32)]
+    done_pos = [np.zeros((nq, 0), np.int64)]
+    while pending:
+        results = []
+        for lo, hi in pending:
+            kk = min(limit, hi - lo)
+            scores, pos = make_shard(lo, hi)(queries, kk)
+            pos = np.where(pos >= 0, pos + lo, -1)
+            results.append((lo, hi, kk, scores, pos))
+        all_scores = np.concatenate(done_scores + [r[3] for r in results], axis=1)
+        all_pos = np.concatenate(done_pos + [r[4] for r in results], axis=1)
+        kth = _kth_scores(all_scores, all_pos, k)
+        pending = []
+        for lo, hi, kk, scores, pos in results:
+            truncated = kk < hi - lo and bool(np.any((scores[:, -1] >= kth) & (pos[:, -1] >= 0)))
+            if truncated:  # this shard may hold more of the top-k than it returned: split it
+                mid = (lo + hi) // 2
+                pending += [(lo, mid), (mid, hi)]
+            else:
+                done_scores.append(scores)
+                done_pos.append(pos)
+    all_scores = np.concatenate(done_scores, axis=1)
+    all_pos = np.concatenate(done_pos, axis=1)
+    order = np.argsort(-np.where(all_pos >= 0, all_scores, -np.inf), axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(all_scores, order, 1), np.take_along_axis(all_pos, order, 1)
+
+
+def _kth_scores(scores: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
+    masked = np.where(positions >= 0, scores, -np.inf)
+    if masked.shape[1] < k:
+        return np.full(len(scores), -np.inf)
+    return -np.partition(-masked, k - 1, axis=1)[:, k - 1]
+
+
+def flat_shard(vectors: np.ndarray, lo: int, hi: int):
+    """A CPU exact searcher over ``vectors[lo:hi]`` (used by the tests of :func:`search_sharded`)."""
+    faiss = _faiss()
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors[lo:hi], dtype=np.float32))
+    return index.search
+
+
+def _gpu_resources():
+    faiss = _faiss()
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
+        return None
+    global _GPU_RES
+    try:
+        return _GPU_RES
+    except NameError:
+        _GPU_RES = faiss.StandardGpuResources()
+        return _GPU_RES
+
+
+def _gpu_flat_shard(vectors: np.ndarray, lo: int, hi: int):
+    faiss = _faiss()
+    cpu = faiss.IndexFlatIP(vectors.shape[1])
+    cpu.add(np.ascontiguousarray(vectors[lo:hi], dtype=np.float32))
+    return faiss.index_cpu_to_gpu(_gpu_resources(), 0, cpu).search
+
+
+def _to_gpu(index, index_type: str, device: str | None):
+    """A GPU copy of ``index`` when faiss-gpu and a CUDA device are present (HNSW stays on the CPU)."""
+    if device not in (None, "auto", "cuda") and not str(device).startswith("cuda"):
+        raise HeronError(f"unknown device {device!r} (choose auto, cpu or cuda)")
+    res = _gpu_resources()
+    if res is None:
+        if device not in (None, "auto"):
+            raise HeronError(f"device {device!r} requested but faiss has no GPU support here (install faiss-gpu)")
+        return None
+    if index_type == "hnsw":
+        return None
+    faiss = _faiss()
+    gpu = faiss.index_cpu_to_gpu(res, 0, index)
+    if index_type.startswith("ivf"):
+        gpu.nprobe = min(faiss.extract_index_ivf(index).nprobe, GPU_K_LIMIT)
+    return gpu

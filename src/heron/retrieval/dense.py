@@ -1,0 +1,104 @@
+"""Search a FAISS bundle (dense or CSR-base vectors) with the query encoder stored inside it.
+
+Example::
+
+    >>> from heron.retrieval.dense import DenseIndexRetriever
+    >>> retriever = DenseIndexRetriever("indexes/scifact-minilm-flat")          # doctest: +SKIP
+    >>> retriever.search(["coffee and cancer"], k=3)                            # doctest: +SKIP
+    [(['4983', '1145', '8843'], array([0.61, 0.58, 0.57], dtype=float32))]
+
+``truncate_dims=N`` scores by the first ``N`` dimensions of the stored vectors only, re-normalised
+(brute force): the Matryoshka-style baseline that the CSR experiments compare against.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from heron.errors import HeronError
+from heron.indexing.faiss_index import FaissIndex
+from heron.retrieval.base import Retriever, Run
+
+
+class DenseIndexRetriever(Retriever):
+    """``heron eval --index DIR`` for a FAISS bundle: queries encoded by the bundle's own encoder."""
+
+    def __init__(self, index: str | os.PathLike | FaissIndex, *, ef_search: int | None = None,
+                 nprobe: int | None = None, truncate_dims: int | None = None, threads: int | None = None,
+                 device: str | None = "auto"):
+        self.index = index if isinstance(index, FaissIndex) else FaissIndex.open(index, device=device)
+        self.index.set_search_params(ef_search=ef_search, nprobe=nprobe)
+        self.knobs = {k: v for k, v in {"ef_search": ef_search, "nprobe": nprobe}.items() if v is not None}
+        if threads:
+            import faiss
+
+            faiss.omp_set_num_threads(int(threads))
+        if truncate_dims is not None:
+            if self.index.vectors is None:
+                raise HeronError(f"{self.index.path}: truncation needs the stored vectors (built without them)")
+            if not 1 <= truncate_dims <= self.index.dim:
+                raise HeronError(f"truncate_dims={truncate_dims} must be between 1 and the dimension {self.index.dim}")
+        self.truncate_dims = truncate_dims
+        if self.index.encoder_dir is None:
+            raise HeronError(f"{self.index.path}: the index holds no query encoder (encoder/); "
+                             f"build it with heron build-index")
+        from heron.retrieval.encoders.dense import DenseEncoder
+
+        self.encoder = DenseEncoder.load(self.index.encoder_dir, threads=threads, device=device)
+        if self.encoder.dim != self.index.dim:
+            raise HeronError(f"{self.index.path}: the query encoder gives {self.encoder.dim} dimensions, the index "
+                             f"holds {self.index.dim}")
+        self.name = str(self.index.encoder.get("name") or self.index.path.name)
+        self._truncated = None
+
+    def describe(self) -> dict:
+        name = self.name if self.index.index_type == "flat" else f"{self.name}-{self.index.index_type}"
+        if self.truncate_dims:
+            name += f"-trunc{self.truncate_dims}"
+        name += "".join(f"-{k}{v}" for k, v in sorted(self.knobs.items()))
+        info = {"name": name, "index": str(self.index.path), "faiss": self.index.manifest["faiss"],
+                "encoder": self.index.encoder}
+        if self.truncate_dims:
+            info["truncate_dims"] = self.truncate_dims
+        return info
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encoder.encode_queries(list(texts))
+
+    def search_vectors(self, queries: np.ndarray, k: int = 10) -> list[tuple[list[str], np.ndarray]]:
+        if self.truncate_dims:
+            return self._search_truncated(queries, k)
+        ids, scores = self.index.search(queries, k)
+        return list(zip(ids, scores))
+
+    def search(self, texts: Sequence[str], k: int = 10) -> list[tuple[list[str], np.ndarray]]:
+        return self.search_vectors(self.encode(texts), k)
+
+    def _search_truncated(self, queries: np.ndarray, k: int) -> list[tuple[list[str], np.ndarray]]:
+        n = self.truncate_dims
+        if self._truncated is None:
+            docs = np.asarray(self.index.vectors[:, :n], dtype=np.float32)
+            self._truncated = docs / np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12)
+        q = np.asarray(queries[:, :n], dtype=np.float32)
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        scores = q @ self._truncated.T
+        k = min(k, scores.shape[1])
+        out = []
+        for row in scores:
+            top = np.argpartition(-row, k - 1)[:k]
+            top = top[np.argsort(-row[top], kind="stable")]
+            out.append(([self.index.doc_ids[i] for i in top.tolist()], row[top].astype(np.float32)))
+        return out
+
+    def retrieve(self, dataset, queries: dict[str, str], k: int = 1000) -> Run:
+        built_from = self.index.encoder.get("dataset") or {}
+        fingerprint = built_from.get("fingerprint")
+        if fingerprint and fingerprint != dataset.fingerprint():
+            raise HeronError(f"{self.index.path}: built from dataset {built_from.get('name')!r}, not from "
+                             f"{dataset.name!r}")
+        qids = list(queries)
+        results = self.search([queries[q] for q in qids], k=k)
+        return {qid: dict(zip(ids, map(float, scores))) for qid, (ids, scores) in zip(qids, results)}
