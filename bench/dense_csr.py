@@ -105,7 +105,7 @@ def run_dataset(name: str, ks: list[int], indexes: Path) -> dict:
                  "latency_1t_taat": latency(lambda p, ix=index: ix.search(p[0], p[1], k=10, mode="exact"), pairs),
                  "codes_ms_per_query": code_ms, "bytes": dir_bytes(path) - dir_bytes(path / "encoder") -
                  dir_bytes(path / "docstore"), "postings": int(index.nnz)}
-        entry["qps_all_cores"] = qps(lambda ix=index: (ix.search_batch(codes, k=10, mode="pruned",
+        entry["qps_all_cores"] = qps(lambda ix=index, c=codes: (ix.search_batch(c, k=10, mode="pruned",
                                                                        threads=os.cpu_count()), len(texts))[1])
         # exactness: the pruned top-10 against brute force over the quantised forward matrix
         fwd = index.forward_matrix(dequantize=True)

@@ -19,7 +19,7 @@ Example::
 
     >>> import numpy as np
     >>> pts = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)
-    >>> cluster_tokens(pts, 2, seed=0).round(2).tolist()
+    >>> np.round(cluster_tokens(pts, 2, seed=0).astype(float), 2).tolist()
     [[0.95, 0.05], [0.05, 0.95]]
 """
 
