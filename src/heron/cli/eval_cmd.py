@@ -45,6 +45,8 @@ def eval_command(
     truncate_dims: Annotated[int | None, typer.Option(help="FAISS index: score by the first N dimensions of the "
                                                       "stored vectors, re-normalised (Matryoshka-style "
                                                       "baseline).")] = None,
+    candidates: Annotated[int | None, typer.Option(help="Multi-vector index: MUVERA candidates reranked by exact "
+                                                   "MaxSim (default: brute-force MaxSim).")] = None,
     fusion: Annotated[str, typer.Option(help="How '+' retrievers are fused: rrf or linear (min-max).")] = "rrf",
     fusion_weight: Annotated[list[float] | None, typer.Option(help="Weight of each fused member, in order; "
                                                               "repeatable (default: equal).")] = None,
@@ -89,7 +91,8 @@ def eval_command(
         elif engine == "heron":
             indexes = [open_index_retriever(p, mode=None if mode == "exact" else mode, threads=threads,
                                             preset=preset, query_cut=query_cut, heap_factor=heap_factor,
-                                            ef_search=ef_search, nprobe=nprobe, truncate_dims=truncate_dims)
+                                            ef_search=ef_search, nprobe=nprobe, truncate_dims=truncate_dims,
+                                            candidates=candidates)
                        for p in index]
         else:
             raise HeronError(f"unknown engine {engine!r} (choose heron or lucene)")

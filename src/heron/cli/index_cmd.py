@@ -34,6 +34,11 @@ def build_index_command(
     faiss: Annotated[str | None, typer.Option(help="dense: FAISS type (flat, hnsw, ivf-flat, ivf-pq, sq8).")] = None,
     k: Annotated[int | None, typer.Option("--k", help="csr: active latents per vector (default: the "
                                           "checkpoint's).")] = None,
+    crisp: Annotated[str | None, typer.Option(help="multivector: post-hoc CRISP clustering (C4x8, C8x32, C25, "
+                                              "C50).")] = None,
+    muvera: Annotated[bool | None, typer.Option("--muvera/--no-muvera", help="multivector: add MUVERA FDEs "
+                                                "(R 20, k_sim 5, d_proj 16) in FAISS for candidate generation.")]
+    = None,
     from_index: Annotated[Path | None, typer.Option(help="Rebuild from this index's stored vectors (no "
                                                     "re-encoding), e.g. to add --approx.")] = None,
 ) -> None:
@@ -45,6 +50,8 @@ def build_index_command(
       heron build-index --from-index indexes/scifact-bm25 --approx --output indexes/scifact-bm25-approx
       heron build-index --dataset scifact --encoder dense --model minilm --faiss hnsw -o indexes/scifact-minilm-hnsw
       heron build-index --dataset scifact --encoder csr --model checkpoints/scifact-csr-k32 -o indexes/scifact-csr
+      heron build-index --dataset scifact --encoder multivector --model checkpoints/scifact-colbert --muvera \
+          -o indexes/scifact-colbert-muvera
     """
     from heron.indexing.build import build_index, load_config, make_config, reindex
 
@@ -65,6 +72,8 @@ def build_index_command(
         top["approx"] = {} if approx else None
     if faiss is not None:
         top["faiss"] = {"type": faiss}
+    if crisp is not None or muvera is not None:
+        top["multivector"] = {"crisp": crisp, "muvera": {} if muvera else None}
     if config is not None:
         cfg = load_config(config, encoder=encoder_fields, **top)
         if approx is False:
@@ -87,6 +96,8 @@ def query_command(
     preset: Annotated[str | None, typer.Option(help="Approximate preset (with --mode approx).")] = None,
     query_cut: Annotated[int | None, typer.Option(help="Approximate: query terms kept.")] = None,
     heap_factor: Annotated[float | None, typer.Option(help="Approximate: block skip factor (0, 1].")] = None,
+    candidates: Annotated[int | None, typer.Option(help="Multi-vector: MUVERA candidates reranked by MaxSim "
+                                                   "(default: brute force).")] = None,
 ) -> None:
     """Search an index and print the top-k documents with their titles.
 
@@ -98,7 +109,7 @@ def query_command(
     if not text.strip():
         raise HeronError("the query is empty; give some text to search for")
     retriever = open_index_retriever(index, mode=None if mode == "exact" else mode, preset=preset,
-                                     query_cut=query_cut, heap_factor=heap_factor)
+                                     query_cut=query_cut, heap_factor=heap_factor, candidates=candidates)
     (ids, scores), = retriever.search([text], k=k)
     store = DocStore(retriever.index.docstore_dir) if retriever.index.docstore_dir else None
     table = Table(title=f"{text!r} — {retriever.name}, {mode}")

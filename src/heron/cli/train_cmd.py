@@ -48,3 +48,42 @@ def train_csr_command(
         raise HeronError(f"train csr: field {'.'.join(map(str, first['loc']))!r}: {first['msg']}") from None
     path = train_csr(config, output)
     console.print(f"checkpoint written: {path}", soft_wrap=True)
+
+
+@app.command("colbert")
+def train_colbert_command(
+    dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="BEIR name or folder; repeatable (the "
+                                               "train qrels of each are used).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder to write (PyLate layout).")],
+    base: Annotated[str, typer.Option(help="Backbone: alias, HF id or folder.")] = "minilm",
+    crisp: Annotated[str | None, typer.Option(help="Cluster inside the forward pass: C4x8, C8x32, C25, C50.")]
+    = None,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 300,
+    batch_size: Annotated[int, typer.Option(min=2, help="Queries per step (one positive each).")] = 16,
+    negatives: Annotated[int, typer.Option(min=0, help="BM25 hard negatives per query.")] = 1,
+    lr: Annotated[float, typer.Option(help="Backbone learning rate.")] = 5e-5,
+    document_length: Annotated[int, typer.Option(min=8, help="Document max tokens.")] = 180,
+    split: Annotated[str, typer.Option(help="Qrels split to train on (test and dev are refused).")] = "train",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="Torch threads.")] = None,
+) -> None:
+    """Train a ColBERT-style multi-vector model (MaxSim, in-batch + BM25 hard negatives), optionally CRISP.
+
+    Example: heron train colbert --dataset scifact --output checkpoints/scifact-colbert --crisp C25
+    """
+    from pydantic import ValidationError
+
+    from heron.retrieval.crisp import parse_setting
+    from heron.training.colbert import ColBERTTrainConfig, train_colbert
+
+    if crisp:
+        parse_setting(crisp)
+    try:
+        config = ColBERTTrainConfig(datasets=dataset, base=base, crisp=crisp, steps=steps, batch_size=batch_size,
+                                    negatives=negatives, lr=lr, document_length=document_length, split=split,
+                                    seed=seed, threads=threads)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise HeronError(f"train colbert: field {'.'.join(map(str, first['loc']))!r}: {first['msg']}") from None
+    path = train_colbert(config, output)
+    console.print(f"checkpoint written: {path}", soft_wrap=True)

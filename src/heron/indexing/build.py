@@ -46,7 +46,7 @@ from heron.indexing.inverted import build_inverted_index
 class EncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["splade", "bm25", "dense", "csr"] = "splade"
+    type: Literal["splade", "bm25", "dense", "csr", "multivector"] = "splade"
     model: str | None = Field(None, description="splade / dense: alias, HF id or folder (default splade-tiny / "
                               "minilm); csr: a checkpoint folder from heron train csr")
     query_model: str | None = Field(None, description="separate query model (efficient SPLADE)")
@@ -83,6 +83,35 @@ class FaissConfig(BaseModel):
         return {k: v for k, v in self.model_dump(exclude={"type", "store_vectors"}).items() if v is not None}
 
 
+class MultiVectorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    crisp: str | None = Field(None, description="post-hoc CRISP clustering: C4x8, C8x32 (query x document "
+                              "clusters), C25, C50 (share of tokens)")
+    prune: Literal["tail", "spacing"] | None = Field(None, description="pruning baseline instead of clustering")
+    doc_k: int | None = Field(None, ge=1, description="vectors kept per document (with prune)")
+    doc_fraction: float | None = Field(None, gt=0, le=1, description="share of tokens kept (with prune)")
+    muvera: dict | None = Field(None, description="MUVERA FDE parameters ({} = R 20, k_sim 5, d_proj 16) "
+                                "and faiss type, for candidate generation")
+
+    def reductions(self) -> tuple[dict | None, dict | None]:
+        """The document and query reductions this config asks for."""
+        from heron.retrieval.crisp import parse_setting
+
+        if self.crisp and self.prune:
+            raise HeronError("multivector: choose crisp or prune, not both")
+        if self.crisp:
+            s = parse_setting(self.crisp)
+            doc = {"method": "kmeans", "k": s["doc_k"], "fraction": s["fraction"], "setting": self.crisp}
+            query = {"method": "kmeans", "k": s["query_k"], "fraction": s["fraction"], "setting": self.crisp}
+            return doc, query
+        if self.prune:
+            if (self.doc_k is None) == (self.doc_fraction is None):
+                raise HeronError("multivector: prune needs exactly one of doc_k and doc_fraction")
+            return {"method": self.prune, "k": self.doc_k, "fraction": self.doc_fraction}, None
+        return None, None
+
+
 class IndexConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -95,6 +124,7 @@ class IndexConfig(BaseModel):
     block_size: int = Field(64, ge=1)
     approx: dict | None = Field(None, description="parameters of the approximate structures ({} = defaults)")
     faiss: FaissConfig | None = Field(None, description="dense: the FAISS index (default flat)")
+    multivector: MultiVectorConfig | None = Field(None, description="multivector: CRISP / pruning and MUVERA")
     shard_docs: int = Field(1024, ge=1, description="documents per encoded shard (and progress step)")
 
 
@@ -112,9 +142,10 @@ def load_config(path: str | Path, **overrides) -> IndexConfig:
     if not isinstance(raw, dict):
         raise HeronError(f"{path}: expected a mapping at the top level")
     encoder_overrides = overrides.pop("encoder", None) or {}
-    faiss_overrides = overrides.pop("faiss", None)
-    if faiss_overrides:
-        raw["faiss"] = {**(raw.get("faiss") or {}), **faiss_overrides}
+    for section in ("faiss", "multivector"):
+        given = overrides.pop(section, None)
+        if given:
+            raw[section] = {**(raw.get(section) or {}), **{k: v for k, v in given.items() if v is not None}}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     if encoder_overrides:
         raw["encoder"] = {**(raw.get("encoder") or {}), **{k: v for k, v in encoder_overrides.items()
@@ -150,6 +181,8 @@ def build_index(config: IndexConfig, progress: bool = True) -> Path:
             return _build_dense(config, dataset, source, output, aux, docstore, progress)
         if enc.type == "csr":
             return _build_csr(config, dataset, source, output, aux, docstore, progress)
+        if enc.type == "multivector":
+            return _build_multivector(config, dataset, source, output, aux, docstore, progress)
         return _build_splade(config, dataset, source, output, aux, docstore, progress)
 
 
@@ -243,6 +276,37 @@ def _build_csr(config, dataset, source, output, aux, docstore, progress) -> Path
                                 quantization=config.quantization or "uint8", scale=config.scale,
                                 block_size=config.block_size, approx=config.approx, encoder_dir=aux / "encoder",
                                 docstore_dir=docstore, progress=progress)
+
+
+def _build_multivector(config, dataset, source, output, aux, docstore, progress) -> Path:
+    from heron.indexing.multivector_store import MultiVectorIndex, build_multivector_index
+    from heron.retrieval.encoders.cache import ensure_token_vectors
+    from heron.retrieval.encoders.multivector import MultiVectorEncoder
+
+    enc = config.encoder
+    if not enc.model:
+        raise HeronError("a multivector index needs encoder.model: a ColBERT / PyLate folder (heron train colbert)")
+    mv = config.multivector or MultiVectorConfig()
+    doc_reduction, query_reduction = mv.reductions()
+    encoder = MultiVectorEncoder(enc.model, batch_size=enc.batch_size, threads=enc.threads, device=enc.device,
+                                 document_length=enc.max_length)
+    if encoder.initialised:
+        raise HeronError(f"{enc.model}: not a ColBERT model (no Dense projection); train one with heron train colbert")
+    raw = MultiVectorIndex.open(ensure_token_vectors(encoder, dataset, progress=progress))
+    encoder.save(aux / "encoder")
+    step = 512
+
+    def chunks():
+        for start in range(0, raw.num_docs, step):
+            stop = min(start + step, raw.num_docs)
+            yield raw.doc_ids[start:stop], [raw.document(i) for i in range(start, stop)]
+
+    label = Path(enc.model).name + (f"-{mv.crisp}" if mv.crisp else "") + \
+        (f"-{mv.prune}{mv.doc_k or mv.doc_fraction}" if mv.prune else "") + ("-muvera" if mv.muvera is not None else "")
+    info = {**encoder.describe(), "name": label, "dataset": source}
+    return build_multivector_index(chunks(), output, dim=encoder.dim, encoder=info, encoder_dir=aux / "encoder",
+                                   docstore_dir=docstore, reduction=doc_reduction, query_reduction=query_reduction,
+                                   muvera=mv.muvera, progress=progress)
 
 
 def _document_frequencies(shards_dir: Path, vocab_size: int) -> np.ndarray:

@@ -87,21 +87,34 @@ def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
     root = Path(path)
     if not root.is_dir():
         raise HeronError(f"{path}: index directory does not exist")
+    from heron.indexing.multivector_store import is_multivector_bundle
+
     options = {k: v for k, v in options.items() if v is not None}
+    if is_multivector_bundle(root):
+        from heron.retrieval.multivector import MultiVectorRetriever
+
+        allowed = {"candidates", "threads", "device"}
+        extra = sorted(set(options) - allowed - {"mode"})
+        if extra or options.get("mode", "exact") != "exact":
+            raise HeronError(f"{path}: a multi-vector index takes candidates (MUVERA), not "
+                             f"{', '.join(extra) or 'mode ' + options['mode']}")
+        return MultiVectorRetriever(root, **{k: v for k, v in options.items() if k in allowed})
     if is_faiss_bundle(root):
         from heron.retrieval.dense import DenseIndexRetriever
 
         allowed = {"ef_search", "nprobe", "truncate_dims", "threads", "device"}
         extra = sorted(set(options) - allowed - {"mode"})
+        extra = sorted(set(extra) | ({"candidates"} & set(options)))
         if extra or options.get("mode", "exact") != "exact":
             raise HeronError(f"{path}: a FAISS index takes ef_search / nprobe / truncate_dims, not "
                              f"{', '.join(extra) or 'mode ' + options['mode']}")
         return DenseIndexRetriever(root, **{k: v for k, v in options.items() if k in allowed})
     from heron.retrieval.sparse import SparseIndexRetriever
 
-    dense_only = sorted({"ef_search", "nprobe", "truncate_dims"} & set(options))
+    dense_only = sorted({"ef_search", "nprobe", "truncate_dims", "candidates"} & set(options))
     if dense_only:
-        raise HeronError(f"{path}: {', '.join(dense_only)} apply to FAISS indexes, this is an inverted index")
+        raise HeronError(f"{path}: {', '.join(dense_only)} apply to FAISS or multi-vector indexes, this is an "
+                         f"inverted index")
     return SparseIndexRetriever(root, **options)
 
 

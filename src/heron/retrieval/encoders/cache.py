@@ -87,3 +87,37 @@ def corpus_embeddings(encoder, dataset, *, chunk_size: int = 1024, progress: boo
         all_ids.extend(ids)
         blocks.append(vectors)
     return all_ids, np.concatenate(blocks) if blocks else np.zeros((0, encoder.dim), np.float32)
+
+
+def token_vectors_dir(encoder, dataset) -> Path:
+    key = hashlib.sha256(json.dumps({"encoder": encoder.describe(), "dataset": dataset.fingerprint(),
+                                     "weights": _weights_digest(encoder)}, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / "tokens" / f"{dataset.name}-{key}"
+
+
+def _weights_digest(encoder) -> str:
+    """A digest of a multi-vector model's projection (checkpoints of one name can differ)."""
+    weight = encoder.model.projection.weight.detach().cpu().numpy()
+    return hashlib.sha256(weight.tobytes()).hexdigest()[:16]
+
+
+def ensure_token_vectors(encoder, dataset, *, chunk_size: int = 256, progress: bool = True) -> Path:
+    """A multi-vector bundle of ``dataset``'s corpus token vectors (no reduction), built once into the cache."""
+    from heron.indexing.multivector_store import build_multivector_index
+
+    folder = token_vectors_dir(encoder, dataset)
+    if (folder / "manifest.json").is_file():
+        return folder
+
+    def chunks():
+        ids, texts = [], []
+        for doc in dataset.iter_corpus():
+            ids.append(doc.id)
+            texts.append(doc.contents)
+            if len(ids) >= chunk_size:
+                yield ids, encoder.encode_documents(texts)
+                ids, texts = [], []
+        if ids:
+            yield ids, encoder.encode_documents(texts)
+
+    return build_multivector_index(chunks(), folder, dim=encoder.dim, encoder=encoder.describe(), progress=progress)

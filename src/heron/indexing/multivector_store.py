@@ -1,0 +1,259 @@
+"""Multi-vector index: token vectors per document (fp16, memory-mapped), optionally MUVERA FDEs in FAISS.
+
+A bundle is a directory::
+
+    manifest.json   format name + version, dim, counts, encoder, reduction (CRISP / pruning), MUVERA
+                    config, and ``files``: {relative path: {bytes, sha256[, dtype, shape]}}
+    vectors.npy     float16[T × dim]   every document's (reduced) token vectors, document after document
+    offsets.npy     int64[N + 1]       document i owns rows offsets[i]:offsets[i+1]
+    doc_ids.txt     one external id per line
+    fde/            optional: a FAISS bundle (:mod:`heron.indexing.faiss_index`) of the documents' FDEs
+    encoder/        the query encoder (a PyLate-layout ColBERT folder)
+    docstore/       titles and text for display
+
+Search is exact MaxSim over all documents (brute force), or MUVERA: the query FDE fetches the top
+``candidates`` documents from ``fde/`` and exact MaxSim reranks them (:mod:`heron.retrieval.maxsim`).
+Built in a temporary sibling directory and renamed into place (atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from heron.checksums import sha256_file
+from heron.errors import HeronError
+
+FORMAT_NAME = "heron-multivector-index"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+
+
+def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]], output_dir: str | os.PathLike, *,
+                            dim: int, encoder: dict | None = None, encoder_dir=None, docstore_dir=None,
+                            reduction: dict | None = None, query_reduction: dict | None = None,
+                            muvera: dict | None = None, progress: bool = True) -> Path:
+    """Write a multi-vector bundle from ``(doc_ids, [n_i × dim arrays])`` chunks; returns its path.
+
+    ``reduction``: ``{"method": "kmeans"|"tail"|"spacing", "k": int | None, "fraction": float | None}``
+    applied to every document (post-hoc CRISP or a pruning baseline). ``muvera``: FDE parameters
+    (``reps``, ``k_sim``, ``d_proj``, ``seed``, ``final_dim``; ``faiss`` type, default flat) to add
+    ``fde/``. ``query_reduction`` is recorded for the searcher (CRISP clusters queries too).
+    """
+    from tqdm.auto import tqdm
+
+    from heron.retrieval import crisp
+
+    output = Path(output_dir).absolute()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not (output / MANIFEST_FILE).is_file():
+        raise HeronError(f"{output}: exists and is not a heron index; choose another output directory")
+    started = time.monotonic()
+    build = output.parent / f".{output.name}.building-{os.getpid()}"
+    if build.exists():
+        shutil.rmtree(build)
+    build.mkdir()
+    try:
+        fde_encoder = None
+        fde_params = None
+        if muvera is not None:
+            from heron.retrieval.muvera import MuveraEncoder
+
+            fde_params = dict(muvera)
+            faiss_type = fde_params.pop("faiss", "flat")
+            try:
+                fde_encoder = MuveraEncoder(dim, **fde_params)
+            except TypeError as exc:
+                raise HeronError(f"muvera: unknown parameter ({exc}); known: reps, k_sim, d_proj, seed, "
+                                 f"fill_empty, final_dim, faiss") from None
+            fde_spool = open(build / "fde.f32", "wb")
+        doc_ids: list[str] = []
+        lengths: list[int] = []
+        bar = tqdm(unit="doc", desc="multi-vector index", disable=not progress, dynamic_ncols=True)
+        with open(build / "vectors.f16", "wb") as spool:
+            for ids, clouds in chunks:
+                if len(ids) != len(clouds):
+                    raise HeronError(f"{len(ids)} document ids for {len(clouds)} token-vector sets")
+                for doc_id, cloud in zip(ids, clouds):
+                    cloud = np.asarray(cloud, dtype=np.float32).reshape(-1, dim) if len(cloud) else \
+                        np.zeros((0, dim), np.float32)
+                    if cloud.shape[1] != dim:
+                        raise HeronError(f"document {doc_id!r}: vectors of dimension {cloud.shape[1]}, index has {dim}")
+                    if reduction:
+                        cloud = crisp.reduce(cloud, reduction.get("method", "kmeans"), reduction.get("k"),
+                                             reduction.get("fraction"), seed=reduction.get("seed", 0))
+                    spool.write(cloud.astype(np.float16).tobytes())
+                    lengths.append(len(cloud))
+                    doc_ids.append(str(doc_id))
+                    if fde_encoder is not None:
+                        fde_spool.write(fde_encoder.encode_document(cloud).astype(np.float32).tobytes())
+                bar.update(len(ids))
+        bar.close()
+        if fde_encoder is not None:
+            fde_spool.close()
+        if not doc_ids:
+            raise HeronError("no documents to index")
+        if len(set(doc_ids)) != len(doc_ids) or any("\n" in d for d in doc_ids):
+            raise HeronError("document ids must be unique and contain no newline")
+        total = int(sum(lengths))
+        raw = np.memmap(build / "vectors.f16", dtype=np.float16, mode="r", shape=(total, dim)) if total else \
+            np.zeros((0, dim), np.float16)
+        np.save(build / "vectors.npy", raw)
+        del raw
+        (build / "vectors.f16").unlink()
+        np.save(build / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+        (build / "doc_ids.txt").write_text("".join(d + "\n" for d in doc_ids), encoding="utf-8")
+        if fde_encoder is not None:
+            from heron.indexing.faiss_index import build_faiss_index
+
+            fdes = np.memmap(build / "fde.f32", dtype=np.float32, mode="r", shape=(len(doc_ids), fde_encoder.dimension))
+            build_faiss_index([(doc_ids, fdes)], build / "fde", dim=fde_encoder.dimension, index_type=faiss_type,
+                              encoder=fde_encoder.describe(), store_vectors=False, kind="muvera", progress=False)
+            del fdes
+            (build / "fde.f32").unlink()
+        for name, source in (("encoder", encoder_dir), ("docstore", docstore_dir)):
+            if source is not None:
+                shutil.copytree(source, build / name)
+        files = {}
+        for path in sorted(build.rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(build).as_posix()
+                entry = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+                if rel in ("vectors.npy", "offsets.npy"):
+                    arr = np.load(path, mmap_mode="r")
+                    entry.update(dtype=arr.dtype.name, shape=list(arr.shape))
+                files[rel] = entry
+        manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "dim": int(dim),
+                    "num_docs": len(doc_ids), "num_vectors": total, "encoder": encoder or {},
+                    "reduction": reduction, "query_reduction": query_reduction,
+                    "muvera": None if fde_encoder is None else {**fde_encoder.describe(), "faiss": faiss_type},
+                    "encoder_dir": "encoder" if encoder_dir is not None else None,
+                    "docstore_dir": "docstore" if docstore_dir is not None else None,
+                    "build": {"seconds": round(time.monotonic() - started, 3)}, "files": files}
+        (build / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        if output.exists():
+            old = output.parent / f".{output.name}.old-{os.getpid()}"
+            os.rename(output, old)
+            os.rename(build, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(build, output)
+        return output
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+
+
+def is_multivector_bundle(path: str | os.PathLike) -> bool:
+    try:
+        return json.loads((Path(path) / MANIFEST_FILE).read_text(encoding="utf-8")).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class MultiVectorIndex:
+    """An opened multi-vector bundle."""
+
+    def __init__(self, path: Path, manifest: dict, vectors: np.ndarray, offsets: np.ndarray, doc_ids: list[str],
+                 fde):
+        self.path, self.manifest, self.vectors, self.offsets, self.doc_ids, self.fde = \
+            path, manifest, vectors, offsets, doc_ids, fde
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = False) -> MultiVectorIndex:
+        root = Path(path)
+        where = root / MANIFEST_FILE
+        if not where.is_file():
+            raise HeronError(f"{where}: missing (not a heron multi-vector index)")
+        try:
+            manifest = json.loads(where.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise HeronError(f"{where}: corrupt manifest ({exc})") from None
+        if manifest.get("format") != FORMAT_NAME:
+            raise HeronError(f"{where}: not a heron multi-vector index manifest")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise HeronError(f"{root}: multi-vector format version {manifest.get('format_version')}, this heron "
+                             f"reads {FORMAT_VERSION}; rebuild the index")
+        for rel, entry in manifest["files"].items():
+            file = root / rel
+            if not file.is_file():
+                raise HeronError(f"{file}: file listed in {MANIFEST_FILE} is missing; rebuild the index")
+            if file.stat().st_size != entry["bytes"]:
+                raise HeronError(f"{file}: {file.stat().st_size} bytes, the manifest records {entry['bytes']}; "
+                                 f"rebuild the index")
+            if verify and sha256_file(file) != entry["sha256"]:
+                raise HeronError(f"{file}: checksum mismatch (modified or corrupt); rebuild the index")
+        vectors = np.load(root / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        offsets = np.load(root / "offsets.npy", allow_pickle=False)
+        doc_ids = (root / "doc_ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        if len(offsets) != len(doc_ids) + 1 or int(offsets[-1]) != len(vectors):
+            raise HeronError(f"{root}: offsets, document ids and vectors disagree; rebuild the index")
+        fde = None
+        if manifest.get("muvera"):
+            from heron.indexing.faiss_index import FaissIndex
+
+            fde = FaissIndex.open(root / "fde", verify=verify, device="cpu")
+        return cls(root, manifest, vectors, offsets, doc_ids, fde)
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.doc_ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def encoder(self) -> dict:
+        return dict(self.manifest.get("encoder") or {})
+
+    @property
+    def encoder_dir(self) -> Path | None:
+        rel = self.manifest.get("encoder_dir")
+        return self.path / rel if rel else None
+
+    @property
+    def docstore_dir(self) -> Path | None:
+        rel = self.manifest.get("docstore_dir")
+        return self.path / rel if rel else None
+
+    def doc_index(self, doc_id: str) -> int:
+        if not hasattr(self, "_positions"):
+            self._positions = {d: i for i, d in enumerate(self.doc_ids)}
+        return self._positions[doc_id]
+
+    def document(self, position: int) -> np.ndarray:
+        return np.asarray(self.vectors[self.offsets[position]:self.offsets[position + 1]], dtype=np.float32)
+
+    def fde_encoder(self):
+        from heron.retrieval.muvera import MuveraEncoder
+
+        cfg = {k: v for k, v in self.manifest["muvera"].items() if k in ("reps", "k_sim", "d_proj", "seed",
+                                                                          "fill_empty", "final_dim")}
+        return MuveraEncoder(self.dim, **cfg)
+
+    def search(self, query: np.ndarray, k: int = 10, candidates: int | None = None) -> tuple[list[str], np.ndarray]:
+        """Top-``k`` by exact MaxSim: over every document, or over MUVERA's top ``candidates``."""
+        from heron.retrieval.maxsim import rerank
+
+        query = np.asarray(query, dtype=np.float32)
+        if query.ndim != 2 or query.shape[1] != self.dim:
+            raise HeronError(f"{self.path}: query vectors of shape {query.shape}, the index has dimension {self.dim}")
+        if candidates is None:
+            pool = np.arange(self.num_docs)
+        else:
+            if self.fde is None:
+                raise HeronError(f"{self.path}: built without MUVERA FDEs (fde/); rebuild with muvera, or search "
+                                 f"by brute force")
+            if not hasattr(self, "_fde_encoder"):
+                self._fde_encoder = self.fde_encoder()
+            _, positions = self.fde.search_arrays(self._fde_encoder.encode_query(query)[None, :], candidates)
+            pool = positions[0][positions[0] >= 0]
+        idx, scores = rerank(query, self.vectors, self.offsets, pool, min(k, len(pool)))
+        return [self.doc_ids[i] for i in idx.tolist()], scores
