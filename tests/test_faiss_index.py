@@ -148,3 +148,13 @@ def test_bad_parameters():
     with pytest.raises(HeronError, match="must divide"):
         default_params("ivf-pq", 1000, 30, {"pq_m": 7})
     assert default_params("ivf-pq", 100, 32)["pq_bits"] == 6  # 2^bits <= training points
+
+
+@pytest.mark.parametrize("index_type", ["ivf-flat", "ivf-pq"])
+def test_trained_indexes_are_deterministic_by_seed(tmp_path, index_type):
+    from heron.checksums import sha256_file
+
+    ids, docs, _ = _data(n=800)
+    paths = [build_faiss_index([(ids, docs)], tmp_path / f"ix{i}", dim=32, index_type=index_type,
+                               params={"seed": 3}, progress=False) for i in range(2)]
+    assert sha256_file(paths[0] / "index.faiss") == sha256_file(paths[1] / "index.faiss")

@@ -216,9 +216,9 @@ def build_faiss_index(
             rng = np.random.default_rng(resolved["seed"])
             size = min(resolved["train_size"], num_docs)
             sample = np.sort(rng.choice(num_docs, size=size, replace=False))
-            faiss.cp_seed = resolved["seed"]
-            if hasattr(index, "cp"):
-                index.cp.seed = resolved["seed"]
+            for owner in (index, getattr(index, "pq", None)):  # k-means seeds of the coarse and PQ training
+                if owner is not None and hasattr(owner, "cp"):
+                    owner.cp.seed = resolved["seed"]
             index.train(np.ascontiguousarray(vectors[sample]))
         step = 65536
         bar = tqdm(total=num_docs, unit="vec", desc=f"FAISS {index_type}", disable=not progress,
