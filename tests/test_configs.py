@@ -24,7 +24,8 @@ def test_overrides_merge_sections(tmp_path):
     config = load_config(CONFIGS[0].parent / "scifact-minilm-hnsw.yaml", faiss={"type": "flat"})
     assert config.faiss.type == "flat" and config.faiss.m == 32  # other fields kept
     bad = tmp_path / "bad.yaml"
-    bad.write_text("dataset: scifact\noutput: x\nmultivector: {crisp: C4x8, prune: tail}\nencoder: {type: multivector}\n")
+    bad.write_text("dataset: scifact\noutput: x\nmultivector: {crisp: C4x8, prune: tail}\n"
+                   "encoder: {type: multivector}\n")
     with pytest.raises(HeronError, match="choose crisp or prune"):
         load_config(bad).multivector.reductions()
     bad.write_text("dataset: scifact\noutput: x\nfaiss: {type: hnsw, nlist: 4}\n")
