@@ -57,8 +57,8 @@ from pathlib import Path
 
 import numpy as np
 
-from heron.checksums import sha256_file
 from heron.errors import HeronError
+from heron.indexing.bundle import BundleInfo, check_files, describe_files, publish, read_bundle_manifest
 
 FORMAT_NAME = "heron-faiss-index"
 FORMAT_VERSION = 1
@@ -139,15 +139,6 @@ def _write_json_atomic(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _describe(root: Path, rel: str) -> dict:
-    path = root / rel
-    entry: dict = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    if rel.endswith(".npy"):
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-        entry.update(dtype=array.dtype.name, shape=list(array.shape))
-    return entry
 
 
 def build_faiss_index(
@@ -236,11 +227,7 @@ def build_faiss_index(
         for name, source in ((ENCODER_DIR, encoder_dir), (DOCSTORE_DIR, docstore_dir)):
             if source is not None:
                 shutil.copytree(source, build / name)
-        files = {}
-        for path in sorted(build.rglob("*")):
-            if path.is_file():
-                rel = path.relative_to(build).as_posix()
-                files[rel] = _describe(build, rel)
+        files = describe_files(build)
         manifest = {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
             "faiss": {"type": index_type, "params": resolved, "faiss_version": faiss.__version__},
@@ -253,21 +240,11 @@ def build_faiss_index(
             "files": files,
         }
         _write_json_atomic(build / MANIFEST_FILE, manifest)
-        _publish(build, output)
+        publish(build, output)
         return output
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-
-
-def _publish(build: Path, output: Path) -> None:
-    if output.exists():
-        old = output.parent / f".{output.name}.old-{os.getpid()}"
-        os.rename(output, old)
-        os.rename(build, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(build, output)
 
 
 def is_faiss_bundle(path: str | os.PathLike) -> bool:
@@ -278,7 +255,7 @@ def is_faiss_bundle(path: str | os.PathLike) -> bool:
     return isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME
 
 
-class FaissIndex:
+class FaissIndex(BundleInfo):
     """An opened FAISS bundle: ``search(queries, k)`` → per query ``(doc ids, float32 scores)``."""
 
     def __init__(self, path: Path, manifest: dict, index, vectors: np.ndarray | None, doc_ids: list[str]):
@@ -293,31 +270,12 @@ class FaissIndex:
     def open(cls, path: str | os.PathLike, verify: bool = False, device: str | None = "auto") -> FaissIndex:
         faiss = _faiss()
         root = Path(path)
-        where = root / MANIFEST_FILE
-        if not where.is_file():
-            raise HeronError(f"{where}: missing (not a heron FAISS index)")
-        try:
-            manifest = json.loads(where.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HeronError(f"{where}: corrupt manifest ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-            raise HeronError(f"{where}: not a heron FAISS index manifest")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise HeronError(f"{root}: FAISS bundle format version {manifest.get('format_version')}, this heron "
-                             f"reads {FORMAT_VERSION}; rebuild the index")
+        manifest = read_bundle_manifest(root, FORMAT_NAME, FORMAT_VERSION, "FAISS")
         files = manifest.get("files") or {}
         for rel in [INDEX_FILE, DOC_IDS_FILE] + ([VECTORS_FILE] if manifest.get("has_vectors") else []):
             if rel not in files:
                 raise HeronError(f"{root / rel}: not listed in {MANIFEST_FILE} (incomplete index); rebuild it")
-        for rel, entry in files.items():
-            file = root / rel
-            if not file.is_file():
-                raise HeronError(f"{file}: file listed in {MANIFEST_FILE} is missing; rebuild the index")
-            if file.stat().st_size != entry.get("bytes"):
-                raise HeronError(f"{file}: {file.stat().st_size} bytes, the manifest records {entry.get('bytes')} "
-                                 f"(truncated or replaced file); rebuild the index")
-            if verify and sha256_file(file) != entry.get("sha256"):
-                raise HeronError(f"{file}: checksum mismatch (the file was modified or is corrupt); rebuild the index")
+        check_files(root, files, verify)
         try:
             index = faiss.read_index(str(root / INDEX_FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:
@@ -356,28 +314,6 @@ class FaissIndex:
     @property
     def index_type(self) -> str:
         return str(self.manifest["faiss"]["type"])
-
-    @property
-    def encoder(self) -> dict:
-        return dict(self.manifest.get("encoder") or {})
-
-    @property
-    def encoder_dir(self) -> Path | None:
-        rel = self.manifest.get("encoder_dir")
-        return self.path / rel if rel else None
-
-    @property
-    def docstore_dir(self) -> Path | None:
-        rel = self.manifest.get("docstore_dir")
-        return self.path / rel if rel else None
-
-    def doc_index(self, doc_id: str) -> int:
-        if not hasattr(self, "_positions"):
-            self._positions = {d: i for i, d in enumerate(self.doc_ids)}
-        try:
-            return self._positions[doc_id]
-        except KeyError:
-            raise HeronError(f"{self.path}: unknown document id {doc_id!r}") from None
 
     def set_search_params(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
         faiss = _faiss()

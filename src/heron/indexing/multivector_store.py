@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from heron.checksums import sha256_file
 from heron.errors import HeronError
+from heron.indexing.bundle import BundleInfo, check_files, describe_files, publish, read_bundle_manifest
 
 FORMAT_NAME = "heron-multivector-index"
 FORMAT_VERSION = 1
@@ -120,15 +120,7 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
         for name, source in (("encoder", encoder_dir), ("docstore", docstore_dir)):
             if source is not None:
                 shutil.copytree(source, build / name)
-        files = {}
-        for path in sorted(build.rglob("*")):
-            if path.is_file():
-                rel = path.relative_to(build).as_posix()
-                entry = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-                if rel in ("vectors.npy", "offsets.npy"):
-                    arr = np.load(path, mmap_mode="r")
-                    entry.update(dtype=arr.dtype.name, shape=list(arr.shape))
-                files[rel] = entry
+        files = describe_files(build)
         manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "dim": int(dim),
                     "num_docs": len(doc_ids), "num_vectors": total, "encoder": encoder or {},
                     "reduction": reduction, "query_reduction": query_reduction,
@@ -137,13 +129,7 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
                     "docstore_dir": "docstore" if docstore_dir is not None else None,
                     "build": {"seconds": round(time.monotonic() - started, 3)}, "files": files}
         (build / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if output.exists():
-            old = output.parent / f".{output.name}.old-{os.getpid()}"
-            os.rename(output, old)
-            os.rename(build, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(build, output)
+        publish(build, output)
         return output
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
@@ -157,7 +143,7 @@ def is_multivector_bundle(path: str | os.PathLike) -> bool:
         return False
 
 
-class MultiVectorIndex:
+class MultiVectorIndex(BundleInfo):
     """An opened multi-vector bundle."""
 
     def __init__(self, path: Path, manifest: dict, vectors: np.ndarray, offsets: np.ndarray, doc_ids: list[str],
@@ -168,27 +154,8 @@ class MultiVectorIndex:
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = False) -> MultiVectorIndex:
         root = Path(path)
-        where = root / MANIFEST_FILE
-        if not where.is_file():
-            raise HeronError(f"{where}: missing (not a heron multi-vector index)")
-        try:
-            manifest = json.loads(where.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise HeronError(f"{where}: corrupt manifest ({exc})") from None
-        if manifest.get("format") != FORMAT_NAME:
-            raise HeronError(f"{where}: not a heron multi-vector index manifest")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise HeronError(f"{root}: multi-vector format version {manifest.get('format_version')}, this heron "
-                             f"reads {FORMAT_VERSION}; rebuild the index")
-        for rel, entry in manifest["files"].items():
-            file = root / rel
-            if not file.is_file():
-                raise HeronError(f"{file}: file listed in {MANIFEST_FILE} is missing; rebuild the index")
-            if file.stat().st_size != entry["bytes"]:
-                raise HeronError(f"{file}: {file.stat().st_size} bytes, the manifest records {entry['bytes']}; "
-                                 f"rebuild the index")
-            if verify and sha256_file(file) != entry["sha256"]:
-                raise HeronError(f"{file}: checksum mismatch (modified or corrupt); rebuild the index")
+        manifest = read_bundle_manifest(root, FORMAT_NAME, FORMAT_VERSION, "multi-vector")
+        check_files(root, manifest.get("files") or {}, verify)
         vectors = np.load(root / "vectors.npy", mmap_mode="r", allow_pickle=False)
         offsets = np.load(root / "offsets.npy", allow_pickle=False)
         doc_ids = (root / "doc_ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
@@ -208,25 +175,6 @@ class MultiVectorIndex:
     @property
     def dim(self) -> int:
         return int(self.manifest["dim"])
-
-    @property
-    def encoder(self) -> dict:
-        return dict(self.manifest.get("encoder") or {})
-
-    @property
-    def encoder_dir(self) -> Path | None:
-        rel = self.manifest.get("encoder_dir")
-        return self.path / rel if rel else None
-
-    @property
-    def docstore_dir(self) -> Path | None:
-        rel = self.manifest.get("docstore_dir")
-        return self.path / rel if rel else None
-
-    def doc_index(self, doc_id: str) -> int:
-        if not hasattr(self, "_positions"):
-            self._positions = {d: i for i, d in enumerate(self.doc_ids)}
-        return self._positions[doc_id]
 
     def document(self, position: int) -> np.ndarray:
         return np.asarray(self.vectors[self.offsets[position]:self.offsets[position + 1]], dtype=np.float32)

@@ -151,16 +151,21 @@ class DenseShardWriter(SparseShardWriter):
         self._write_shard(doc_ids, {"vectors": vectors}, int(vectors.size))
 
 
-def iter_dense_shards(directory: str | Path, verify: bool = True) -> Iterator[tuple[list[str], np.ndarray]]:
-    """Yield ``(doc_ids, float32 vectors)`` per dense shard in order; checksums verified by default."""
-    directory = Path(directory)
-    manifest = read_manifest(directory, DENSE_SHARDS_FORMAT)
+def _checked_shard_paths(directory: Path, manifest: dict, verify: bool) -> Iterator[Path]:
+    """The shard files a manifest lists, in order, each checked to exist (and its sha256 when ``verify``)."""
     for shard in manifest["shards"]:
         path = directory / shard["file"]
         if not path.is_file():
             raise HeronError(f"{path}: shard listed in {MANIFEST} is missing")
         if verify and sha256_file(path) != shard["sha256"]:
             raise HeronError(f"{path}: checksum mismatch (the shard is corrupt; re-encode)")
+        yield path
+
+
+def iter_dense_shards(directory: str | Path, verify: bool = True) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Yield ``(doc_ids, float32 vectors)`` per dense shard in order; checksums verified by default."""
+    directory = Path(directory)
+    for path in _checked_shard_paths(directory, read_manifest(directory, DENSE_SHARDS_FORMAT), verify):
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 ids, vectors = arrays["doc_ids"].tolist(), arrays["vectors"]
@@ -202,11 +207,6 @@ def iter_shards(directory: str | Path, verify: bool = True) -> Iterator[tuple[li
     directory = Path(directory)
     manifest = read_manifest(directory)
     width = manifest["vocab_size"]
-    for shard in manifest["shards"]:
-        path = directory / shard["file"]
-        if not path.is_file():
-            raise HeronError(f"{path}: shard listed in {MANIFEST} is missing")
-        if verify and sha256_file(path) != shard["sha256"]:
-            raise HeronError(f"{path}: checksum mismatch (the shard is corrupt; re-encode)")
+    for path in _checked_shard_paths(directory, manifest, verify):
         ids, (indptr, indices, data), n = load_shard(path)
         yield ids, sp.csr_matrix((data, indices, indptr), shape=(n, width))
