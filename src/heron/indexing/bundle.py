@@ -66,6 +66,22 @@ def describe_files(root: Path) -> dict:
     return files
 
 
+def start_build(output_dir) -> tuple[Path, Path]:
+    """``(output, build)``: the absolute output path and a fresh temporary sibling to build into.
+
+    An existing ``output`` must be a heron bundle (it is replaced only when the build publishes).
+    """
+    output = Path(output_dir).absolute()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not (output / MANIFEST_FILE).is_file():
+        raise HeronError(f"{output}: exists and is not a heron index; choose another output directory")
+    build = output.parent / f".{output.name}.building-{os.getpid()}"
+    if build.exists():
+        shutil.rmtree(build)
+    build.mkdir()
+    return output, build
+
+
 def publish(build: Path, output: Path) -> None:
     """Move a finished build directory to ``output``, replacing any previous bundle only at the end."""
     if output.exists():

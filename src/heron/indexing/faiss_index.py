@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from heron.errors import HeronError
-from heron.indexing.bundle import BundleInfo, check_files, describe_files, publish, read_bundle_manifest
+from heron.indexing.bundle import BundleInfo, check_files, describe_files, publish, read_bundle_manifest, start_build
 
 FORMAT_NAME = "heron-faiss-index"
 FORMAT_VERSION = 1
@@ -166,15 +166,8 @@ def build_faiss_index(
     faiss = _faiss()
     if index_type not in TYPES:
         raise HeronError(f"unknown FAISS index type {index_type!r} (choose from {', '.join(TYPES)})")
-    output = Path(output_dir).absolute()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.exists() and not (output / MANIFEST_FILE).is_file():
-        raise HeronError(f"{output}: exists and is not a heron index; choose another output directory")
     started = time.monotonic()
-    build = output.parent / f".{output.name}.building-{os.getpid()}"
-    if build.exists():
-        shutil.rmtree(build)
-    build.mkdir()
+    output, build = start_build(output_dir)
     try:
         if isinstance(chunks, str | os.PathLike):
             from heron.indexing.shards import iter_dense_shards

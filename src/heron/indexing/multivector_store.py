@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from heron.errors import HeronError
-from heron.indexing.bundle import BundleInfo, check_files, describe_files, publish, read_bundle_manifest
+from heron.indexing.bundle import BundleInfo, check_files, describe_files, publish, read_bundle_manifest, start_build
 
 FORMAT_NAME = "heron-multivector-index"
 FORMAT_VERSION = 1
@@ -50,15 +50,8 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
 
     from heron.retrieval import crisp
 
-    output = Path(output_dir).absolute()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.exists() and not (output / MANIFEST_FILE).is_file():
-        raise HeronError(f"{output}: exists and is not a heron index; choose another output directory")
     started = time.monotonic()
-    build = output.parent / f".{output.name}.building-{os.getpid()}"
-    if build.exists():
-        shutil.rmtree(build)
-    build.mkdir()
+    output, build = start_build(output_dir)
     try:
         fde_encoder = None
         fde_params = None
