@@ -113,8 +113,11 @@ def run_dataset(name: str, ks: list[int], indexes: Path) -> dict:
         got, _ = index.search_batch(codes, k=10, mode="pruned", threads=1)
         pos = {d: i for i, d in enumerate(index.doc_ids)}
         kth = -np.partition(-brute, 9, axis=1)[:, 9]
-        entry["recall10_vs_brute"] = float(np.mean([np.mean([brute[q, pos[d]] >= kth[q] - 1e-4 for d in g])
-                                                    for q, g in enumerate(got)]))
+        per_query = [np.mean([brute[q, pos[d]] >= kth[q] - 1e-4 for d in g]) if len(g) else
+                     float(not brute[q].any())  # a query whose codes are all zero: nothing to find
+                     for q, g in enumerate(got)]
+        entry["recall10_vs_brute"] = float(np.mean(per_query))
+        entry["empty_queries"] = int(sum(len(g) == 0 for g in got))
         out["engines"][f"csr-k{k}"] = entry
     return out
 

@@ -108,7 +108,7 @@ def targets(entry: dict, threads: int) -> list[dict]:
     # queries is >= 0.95, for heron and for Seismic
     h = _fastest_at(_find(entry, "heron-approx"), 0.95)
     s = _fastest_at(_find(entry, "seismic@"), 0.95)
-    if _find(entry, "seismic@"):
+    if _find(entry, "seismic@") or "seismic" in entry.get("search", {}):
         if h and s:
             hm, sm = h["by_k"]["10"], s["by_k"]["10"]
             ratio = hm["mean_ms"] / sm["mean_ms"]
