@@ -2,8 +2,9 @@
 # The multi-vector experiments of issue 5 (not yet run end to end; see docs/RESULTS.md). Trains a MiniLM
 # ColBERT with and without training-time CRISP on each dataset's train qrels, encodes the corpus once
 # (token vectors cached), builds brute-force, MUVERA, post-hoc CRISP and pruning indexes, and evaluates.
-# CPU cost: a training step (16 queries, 32 hard-negative + positive documents) takes a few seconds on
-# 2 cores; encoding SciFact's token vectors about as long as the dense MiniLM encoding (~6 min).
+# CPU cost (measured 2026-12-01): a training step (16 queries, 16 positives + 16 BM25 hard negatives,
+# 180-token documents) takes 3.7 s on 2 cores, so 300 steps ≈ 18 min per model; encoding SciFact's token
+# vectors takes about as long as the dense MiniLM encoding (~6 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 H=.venv/bin/heron
