@@ -234,22 +234,20 @@ class CSREncoder:
         target.mkdir()
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copy2(self.checkpoint / name, target / name)
-        config = {"format": "heron-encoder", "version": 1, "encoder": self.describe(),
-                  "layout": {"base": "base", "csr": "csr"}}
-        (directory / "heron_encoder.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+        from heron.retrieval.encoders.splade import write_encoder_config
+
+        write_encoder_config(directory, self.describe(), {"base": "base", "csr": "csr"})
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, *, device: str | None = "auto", threads: int | None = None,
              batch_size: int = 64) -> CSREncoder:
         from heron.retrieval.encoders.dense import DenseEncoder
-        from heron.retrieval.encoders.splade import _read_json
+        from heron.retrieval.encoders.splade import read_encoder_config
 
         directory = Path(directory)
-        config = _read_json(directory / "heron_encoder.json")
-        info = config.get("encoder", {})
-        if config.get("format") != "heron-encoder" or info.get("type") != "csr":
-            raise HeronError(f"{directory / 'heron_encoder.json'}: not a saved heron CSR encoder")
+        config = read_encoder_config(directory, "csr", "CSR")
+        info = config["encoder"]
         base = DenseEncoder.load(directory / config["layout"]["base"], device=device, threads=threads,
                                  batch_size=batch_size)
         return cls(directory / config["layout"]["csr"], base=base, k=info.get("k"),

@@ -25,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -34,11 +33,14 @@ import numpy as np
 import torch
 
 from heron.errors import HeronError
-from heron.retrieval.encoders.splade import _read_json, _resolve, resolve_device
+from heron.retrieval.encoders.splade import (
+    _read_json,
+    _resolve,
+    read_encoder_config,
+    resolve_device,
+    write_encoder_config,
+)
 
-ENCODER_CONFIG = "heron_encoder.json"
-ENCODER_FORMAT = "heron-encoder"
-ENCODER_VERSION = 1
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len", "lasttoken")
 _TEXT_CHUNK = 8192
 _MODEL_FILE_SUFFIXES = (".json", ".txt", ".safetensors", ".model")
@@ -209,21 +211,14 @@ class DenseEncoder:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         copy_checkpoint(self.path, directory / "model", self)
-        config = {"format": ENCODER_FORMAT, "version": ENCODER_VERSION, "encoder": self.describe(),
-                  "layout": {"model": "model"}}
-        (directory / ENCODER_CONFIG).write_text(json.dumps(config, indent=1), encoding="utf-8")
+        write_encoder_config(directory, self.describe(), {"model": "model"})
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, *, device: str | None = "auto", fp16: bool | None = None,
              threads: int | None = None, batch_size: int = 64) -> DenseEncoder:
         directory = Path(directory)
-        config = _read_json(directory / ENCODER_CONFIG)
-        if config.get("format") != ENCODER_FORMAT or config.get("encoder", {}).get("type") != "dense":
-            raise HeronError(f"{directory / ENCODER_CONFIG}: not a saved heron dense encoder")
-        if config.get("version") != ENCODER_VERSION:
-            raise HeronError(f"{directory / ENCODER_CONFIG}: encoder format version {config.get('version')} "
-                             f"is not supported (this heron reads version {ENCODER_VERSION})")
+        config = read_encoder_config(directory, "dense", "dense")
         info = config["encoder"]
         enc = cls(directory / config["layout"]["model"], max_length=info.get("max_length"), batch_size=batch_size,
                   threads=threads, device=device, fp16=fp16, pooling=info.get("pooling"),

@@ -92,6 +92,24 @@ def _read_json(path: Path) -> dict:
         raise HeronError(f"{path}: unreadable JSON ({exc})") from None
 
 
+def write_encoder_config(directory: Path, info: dict, layout: dict) -> None:
+    """``heron_encoder.json``: what every saved heron encoder folder (SPLADE, dense, CSR) starts from."""
+    config = {"format": ENCODER_FORMAT, "version": ENCODER_VERSION, "encoder": info, "layout": layout}
+    (Path(directory) / ENCODER_CONFIG).write_text(json.dumps(config, indent=1), encoding="utf-8")
+
+
+def read_encoder_config(directory: Path, kind: str, what: str) -> dict:
+    """The ``heron_encoder.json`` of a saved ``kind`` encoder (format, type and version checked)."""
+    path = Path(directory) / ENCODER_CONFIG
+    config = _read_json(path)
+    if config.get("format") != ENCODER_FORMAT or config.get("encoder", {}).get("type") != kind:
+        raise HeronError(f"{path}: not a saved heron {what} encoder")
+    if config.get("version") != ENCODER_VERSION:
+        raise HeronError(f"{path}: encoder format version {config.get('version')} "
+                         f"is not supported (this heron reads version {ENCODER_VERSION})")
+    return config
+
+
 def _class_name(type_name: str) -> str:
     return str(type_name).rsplit(".", 1)[-1]
 
@@ -567,9 +585,7 @@ class SpladeEncoder:
                 raise HeronError("this encoder has no document model to save")
             _copy_model(self._doc, directory / "documents")
             layout["documents"] = "documents"
-        config = {"format": ENCODER_FORMAT, "version": ENCODER_VERSION, "encoder": self.describe(),
-                  "layout": layout}
-        (directory / ENCODER_CONFIG).write_text(json.dumps(config, indent=1), encoding="utf-8")
+        write_encoder_config(directory, self.describe(), layout)
         return directory
 
     @classmethod
@@ -577,12 +593,7 @@ class SpladeEncoder:
              threads: int | None = None, batch_size: int = 32) -> SpladeEncoder:
         """Reopen an encoder written by :meth:`save` (runtime settings may differ from the saved ones)."""
         directory = Path(directory)
-        config = _read_json(directory / ENCODER_CONFIG)
-        if config.get("format") != ENCODER_FORMAT or config.get("encoder", {}).get("type") != "splade":
-            raise HeronError(f"{directory / ENCODER_CONFIG}: not a saved heron SPLADE encoder")
-        if config.get("version") != ENCODER_VERSION:
-            raise HeronError(f"{directory / ENCODER_CONFIG}: encoder format version {config.get('version')} "
-                             f"is not supported (this heron reads version {ENCODER_VERSION})")
+        config = read_encoder_config(directory, "splade", "SPLADE")
         info, layout = config["encoder"], config["layout"]
         doc_dir = layout.get("model") or layout.get("documents")
         doc_model = directory / doc_dir if doc_dir else None
