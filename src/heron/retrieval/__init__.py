@@ -104,7 +104,6 @@ def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
 
         allowed = {"ef_search", "nprobe", "truncate_dims", "threads", "device"}
         extra = sorted(set(options) - allowed - {"mode"})
-        extra = sorted(set(extra) | ({"candidates"} & set(options)))
         if extra or options.get("mode", "exact") != "exact":
             raise HeronError(f"{path}: a FAISS index takes ef_search / nprobe / truncate_dims, not "
                              f"{', '.join(extra) or 'mode ' + options['mode']}")

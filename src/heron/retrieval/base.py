@@ -31,3 +31,30 @@ class Retriever(ABC):
     def describe(self) -> dict:
         """Parameters that identify this retriever's configuration (recorded with results)."""
         return {"name": self.name}
+
+
+class IndexRetriever(Retriever):
+    """A retriever over one built index (``self.index``, whose ``encoder`` records the dataset it was
+    built from) that answers text queries with ``search(texts, k)`` → per query ``(doc ids, scores)``."""
+
+    index = None
+
+    @abstractmethod
+    def search(self, texts, k: int = 10) -> list:
+        """Top-``k`` ``(doc ids, scores)`` per query text."""
+
+    def check_dataset(self, dataset) -> None:
+        """Refuse to evaluate an index on a dataset other than the one it was built from."""
+        from heron.errors import HeronError
+
+        built_from = self.index.encoder.get("dataset") or {}
+        fingerprint = built_from.get("fingerprint")
+        if fingerprint and fingerprint != dataset.fingerprint():
+            raise HeronError(f"{self.index.path}: built from dataset {built_from.get('name')!r} "
+                             f"({fingerprint[:12]}), not from {dataset.name!r} ({dataset.fingerprint()[:12]})")
+
+    def retrieve(self, dataset, queries: dict[str, str], k: int = 1000) -> Run:
+        self.check_dataset(dataset)
+        qids = list(queries)
+        results = self.search([queries[q] for q in qids], k=k)
+        return {qid: dict(zip(ids, map(float, scores))) for qid, (ids, scores) in zip(qids, results)}

@@ -20,10 +20,10 @@ import numpy as np
 
 from heron.errors import HeronError
 from heron.indexing.faiss_index import FaissIndex
-from heron.retrieval.base import Retriever, Run
+from heron.retrieval.base import IndexRetriever
 
 
-class DenseIndexRetriever(Retriever):
+class DenseIndexRetriever(IndexRetriever):
     """``heron eval --index DIR`` for a FAISS bundle: queries encoded by the bundle's own encoder."""
 
     def __init__(self, index: str | os.PathLike | FaissIndex, *, ef_search: int | None = None,
@@ -93,12 +93,3 @@ class DenseIndexRetriever(Retriever):
             out.append(([self.index.doc_ids[i] for i in top.tolist()], row[top].astype(np.float32)))
         return out
 
-    def retrieve(self, dataset, queries: dict[str, str], k: int = 1000) -> Run:
-        built_from = self.index.encoder.get("dataset") or {}
-        fingerprint = built_from.get("fingerprint")
-        if fingerprint and fingerprint != dataset.fingerprint():
-            raise HeronError(f"{self.index.path}: built from dataset {built_from.get('name')!r}, not from "
-                             f"{dataset.name!r}")
-        qids = list(queries)
-        results = self.search([queries[q] for q in qids], k=k)
-        return {qid: dict(zip(ids, map(float, scores))) for qid, (ids, scores) in zip(qids, results)}

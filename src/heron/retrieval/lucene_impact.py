@@ -80,7 +80,7 @@ class LuceneImpactRetriever(Retriever):
         return out
 
     def retrieve(self, dataset, queries: dict[str, str], k: int = 1000) -> Run:
-        self.heron._check_dataset(dataset)
+        self.heron.check_dataset(dataset)
         qids = list(queries)
         results = self.search([queries[q] for q in qids], k=k)
         return {qid: dict(zip(ids, map(float, scores))) for qid, (ids, scores) in zip(qids, results)}

@@ -15,10 +15,10 @@ import numpy as np
 
 from heron.errors import HeronError
 from heron.indexing.multivector_store import MultiVectorIndex
-from heron.retrieval.base import Retriever, Run
+from heron.retrieval.base import IndexRetriever
 
 
-class MultiVectorRetriever(Retriever):
+class MultiVectorRetriever(IndexRetriever):
     """``heron eval --index DIR`` for a multi-vector bundle; ``candidates`` switches to MUVERA + rerank."""
 
     def __init__(self, index: str | os.PathLike | MultiVectorIndex, *, candidates: int | None = None,
@@ -59,10 +59,3 @@ class MultiVectorRetriever(Retriever):
     def search(self, texts: Sequence[str], k: int = 10) -> list[tuple[list[str], np.ndarray]]:
         return [self.index.search(q, k=k, candidates=self.candidates) for q in self.encode(texts)]
 
-    def retrieve(self, dataset, queries: dict[str, str], k: int = 1000) -> Run:
-        built_from = self.index.encoder.get("dataset") or {}
-        if built_from.get("fingerprint") and built_from["fingerprint"] != dataset.fingerprint():
-            raise HeronError(f"{self.index.path}: built from dataset {built_from.get('name')!r}, not {dataset.name!r}")
-        qids = list(queries)
-        results = self.search([queries[q] for q in qids], k=k)
-        return {qid: dict(zip(ids, map(float, scores))) for qid, (ids, scores) in zip(qids, results)}

@@ -23,13 +23,13 @@ import scipy.sparse as sp
 
 from heron.errors import HeronError
 from heron.indexing.inverted import InvertedIndex
-from heron.retrieval.base import Retriever, Run
+from heron.retrieval.base import IndexRetriever
 from heron.retrieval.encoders import load_query_encoder
 
 MODES = ("exact", "pruned", "approx")
 
 
-class SparseIndexRetriever(Retriever):
+class SparseIndexRetriever(IndexRetriever):
     """``heron eval --index DIR``: queries encoded by the index's own encoder, searched by its kernels.
 
     ``mode``: ``exact`` (dynamically pruned exact top-k, the default), ``taat`` (exhaustive
@@ -82,19 +82,6 @@ class SparseIndexRetriever(Retriever):
         kernel_mode = {"exact": "pruned", "taat": "exact", "approx": "approx"}[self.mode]
         ids, scores = self.index.search_batch(queries, k=k, mode=kernel_mode, threads=self.threads, **self.knobs)
         return list(zip(ids, scores))
-
-    def retrieve(self, dataset, queries: dict[str, str], k: int = 1000) -> Run:
-        self._check_dataset(dataset)
-        qids = list(queries)
-        results = self.search([queries[q] for q in qids], k=k)
-        return {qid: dict(zip(ids, map(float, scores))) for qid, (ids, scores) in zip(qids, results)}
-
-    def _check_dataset(self, dataset) -> None:
-        built_from = self.index.encoder.get("dataset") or {}
-        fingerprint = built_from.get("fingerprint")
-        if fingerprint and fingerprint != dataset.fingerprint():
-            raise HeronError(f"{self.index.path}: built from dataset {built_from.get('name')!r} "
-                             f"({fingerprint[:12]}), not from {dataset.name!r} ({dataset.fingerprint()[:12]})")
 
 
 def open_retriever(path: str | os.PathLike, **options) -> SparseIndexRetriever:
