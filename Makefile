@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,lucene
+EXTRAS ?= dev,lucene,server
 
 # Datasets by name come from $HERON_DATA first; default to the shared copy beside this checkout.
 HERON_DATA ?= $(if $(wildcard ../shared/data/beir),$(abspath ../shared/data/beir),)

@@ -9,7 +9,8 @@ import pytest
 
 MODULES = ["heron.retrieval.muvera", "heron.retrieval.crisp", "heron.retrieval.maxsim", "heron.retrieval.fusion",
            "heron.indexing.faiss_index", "heron.retrieval.encoders.csr", "heron.indexing.shards",
-           "heron.indexing.docstore"]
+           "heron.indexing.docstore", "heron.training.regularizers", "heron.training.losses", "heron.retrieval.prf",
+           "heron.training.prf"]
 
 
 @pytest.mark.parametrize("name", MODULES)

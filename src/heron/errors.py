@@ -19,3 +19,14 @@ class InputFormatError(HeronError):
         self.path = path
         self.line = line
         self.problem = problem
+
+
+class QueryError(HeronError):
+    """A search request is invalid (empty query, unknown retriever, k out of range, wrong vector shape).
+
+    The HTTP server answers these with 400 and the message; other errors are the server's own.
+    """
+
+
+class NotFoundError(QueryError):
+    """A named thing a request asked for (an index, a retriever) does not exist (HTTP 404)."""

@@ -309,3 +309,12 @@ def list_models() -> list[dict]:
         rows.append({"alias": spec.alias, "hf_id": spec.hf_id, "kind": spec.kind,
                      "description": spec.description, "cached": is_cached(spec.alias), "path": str(target)})
     return rows
+
+
+def quiet_model_loading() -> None:
+    """Turn off the progress bar transformers draws for every model load (a query or server start needs none)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a core dependency
+        return
+    hf_logging.disable_progress_bar()

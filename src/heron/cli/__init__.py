@@ -24,12 +24,13 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    from heron.cli import eval_cmd, index_cmd, models_cmd, train_cmd
+    from heron.cli import eval_cmd, index_cmd, models_cmd, serve_cmd, train_cmd
 
     app.command("build-index")(index_cmd.build_index_command)
     app.command("query")(index_cmd.query_command)
     app.command("eval")(eval_cmd.eval_command)
     app.command("compare")(eval_cmd.compare_command)
+    app.command("serve")(serve_cmd.serve_command)
     app.add_typer(models_cmd.app, name="models")
     app.add_typer(train_cmd.app, name="train")
 

@@ -24,6 +24,20 @@ def _check_metrics(metrics: list[str]) -> list[str]:
     return metrics
 
 
+def _with_prf_for_dataset(ret, ds, method, options):
+    """A named retriever with PRF: the index-backed ones (splade, dense, an index folder) only."""
+    from heron.retrieval import CachedIndexRetriever
+    from heron.retrieval.base import IndexRetriever
+    from heron.retrieval.prf import with_prf
+
+    if isinstance(ret, CachedIndexRetriever):
+        ret = ret.for_dataset(ds)
+    if not isinstance(ret, IndexRetriever):
+        raise HeronError(f"--prf needs an index-backed retriever (splade, dense, an index folder); "
+                         f"{ret.describe().get('name', ret.name)!r} is not one")
+    return with_prf(ret, method, **options)
+
+
 def eval_command(
     dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="BEIR name (resolved via $HERON_DATA, "
                                                "the cache, then download) or a dataset folder; repeatable.")],
@@ -64,6 +78,14 @@ def eval_command(
     )] = None,
     k1: Annotated[float, typer.Option(help="BM25 k1 (bm25, bm25-lucene).")] = 0.9,
     b: Annotated[float, typer.Option(help="BM25 b (bm25, bm25-lucene).")] = 0.4,
+    prf: Annotated[str | None, typer.Option(help="Pseudo-relevance feedback on every index-backed retriever: "
+                                            "rocchio, average, or model:PATH (heron train prf).")] = None,
+    prf_docs: Annotated[int | None, typer.Option(min=1, help="PRF: feedback documents (default 3, or the "
+                                                 "model's).")] = None,
+    prf_alpha: Annotated[float, typer.Option(help="Rocchio: weight of the query.")] = 1.0,
+    prf_beta: Annotated[float, typer.Option(help="Rocchio: weight of the feedback centroid.")] = 0.5,
+    prf_terms: Annotated[int | None, typer.Option(min=0, help="PRF on sparse indexes: weights kept per revised "
+                                                  "query (default 100; 0 = all).")] = None,
 ) -> None:
     """Evaluate retrievers on datasets: prints a results table, writes runs and metrics.
 
@@ -75,6 +97,8 @@ def eval_command(
       heron eval --dataset scifact --index indexes/scifact-splade-tiny --mode approx --preset recall95
       heron eval --dataset scifact --retriever bm25+splade+dense --fusion rrf
       heron eval --dataset scifact --index indexes/scifact-minilm-flat --truncate-dims 32
+      heron eval --dataset scifact --index indexes/scifact-splade-tiny --prf rocchio --prf-docs 3
+      heron eval --dataset scifact --index indexes/scifact-splade-tiny --prf model:checkpoints/scifact-prf-lol
     """
     metrics = _check_metrics(metric or DEFAULT_METRICS)
     retriever = list(retriever or ([] if index else ["bm25"]))
@@ -98,6 +122,13 @@ def eval_command(
             raise HeronError(f"unknown engine {engine!r} (choose heron or lucene)")
     for name in retriever:  # validate every name before any slow work
         check_retriever_spec(name)
+    prf_options = None
+    if prf:
+        from heron.retrieval.prf import parse_prf, with_prf
+
+        prf_method = parse_prf(prf)  # a bad spec or model folder fails before any slow work
+        prf_options = {"docs": prf_docs, "alpha": prf_alpha, "beta": prf_beta, "terms": prf_terms}
+        indexes = [with_prf(ix, prf_method, **prf_options) for ix in indexes]
     command = "heron " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     rows, tests = [], []
     for ds_name in dataset:
@@ -109,6 +140,8 @@ def eval_command(
             if ret is None:
                 ret = get_retriever(name, fusion=fusion, fusion_weights=fusion_weight or None, rrf_k=rrf_k,
                                     depth=max(k, 1000), k1=k1, b=b)
+                if prf_options is not None:
+                    ret = _with_prf_for_dataset(ret, ds, prf_method, prf_options)
             start = time.perf_counter()
             run = ret.retrieve(ds, queries, k=k)
             seconds = time.perf_counter() - start

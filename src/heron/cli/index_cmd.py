@@ -17,6 +17,8 @@ console = Console()
 def build_index_command(
     config: Annotated[Path | None, typer.Argument(help="YAML config (see configs/); flags override its fields.")]
     = None,
+    config_option: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config: one index, or a "
+                                                       "bundle (indexes: …) built stage by stage.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="BEIR name or dataset folder.")] = None,
     encoder: Annotated[str | None, typer.Option(help="Encoder type: splade, bm25, dense or csr.")] = None,
     model: Annotated[str | None, typer.Option(help="splade / dense: alias, HF id or folder; csr: a checkpoint "
@@ -31,7 +33,9 @@ def build_index_command(
     quantization: Annotated[str | None, typer.Option(help="Impact type: uint8 or uint16.")] = None,
     approx: Annotated[bool | None, typer.Option("--approx/--no-approx",
                                                 help="Add the approximate-search structures.")] = None,
-    faiss: Annotated[str | None, typer.Option(help="dense: FAISS type (flat, hnsw, ivf-flat, ivf-pq, sq8).")] = None,
+    faiss: Annotated[str | None, typer.Option(
+        help="dense, or multivector --muvera (its FDE index): FAISS type (flat, hnsw, ivf-flat, ivf-pq, "
+             "sq8).")] = None,
     k: Annotated[int | None, typer.Option("--k", help="csr: active latents per vector (default: the "
                                           "checkpoint's).")] = None,
     crisp: Annotated[str | None, typer.Option(help="multivector: post-hoc CRISP clustering (C4x8, C8x32, C25, "
@@ -54,6 +58,17 @@ def build_index_command(
           -o indexes/scifact-colbert-muvera
     """
     from heron.indexing.build import build_index, load_config, make_config, reindex
+
+    if config is not None and config_option is not None:
+        raise HeronError("give the config once: as the argument or with --config")
+    config = config or config_option
+    if config is not None and _is_bundle_file(config):
+        _build_bundle(config, dataset=dataset, output=output,
+                      flags={"encoder": encoder, "model": model, "query_model": query_model, "query_mode": query_mode,
+                             "doc_max_length": doc_max_length, "doc_top_k": doc_top_k, "batch_size": batch_size,
+                             "threads": threads, "quantization": quantization, "approx": approx, "faiss": faiss,
+                             "k": k, "crisp": crisp, "muvera": muvera, "from_index": from_index})
+        return
 
     if from_index is not None:
         if output is None:
@@ -88,41 +103,87 @@ def build_index_command(
     console.print(f"index ready: {path}", soft_wrap=True)
 
 
+def _is_bundle_file(path: Path) -> bool:
+    import yaml
+
+    from heron.indexing.pipeline import is_bundle_config
+
+    try:
+        return is_bundle_config(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError):
+        return False  # the single-index loader reports the problem
+
+
+def _build_bundle(path: Path, dataset: str | None, output: Path | None, flags: dict) -> None:
+    from heron.indexing.pipeline import build_bundle, load_bundle_config
+
+    given = sorted(name.replace("_", "-") for name, value in flags.items() if value is not None)
+    if given:
+        raise HeronError(f"{path}: a bundle config sets each member in its file; --{', --'.join(given)} "
+                         f"apply to single-index builds (only --dataset and --output override a bundle)")
+    cfg = load_bundle_config(path, dataset=dataset, output=output)
+    out = build_bundle(cfg, log=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    console.print(f"bundle ready: {out} ({', '.join(cfg.indexes)})", soft_wrap=True)
+
+
 def query_command(
     text: Annotated[str, typer.Argument(help="The query text.")],
-    index: Annotated[Path, typer.Option("--index", "-i", help="Index directory (from heron build-index).")],
-    k: Annotated[int, typer.Option("--k", "-k", min=1, max=10000, help="Results to show.")] = 10,
-    mode: Annotated[str, typer.Option(help="exact, taat or approx.")] = "exact",
+    index: Annotated[Path, typer.Option("--index", "-i", help="Index or bundle directory (from heron "
+                                        "build-index).")],
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000, help="Results to show.")] = 10,
+    retriever: Annotated[str | None, typer.Option("--retriever", "-r", help="Bundle member, or members joined "
+                                                  "by '+' (fused); default: the bundle's default.")] = None,
+    fusion: Annotated[str | None, typer.Option(help="Fusion of a '+' retriever: rrf or linear (default: the "
+                                               "bundle's).")] = None,
+    prf: Annotated[str | None, typer.Option(help="Pseudo-relevance feedback: rocchio, average or model:PATH.")]
+    = None,
+    mode: Annotated[str | None, typer.Option(help="Inverted index: exact, taat or approx.")] = None,
     preset: Annotated[str | None, typer.Option(help="Approximate preset (with --mode approx).")] = None,
     query_cut: Annotated[int | None, typer.Option(help="Approximate: query terms kept.")] = None,
     heap_factor: Annotated[float | None, typer.Option(help="Approximate: block skip factor (0, 1].")] = None,
     candidates: Annotated[int | None, typer.Option(help="Multi-vector: MUVERA candidates reranked by MaxSim "
                                                    "(default: brute force).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON (as the HTTP server "
+                                          "returns them).")] = False,
 ) -> None:
-    """Search an index and print the top-k documents with their titles.
+    """Search an index or bundle and print the top-k documents with their titles.
 
-    Example: heron query --index indexes/scifact-splade-tiny "does coffee cause cancer"
+    Examples: heron query --index indexes/scifact-splade-tiny "does coffee cause cancer"
+              heron query --index indexes/scifact-bundle -r splade+dense "does coffee cause cancer"
     """
-    from heron.indexing.docstore import DocStore
-    from heron.retrieval import open_index_retriever
+    import json
+
+    from heron.api import Index
 
     if not text.strip():
         raise HeronError("the query is empty; give some text to search for")
-    retriever = open_index_retriever(index, mode=None if mode == "exact" else mode, preset=preset,
-                                     query_cut=query_cut, heap_factor=heap_factor, candidates=candidates)
-    (ids, scores), = retriever.search([text], k=k)
-    store = DocStore(retriever.index.docstore_dir) if retriever.index.docstore_dir else None
-    table = Table(title=f"{text!r} — {retriever.name}, {mode}")
+    from heron.models import quiet_model_loading
+
+    quiet_model_loading()
+    opened = Index.open(index)
+    options = {key: value for key, value in {"mode": mode, "preset": preset, "query_cut": query_cut,
+                                             "heap_factor": heap_factor, "candidates": candidates}.items()
+               if value is not None}
+    if options.get("mode") == "exact":
+        options.pop("mode")
+    if options:
+        names = opened.parse_retriever(retriever)
+        if len(names) != 1:
+            raise HeronError(f"--{', --'.join(o.replace('_', '-') for o in options)}: name one retriever, "
+                             f"not a fusion")
+        opened.members[names[0]].search.update(options)
+    hits = opened.search(text, k=k, retriever=retriever, fusion=fusion, prf=prf, fields=True)
+    if as_json:
+        print(json.dumps({"query": text, "retriever": retriever or opened.default,
+                          "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
+        return
+    table = Table(title=f"{text!r} — {retriever or opened.default}")
     table.add_column("rank", justify="right")
     table.add_column("doc id")
     table.add_column("score", justify="right")
     table.add_column("title / text")
-    for rank, (doc_id, score) in enumerate(zip(ids, scores), start=1):
-        shown = ""
-        if store is not None:
-            row = store.get(retriever.index.doc_index(doc_id))
-            shown = row["title"] or row["text"][:100]
-        table.add_row(str(rank), doc_id, f"{score:.3f}", shown)
+    for hit in hits:
+        table.add_row(str(hit.rank), hit.doc_id, f"{hit.score:.3f}", hit.title or (hit.text or "")[:100])
     console.print(table)
-    if not ids:
+    if not hits:
         console.print("no results: the query encodes to no term the index knows")

@@ -288,6 +288,11 @@ def _build_multivector(config, dataset, source, output, aux, docstore, progress)
         raise HeronError("a multivector index needs encoder.model: a ColBERT / PyLate folder (heron train colbert)")
     mv = config.multivector or MultiVectorConfig()
     doc_reduction, query_reduction = mv.reductions()
+    muvera = mv.muvera
+    if config.faiss is not None:
+        if muvera is None:
+            raise HeronError("faiss applies to a multivector index's MUVERA FDEs: add multivector.muvera (--muvera)")
+        muvera = {**muvera, "faiss": config.faiss.type, "faiss_params": config.faiss.params()}
     encoder = MultiVectorEncoder(enc.model, batch_size=enc.batch_size, threads=enc.threads, device=enc.device,
                                  document_length=enc.max_length)
     if encoder.initialised:
@@ -301,12 +306,12 @@ def _build_multivector(config, dataset, source, output, aux, docstore, progress)
             stop = min(start + step, raw.num_docs)
             yield raw.doc_ids[start:stop], [raw.document(i) for i in range(start, stop)]
 
-    label = Path(enc.model).name + (f"-{mv.crisp}" if mv.crisp else "") + \
+    label = Path(enc.model).name + (f"-crisp{mv.crisp}" if mv.crisp else "") + \
         (f"-{mv.prune}{mv.doc_k or mv.doc_fraction}" if mv.prune else "") + ("-muvera" if mv.muvera is not None else "")
     info = {**encoder.describe(), "name": label, "dataset": source}
     return build_multivector_index(chunks(), output, dim=encoder.dim, encoder=info, encoder_dir=aux / "encoder",
                                    docstore_dir=docstore, reduction=doc_reduction, query_reduction=query_reduction,
-                                   muvera=mv.muvera, progress=progress)
+                                   muvera=muvera, progress=progress)
 
 
 def _document_frequencies(shards_dir: Path, vocab_size: int) -> np.ndarray:

@@ -121,3 +121,12 @@ class BundleInfo:
             return self._positions[doc_id]
         except KeyError:
             raise HeronError(f"{self.path}: unknown document id {doc_id!r}") from None
+
+    def positions_of(self, doc_ids):
+        """Sorted positions of the known ids among ``doc_ids`` (unknown ids are skipped)."""
+        import numpy as np
+
+        if not hasattr(self, "_positions"):
+            self._positions = {d: i for i, d in enumerate(self.doc_ids)}
+        known = {self._positions[d] for d in doc_ids if d in self._positions}
+        return np.array(sorted(known), dtype=np.int64)

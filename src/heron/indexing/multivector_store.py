@@ -60,11 +60,12 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
 
             fde_params = dict(muvera)
             faiss_type = fde_params.pop("faiss", "flat")
+            faiss_params = fde_params.pop("faiss_params", None) or {}
             try:
                 fde_encoder = MuveraEncoder(dim, **fde_params)
             except TypeError as exc:
                 raise HeronError(f"muvera: unknown parameter ({exc}); known: reps, k_sim, d_proj, seed, "
-                                 f"fill_empty, final_dim, faiss") from None
+                                 f"fill_empty, final_dim, faiss, faiss_params") from None
             fde_spool = open(build / "fde.f32", "wb")
         doc_ids: list[str] = []
         lengths: list[int] = []
@@ -107,7 +108,8 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
 
             fdes = np.memmap(build / "fde.f32", dtype=np.float32, mode="r", shape=(len(doc_ids), fde_encoder.dimension))
             build_faiss_index([(doc_ids, fdes)], build / "fde", dim=fde_encoder.dimension, index_type=faiss_type,
-                              encoder=fde_encoder.describe(), store_vectors=False, kind="muvera", progress=False)
+                              params=faiss_params, encoder=fde_encoder.describe(), store_vectors=False,
+                              kind="muvera", progress=False)
             del fdes
             (build / "fde.f32").unlink()
         for name, source in (("encoder", encoder_dir), ("docstore", docstore_dir)):
@@ -117,7 +119,8 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
         manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "dim": int(dim),
                     "num_docs": len(doc_ids), "num_vectors": total, "encoder": encoder or {},
                     "reduction": reduction, "query_reduction": query_reduction,
-                    "muvera": None if fde_encoder is None else {**fde_encoder.describe(), "faiss": faiss_type},
+                    "muvera": None if fde_encoder is None else {**fde_encoder.describe(), "faiss": faiss_type,
+                                                                 "faiss_params": faiss_params},
                     "encoder_dir": "encoder" if encoder_dir is not None else None,
                     "docstore_dir": "docstore" if docstore_dir is not None else None,
                     "build": {"seconds": round(time.monotonic() - started, 3)}, "files": files}
@@ -172,6 +175,18 @@ class MultiVectorIndex(BundleInfo):
     def document(self, position: int) -> np.ndarray:
         return np.asarray(self.vectors[self.offsets[position]:self.offsets[position + 1]], dtype=np.float32)
 
+    #: Searches score from a float32 copy of the token store, made on first use, when it fits in this many
+    #: bytes (converting fp16 rows on every query costs more than the matrix product itself); larger
+    #: stores are scored from the memory-mapped fp16 file.
+    float32_copy_limit = 4 << 30
+
+    def _scoring_vectors(self) -> np.ndarray:
+        if self.vectors.size * 4 > self.float32_copy_limit:
+            return self.vectors
+        if getattr(self, "_vectors_f32", None) is None:
+            self._vectors_f32 = np.asarray(self.vectors, dtype=np.float32)
+        return self._vectors_f32
+
     def fde_encoder(self):
         from heron.retrieval.muvera import MuveraEncoder
 
@@ -179,14 +194,18 @@ class MultiVectorIndex(BundleInfo):
                                                                           "fill_empty", "final_dim")}
         return MuveraEncoder(self.dim, **cfg)
 
-    def search(self, query: np.ndarray, k: int = 10, candidates: int | None = None) -> tuple[list[str], np.ndarray]:
-        """Top-``k`` by exact MaxSim: over every document, or over MUVERA's top ``candidates``."""
+    def search(self, query: np.ndarray, k: int = 10, candidates: int | None = None,
+               allow=None) -> tuple[list[str], np.ndarray]:
+        """Top-``k`` by exact MaxSim: over every document, over MUVERA's top ``candidates``, or — when
+        ``allow`` (document ids) is given — over exactly those documents."""
         from heron.retrieval.maxsim import rerank
 
         query = np.asarray(query, dtype=np.float32)
         if query.ndim != 2 or query.shape[1] != self.dim:
             raise HeronError(f"{self.path}: query vectors of shape {query.shape}, the index has dimension {self.dim}")
-        if candidates is None:
+        if allow is not None:
+            pool = self.positions_of(allow)
+        elif candidates is None:
             pool = np.arange(self.num_docs)
         else:
             if self.fde is None:
@@ -196,5 +215,5 @@ class MultiVectorIndex(BundleInfo):
                 self._fde_encoder = self.fde_encoder()
             _, positions = self.fde.search_arrays(self._fde_encoder.encode_query(query)[None, :], candidates)
             pool = positions[0][positions[0] >= 0]
-        idx, scores = rerank(query, self.vectors, self.offsets, pool, min(k, len(pool)))
+        idx, scores = rerank(query, self._scoring_vectors(), self.offsets, pool, min(k, len(pool)))
         return [self.doc_ids[i] for i in idx.tolist()], scores

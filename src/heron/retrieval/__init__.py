@@ -110,6 +110,7 @@ def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
         return DenseIndexRetriever(root, **{k: v for k, v in options.items() if k in allowed})
     from heron.retrieval.sparse import SparseIndexRetriever
 
+    options.pop("device", None)  # the inverted index searches on the CPU
     dense_only = sorted({"ef_search", "nprobe", "truncate_dims", "candidates"} & set(options))
     if dense_only:
         raise HeronError(f"{path}: {', '.join(dense_only)} apply to FAISS or multi-vector indexes, this is an "

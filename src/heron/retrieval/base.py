@@ -35,13 +35,27 @@ class Retriever(ABC):
 
 class IndexRetriever(Retriever):
     """A retriever over one built index (``self.index``, whose ``encoder`` records the dataset it was
-    built from) that answers text queries with ``search(texts, k)`` → per query ``(doc ids, scores)``."""
+    built from) that answers text queries with ``search(texts, k)`` → per query ``(doc ids, scores)``.
+
+    Searching is two steps, each usable alone: ``encode(texts)`` gives query vectors in the index's
+    space (a sparse matrix, a dense matrix, or a list of token-vector matrices), and
+    ``search_vectors(vectors, k, allow)`` ranks the index by them. ``allow`` (document ids) restricts the
+    ranking to those documents, exactly.
+    """
 
     index = None
 
     @abstractmethod
-    def search(self, texts, k: int = 10) -> list:
+    def encode(self, texts):
+        """Query vectors for ``texts`` in the index's space."""
+
+    @abstractmethod
+    def search_vectors(self, queries, k: int = 10, allow=None) -> list:
+        """Top-``k`` ``(doc ids, scores)`` per query vector (among the ``allow`` ids when given)."""
+
+    def search(self, texts, k: int = 10, allow=None) -> list:
         """Top-``k`` ``(doc ids, scores)`` per query text."""
+        return self.search_vectors(self.encode(texts), k, allow=allow)
 
     def check_dataset(self, dataset) -> None:
         """Refuse to evaluate an index on a dataset other than the one it was built from."""

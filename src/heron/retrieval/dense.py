@@ -68,14 +68,31 @@ class DenseIndexRetriever(IndexRetriever):
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return self.encoder.encode_queries(list(texts))
 
-    def search_vectors(self, queries: np.ndarray, k: int = 10) -> list[tuple[list[str], np.ndarray]]:
+    def search_vectors(self, queries: np.ndarray, k: int = 10, allow=None) -> list[tuple[list[str], np.ndarray]]:
+        """Top-``k`` per query vector; ``allow`` (document ids): exact inner products over those documents."""
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if queries.shape[1] != self.index.dim:
+            raise HeronError(f"{self.index.path}: query vectors have {queries.shape[1]} dimensions, the index "
+                             f"has {self.index.dim}")
+        if allow is not None:
+            return self._search_allowed(queries, k, allow)
         if self.truncate_dims:
             return self._search_truncated(queries, k)
         ids, scores = self.index.search(queries, k)
         return list(zip(ids, scores))
 
-    def search(self, texts: Sequence[str], k: int = 10) -> list[tuple[list[str], np.ndarray]]:
-        return self.search_vectors(self.encode(texts), k)
+    def _search_allowed(self, queries: np.ndarray, k: int, allow) -> list[tuple[list[str], np.ndarray]]:
+        positions = self.index.positions_of(allow)
+        if self.index.vectors is not None:
+            docs = np.asarray(self.index.vectors[positions], dtype=np.float32)
+        else:
+            docs = np.stack([self.index.index.reconstruct(int(p)) for p in positions]) if len(positions) \
+                else np.zeros((0, self.index.dim), np.float32)
+        if self.truncate_dims:
+            n = self.truncate_dims
+            docs = docs[:, :n] / np.maximum(np.linalg.norm(docs[:, :n], axis=1, keepdims=True), 1e-12)
+            queries = queries[:, :n] / np.maximum(np.linalg.norm(queries[:, :n], axis=1, keepdims=True), 1e-12)
+        return [_top_k(row, positions, self.index.doc_ids, k) for row in queries @ docs.T]
 
     def _search_truncated(self, queries: np.ndarray, k: int) -> list[tuple[list[str], np.ndarray]]:
         n = self.truncate_dims
@@ -84,12 +101,16 @@ class DenseIndexRetriever(IndexRetriever):
             self._truncated = docs / np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12)
         q = np.asarray(queries[:, :n], dtype=np.float32)
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        scores = q @ self._truncated.T
-        k = min(k, scores.shape[1])
-        out = []
-        for row in scores:
-            top = np.argpartition(-row, k - 1)[:k]
-            top = top[np.argsort(-row[top], kind="stable")]
-            out.append(([self.index.doc_ids[i] for i in top.tolist()], row[top].astype(np.float32)))
-        return out
+        everything = np.arange(self.index.num_docs)
+        return [_top_k(row, everything, self.index.doc_ids, k) for row in q @ self._truncated.T]
+
+
+def _top_k(scores: np.ndarray, positions: np.ndarray, doc_ids: list[str], k: int) -> tuple[list[str], np.ndarray]:
+    """The ``k`` best of ``scores`` (over documents ``positions``), ties broken by position."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return [], np.zeros(0, np.float32)
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.lexsort((positions[top], -scores[top]))]
+    return [doc_ids[i] for i in positions[top].tolist()], scores[top].astype(np.float32)
 

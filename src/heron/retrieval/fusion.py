@@ -38,13 +38,14 @@ def _weights(runs: Sequence[Run], weights: Sequence[float] | None) -> list[float
     return [float(w) for w in weights]
 
 
-def _ranked(scores: dict[str, float]) -> list[str]:
+def ranked(scores: dict[str, float]) -> list[str]:
+    """Document ids by descending score, ties by id (the order every fused run is read in)."""
     return [d for d, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def _cut(scores: dict[str, float], depth: int | None) -> dict[str, float]:
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    return dict(ranked[:depth] if depth else ranked)
+    items = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return dict(items[:depth] if depth else items)
 
 
 def rrf(runs: Sequence[Run], k: float = 60.0, weights: Sequence[float] | None = None,
@@ -55,7 +56,7 @@ def rrf(runs: Sequence[Run], k: float = 60.0, weights: Sequence[float] | None = 
     for qid in sorted(set().union(*runs)):
         acc: dict[str, float] = {}
         for run, w in zip(runs, ws):
-            for rank, doc in enumerate(_ranked(run.get(qid, {})), start=1):
+            for rank, doc in enumerate(ranked(run.get(qid, {})), start=1):
                 acc[doc] = acc.get(doc, 0.0) + w / (k + rank)
         fused[qid] = _cut(acc, depth)
     return fused

@@ -64,8 +64,13 @@ def maxsim_candidates(query: np.ndarray, vectors: np.ndarray, offsets: np.ndarra
         sel = np.arange(begin, stop)
         nonempty = sel[lengths[sel] > 0]
         if len(nonempty):
-            rows = np.concatenate([np.arange(starts[i], ends[i]) for i in nonempty])
-            block = np.asarray(vectors[rows], dtype=np.float32)
+            lens = lengths[nonempty]
+            first, last = int(starts[nonempty[0]]), int(ends[nonempty[-1]])
+            if last - first == int(lens.sum()) and np.all(starts[nonempty[1:]] == ends[nonempty[:-1]]):
+                block = np.asarray(vectors[first:last], dtype=np.float32)  # contiguous run: a slice
+            else:
+                shift = np.repeat(starts[nonempty] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+                block = np.asarray(vectors[np.arange(int(lens.sum())) + shift], dtype=np.float32)
             sims = query @ block.T  # m × tokens
             bounds = np.concatenate([[0], np.cumsum(lengths[nonempty])[:-1]])
             out[nonempty] = np.maximum.reduceat(sims, bounds, axis=1).sum(axis=0)

@@ -42,7 +42,9 @@ class MultiVectorRetriever(IndexRetriever):
         self.name = str(self.index.encoder.get("name") or self.index.path.name)
 
     def describe(self) -> dict:
-        name = self.name + (f"-muvera{self.candidates}" if self.candidates else "-bruteforce")
+        fde_type = (self.index.manifest.get("muvera") or {}).get("faiss", "flat")
+        name = self.name + (f"-muvera{self.candidates}" + ("" if fde_type == "flat" else f"-{fde_type}")
+                            if self.candidates else "-bruteforce")
         return {"name": name, "index": str(self.index.path), "candidates": self.candidates,
                 "reduction": self.index.manifest.get("reduction"), "query_reduction": self.query_reduction,
                 "muvera": self.index.manifest.get("muvera")}
@@ -56,6 +58,8 @@ class MultiVectorRetriever(IndexRetriever):
             clouds = [crisp.reduce(c, r.get("method", "kmeans"), r.get("k"), r.get("fraction")) for c in clouds]
         return clouds
 
-    def search(self, texts: Sequence[str], k: int = 10) -> list[tuple[list[str], np.ndarray]]:
-        return [self.index.search(q, k=k, candidates=self.candidates) for q in self.encode(texts)]
+    def search_vectors(self, queries: Sequence[np.ndarray], k: int = 10,
+                       allow=None) -> list[tuple[list[str], np.ndarray]]:
+        """Top-``k`` per query token-vector matrix (already reduced, as :meth:`encode` returns them)."""
+        return [self.index.search(q, k=k, candidates=self.candidates, allow=allow) for q in queries]
 

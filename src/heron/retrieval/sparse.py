@@ -76,11 +76,14 @@ class SparseIndexRetriever(IndexRetriever):
                              f"the index has {self.index.vocab_size} terms")
         return matrix
 
-    def search(self, texts: Sequence[str], k: int = 10) -> list[tuple[list[str], np.ndarray]]:
-        """Top-``k`` ``(doc ids, scores)`` per query text; a query that encodes to nothing gets none."""
-        queries = self.encode(texts)
+    def search_vectors(self, queries, k: int = 10, allow=None) -> list[tuple[list[str], np.ndarray]]:
+        """Top-``k`` ``(doc ids, scores)`` per query vector (a ``Q × V`` sparse matrix, or ``{term: weight}``
+        dicts); a query with no known term gets none. ``allow``: document ids to rank among (exact)."""
         kernel_mode = {"exact": "pruned", "taat": "exact", "approx": "approx"}[self.mode]
-        ids, scores = self.index.search_batch(queries, k=k, mode=kernel_mode, threads=self.threads, **self.knobs)
+        if allow is not None:
+            kernel_mode = "pruned"
+        ids, scores = self.index.search_batch(queries, k=k, mode=kernel_mode, threads=self.threads, allow=allow,
+                                              **(self.knobs if kernel_mode == "approx" else {}))
         return list(zip(ids, scores))
 
 

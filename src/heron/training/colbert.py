@@ -59,13 +59,9 @@ def maxsim_matrix(q: torch.Tensor, q_mask: torch.Tensor, d: torch.Tensor, d_mask
 
 
 def _hard_negatives(ds, pairs, depth: int, seed: int) -> dict[str, list[str]]:
-    from heron.retrieval.bm25 import BM25Retriever
+    from heron.training.data import hard_negatives
 
-    run = BM25Retriever().retrieve(ds, pairs.queries, k=depth)
-    judged = {}
-    for qid, did in pairs.pairs:
-        judged.setdefault(qid, set()).add(did)
-    return {qid: [d for d in run.get(qid, {}) if d not in judged.get(qid, set())] for qid in pairs.queries}
+    return hard_negatives(ds, pairs, depth, "bm25")
 
 
 def train_colbert(config: ColBERTTrainConfig, output: str | Path, progress: bool = True) -> Path:

@@ -1,0 +1,320 @@
+"""The Python API: open an index (or a bundle of indexes) and search it — what ``heron query`` and the
+HTTP server call.
+
+A *bundle* (``heron build-index --config FILE`` with ``indexes:``, :mod:`heron.indexing.pipeline`) holds
+several indexes of one corpus under names (``splade``, ``dense``, ``colbert`` …); a single index directory
+opens as a bundle of one. ``retriever`` picks a member by name, or fuses members joined by ``+``.
+
+Example::
+
+    >>> import heron
+    >>> index = heron.Index.open("indexes/scifact-bundle")                          # doctest: +SKIP
+    >>> index.retrievers                                                              # doctest: +SKIP
+    ['splade', 'dense', 'colbert']
+    >>> hits = index.search("coffee and cancer", k=3, retriever="splade+dense", fusion="rrf")  # doctest: +SKIP
+    >>> hits[0].doc_id, round(hits[0].score, 4)                                       # doctest: +SKIP
+    ('4983', 0.0325)
+    >>> [[h.doc_id for h in r] for r in index.search_batch(["a query", "another"], k=2)]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from heron.errors import HeronError, NotFoundError, QueryError
+
+#: the most results one search may ask for
+MAX_K = 1000
+#: default depth each member is searched to before fusion
+FUSION_DEPTH = 100
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class Hit:
+    """One result: document id, score, rank (from 1) and, when asked for, title and text."""
+
+    doc_id: str
+    score: float
+    rank: int
+    title: str | None = None
+    text: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Member:
+    """One index of a bundle: its directory and the search options it is opened with."""
+
+    name: str
+    path: Path
+    search: dict
+
+
+class Index:
+    """Search one index directory or a bundle of them; see the module docstring.
+
+    Retrievers (and their query encoders) are opened on first use, or all at once by :meth:`load`;
+    an opened ``Index`` may be searched from several threads.
+    """
+
+    def __init__(self, path: Path, members: dict[str, Member], default: str, fusion: str = "rrf",
+                 manifest: dict | None = None, device: str | None = "auto", threads: int | None = None):
+        self.path, self.members, self.default, self.fusion = path, members, default, fusion
+        self.manifest = manifest or {}
+        self.device, self.threads = device, threads
+        self._opened: dict[tuple, object] = {}
+        self._lock = threading.RLock()
+        self._docstore = None
+
+    # -- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, device: str | None = "auto", threads: int | None = None) -> Index:
+        """Open a bundle (``manifest.json`` of format ``heron-index-bundle``) or a single index directory."""
+        from heron.indexing.pipeline import read_bundle
+
+        root = Path(path)
+        if not root.is_dir():
+            raise HeronError(f"{path}: index directory does not exist")
+        bundle = read_bundle(root)
+        if bundle is None:
+            name = root.name if _NAME.match(root.name) else "index"
+            return cls(root, {name: Member(name, root, {})}, name, device=device, threads=threads)
+        members = {name: Member(name, root / entry["path"], dict(entry.get("search") or {}))
+                   for name, entry in bundle["indexes"].items()}
+        return cls(root, members, bundle.get("default") or next(iter(members)),
+                   (bundle.get("fusion") or {}).get("method", "rrf"), bundle, device, threads)
+
+    @property
+    def retrievers(self) -> list[str]:
+        """Member names, in bundle order."""
+        return list(self.members)
+
+    def load(self) -> Index:
+        """Open every member now (query encoders loaded once), so no request pays for it."""
+        for name in self.members:
+            self.retriever(name)
+        return self
+
+    def warm_up(self) -> Index:
+        """A few searches per member (queries of several lengths), so compiled kernels and the encoders'
+        per-shape caches are ready before the first request."""
+        words = "warm up the query encoders and the search kernels of every member".split()
+        for name in self.members:
+            for n in (1, 3, 6, 12, 24):
+                self.search(" ".join(words[i % len(words)] for i in range(n)), k=1, retriever=name)
+        return self
+
+    def retriever(self, name: str, prf: str | None = None):
+        """The opened :class:`~heron.retrieval.base.IndexRetriever` of member ``name`` (with ``prf`` applied)."""
+        member = self.members.get(name)
+        if member is None:
+            raise NotFoundError(f"unknown retriever {name!r} (this index has: {', '.join(self.members)}; fuse "
+                                f"them with '+')")
+        key = (name, prf)
+        with self._lock:
+            if key not in self._opened:
+                if prf is None:
+                    from heron.retrieval import open_index_retriever
+
+                    self._opened[key] = open_index_retriever(member.path, device=self.device, threads=self.threads,
+                                                             **member.search)
+                else:
+                    self._opened[key] = _with_prf(self.retriever(name), prf)
+            return self._opened[key]
+
+    def describe(self) -> dict:
+        """Name, path, members and their index manifests' summaries (what ``GET /v1/indexes`` shows)."""
+        out = {"path": str(self.path), "retrievers": self.retrievers, "default": self.default,
+               "fusion": self.fusion, "members": {}}
+        for name, member in self.members.items():
+            manifest = json.loads((member.path / "manifest.json").read_text(encoding="utf-8"))
+            out["members"][name] = {
+                "path": str(member.path), "format": manifest.get("format"), "search": member.search,
+                "num_docs": manifest.get("num_docs"), "encoder": manifest.get("encoder")}
+        if self.manifest:
+            out["bundle"] = {k: self.manifest.get(k) for k in ("format", "format_version", "dataset", "config",
+                                                              "models", "created")}
+        return out
+
+    # -- searching ----------------------------------------------------------------------------------
+    def parse_retriever(self, retriever: str | None) -> list[str]:
+        """Member names of a retriever spec (``None`` = the default; ``a+b`` = fused)."""
+        spec = self.default if retriever is None else str(retriever).strip()
+        parts = [p.strip() for p in spec.split("+")]
+        if any(not p for p in parts):
+            raise QueryError(f"retriever {spec!r}: empty member in a '+' fusion")
+        for part in parts:
+            if part not in self.members:
+                raise NotFoundError(f"unknown retriever {part!r} (this index has: {', '.join(self.members)}; fuse "
+                                    f"them with '+')")
+        if len(set(parts)) != len(parts):
+            raise QueryError(f"retriever {spec!r}: a member appears twice")
+        return parts
+
+    def search(self, query: str | None = None, k: int = 10, *, retriever: str | None = None,
+               fusion: str | None = None, fusion_weights: Sequence[float] | None = None,
+               prf: str | None = None, vector=None, allow: Sequence[str] | None = None,
+               fields: bool = False) -> list[Hit]:
+        """Top-``k`` hits for one query text (or one precomputed ``vector`` in a single member's space:
+        ``{term: weight}`` for a sparse index, a list of floats for a dense one, a list of token vectors
+        for a multi-vector one). ``allow``: rank only these document ids. ``fields``: add title and text."""
+        if vector is not None:
+            if query is not None:
+                raise QueryError("give a query text or a vector, not both")
+            return self._search(None, [vector], k, retriever, fusion, fusion_weights, prf, allow, fields)[0]
+        return self.search_batch([query], k, retriever=retriever, fusion=fusion, fusion_weights=fusion_weights,
+                                 prf=prf, allow=allow, fields=fields)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, *, retriever: str | None = None,
+                     fusion: str | None = None, fusion_weights: Sequence[float] | None = None,
+                     prf: str | None = None, allow: Sequence[str] | None = None,
+                     fields: bool = False) -> list[list[Hit]]:
+        """:meth:`search` for many query texts at once (each member encodes them in one batch)."""
+        if isinstance(queries, str):
+            raise QueryError("search_batch takes a list of query texts")
+        texts = []
+        for i, q in enumerate(queries):
+            if not isinstance(q, str) or not q.strip():
+                raise QueryError(f"query {i}: empty or not text; give some text to search for")
+            texts.append(q)
+        return self._search(texts, None, k, retriever, fusion, fusion_weights, prf, allow, fields)
+
+    def _search(self, texts, vectors, k, retriever, fusion, fusion_weights, prf, allow, fields):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+            raise QueryError(f"k must be an integer between 1 and {MAX_K}, not {k!r}")
+        names = self.parse_retriever(retriever)
+        if allow is not None:
+            if isinstance(allow, str) or not all(isinstance(d, str) for d in allow):
+                raise QueryError("allow must be a list of document ids")
+            allow = list(allow)
+        if vectors is not None and prf is not None:
+            raise QueryError("pseudo-relevance feedback starts from a query text; send the text, not a vector")
+        if len(names) == 1:
+            if fusion_weights is not None:
+                raise QueryError("fusion weights need a fused retriever (members joined by '+')")
+            ranked = self._member_search(names[0], texts, vectors, k, prf, allow)
+        else:
+            if vectors is not None:
+                raise QueryError("a precomputed vector lives in one member's space: name a single retriever")
+            ranked = self._fused(names, texts, k, fusion or self.fusion, fusion_weights, prf, allow)
+        return [self._hits(ids, scores, fields) for ids, scores in ranked]
+
+    def _member_search(self, name, texts, vectors, k, prf, allow):
+        r = self.retriever(name, prf)
+        if vectors is None:
+            return r.search(texts, k=k, allow=allow)
+        return r.search_vectors(_as_vectors(r, vectors), k=k, allow=allow)
+
+    def _fused(self, names, texts, k, method, weights, prf, allow):
+        from heron.retrieval.fusion import FUSIONS, fuse, ranked
+
+        if method not in FUSIONS:
+            raise QueryError(f"unknown fusion {method!r} (choose from {', '.join(FUSIONS)})")
+        if weights is not None:
+            weights = list(weights)
+            if len(weights) != len(names) or not all(isinstance(w, (int, float)) and np.isfinite(w)
+                                                     for w in weights):
+                raise QueryError(f"fusion weights: give {len(names)} finite numbers, one per member")
+        depth = max(k, FUSION_DEPTH)
+        per_member = [self._member_search(n, texts, None, depth, prf, allow) for n in names]
+        out = []
+        for i in range(len(texts)):
+            runs = [{"q": dict(zip(m[i][0], map(float, m[i][1])))} for m in per_member]
+            fused = fuse(runs, method, weights, depth=k)["q"]
+            ids = ranked(fused)[:k]
+            out.append((ids, np.asarray([fused[d] for d in ids], dtype=np.float32)))
+        return out
+
+    def _hits(self, ids, scores, fields: bool) -> list[Hit]:
+        hits = [Hit(d, float(s), rank) for rank, (d, s) in enumerate(zip(ids, scores), start=1)]
+        if fields and hits:
+            store, positions = self._documents()
+            for hit in hits:
+                row = store.get(positions[hit.doc_id])
+                hit.title, hit.text = row.get("title") or "", row.get("text") or ""
+        return hits
+
+    def _documents(self):
+        """The document store shared by the members (they index one corpus) and id → row."""
+        with self._lock:
+            if self._docstore is None:
+                from heron.indexing.docstore import DocStore
+
+                for name in self.members:
+                    r = self.retriever(name)
+                    if r.index.docstore_dir is not None:
+                        store = DocStore(r.index.docstore_dir)
+                        with open(store.folder / "docs.jsonl", encoding="utf-8") as handle:
+                            positions = {json.loads(line)["id"]: i for i, line in enumerate(handle)}
+                        self._docstore = (store, positions)
+                        break
+                else:
+                    raise HeronError(f"{self.path}: no member holds a document store (docstore/)")
+            return self._docstore
+
+
+def _as_vectors(retriever, vectors: list):
+    """Precomputed query vectors, checked against the member's kind of index."""
+    from heron.retrieval.dense import DenseIndexRetriever
+    from heron.retrieval.multivector import MultiVectorRetriever
+    from heron.retrieval.sparse import SparseIndexRetriever
+
+    base = getattr(retriever, "base", retriever)
+    if isinstance(base, SparseIndexRetriever):
+        out = []
+        for v in vectors:
+            if not isinstance(v, dict) or not all(isinstance(t, str) and isinstance(w, (int, float)) and
+                                                  np.isfinite(w) and w >= 0 for t, w in v.items()):
+                raise QueryError(f"{base.name} is a sparse index: the vector must map terms to non-negative "
+                                 f"weights, e.g. {{\"coffee\": 1.2}}")
+            out.append({t: float(w) for t, w in v.items()})
+        return out
+    if isinstance(base, DenseIndexRetriever):
+        try:
+            array = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.ndim != 2 or array.shape[1] != base.index.dim or not np.all(np.isfinite(array)):
+            raise QueryError(f"{base.name} is a dense index: the vector must be {base.index.dim} finite numbers")
+        return array
+    if isinstance(base, MultiVectorRetriever):
+        out = []
+        for v in vectors:
+            try:
+                array = np.asarray(v, dtype=np.float32)
+            except (TypeError, ValueError):
+                array = None
+            if array is None or array.ndim != 2 or array.shape[1] != base.index.dim or not len(array) \
+                    or not np.all(np.isfinite(array)):
+                raise QueryError(f"{base.name} is a multi-vector index: the vector must be a non-empty list of "
+                                 f"{base.index.dim}-dimensional token vectors")
+            out.append(array)
+        return out
+    raise QueryError(f"{getattr(base, 'name', 'this retriever')}: precomputed vectors are not supported")
+
+
+def _with_prf(retriever, spec: str):
+    try:
+        from heron.retrieval.prf import with_prf
+    except ImportError:  # pragma: no cover - PRF ships with heron.retrieval.prf
+        raise QueryError("pseudo-relevance feedback is not available in this heron") from None
+    try:
+        return with_prf(retriever, spec)
+    except QueryError:
+        raise
+    except HeronError as exc:
+        raise QueryError(str(exc)) from None
+
+
+__all__ = ["Hit", "Index", "MAX_K"]

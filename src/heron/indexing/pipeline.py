@@ -1,0 +1,290 @@
+"""Bundle pipelines: one YAML file describes every index of a corpus; ``heron build-index --config FILE``
+builds them all into one directory that :class:`heron.Index` and ``heron serve`` open.
+
+A bundle config names its members under ``indexes:``; each member is a single-index config
+(:class:`~heron.indexing.build.IndexConfig` without ``dataset``/``output``) plus, for encoders that
+need a trained checkpoint (``multivector``, ``csr``), an optional ``train:`` stage, and ``search:``
+options the member is opened with::
+
+    dataset: scifact
+    output: indexes/scifact-bundle
+    default: splade                       # the retriever a search uses when it names none
+    fusion: {method: rrf}                 # for fused retrievers (splade+dense)
+    indexes:
+      splade: {encoder: {type: splade, model: splade-tiny}}               # → heron's inverted index
+      bm25:   {encoder: {type: bm25}}
+      dense:  {encoder: {type: dense, model: minilm}, faiss: {type: hnsw}} # → FAISS
+      colbert:                                                            # → token store + MUVERA in FAISS
+        encoder: {type: multivector, model: checkpoints/scifact-colbert}
+        train: {steps: 200}               # trains the model first when the folder holds none
+        multivector: {muvera: {}}
+        search: {candidates: 200}
+
+Stages run in order — train (when asked and needed), then each member's encode → index build, each
+with its own progress bars — into ``.<output>.partial/`` next to the output. A member that finished
+is recorded with its resolved config; a rerun after an interruption skips finished members whose
+config is unchanged and rebuilds the rest. Only when every member is built is ``manifest.json``
+written (the resolved config, every model's revision, each member's index summary) and the directory
+moved to ``output`` in one rename, replacing an older bundle only then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from heron.errors import HeronError
+from heron.indexing.build import EncoderConfig, FaissConfig, IndexConfig, MultiVectorConfig
+
+BUNDLE_FORMAT = "heron-index-bundle"
+BUNDLE_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+STAGE_FILE = "stage.json"
+_SEARCH_OPTIONS = {"mode", "preset", "query_cut", "heap_factor", "ef_search", "nprobe", "truncate_dims",
+                   "candidates"}
+
+
+class TrainStage(BaseModel):
+    """Training run before a member's build: the fields of ``heron train colbert`` / ``heron train csr``
+    (``steps``, ``batch_size``, ``crisp``, ``k``, ``seed``, ``threads``, …), on the bundle's dataset."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class MemberConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    encoder: EncoderConfig = EncoderConfig()
+    quantization: Literal["uint8", "uint16"] | None = None
+    scale: float | None = Field(None, gt=0)
+    block_size: int = Field(64, ge=1)
+    approx: dict | None = None
+    faiss: FaissConfig | None = None
+    multivector: MultiVectorConfig | None = None
+    shard_docs: int = Field(1024, ge=1)
+    train: TrainStage | None = Field(None, description="multivector / csr: train encoder.model first if missing")
+    search: dict = Field(default_factory=dict, description="options the member is searched with (mode, "
+                         "preset, ef_search, nprobe, candidates, …)")
+
+    @field_validator("search")
+    @classmethod
+    def _known_search_options(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - _SEARCH_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown search option(s) {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(_SEARCH_OPTIONS))})")
+        return value
+
+
+class FusionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["rrf", "linear"] = "rrf"
+
+
+class BundleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    output: Path
+    indexes: dict[str, MemberConfig] = Field(min_length=1)
+    default: str | None = Field(None, description="default retriever: a member name or members joined by '+'")
+    fusion: FusionConfig = FusionConfig()
+
+    @field_validator("indexes")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        from heron.api import _NAME
+
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"member name {name!r}: use letters, digits, '_', '-' or '.' (no '+')")
+        return value
+
+    def member_index_config(self, name: str, output: Path) -> IndexConfig:
+        member = self.indexes[name]
+        fields = member.model_dump(exclude={"train", "search"}, exclude_none=True)
+        fields["encoder"] = member.encoder.model_dump()
+        if member.train is not None and not member.encoder.model:
+            fields["encoder"]["model"] = str(default_model_dir(self.output, name))
+        return IndexConfig.model_validate({**fields, "dataset": self.dataset, "output": output})
+
+
+def is_bundle_config(raw: dict) -> bool:
+    return isinstance(raw, dict) and "indexes" in raw
+
+
+def load_bundle_config(path: str | Path, raw: dict | None = None, **overrides) -> BundleConfig:
+    """A :class:`BundleConfig` from YAML; ``overrides`` (``dataset``, ``output``) replace its fields."""
+    path = Path(path)
+    if raw is None:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise HeronError(f"{path}: config file does not exist") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise HeronError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML") from None
+    raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        config = BundleConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "config"
+        raise HeronError(f"{path}: field {field!r}: {first['msg']}") from None
+    if config.default is not None:
+        for part in config.default.split("+"):
+            if part.strip() not in config.indexes:
+                raise HeronError(f"{path}: field 'default': {part.strip()!r} is not a member of indexes")
+    return config
+
+
+def default_model_dir(output: Path, name: str) -> Path:
+    """Where a member's trained model goes when its config names no folder: ``<output>.models/<name>``."""
+    output = Path(output).absolute()
+    return output.with_name(output.name + ".models") / name
+
+
+def partial_dir(output: Path) -> Path:
+    output = Path(output).absolute()
+    return output.with_name(f".{output.name}.partial")
+
+
+def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path:
+    """Build (or resume) every member of ``config``; returns the published bundle directory."""
+    from heron.eval import load_dataset
+    from heron.indexing.build import build_index
+
+    output = Path(config.output).absolute()
+    if output.exists() and read_bundle(output) is None:
+        raise HeronError(f"{output}: exists and is not a heron index bundle; choose another output directory")
+    dataset = load_dataset(config.dataset)
+    work = partial_dir(output)
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    members = {}
+    for i, name in enumerate(config.indexes, start=1):
+        member = config.indexes[name]
+        index_config = config.member_index_config(name, work / name)
+        stage = {"member": member.model_dump(mode="json"),
+                 "index": index_config.model_dump(mode="json", exclude={"output"}),
+                 "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()}}
+        record = work / f"{name}.{STAGE_FILE}"
+        if (work / name / MANIFEST_FILE).is_file() and record.is_file() and \
+                json.loads(record.read_text(encoding="utf-8")).get("stage") == stage:
+            log(f"[{i}/{len(config.indexes)}] {name}: already built (resumed)")
+        else:
+            record.unlink(missing_ok=True)
+            if member.train is not None:
+                _train(config, name, Path(index_config.encoder.model), progress, log,
+                       f"[{i}/{len(config.indexes)}]")
+            log(f"[{i}/{len(config.indexes)}] {name}: building a {member.encoder.type} index")
+            t0 = time.monotonic()
+            build_index(index_config, progress=progress)
+            record.write_text(json.dumps({"stage": stage, "seconds": round(time.monotonic() - t0, 3)}, indent=1),
+                              encoding="utf-8")
+        members[name] = {"path": name, "search": member.search, "kind": member.encoder.type,
+                         "index": _summary(work / name), "models": _model_revisions(index_config)}
+    manifest = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION,
+                "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()},
+                "default": config.default or next(iter(config.indexes)), "fusion": config.fusion.model_dump(),
+                "indexes": members, "config": config.model_dump(mode="json"),
+                "models": {name: m["models"] for name, m in members.items()},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "build": {"seconds": round(time.monotonic() - started, 3)}}
+    for name in config.indexes:
+        (work / f"{name}.{STAGE_FILE}").unlink(missing_ok=True)
+    (work / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    if output.exists():
+        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        os.rename(output, old)
+        os.rename(work, output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(work, output)
+    return output
+
+
+def read_bundle(root: Path) -> dict | None:
+    """The bundle manifest of ``root``, or None when ``root`` is not a bundle (e.g. a single index)."""
+    where = Path(root) / MANIFEST_FILE
+    try:
+        manifest = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        return None
+    if manifest.get("format_version") != BUNDLE_VERSION:
+        raise HeronError(f"{root}: bundle format version {manifest.get('format_version')}, this heron reads "
+                         f"{BUNDLE_VERSION}; rebuild it")
+    indexes = manifest.get("indexes")
+    if not isinstance(indexes, dict) or not indexes:
+        raise HeronError(f"{where}: lists no indexes")
+    for name, entry in indexes.items():
+        if not (Path(root) / entry.get("path", name) / MANIFEST_FILE).is_file():
+            raise HeronError(f"{root / entry.get('path', name)}: member {name!r} of the bundle is missing")
+    return manifest
+
+
+def _train(config: BundleConfig, name: str, model: Path, progress: bool, log, step: str) -> None:
+    if (model / "training.json").is_file():
+        log(f"{step} {name}: trained model found at {model}")
+        return
+    member = config.indexes[name]
+    fields = {**member.train.model_dump(), "datasets": [config.dataset]}
+    model.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if member.encoder.type == "multivector":
+            from heron.training.colbert import ColBERTTrainConfig, train_colbert
+
+            train_config, trainer = ColBERTTrainConfig.model_validate(fields), train_colbert
+        elif member.encoder.type == "csr":
+            from heron.training.csr import CSRTrainConfig, train_csr
+
+            train_config, trainer = CSRTrainConfig.model_validate(fields), train_csr
+        else:
+            raise HeronError(f"indexes.{name}.train: only multivector and csr encoders are trained in a bundle "
+                             f"(train {member.encoder.type} models with heron train)")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise HeronError(f"indexes.{name}.train: field {where!r}: {first['msg']}") from None
+    log(f"{step} {name}: training {member.encoder.type} ({train_config.steps} steps) into {model}")
+    trainer(train_config, model, progress=progress)
+
+
+def _summary(path: Path) -> dict:
+    manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+    keep = ("format", "format_version", "num_docs", "num_vectors", "nnz", "dim", "faiss", "muvera", "reduction")
+    out = {k: manifest[k] for k in keep if k in manifest}
+    out["bytes"] = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return out
+
+
+def _model_revisions(config: IndexConfig) -> dict:
+    """For each model a member uses: where it came from and a content hash of its weights."""
+    from heron.checksums import sha256_file
+    from heron.models import _read_manifest, resolve_model
+
+    out = {}
+    enc = config.encoder
+    defaults = {"splade": "splade-tiny", "dense": "minilm"}
+    for role, name in (("model", enc.model or defaults.get(enc.type)), ("query_model", enc.query_model)):
+        if not name:
+            continue
+        folder = resolve_model(name)
+        info: dict = {"name": name, "path": str(folder)}
+        cached = _read_manifest(folder, check="size")
+        if cached:
+            info.update({k: cached[k] for k in ("hf_id", "source", "wheel_sha256") if k in cached})
+        weights = sorted(folder.rglob("*.safetensors"))
+        info["weights_sha256"] = {w.relative_to(folder).as_posix(): sha256_file(w) for w in weights}
+        out[role] = info
+    return out
