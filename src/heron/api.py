@@ -33,9 +33,13 @@ from heron.errors import HeronError, NotFoundError, QueryError
 
 #: the most results one search may ask for
 MAX_K = 1000
-#: default depth each member is searched to before fusion
-FUSION_DEPTH = 100
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: depth each member is searched to before fusion (as ``heron eval`` fuses: results do not depend on k)
+FUSION_DEPTH = 1000
+#: the most hits one request may return in all (queries × k)
+MAX_TOTAL_HITS = 20000
+#: the largest magnitude of a precomputed query vector's entries (keeps every score finite in float32)
+MAX_WEIGHT = 1e6
+_NAME = re.compile(r"^(?!.*\.json$)[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass
@@ -90,7 +94,7 @@ class Index:
         if bundle is None:
             name = root.name if _NAME.match(root.name) else "index"
             return cls(root, {name: Member(name, root, {})}, name, device=device, threads=threads)
-        members = {name: Member(name, root / entry["path"], dict(entry.get("search") or {}))
+        members = {name: Member(name, root / entry.get("path", name), dict(entry.get("search") or {}))
                    for name, entry in bundle["indexes"].items()}
         return cls(root, members, bundle.get("default") or next(iter(members)),
                    (bundle.get("fusion") or {}).get("method", "rrf"), bundle, device, threads)
@@ -100,10 +104,18 @@ class Index:
         """Member names, in bundle order."""
         return list(self.members)
 
-    def load(self) -> Index:
-        """Open every member now (query encoders loaded once), so no request pays for it."""
+    def load(self, prf: str | None = None) -> Index:
+        """Open every member (query encoders loaded once) and the document store now, so no request pays
+        for it; with ``prf``, also the feedback wrapper of every member that supports it."""
         for name in self.members:
             self.retriever(name)
+            if prf is not None:
+                try:
+                    self.retriever(name, prf)
+                except QueryError:
+                    pass  # e.g. a multi-vector member: a prf request on it gets a 400
+        if any(self.retriever(n).index.docstore_dir is not None for n in self.members):
+            self._documents()
         return self
 
     def warm_up(self) -> Index:
@@ -122,6 +134,9 @@ class Index:
             raise NotFoundError(f"unknown retriever {name!r} (this index has: {', '.join(self.members)}; fuse "
                                 f"them with '+')")
         key = (name, prf)
+        opened = self._opened.get(key)
+        if opened is not None:
+            return opened
         with self._lock:
             if key not in self._opened:
                 if prf is None:
@@ -195,9 +210,14 @@ class Index:
             raise QueryError(f"k must be an integer between 1 and {MAX_K}, not {k!r}")
         names = self.parse_retriever(retriever)
         if allow is not None:
-            if isinstance(allow, str) or not all(isinstance(d, str) for d in allow):
+            if isinstance(allow, str):
                 raise QueryError("allow must be a list of document ids")
             allow = list(allow)
+            if not all(isinstance(d, str) for d in allow):
+                raise QueryError("allow must be a list of document ids")
+        count = len(texts) if texts is not None else len(vectors)
+        if count * k > MAX_TOTAL_HITS:
+            raise QueryError(f"{count} queries × k={k} asks for more than {MAX_TOTAL_HITS} hits in one request")
         if vectors is not None and prf is not None:
             raise QueryError("pseudo-relevance feedback starts from a query text; send the text, not a vector")
         if len(names) == 1:
@@ -212,9 +232,16 @@ class Index:
 
     def _member_search(self, name, texts, vectors, k, prf, allow):
         r = self.retriever(name, prf)
-        if vectors is None:
-            return r.search(texts, k=k, allow=allow)
-        return r.search_vectors(_as_vectors(r, vectors), k=k, allow=allow)
+        try:
+            if vectors is None:
+                return r.search(texts, k=k, allow=allow)
+            return r.search_vectors(_as_vectors(r, vectors), k=k, allow=allow)
+        except QueryError:
+            raise
+        except HeronError as exc:
+            if prf is None and allow is None:
+                raise
+            raise QueryError(str(exc)) from None  # feedback or a filter this index cannot serve
 
     def _fused(self, names, texts, k, method, weights, prf, allow):
         from heron.retrieval.fusion import FUSIONS, fuse, ranked
@@ -247,6 +274,8 @@ class Index:
 
     def _documents(self):
         """The document store shared by the members (they index one corpus) and id → row."""
+        if self._docstore is not None:
+            return self._docstore
         with self._lock:
             if self._docstore is None:
                 from heron.indexing.docstore import DocStore
@@ -275,9 +304,9 @@ def _as_vectors(retriever, vectors: list):
         out = []
         for v in vectors:
             if not isinstance(v, dict) or not all(isinstance(t, str) and isinstance(w, (int, float)) and
-                                                  np.isfinite(w) and w >= 0 for t, w in v.items()):
-                raise QueryError(f"{base.name} is a sparse index: the vector must map terms to non-negative "
-                                 f"weights, e.g. {{\"coffee\": 1.2}}")
+                                                  np.isfinite(w) and 0 <= w <= MAX_WEIGHT for t, w in v.items()):
+                raise QueryError(f"{base.name} is a sparse index: the vector must map terms to weights in "
+                                 f"[0, {MAX_WEIGHT:g}], e.g. {{\"coffee\": 1.2}}")
             out.append({t: float(w) for t, w in v.items()})
         return out
     if isinstance(base, DenseIndexRetriever):
@@ -285,8 +314,10 @@ def _as_vectors(retriever, vectors: list):
             array = np.asarray(vectors, dtype=np.float32)
         except (TypeError, ValueError):
             array = None
-        if array is None or array.ndim != 2 or array.shape[1] != base.index.dim or not np.all(np.isfinite(array)):
-            raise QueryError(f"{base.name} is a dense index: the vector must be {base.index.dim} finite numbers")
+        if array is None or array.ndim != 2 or array.shape[1] != base.index.dim or not np.all(np.isfinite(array)) \
+                or np.abs(array).max() > MAX_WEIGHT:
+            raise QueryError(f"{base.name} is a dense index: the vector must be {base.index.dim} numbers in "
+                             f"[-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}]")
         return array
     if isinstance(base, MultiVectorRetriever):
         out = []
@@ -296,7 +327,7 @@ def _as_vectors(retriever, vectors: list):
             except (TypeError, ValueError):
                 array = None
             if array is None or array.ndim != 2 or array.shape[1] != base.index.dim or not len(array) \
-                    or not np.all(np.isfinite(array)):
+                    or not np.all(np.isfinite(array)) or np.abs(array).max() > MAX_WEIGHT:
                 raise QueryError(f"{base.name} is a multi-vector index: the vector must be a non-empty list of "
                                  f"{base.index.dim}-dimensional token vectors")
             out.append(array)

@@ -137,7 +137,8 @@ def query_command(
                                                "bundle's).")] = None,
     prf: Annotated[str | None, typer.Option(help="Pseudo-relevance feedback: rocchio, average or model:PATH.")]
     = None,
-    mode: Annotated[str | None, typer.Option(help="Inverted index: exact, taat or approx.")] = None,
+    mode: Annotated[str | None, typer.Option(help="Inverted index: exact, taat or approx (default: the member's).")]
+    = None,
     preset: Annotated[str | None, typer.Option(help="Approximate preset (with --mode approx).")] = None,
     query_cut: Annotated[int | None, typer.Option(help="Approximate: query terms kept.")] = None,
     heap_factor: Annotated[float | None, typer.Option(help="Approximate: block skip factor (0, 1].")] = None,
@@ -164,14 +165,18 @@ def query_command(
     options = {key: value for key, value in {"mode": mode, "preset": preset, "query_cut": query_cut,
                                              "heap_factor": heap_factor, "candidates": candidates}.items()
                if value is not None}
-    if options.get("mode") == "exact":
-        options.pop("mode")
     if options:
         names = opened.parse_retriever(retriever)
         if len(names) != 1:
             raise HeronError(f"--{', --'.join(o.replace('_', '-') for o in options)}: name one retriever, "
                              f"not a fusion")
-        opened.members[names[0]].search.update(options)
+        search = opened.members[names[0]].search
+        if "mode" in options:  # a new mode replaces the member's stored mode and its approximate knobs
+            for key in ("mode", "preset", "query_cut", "heap_factor"):
+                search.pop(key, None)
+            if options["mode"] == "exact":
+                options.pop("mode")
+        search.update(options)
     hits = opened.search(text, k=k, retriever=retriever, fusion=fusion, prf=prf, fields=True)
     if as_json:
         print(json.dumps({"query": text, "retriever": retriever or opened.default,

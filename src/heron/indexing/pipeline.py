@@ -105,7 +105,8 @@ class BundleConfig(BaseModel):
 
         for name in value:
             if not _NAME.match(name):
-                raise ValueError(f"member name {name!r}: use letters, digits, '_', '-' or '.' (no '+')")
+                raise ValueError(f"member name {name!r}: use letters, digits, '_', '-' or '.' (no '+', not "
+                                 f"ending in .json)")
         return value
 
     def member_index_config(self, name: str, output: Path) -> IndexConfig:
@@ -140,9 +141,12 @@ def load_bundle_config(path: str | Path, raw: dict | None = None, **overrides) -
         field = ".".join(str(part) for part in first["loc"]) or "config"
         raise HeronError(f"{path}: field {field!r}: {first['msg']}") from None
     if config.default is not None:
-        for part in config.default.split("+"):
-            if part.strip() not in config.indexes:
-                raise HeronError(f"{path}: field 'default': {part.strip()!r} is not a member of indexes")
+        parts = [part.strip() for part in config.default.split("+")]
+        for part in parts:
+            if part not in config.indexes:
+                raise HeronError(f"{path}: field 'default': {part!r} is not a member of indexes")
+        if len(set(parts)) != len(parts):
+            raise HeronError(f"{path}: field 'default': a member appears twice")
     return config
 
 
@@ -163,7 +167,7 @@ def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path
     from heron.indexing.build import build_index
 
     output = Path(config.output).absolute()
-    if output.exists() and read_bundle(output) is None:
+    if output.exists() and not _is_any_bundle(output):
         raise HeronError(f"{output}: exists and is not a heron index bundle; choose another output directory")
     dataset = load_dataset(config.dataset)
     work = partial_dir(output)
@@ -173,25 +177,26 @@ def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path
     for i, name in enumerate(config.indexes, start=1):
         member = config.indexes[name]
         index_config = config.member_index_config(name, work / name)
+        step = f"[{i}/{len(config.indexes)}]"
+        if member.train is not None:
+            _train(config, name, Path(index_config.encoder.model), progress, log, step)
+        models = _model_revisions(index_config)
         stage = {"member": member.model_dump(mode="json"),
                  "index": index_config.model_dump(mode="json", exclude={"output"}),
-                 "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()}}
+                 "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()},
+                 "models": {role: m.get("weights_sha256") for role, m in models.items()}}
         record = work / f"{name}.{STAGE_FILE}"
-        if (work / name / MANIFEST_FILE).is_file() and record.is_file() and \
-                json.loads(record.read_text(encoding="utf-8")).get("stage") == stage:
-            log(f"[{i}/{len(config.indexes)}] {name}: already built (resumed)")
+        if (work / name / MANIFEST_FILE).is_file() and _read_record(record) == stage:
+            log(f"{step} {name}: already built (resumed)")
         else:
             record.unlink(missing_ok=True)
-            if member.train is not None:
-                _train(config, name, Path(index_config.encoder.model), progress, log,
-                       f"[{i}/{len(config.indexes)}]")
-            log(f"[{i}/{len(config.indexes)}] {name}: building a {member.encoder.type} index")
-            t0 = time.monotonic()
+            log(f"{step} {name}: building a {member.encoder.type} index")
             build_index(index_config, progress=progress)
-            record.write_text(json.dumps({"stage": stage, "seconds": round(time.monotonic() - t0, 3)}, indent=1),
-                              encoding="utf-8")
+            tmp = record.with_name(record.name + ".tmp")
+            tmp.write_text(json.dumps({"stage": stage}, indent=1), encoding="utf-8")
+            os.replace(tmp, record)
         members[name] = {"path": name, "search": member.search, "kind": member.encoder.type,
-                         "index": _summary(work / name), "models": _model_revisions(index_config)}
+                         "index": _summary(work / name), "models": models}
     manifest = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION,
                 "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()},
                 "default": config.default or next(iter(config.indexes)), "fusion": config.fusion.model_dump(),
@@ -199,8 +204,9 @@ def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path
                 "models": {name: m["models"] for name, m in members.items()},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "build": {"seconds": round(time.monotonic() - started, 3)}}
-    for name in config.indexes:
-        (work / f"{name}.{STAGE_FILE}").unlink(missing_ok=True)
+    for entry in work.iterdir():  # only the members of this config are published
+        if entry.name not in config.indexes:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     (work / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     if output.exists():
         old = output.with_name(f".{output.name}.old-{os.getpid()}")
@@ -210,6 +216,21 @@ def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path
     else:
         os.rename(work, output)
     return output
+
+
+def _read_record(record: Path) -> dict | None:
+    try:
+        return json.loads(record.read_text(encoding="utf-8")).get("stage")
+    except (OSError, ValueError, AttributeError):
+        return None  # missing or torn: the member is rebuilt
+
+
+def _is_any_bundle(root: Path) -> bool:
+    """True for a directory whose manifest says it is a bundle, of any version or state (it may be replaced)."""
+    try:
+        return json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8")).get("format") == BUNDLE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def read_bundle(root: Path) -> dict | None:
@@ -234,11 +255,19 @@ def read_bundle(root: Path) -> dict | None:
 
 
 def _train(config: BundleConfig, name: str, model: Path, progress: bool, log, step: str) -> None:
-    if (model / "training.json").is_file():
-        log(f"{step} {name}: trained model found at {model}")
-        return
     member = config.indexes[name]
     fields = {**member.train.model_dump(), "datasets": [config.dataset]}
+    if (model / "training.json").is_file():
+        try:
+            recorded = json.loads((model / "training.json").read_text(encoding="utf-8")).get("config") or {}
+        except (OSError, ValueError):
+            recorded = {}
+        changed = sorted(key for key, value in member.train.model_dump().items() if recorded.get(key) != value)
+        if changed:
+            raise HeronError(f"indexes.{name}.train: {model} was trained with other settings "
+                             f"({', '.join(changed)}); delete it to retrain, or point encoder.model elsewhere")
+        log(f"{step} {name}: trained model found at {model}")
+        return
     model.parent.mkdir(parents=True, exist_ok=True)
     try:
         if member.encoder.type == "multivector":

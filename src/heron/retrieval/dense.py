@@ -83,11 +83,10 @@ class DenseIndexRetriever(IndexRetriever):
 
     def _search_allowed(self, queries: np.ndarray, k: int, allow) -> list[tuple[list[str], np.ndarray]]:
         positions = self.index.positions_of(allow)
-        if self.index.vectors is not None:
-            docs = np.asarray(self.index.vectors[positions], dtype=np.float32)
-        else:
-            docs = np.stack([self.index.index.reconstruct(int(p)) for p in positions]) if len(positions) \
-                else np.zeros((0, self.index.dim), np.float32)
+        if self.index.vectors is None:
+            raise HeronError(f"{self.index.path}: an allow-list needs the stored vectors (this index was built "
+                             f"with store_vectors: false)")
+        docs = np.asarray(self.index.vectors[positions], dtype=np.float32)
         if self.truncate_dims:
             n = self.truncate_dims
             docs = docs[:, :n] / np.maximum(np.linalg.norm(docs[:, :n], axis=1, keepdims=True), 1e-12)

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,10 +30,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heron.api import Index
 from heron.errors import HeronError, NotFoundError, QueryError
 from heron.server.metrics import Metrics
+
+logger = logging.getLogger("heron.server")
 
 
 class ServerSettings(BaseModel):
@@ -49,12 +53,13 @@ class ServerSettings(BaseModel):
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+Component = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
 Term = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 DocId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
-Vector = (Annotated[dict[Term, Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=1,
-                                                                                            max_length=10000)]
-          | Annotated[list[Finite], Field(min_length=1, max_length=8192)]
-          | Annotated[list[Annotated[list[Finite], Field(min_length=1, max_length=8192)]],
+Vector = (Annotated[dict[Term, Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]],
+                    Field(min_length=1, max_length=10000)]
+          | Annotated[list[Component], Field(min_length=1, max_length=8192)]
+          | Annotated[list[Annotated[list[Component], Field(min_length=1, max_length=8192)]],
                       Field(min_length=1, max_length=512)])
 
 
@@ -162,8 +167,11 @@ def create_app(indexes: dict[str, Index], settings: ServerSettings | None = None
     settings = settings or ServerSettings()
     if not indexes:
         raise HeronError("serve needs at least one index")
+    from heron.retrieval.prf import parse_prf
+
+    parse_prf(settings.prf)  # a bad --prf fails at start, not on every request
     for index in indexes.values():
-        index.load().warm_up()
+        index.load(prf=settings.prf).warm_up()
     pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="heron-search")
     metrics = Metrics()
     app = FastAPI(title="heron", version=_version(),
@@ -187,9 +195,17 @@ def create_app(indexes: dict[str, Index], settings: ServerSettings | None = None
     async def _bad_query(request: Request, exc: QueryError):
         return _error(400, "bad_request", str(exc))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "bad_request")
+        return _error(exc.status_code, kind, str(exc.detail))
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
-        return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+        logger.exception("internal error on %s", request.url.path)
+        return _error(500, "internal", f"internal error ({type(exc).__name__}); see the server log")
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # inside _observe: its 413s are counted
 
     @app.middleware("http")
     async def _observe(request: Request, call_next):
@@ -276,7 +292,6 @@ def create_app(indexes: dict[str, Index], settings: ServerSettings | None = None
         body, content_type = metrics.render()
         return Response(content=body, media_type=content_type)
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.router.on_shutdown.append(lambda: pool.shutdown(wait=False, cancel_futures=True))
     return app
 
