@@ -17,13 +17,7 @@ from heron.errors import HeronError
 from heron.retrieval.prf import PRFModel, PRFRetriever, average, prune_rows, rocchio, with_prf
 from heron.training.prf import PRFTrainConfig, PRFTrainer, lol_regularizer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

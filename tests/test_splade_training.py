@@ -25,12 +25,7 @@ WORDS = ("the of and in to a is for with protein cell brain gene cancer drug tri
          "mouse model data effect level expression increased disease treatment").split()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -62,8 +62,12 @@ def build_index_command(
     if config is not None and config_option is not None:
         raise HeronError("give the config once: as the argument or with --config")
     config = config or config_option
-    if config is not None and _is_bundle_file(config):
-        _build_bundle(config, dataset=dataset, output=output,
+    from heron.indexing.build import read_config_file
+    from heron.indexing.pipeline import is_bundle_config
+
+    raw = read_config_file(config) if config is not None else None
+    if raw is not None and is_bundle_config(raw):
+        _build_bundle(config, raw, dataset=dataset, output=output,
                       flags={"encoder": encoder, "model": model, "query_model": query_model, "query_mode": query_mode,
                              "doc_max_length": doc_max_length, "doc_top_k": doc_top_k, "batch_size": batch_size,
                              "threads": threads, "quantization": quantization, "approx": approx, "faiss": faiss,
@@ -90,7 +94,7 @@ def build_index_command(
     if crisp is not None or muvera is not None:
         top["multivector"] = {"crisp": crisp, "muvera": {} if muvera else None}
     if config is not None:
-        cfg = load_config(config, encoder=encoder_fields, **top)
+        cfg = load_config(config, raw, encoder=encoder_fields, **top)
         if approx is False:
             cfg = cfg.model_copy(update={"approx": None})
     else:
@@ -103,25 +107,14 @@ def build_index_command(
     console.print(f"index ready: {path}", soft_wrap=True)
 
 
-def _is_bundle_file(path: Path) -> bool:
-    import yaml
-
-    from heron.indexing.pipeline import is_bundle_config
-
-    try:
-        return is_bundle_config(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError):
-        return False  # the single-index loader reports the problem
-
-
-def _build_bundle(path: Path, dataset: str | None, output: Path | None, flags: dict) -> None:
+def _build_bundle(path: Path, raw: dict, dataset: str | None, output: Path | None, flags: dict) -> None:
     from heron.indexing.pipeline import build_bundle, load_bundle_config
 
     given = sorted(name.replace("_", "-") for name, value in flags.items() if value is not None)
     if given:
         raise HeronError(f"{path}: a bundle config sets each member in its file; --{', --'.join(given)} "
                          f"apply to single-index builds (only --dataset and --output override a bundle)")
-    cfg = load_bundle_config(path, dataset=dataset, output=output)
+    cfg = load_bundle_config(path, raw, dataset=dataset, output=output)
     out = build_bundle(cfg, log=lambda line: console.print(line, highlight=False, soft_wrap=True))
     console.print(f"bundle ready: {out} ({', '.join(cfg.indexes)})", soft_wrap=True)
 

@@ -128,8 +128,8 @@ class IndexConfig(BaseModel):
     shard_docs: int = Field(1024, ge=1, description="documents per encoded shard (and progress step)")
 
 
-def load_config(path: str | Path, **overrides) -> IndexConfig:
-    """An :class:`IndexConfig` from a YAML file, with non-None ``overrides`` applied on top."""
+def read_config_file(path: str | Path) -> dict:
+    """The top-level mapping of a YAML config file (one index or a bundle); one-line errors otherwise."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -141,6 +141,14 @@ def load_config(path: str | Path, **overrides) -> IndexConfig:
         raise HeronError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(raw, dict):
         raise HeronError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(path: str | Path, raw: dict | None = None, **overrides) -> IndexConfig:
+    """An :class:`IndexConfig` from a YAML file (or its already-read mapping ``raw``), with non-None
+    ``overrides`` applied on top."""
+    path = Path(path)
+    raw = dict(read_config_file(path) if raw is None else raw)
     encoder_overrides = overrides.pop("encoder", None) or {}
     for section in ("faiss", "multivector"):
         given = overrides.pop(section, None)

@@ -114,11 +114,14 @@ class BundleInfo:
         rel = self.manifest.get("docstore_dir")
         return self.path / rel if rel else None
 
-    def doc_index(self, doc_id: str) -> int:
+    def _position_map(self) -> dict[str, int]:
         if not hasattr(self, "_positions"):
             self._positions = {d: i for i, d in enumerate(self.doc_ids)}
+        return self._positions
+
+    def doc_index(self, doc_id: str) -> int:
         try:
-            return self._positions[doc_id]
+            return self._position_map()[doc_id]
         except KeyError:
             raise HeronError(f"{self.path}: unknown document id {doc_id!r}") from None
 
@@ -126,7 +129,6 @@ class BundleInfo:
         """Sorted positions of the known ids among ``doc_ids`` (unknown ids are skipped)."""
         import numpy as np
 
-        if not hasattr(self, "_positions"):
-            self._positions = {d: i for i, d in enumerate(self.doc_ids)}
-        known = {self._positions[d] for d in doc_ids if d in self._positions}
+        positions = self._position_map()
+        known = {positions[d] for d in doc_ids if d in positions}
         return np.array(sorted(known), dtype=np.int64)

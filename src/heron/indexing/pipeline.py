@@ -37,11 +37,10 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from heron.errors import HeronError
-from heron.indexing.build import EncoderConfig, FaissConfig, IndexConfig, MultiVectorConfig
+from heron.indexing.build import EncoderConfig, FaissConfig, IndexConfig, MultiVectorConfig, read_config_file
 
 BUNDLE_FORMAT = "heron-index-bundle"
 BUNDLE_VERSION = 1
@@ -123,16 +122,11 @@ def is_bundle_config(raw: dict) -> bool:
 
 
 def load_bundle_config(path: str | Path, raw: dict | None = None, **overrides) -> BundleConfig:
-    """A :class:`BundleConfig` from YAML; ``overrides`` (``dataset``, ``output``) replace its fields."""
+    """A :class:`BundleConfig` from YAML (or its already-read mapping ``raw``); ``overrides`` (``dataset``,
+    ``output``) replace its fields."""
     path = Path(path)
     if raw is None:
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise HeronError(f"{path}: config file does not exist") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise HeronError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML") from None
+        raw = read_config_file(path)
     raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         config = BundleConfig.model_validate(raw)
