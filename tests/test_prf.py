@@ -253,3 +253,60 @@ def test_rocchio_on_a_dense_index(tiny_beir, tmp_path):
     np.testing.assert_allclose(prf.encode(QUERIES), expected, rtol=1e-5, atol=1e-6)
     model = PRFModel("dense", base.index.dim, 2)
     np.testing.assert_allclose(with_prf(base, model).encode(QUERIES), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_prf_model_never_subtracts_feedback_and_its_loss_ignores_query_scale(tmp_path):
+    """β = softplus(b) ≥ 0: however far training pushes b, a revision keeps the query's own terms; the
+    trainer's loss scores unit-norm revisions, so scaling a query cannot lower it; old formats are refused."""
+    from torch.nn import functional as F
+
+    from heron.training.prf import reformulation_loss
+
+    model = PRFModel("sparse", 4, max_feedback=2)
+    assert float(model.beta) == pytest.approx(0.5) and float(model.alpha) == 1.0
+    with torch.no_grad():
+        model.beta_raw.fill_(-40.0)
+    q = torch.tensor([[1.0, 0.0, 2.0, 0.0]])
+    docs = torch.tensor([[[5.0, 1.0, 5.0, 0.0], [5.0, 0.0, 5.0, 3.0]]])
+    with torch.no_grad():
+        out = model(q, docs, torch.tensor([[2.0, 1.0]]), torch.tensor([[True, True]]))
+    assert float(model.beta) >= 0 and torch.all(out[0, [0, 2]] >= q[0, [0, 2]])
+    candidates = torch.rand(6, 4)
+    positives = torch.zeros(2, 6, dtype=torch.bool)
+    positives[0, 1] = positives[1, 4] = True
+    x = torch.rand(2, 4)
+    a = reformulation_loss(F.normalize(x, dim=1), candidates, positives, 0.5)
+    b = reformulation_loss(F.normalize(7.0 * x, dim=1), candidates, positives, 0.5)
+    torch.testing.assert_close(a, b)
+    model.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "prf_model.json").read_text())
+    assert config["version"] == 2 and config["learned"]["beta"] >= 0
+    (tmp_path / "m" / "prf_model.json").write_text(json.dumps({**config, "version": 1}))
+    with pytest.raises(HeronError, match="version 1 is not supported"):
+        PRFModel.load(tmp_path / "m")
+
+
+def test_reformulation_loss_hand_computed():
+    """Scores [2, 1, 0] with positives {0, 1}: 'all' = log(e²+e+1) − log(e²+e); 'lowest' targets candidate 1
+    with candidate 0 masked: −log(e / (e + 1)); temperature divides the scores."""
+    import math
+
+    from heron.training.prf import reformulation_loss
+
+    revised = torch.tensor([[1.0, 0.0]])
+    candidates = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    positives = torch.tensor([[True, True, False]])
+    e = math.e
+    assert float(reformulation_loss(revised, candidates, positives)) == pytest.approx(
+        math.log(e ** 2 + e + 1) - math.log(e ** 2 + e), rel=1e-5)
+    assert float(reformulation_loss(revised, candidates, positives, target="lowest")) == pytest.approx(
+        math.log(1 + 1 / e), rel=1e-5)
+    assert float(reformulation_loss(revised, candidates, positives, temperature=2.0)) == pytest.approx(
+        math.log(e + e ** 0.5 + 1) - math.log(e + e ** 0.5), rel=1e-5)
+    sparse = candidates.to_sparse()
+    assert float(reformulation_loss(revised, sparse, positives)) == pytest.approx(
+        float(reformulation_loss(revised, candidates, positives)), rel=1e-5)
+    with pytest.raises(HeronError, match="positive"):
+        reformulation_loss(revised, candidates, torch.zeros(1, 3, dtype=torch.bool))
+    with pytest.raises(HeronError, match="target"):
+        reformulation_loss(revised, candidates, positives, target="best")

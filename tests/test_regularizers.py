@@ -15,6 +15,7 @@ from heron.training.regularizers import (
     FLOPS,
     L1,
     IDFAwareFLOPS,
+    IDFWeightedFLOPS,
     QuadraticWarmup,
     RegTerm,
     Regularized,
@@ -94,6 +95,30 @@ def test_idf_aware_flops_pushes_low_idf_terms_down_first():
     assert d[0] < 0.2 < d[1]  # stationary weights ∝ idf / (2λ): 0.125 and 0.75
 
 
+def test_idf_weighted_flops_hand_computed():
+    """Siamese IDF-aware FLOPS: Σ_j (ī/max(idf_j, floor))² (mean_i |w_ij|)², ī = mean IDF of seen terms."""
+    idf = np.array([0.5, 1.0, 2.0, 0.0], dtype=np.float32)  # last term: zero IDF (special/stop) → floor
+    reg = IDFWeightedFLOPS(idf, floor=0.25)
+    ref = (0.5 + 1.0 + 2.0) / 3
+    assert reg.reference == pytest.approx(ref)
+    weights = np.array([(ref / 0.5) ** 2, (ref / 1.0) ** 2, (ref / 2.0) ** 2, (ref / 0.25) ** 2])
+    np.testing.assert_allclose(reg.term_weights.numpy(), weights, rtol=1e-6)
+    means = W.abs().mean(dim=0).numpy()  # column means of W: 4/3, 0, 2, 1/3
+    assert float(reg(W)) == pytest.approx(float((weights * means ** 2).sum()), rel=1e-6)
+    # with IDF = ī everywhere it is plain FLOPS; with the ℓ0 mask it masks the same rows as FLOPS
+    flat = IDFWeightedFLOPS(np.full(4, 2.0, dtype=np.float32))
+    assert float(flat(W)) == pytest.approx(float(FLOPS()(W)))
+    masked = IDFWeightedFLOPS(np.full(4, 2.0, dtype=np.float32), threshold=1)
+    assert float(masked(W)) == pytest.approx(float(FLOPS(threshold=1)(W)))
+    w = W.clone().requires_grad_(True)
+    reg(w).backward()
+    assert w.grad.abs()[:, 0].sum() > 0  # gradients flow
+    with pytest.raises(HeronError):
+        IDFWeightedFLOPS(idf, floor=0)
+    with pytest.raises(HeronError):
+        IDFWeightedFLOPS(idf)(torch.ones(2, 3))
+
+
 def test_quadratic_warmup():
     s = QuadraticWarmup(0.4, 10)
     assert [s(t) for t in (0, 1, 5, 10, 11, 1000)] == pytest.approx([0.0, 0.004, 0.1, 0.4, 0.4, 0.4])
@@ -119,6 +144,7 @@ def test_make_regularizer():
     assert isinstance(make_regularizer("flops", threshold=2), FLOPS)
     assert make_regularizer("none") is None
     assert isinstance(make_regularizer("idf_flops", idf=[1.0, 2.0]), IDFAwareFLOPS)
+    assert isinstance(make_regularizer("idf_flops", idf=[1.0, 2.0], inference_free=False), IDFWeightedFLOPS)
     for bad in (dict(kind="idf_flops"), dict(kind="l1", threshold=1), dict(kind="l2")):
         with pytest.raises(HeronError):
             make_regularizer(**bad)

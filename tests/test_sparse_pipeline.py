@@ -172,6 +172,34 @@ def test_splade_index_end_to_end(scifact_slice, splade_slice_index, tmp_path):
     assert proc.returncode == 0 and "rank" in proc.stdout, proc.stderr
 
 
+def test_eval_cost_against_brute_force(scifact_slice, splade_slice_index, tmp_path):
+    """heron eval --cost: postings per query = Σ over each query's terms of the documents holding them,
+    counted from the forward matrix; FLOPS = Σ_t p_q(t)·p_d(t) = postings / N."""
+    from heron.eval import load_dataset
+
+    ds = load_dataset(str(scifact_slice))
+    texts = list(ds.queries("test").values())
+    retriever = SparseIndexRetriever(splade_slice_index)
+    forward = retriever.index.forward_matrix()
+    n = forward.shape[0]
+    holds = (forward != 0).astype(np.int64).tocsc()
+    q = retriever.encode(texts)
+    postings = [sum(holds[:, t].nnz for t in q[i].indices[q[i].data != 0]) for i in range(q.shape[0])]
+    p_q = np.asarray((q != 0).sum(axis=0)).ravel() / q.shape[0]
+    p_d = np.asarray(holds.sum(axis=0)).ravel() / n
+    proc = heron("eval", "--dataset", str(scifact_slice), "--index", str(splade_slice_index), "--cost",
+                 "--results-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    assert "postings / query" in proc.stdout
+    (cost,) = json.loads((tmp_path / "r" / "cost.json").read_text())
+    assert cost["queries"] == len(texts) == 15
+    assert cost["postings"] == pytest.approx(np.mean(postings))
+    assert cost["flops"] == pytest.approx(float(p_q @ p_d))
+    assert cost["doc_terms"] == pytest.approx(forward.nnz / n)
+    proc = heron("eval", "--dataset", str(scifact_slice), "-r", "bm25", "--cost", "--results-dir", str(tmp_path / "b"))
+    one_line_error(proc, "--cost", "inverted index")
+
+
 def test_inference_free_splade_index(scifact_slice, tmp_path):
     path = tmp_path / "splade-idf"
     proc = heron("build-index", "--dataset", str(scifact_slice), "--encoder", "splade", "--query-mode", "idf",

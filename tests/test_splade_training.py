@@ -166,8 +166,45 @@ def test_inference_free_checkpoint(tiny_beir, tiny_bert, tiny_data, tmp_path):
     col = {t: tok.convert_tokens_to_ids(t) for t in ("the", "protein")}
     weights = dict(zip(q.indices.tolist(), q.data.tolist()))
     assert weights.get(col["the"], 0.0) < weights[col["protein"]]
-    with pytest.raises(HeronError, match="inference_free"):
-        load_config(None, datasets=[str(tiny_beir)], doc_regularizer="idf_flops")
+    # the checkpoint folder alone (what build-index --model gets) brings its own IDF query side
+    plain = SpladeEncoder(out, device="cpu")
+    assert plain.query_mode == "idf"
+    np.testing.assert_allclose(plain.encode_queries(["the protein of a cell"]).toarray(), q.toarray())
+
+
+def test_inference_free_plain_flops_has_binary_queries(tiny_beir, tiny_bert, tiny_data, tmp_path):
+    """SPLADE-doc, the baseline of IDF-aware FLOPS: query tokens weigh 1 and the penalty is plain FLOPS."""
+    from heron.training.regularizers import FLOPS, IDFAwareFLOPS
+
+    config = _config(tiny_beir, tiny_bert, steps=2, inference_free=True, doc_regularizer="flops")
+    trainer = SpladeTrainer(config, tiny_data)
+    (term,) = trainer.regularized.terms
+    assert term.name == "flops_d" and type(term.regularizer) is FLOPS
+    out = train_splade(config, tmp_path / "doc-binary", progress=False, data=tiny_data)
+    q = SpladeEncoder(out, device="cpu").encode_queries(["the protein of a cell"])
+    assert q.nnz > 0 and set(q.data.tolist()) == {1.0}
+    idf_trainer = SpladeTrainer(_config(tiny_beir, tiny_bert, steps=2, inference_free=True), tiny_data)
+    assert isinstance(idf_trainer.regularized.terms[0].regularizer, IDFAwareFLOPS)  # the default
+
+
+def test_siamese_idf_aware_flops(tiny_beir, tiny_bert, tiny_data):
+    """Siamese IDF-aware FLOPS: both sides weighted by (ī/idf)² from the training corpus; queries encoded."""
+    from heron.training.regularizers import IDFWeightedFLOPS
+
+    config = _config(tiny_beir, tiny_bert, steps=2, query_regularizer="idf_flops", doc_regularizer="idf_flops")
+    trainer = SpladeTrainer(config, tiny_data)
+    assert trainer.idf_encoder is None  # queries still go through the model
+    names = [t.name for t in trainer.regularized.terms]
+    assert names == ["idf_flops_q", "idf_flops_d"]
+    reg = trainer.regularized.terms[1].regularizer
+    assert isinstance(reg, IDFWeightedFLOPS)
+    tok = trainer.tokenizer
+    the, protein = (tok.convert_tokens_to_ids(t) for t in ("the", "protein"))
+    assert reg.term_weights[the] > reg.term_weights[protein]  # frequent terms pay more
+    assert float(reg.term_weights[tok.cls_token_id]) == pytest.approx((reg.reference / reg.floor) ** 2)
+    before = trainer.step_count
+    trainer.step()
+    assert trainer.step_count == before + 1
 
 
 def test_distillation_from_a_teacher_run(tiny_beir, tiny_bert, tmp_path):
@@ -281,3 +318,25 @@ def test_cli_train_splade(tiny_beir, tiny_bert, tmp_path):
         proc = heron("-d", str(tiny_beir), "--base", str(tiny_bert), *args, "-o", str(tmp_path / "x"))
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and fragment in proc.stderr, proc.stderr
+
+
+def test_balanced_sampling_gives_each_source_an_equal_share(tiny_beir, tiny_bert):
+    """Source a has 3 queries × 40 positives, b has 6 queries × 1: balanced batches split 50/50 by source;
+    uniform-over-pairs batches are mostly a."""
+    from heron.training.splade import Example, TrainingSet
+
+    examples = [Example(f"a/q{q}", f"query a{q}", f"a/d{q}-{i}") for q in range(3) for i in range(40)]
+    examples += [Example(f"b/q{q}", f"query b{q}", f"b/d{q}") for q in range(6)]
+    texts = {e.positive: "protein cell" for e in examples}
+    positives: dict[str, set[str]] = {}
+    for e in examples:
+        positives.setdefault(e.query_key, set()).add(e.positive)
+    data = TrainingSet(examples, texts, positives, [])
+    shares = {}
+    for sampling in ("balanced", "pairs"):
+        trainer = SpladeTrainer(_config(tiny_beir, tiny_bert, negatives=0, batch_size=4, sampling=sampling), data)
+        picked = [b.query_key for _ in range(200) for b in trainer.sample_batch()[0]]
+        assert all(len(set(b.query_key for b in trainer.sample_batch()[0])) == 4 for _ in range(20))  # distinct
+        shares[sampling] = sum(k.startswith("a/") for k in picked) / len(picked)
+    assert shares["balanced"] == pytest.approx(0.5)
+    assert shares["pairs"] > 0.6  # a's 120 pairs crowd out b's 6 (up to 3 a-queries per batch of 4)

@@ -13,7 +13,7 @@ import typer
 from heron.errors import HeronError
 from heron.eval import evaluate, load_dataset, paired_test, read_trec_run, remove_self_hits
 from heron.eval.metrics import DEFAULT_METRICS, METRICS
-from heron.eval.report import print_table, results_table, save_result, significance_table
+from heron.eval.report import cost_table, print_table, results_table, save_result, significance_table
 from heron.retrieval import RETRIEVERS, check_retriever_spec, get_retriever
 
 
@@ -36,6 +36,16 @@ def _with_prf_for_dataset(ret, ds, method, options):
         raise HeronError(f"--prf needs an index-backed retriever (splade, dense, an index folder); "
                          f"{ret.describe().get('name', ret.name)!r} is not one")
     return with_prf(ret, method, **options)
+
+
+def _cost_row(ret, dataset: str, queries: dict[str, str]) -> dict:
+    """The retrieval cost of an inverted-index retriever on ``queries`` (before any PRF)."""
+    from heron.eval.cost import index_cost
+
+    base = getattr(ret, "base", ret)
+    if not hasattr(getattr(base, "index", None), "df"):
+        raise HeronError(f"--cost: {ret.describe()['name']!r} is not a heron inverted index (SPLADE, CSR, BM25)")
+    return {"dataset": dataset, "retriever": ret.describe()["name"], **index_cost(base, queries.values())}
 
 
 def eval_command(
@@ -86,6 +96,9 @@ def eval_command(
     prf_beta: Annotated[float, typer.Option(help="Rocchio: weight of the feedback centroid.")] = 0.5,
     prf_terms: Annotated[int | None, typer.Option(min=0, help="PRF on sparse indexes: weights kept per revised "
                                                   "query (default 100; 0 = all).")] = None,
+    cost: Annotated[bool, typer.Option("--cost/--no-cost", help="Also report each sparse index's retrieval cost: "
+                                       "terms per query and document, postings traversed per query, FLOPS "
+                                       "(written to cost.json).")] = False,
 ) -> None:
     """Evaluate retrievers on datasets: prints a results table, writes runs and metrics.
 
@@ -97,6 +110,7 @@ def eval_command(
       heron eval --dataset scifact --index indexes/scifact-splade-tiny --mode approx --preset recall95
       heron eval --dataset scifact --retriever bm25+splade+dense --fusion rrf
       heron eval --dataset scifact --index indexes/scifact-minilm-flat --truncate-dims 32
+      heron eval --dataset scifact --index indexes/scifact-splade-tiny --cost
       heron eval --dataset scifact --index indexes/scifact-splade-tiny --prf rocchio --prf-docs 3
       heron eval --dataset scifact --index indexes/scifact-splade-tiny --prf model:checkpoints/scifact-prf-lol
     """
@@ -130,7 +144,7 @@ def eval_command(
         prf_options = {"docs": prf_docs, "alpha": prf_alpha, "beta": prf_beta, "terms": prf_terms}
         indexes = [with_prf(ix, prf_method, **prf_options) for ix in indexes]
     command = "heron " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    rows, tests = [], []
+    rows, tests, costs = [], [], []
     for ds_name in dataset:
         ds = load_dataset(ds_name, remove_self_hits=self_hits)
         queries, qrels = ds.queries(split), ds.qrels(split)
@@ -148,6 +162,8 @@ def eval_command(
             if ds.remove_self_hits:
                 run = remove_self_hits(run)
             result = evaluate(run, qrels, metrics)
+            if cost:
+                costs.append(_cost_row(ret, ds.name, queries))
             save_result(results_dir, ds.name, split, ret.describe(), run, result, seconds, command)
             rows.append({"dataset": ds.name, "retriever": ret.describe(), "num_queries": result.num_queries,
                          "mean": result.mean, "seconds": seconds})
@@ -159,6 +175,12 @@ def eval_command(
     print_table(results_table(rows, metrics))
     if tests:
         print_table(significance_table(tests))
+    if costs:
+        import json
+
+        print_table(cost_table(costs))
+        Path(results_dir).mkdir(parents=True, exist_ok=True)
+        (Path(results_dir) / "cost.json").write_text(json.dumps(costs, indent=1), encoding="utf-8")
     typer.echo(f"runs and metrics written under {results_dir}/ (summary: {results_dir}/results.md)")
 
 

@@ -101,8 +101,9 @@ def train_splade_command(
                                                  "negative).")] = None,
     base: Annotated[str | None, typer.Option(help="Masked LM to start from: alias, HF id or folder "
                                              "(default splade-tiny).")] = None,
-    inference_free: Annotated[bool | None, typer.Option("--inference-free/--siamese", help="IDF query vectors, "
-                                                        "only the document encoder trained (IDF-aware FLOPS).")]
+    inference_free: Annotated[bool | None, typer.Option("--inference-free/--siamese", help="No query encoder: "
+                                                        "only documents are encoded and trained (queries IDF-"
+                                                        "weighted with idf_flops, binary with flops).")]
     = None,
     loss: Annotated[str | None, typer.Option(help="infonce, margin_mse or kl (the last two need "
                                              "--teacher-run).")] = None,
@@ -116,7 +117,10 @@ def train_splade_command(
     lambda_q: Annotated[float | None, typer.Option(help="Query regulariser weight (after warm-up).")] = None,
     lambda_d: Annotated[float | None, typer.Option(help="Document regulariser weight (after warm-up).")] = None,
     lambda_warmup: Annotated[int | None, typer.Option(min=0, help="Steps T of the quadratic λ warm-up.")] = None,
-    query_regularizer: Annotated[str | None, typer.Option(help="flops, l1 or none.")] = None,
+    query_regularizer: Annotated[str | None, typer.Option(help="flops, l1, idf_flops or none.")] = None,
+    doc_regularizer: Annotated[str | None, typer.Option(help="flops, idf_flops (IDF-aware FLOPS) or none "
+                                                        "(default: idf_flops inference-free, else flops).")]
+    = None,
     flops_threshold: Annotated[int | None, typer.Option(min=0, help="ℓ0 mask: rows with ≤ this many non-zeros "
                                                         "skip FLOPS.")] = None,
     document_length: Annotated[int | None, typer.Option(min=8, help="Document max tokens.")] = None,
@@ -139,6 +143,7 @@ def train_splade_command(
                       teacher_run=str(teacher_run) if teacher_run else None, negatives=negatives,
                       negative_source=negative_source, steps=steps, batch_size=batch_size, lr=lr, lambda_q=lambda_q,
                       lambda_d=lambda_d, lambda_warmup=lambda_warmup, query_regularizer=query_regularizer,
+                      doc_regularizer=doc_regularizer,
                       flops_threshold=flops_threshold, document_length=document_length, device=device, split=split,
                       seed=seed, threads=threads)
     path = train_splade(cfg, output)
@@ -159,6 +164,8 @@ def train_prf_command(
     feedback: Annotated[str | None, typer.Option(help="Nested feedback-set sizes, comma-separated "
                                                  "(default 0,1,3,5).")] = None,
     lambda_cr: Annotated[float | None, typer.Option(help="Weight of the comparative regulariser.")] = None,
+    max_feedback: Annotated[int | None, typer.Option(min=1, help="Feedback slots at query time (default: the "
+                                                     "largest --feedback size).")] = None,
     candidates: Annotated[int | None, typer.Option(min=2, help="First-pass candidates per query.")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Optimiser steps.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=2, help="Queries per step.")] = None,
@@ -187,7 +194,8 @@ def train_prf_command(
         except ValueError:
             raise HeronError(f"--feedback {feedback!r}: expected comma-separated integers such as 0,1,3,5") from None
     cfg = load_config(config, PRFTrainConfig, dataset=dataset, index=str(index) if index else None, lol=lol,
-                      feedback=sizes, lambda_cr=lambda_cr, candidates=candidates, steps=steps, batch_size=batch_size,
-                      lr=lr, terms=terms, query_gain=query_gain, split=split, seed=seed, threads=threads)
+                      feedback=sizes, lambda_cr=lambda_cr, max_feedback=max_feedback, candidates=candidates,
+                      steps=steps, batch_size=batch_size, lr=lr, terms=terms, query_gain=query_gain, split=split,
+                      seed=seed, threads=threads)
     path = train_prf(cfg, output)
     console.print(f"PRF model written: {path}", soft_wrap=True)

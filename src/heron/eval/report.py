@@ -97,6 +97,17 @@ def significance_table(tests: list[tuple[str, str, str, PairedTest]]) -> Table:
     return table
 
 
+def cost_table(rows: list[dict]) -> Table:
+    """Rows of ``{"dataset", "retriever", **sparse_cost}`` (:mod:`heron.eval.cost`)."""
+    table = Table(title="retrieval cost (sparse indexes)")
+    for col in ("dataset", "retriever", "query terms", "doc terms", "postings / query", "FLOPS"):
+        table.add_column(col, justify="left" if col in ("dataset", "retriever") else "right")
+    for r in rows:
+        table.add_row(r["dataset"], r["retriever"], f"{r['query_terms']:.1f}", f"{r['doc_terms']:.1f}",
+                      f"{r['postings']:,.0f}", f"{r['flops']:.3f}")
+    return table
+
+
 def print_table(table: Table) -> None:
     """Print a table whole: a terminal's width when there is one, else 160 columns (logs, CI)."""
     console = Console()

@@ -35,6 +35,7 @@ The vector arithmetic on its own::
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from heron.errors import HeronError
 from heron.retrieval.base import IndexRetriever
@@ -49,6 +51,7 @@ from heron.retrieval.base import IndexRetriever
 METHODS = ("rocchio", "average")
 MODEL_CONFIG = "prf_model.json"
 MODEL_WEIGHTS = "model.safetensors"
+MODEL_VERSION = 2  # 2: fixed α, β = softplus(b), learned temperature
 MODEL_FORMAT = "heron-prf-model"
 _CHUNK = 64  # queries revised together (bounds the Q × k × V dense feedback tensor)
 
@@ -100,7 +103,12 @@ class PRFModel(nn.Module):
       or suppress; pruned to the top ``terms`` weights at query time;
     - dense (embedding space): ``q' = α·q + β·(f + W f)`` with a learned ``D × D`` map ``W``.
 
-    At initialisation (``h = g = 0``, ``W = 0``, flat attention) the model *is* Rocchio with α = 1,
+    ``α`` is fixed (a ranking does not change when a query is scaled, so only ``β/α`` matters) and
+    ``β = softplus(b) ≥ 0``: feedback may be damped to nothing but never subtracted — a negative ``β``
+    under the ReLU would delete the query's own terms wherever the feedback holds them. ``temperature``
+    (learned, as ``log τ``) sharpens the training loss over the revised query's *direction*
+    (:func:`heron.training.prf.reformulation_loss` on unit-norm revisions); it plays no part at query
+    time. At initialisation (``h = g = 0``, ``W = 0``, flat attention) the model *is* Rocchio with α = 1,
     β = 0.5 — training starts from the baseline. ``query_gain=False`` freezes ``h`` at 0, so that what is
     learned is how to use the feedback, not a re-weighting of the query's own terms.
     ``max_feedback`` is the largest ``k`` it takes; a revision
@@ -116,9 +124,12 @@ class PRFModel(nn.Module):
             raise HeronError(f"PRF model needs dim ≥ 1 and max_feedback ≥ 1 (got {dim}, {max_feedback})")
         self.space, self.dim, self.max_feedback, self.terms = space, int(dim), int(max_feedback), int(terms)
         self.learn_query_gain = bool(query_gain)
-        self.temperature = temperature if temperature is not None else (1.0 if space == "sparse" else 0.05)
-        self.alpha = nn.Parameter(torch.tensor(float(alpha)))
-        self.beta = nn.Parameter(torch.tensor(float(beta)))
+        if beta <= 0:
+            raise HeronError(f"PRF model β must be > 0 at initialisation, got {beta}")
+        start = temperature if temperature is not None else (1.0 if space == "sparse" else 0.05)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(start)))
+        self.register_buffer("alpha", torch.tensor(float(alpha)))
+        self.beta_raw = nn.Parameter(torch.tensor(math.log(math.expm1(float(beta)))))  # softplus⁻¹(β)
         self.rank_bias = nn.Parameter(torch.zeros(self.max_feedback))
         self.score_weight = nn.Parameter(torch.zeros(()))
         if space == "sparse":
@@ -127,6 +138,14 @@ class PRFModel(nn.Module):
         else:
             self.mix = nn.Linear(self.dim, self.dim, bias=False)
             nn.init.zeros_(self.mix.weight)
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return F.softplus(self.beta_raw)
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self.log_temperature.exp()
 
     def attention(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``B × k`` pooling weights over the real feedback slots (all zero where a query has none)."""
@@ -153,7 +172,7 @@ class PRFModel(nn.Module):
     # -- persistence (safetensors + JSON; never pickle) ------------------------------------------------------
     def config(self) -> dict:
         return {"space": self.space, "dim": self.dim, "max_feedback": self.max_feedback, "terms": self.terms,
-                "temperature": self.temperature, "query_gain": self.learn_query_gain}
+                "alpha": float(self.alpha.detach()), "query_gain": self.learn_query_gain}
 
     def save(self, directory: str | Path, info: dict | None = None) -> Path:
         from safetensors.torch import save_file
@@ -162,7 +181,9 @@ class PRFModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
                   str(directory / MODEL_WEIGHTS))
-        config = {"format": MODEL_FORMAT, "version": 1, **self.config(), "info": info or {}}
+        config = {"format": MODEL_FORMAT, "version": MODEL_VERSION, **self.config(),
+                  "learned": {"beta": float(self.beta.detach()), "temperature": float(self.temperature.detach())},
+                  "info": info or {}}
         (directory / MODEL_CONFIG).write_text(json.dumps(config, indent=1), encoding="utf-8")
         return directory
 
@@ -178,11 +199,13 @@ class PRFModel(nn.Module):
             config = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise HeronError(f"{path}: unreadable JSON ({exc})") from None
-        if config.get("format") != MODEL_FORMAT or config.get("version") != 1:
-            raise HeronError(f"{path}: not a heron PRF model (format {config.get('format')!r}, "
-                             f"version {config.get('version')!r})")
+        if config.get("format") != MODEL_FORMAT:
+            raise HeronError(f"{path}: not a heron PRF model (format {config.get('format')!r})")
+        if config.get("version") != MODEL_VERSION:
+            raise HeronError(f"{path}: PRF model format version {config.get('version')!r} is not supported (this "
+                             f"heron reads version {MODEL_VERSION}; retrain with heron train prf)")
         model = cls(config["space"], config["dim"], config["max_feedback"], terms=config.get("terms", 100),
-                    temperature=config.get("temperature"), query_gain=config.get("query_gain", True))
+                    alpha=config.get("alpha", 1.0), query_gain=config.get("query_gain", True))
         try:
             state = load_file(str(directory / MODEL_WEIGHTS))
             model.load_state_dict(state)

@@ -7,9 +7,12 @@ FAISS bundle's embeddings). Training uses the dataset's *train* qrels only and t
 - first pass: each training query's vector (the index's query encoder) retrieves its top documents;
   the first ``max(feedback)`` are the feedback documents, the first ``candidates`` (plus the query's judged
   positives) its candidates;
-- **reformulation loss** ``L_k`` of a revision that saw ``k`` feedback documents: cross-entropy of the
-  revised query's scores over the candidates of the whole batch, the target being the query's
-  *lowest-scoring* positive and its other positives masked out (as LoL, Zhu et al. 2022);
+- **reformulation loss** ``L_k`` of a revision that saw ``k`` feedback documents: a contrastive loss of
+  the revised query's scores over the candidates of the whole batch — the softmax mass on the query's
+  judged positives (``target: all``, the default) or the cross-entropy towards its lowest-scoring
+  positive with the others masked (``target: lowest``). The revision is
+  scaled to unit length first and the scores divided by the model's learned temperature: a ranking does
+  not change with a query's scale, and neither may the loss (else shrinking every query "helps");
 - **LoL** (``lol=True``): every query is revised in parallel with nested feedback sets
   ``k_1 < k_2 < …`` (``feedback``; 0 = no feedback), and the comparative regulariser
   :func:`lol_regularizer` ``= mean over pairs (less, more) of max(0, L_more − L_less)`` is added with
@@ -36,6 +39,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -66,11 +70,16 @@ def lol_regularizer(losses: Sequence[torch.Tensor], reduction: str = "mean") -> 
 
 
 def reformulation_loss(revised: torch.Tensor, candidates: torch.Tensor, positives: torch.Tensor,
-                       temperature: float = 1.0) -> torch.Tensor:
-    """Per-query cross-entropy over the candidate matrix, target = the lowest-scoring positive (LoL).
+                       temperature: float | torch.Tensor = 1.0, target: str = "all") -> torch.Tensor:
+    """Per-query contrastive loss of revised queries over a candidate matrix; returns ``B`` losses.
 
     ``revised``: ``B × D``; ``candidates``: ``M × D`` (dense, or a torch sparse matrix); ``positives``:
-    ``B × M`` boolean (each row has at least one). Other positives of a row are masked out. Returns ``B``.
+    ``B × M`` boolean (each row has at least one). ``target``:
+
+    - ``all``: ``−log Σ_{p∈P} softmax(s/τ)_p`` — the probability mass on the query's positives (robust when a
+      query has dozens of judged documents, as NFCorpus's 43 on average);
+    - ``lowest``: cross-entropy towards the lowest-scoring positive, the other positives masked out (pulls
+      up the positive the query ranks worst).
     """
     if candidates.is_sparse:
         scores = torch.sparse.mm(candidates, revised.t()).t()
@@ -78,13 +87,17 @@ def reformulation_loss(revised: torch.Tensor, candidates: torch.Tensor, positive
         scores = revised @ candidates.t()
     if not bool(positives.any(dim=1).all()):
         raise HeronError("every training query needs a positive among its candidates")
+    logits = scores / temperature
+    if target == "all":
+        return torch.logsumexp(logits, dim=1) - torch.logsumexp(logits.masked_fill(~positives, float("-inf")), dim=1)
+    if target != "lowest":
+        raise HeronError(f"reformulation target must be all or lowest, not {target!r}")
     with torch.no_grad():
-        target = scores.masked_fill(~positives, float("inf")).argmin(dim=1)
-    rows = torch.arange(len(target), device=scores.device)
+        lowest = scores.masked_fill(~positives, float("inf")).argmin(dim=1)
+    rows = torch.arange(len(lowest), device=scores.device)
     others = positives.clone()
-    others[rows, target] = False
-    logits = (scores / temperature).masked_fill(others, float("-inf"))
-    return F.cross_entropy(logits, target, reduction="none")
+    others[rows, lowest] = False
+    return F.cross_entropy(logits.masked_fill(others, float("-inf")), lowest, reduction="none")
 
 
 class PRFTrainConfig(BaseModel):
@@ -96,14 +109,20 @@ class PRFTrainConfig(BaseModel):
     feedback: list[int] = Field(default_factory=lambda: [0, 1, 3, 5],
                                 description="nested feedback-set sizes (0 = no feedback)")
     lambda_cr: float = Field(1.0, ge=0, description="weight of the comparative regulariser")
+    max_feedback: int | None = Field(None, ge=1, description="feedback slots the model takes at query time "
+                                     "(default: the largest feedback size; larger lets a model trained at a "
+                                     "fixed k be run with more documents)")
     docs: int | None = Field(None, ge=1, description="feedback documents at query time (default: max feedback)")
     candidates: int = Field(30, ge=2, description="first-pass documents per query used as candidates")
     steps: int = Field(300, ge=1)
     batch_size: int = Field(16, ge=2)
     lr: float = Field(1e-2, gt=0)
-    temperature: float | None = Field(None, gt=0, description="score temperature (default 1 sparse, 0.05 dense)")
+    temperature: float | None = Field(None, gt=0, description="initial training temperature, then learned "
+                                "(default 1 sparse, 0.05 dense)")
     terms: int = Field(100, ge=0, description="sparse: weights kept per revised query at query time (0 = all)")
     query_gain: bool = Field(True, description="sparse: learn per-term gains on the query's own terms too")
+    target: Literal["all", "lowest"] = Field("all", description="reformulation loss target: the softmax mass on "
+                                             "all positives, or the lowest-scoring positive")
     split: str = "train"
     seed: int = 0
     threads: int | None = Field(None, ge=1)
@@ -138,7 +157,7 @@ class PRFTrainer:
         self.base = open_index_retriever(config.index)
         self.base.check_dataset(self.dataset)
         self.space = FeedbackSpace(self.base)
-        self.max_feedback = max(config.feedback)
+        self.max_feedback = max(config.max_feedback or 0, max(config.feedback))
         self.model = PRFModel(self.space.kind, self.space.dim, self.max_feedback, terms=config.terms,
                               temperature=config.temperature, query_gain=config.query_gain)
         self.qids = self.pairs.query_ids
@@ -226,7 +245,10 @@ class PRFTrainer:
         for c in counts:
             mask = batch["available"] & (slots < c)[None, :]
             revised = self.model(batch["q"], batch["docs"], batch["scores"], mask)
-            out.append(reformulation_loss(revised, batch["candidates"], batch["positives"], self.model.temperature))
+            # the loss sees the revision's direction only (a ranking ignores a query's scale), so the model
+            # cannot lower it by shrinking or inflating the query; the learned temperature sets its sharpness
+            out.append(reformulation_loss(F.normalize(revised, dim=1), batch["candidates"], batch["positives"],
+                                          self.model.temperature, self.config.target))
         return out
 
     def step(self) -> dict:
@@ -258,7 +280,7 @@ class PRFTrainer:
         tmp = output.with_name(f".{output.name}.tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
-        info = {"docs": self.config.docs or self.max_feedback, "index": str(self.config.index),
+        info = {"docs": self.config.docs or max(self.config.feedback), "index": str(self.config.index),
                 "index_encoder": self.base.index.encoder, "dataset": self.dataset.name,
                 "fingerprint": self.dataset.fingerprint(), "lol": self.config.lol}
         self.model.save(tmp, info)

@@ -12,6 +12,8 @@
 - :class:`L1`: ``(1/B) Σ_i Σ_j |w_ij|`` (SPLADE's query-side alternative).
 - :class:`IDFAwareFLOPS`: the document-side penalty of *inference-free* SPLADE, where the query is the
   set of its tokens weighted by IDF and ``s(q, d) = Σ_{t∈q} idf_t · w_d(t)`` (see the class).
+- :class:`IDFWeightedFLOPS`: the same penalty carried to a *siamese* encoder (queries encoded too):
+  ``Σ_j (ī / idf_j)² · (mean_i |w_ij|)²``, so low-IDF terms are pruned first on either side.
 - :func:`l0` (non-zeros per row, for monitoring only — it has no gradient).
 - :class:`QuadraticWarmup`: ``λ_t = λ · (t/T)²`` for ``t ≤ T``, then ``λ`` (SPLADE's schedule; ``t`` counts
   optimiser steps from 1).
@@ -76,12 +78,16 @@ class FLOPS:
             return None
         return ((w != 0).sum(dim=1) > self.threshold).to(w.dtype)
 
-    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+    def column_means(self, w: torch.Tensor) -> torch.Tensor:
+        """``mean_i |w_ij|`` per vocabulary column, after the ℓ0 row mask."""
         w = _check_batch(w).abs()
         mask = self.row_mask(w)
         if mask is not None:
             w = w * mask[:, None]
-        return w.mean(dim=0).pow(2).sum()
+        return w.mean(dim=0)
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        return self.column_means(w).pow(2).sum()
 
 
 class L1:
@@ -103,7 +109,8 @@ def weighted_flops(w: torch.Tensor, term_weights: torch.Tensor) -> torch.Tensor:
 
 class IDFAwareFLOPS(FLOPS):
     """IDF-aware FLOPS (Geng, Ru & Yang 2024, *Towards Competitive Search Relevance for Inference-Free
-    Learned Sparse Retrievers*, arXiv:2411.04403, §3 — the "IDF-aware FLOPS" subsection).
+    Learned Sparse Retrievers*, arXiv:2411.04403, the method section "IDF-aware FLOPS" — §4 in the
+    paper's outline: Introduction, Related Work, Preliminary, Method).
 
     Inference-free SPLADE encodes only documents; a query is the set of its tokens, each weighted by
     ``idf_t`` (special tokens 0), so the matching function is ``s(q, d) = Σ_{t∈q} idf_t · w_d(t)``. The
@@ -111,16 +118,22 @@ class IDFAwareFLOPS(FLOPS):
 
         L = Σ_t ( mean_i w_it )²  =  Σ_t (1 / idf_t²) · ( mean_i u_it )²,   u_it = idf_t · w_it
 
-    Written in the space of score contributions ``u`` (what the ranking loss sees), the penalty on a term
-    is weighted by ``1 / idf_t²``: the ranking-loss gradient on ``w_t`` is scaled by ``idf_t`` while the
-    penalty's is not, so low-IDF terms (stop words, sub-word pieces) are the first pruned and informative
-    terms keep their weight. :meth:`match` is that IDF-weighted matching; :meth:`term_weights` the
-    ``1/idf²`` weights of the contribution-space form (:func:`weighted_flops`). This follows the
-    authors' reference trainer (opensearch-sparse-model-tuning-sample: document FLOPS with the
-    quadratic λ warm-up, IDF query vectors ``onehot ⊙ ReLU(idf)``, no query FLOPS) and the paper's
-    revised abstract ("an IDF-aware penalty for the matching function that suppresses the contribution
-    of low-IDF tokens"). The paper's equation itself could not be re-read offline when this was written;
-    heron's notes record the derivation as theirs.
+    What makes it IDF-aware is the pairing with the IDF-weighted match: the ranking-loss gradient on
+    ``w_t`` is scaled by ``idf_t`` while the penalty's is not, so in the space of score contributions
+    ``u`` (what the ranking loss sees) each term's penalty is weighted by ``1 / idf_t²`` — low-IDF terms
+    (stop words, sub-word pieces) are pruned first and informative terms keep their weight. The
+    baseline it improves on, plain FLOPS for an inference-free encoder, matches with binary query
+    vectors (``idf_t = 1``: SPLADE-doc), where every term pays the same. :meth:`match` is the
+    IDF-weighted matching; :meth:`term_weights` the ``1/idf²`` weights of the contribution-space form
+    (:func:`weighted_flops`).
+
+    Source check: the paper's text was not readable offline; the definition above is the authors'
+    reference trainer (opensearch-sparse-model-tuning-sample: ``flops_value`` = Σ_j (batch mean
+    |d_rep_j|)² on the document vectors, queries ``onehot ⊙ ReLU(idf)`` from ``idf.json``, no query
+    FLOPS) and the paper's revised abstract ("an IDF-aware penalty for the matching function that
+    suppresses the contribution of low-IDF tokens"). One secondary summary of a follow-up paper writes
+    the IDF inside the squared mean, Σ_j (mean_i idf_j · w_ij)², which would prune *high*-IDF terms
+    first; it contradicts both and is not used.
 
     ``idf`` is the IDF vector (one entry per vocabulary term, e.g. ``log(N / (1 + df))``); ``threshold``
     is FLOPS' optional ℓ0 row mask.
@@ -146,6 +159,51 @@ class IDFAwareFLOPS(FLOPS):
     def term_weights(self, eps: float = 1e-6) -> torch.Tensor:
         """``1 / idf_t²``: the per-term penalty weight in the space of score contributions ``idf ⊙ w``."""
         return 1.0 / self.idf.clamp(min=eps).pow(2)
+
+
+class IDFWeightedFLOPS(FLOPS):
+    """IDF-aware FLOPS for a *siamese* SPLADE encoder (queries are encoded by the model too)::
+
+        L = Σ_j c_j · ( mean_i |w_ij| )²,    c_j = ( ī / max(idf_j, floor) )²
+
+    In the inference-free form (:class:`IDFAwareFLOPS`) the penalty seen in the space of score
+    contributions ``idf ⊙ w`` weighs each term by ``1 / idf_j²``. A siamese encoder has no IDF in its
+    matching function, so heron puts that weighting on the weights themselves: low-IDF terms pay more
+    (``c_j`` grows as ``1/idf_j²``), informative terms less, and the result is the same ordering of what
+    gets pruned first. ``ī`` is the mean IDF of the terms seen in the corpus the IDF was fitted on, so a
+    term of average IDF is penalised exactly as by plain FLOPS and λ keeps its usual scale; ``floor``
+    caps the weight of terms whose IDF is (near) zero (stop words, special tokens) at ``(ī/floor)²``.
+    This siamese form is heron's transfer of Geng et al.'s inference-free penalty, not an equation of
+    the paper. ``threshold`` is FLOPS' ℓ0 row mask.
+
+    >>> import torch
+    >>> reg = IDFWeightedFLOPS([1.0, 2.0, 4.0], floor=0.5, reference=2.0)
+    >>> reg.term_weights.tolist()                     # (2/1)², (2/2)², (2/4)²
+    [4.0, 1.0, 0.25]
+    >>> float(reg(torch.tensor([[2.0, 2.0, 2.0], [0.0, 0.0, 2.0]])))   # 4·1² + 1·1² + 0.25·2²
+    6.0
+    """
+
+    name = "idf_flops"
+
+    def __init__(self, idf, threshold: int | None = None, floor: float = 0.5, reference: float | None = None):
+        super().__init__(threshold)
+        idf = torch.as_tensor(np.asarray(idf, dtype=np.float32))
+        if idf.dim() != 1 or not torch.isfinite(idf).all():
+            raise HeronError("IDF-aware FLOPS needs a finite 1-D IDF vector (one entry per vocabulary term)")
+        if floor <= 0:
+            raise HeronError(f"IDF floor must be > 0, got {floor}")
+        if reference is None:
+            seen = idf[idf > 0]
+            reference = float(seen.mean()) if len(seen) else 1.0
+        self.reference, self.floor = float(reference), float(floor)
+        self.term_weights = (self.reference / idf.clamp(min=floor)).pow(2)
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        means = self.column_means(w)
+        if self.term_weights.shape != means.shape:
+            raise HeronError(f"{len(self.term_weights)} IDF weights for {means.shape[0]} vocabulary columns")
+        return (self.term_weights.to(means) * means.pow(2)).sum()
 
 
 class QuadraticWarmup:
@@ -195,8 +253,12 @@ class Regularized:
 REGULARIZERS = ("flops", "l1", "idf_flops", "none")
 
 
-def make_regularizer(kind: str, *, threshold: int | None = None, idf=None):
-    """``flops`` | ``l1`` | ``idf_flops`` (needs ``idf``) | ``none`` (→ ``None``)."""
+def make_regularizer(kind: str, *, threshold: int | None = None, idf=None, inference_free: bool = True):
+    """``flops`` | ``l1`` | ``idf_flops`` (needs ``idf``) | ``none`` (→ ``None``).
+
+    ``idf_flops`` is :class:`IDFAwareFLOPS` for an inference-free document encoder and
+    :class:`IDFWeightedFLOPS` for a siamese one (``inference_free=False``).
+    """
     if kind == "none":
         return None
     if kind == "flops":
@@ -207,6 +269,6 @@ def make_regularizer(kind: str, *, threshold: int | None = None, idf=None):
         return L1()
     if kind == "idf_flops":
         if idf is None:
-            raise HeronError("idf_flops needs IDF weights (inference-free training)")
-        return IDFAwareFLOPS(idf, threshold)
+            raise HeronError("idf_flops needs IDF weights (fitted on the training corpus)")
+        return IDFAwareFLOPS(idf, threshold) if inference_free else IDFWeightedFLOPS(idf, threshold)
     raise HeronError(f"unknown regulariser {kind!r} (choose {', '.join(REGULARIZERS)})")

@@ -10,11 +10,15 @@ or drawn from a teacher run), encodes queries and documents as SPLADE vectors
 
 - ``L_rank``: ``infonce`` (dot-product scores, in-batch and hard negatives, other judged positives
   masked), ``margin_mse`` or ``kl`` (distillation: teacher scores from a TREC run file, ``teacher_run``).
-- ``R_q`` / ``R_d``: :mod:`heron.training.regularizers` — FLOPS (with its optional ℓ0 row threshold) or
-  L1 on queries, FLOPS on documents; each λ follows the quadratic warm-up ``λ·(t/T)²`` up to step ``T``.
-- ``inference_free``: queries are IDF vectors (:class:`~heron.retrieval.encoders.idf.IDFQueryEncoder`,
-  ``log(N/(1+df))`` over the training corpus's tokens); only the document encoder is trained and its
-  penalty is IDF-aware FLOPS (:class:`~heron.training.regularizers.IDFAwareFLOPS`).
+- ``R_q`` / ``R_d``: :mod:`heron.training.regularizers` — FLOPS (with its optional ℓ0 row threshold),
+  L1 (queries) or IDF-aware FLOPS (``idf_flops``: :class:`~heron.training.regularizers.IDFWeightedFLOPS`,
+  low-IDF terms pay more); each λ follows the quadratic warm-up ``λ·(t/T)²`` up to step ``T``.
+- ``inference_free``: no query encoder; only the document encoder is trained and regularised. With
+  ``doc_regularizer: idf_flops`` (the default) queries are their tokens weighted by IDF
+  (:class:`~heron.retrieval.encoders.idf.IDFQueryEncoder`, ``log(N/(1+df))`` over the training corpus's
+  tokens) and the penalty is Geng et al.'s IDF-aware FLOPS
+  (:class:`~heron.training.regularizers.IDFAwareFLOPS`); with ``flops`` the query tokens weigh 1
+  (SPLADE-doc) and the penalty is plain FLOPS.
 
 Training data: the *train* qrels of ``datasets`` (:func:`heron.training.data.training_pairs` refuses
 test/dev and any query that also has evaluation judgments) and/or an MS MARCO-style text triples file
@@ -67,19 +71,25 @@ class SpladeTrainConfig(BaseModel):
     guard_datasets: list[str] = Field(default_factory=list, description="datasets whose evaluation queries the "
                                       "triples must not contain (besides datasets)")
     base: str = Field("splade-tiny", description="masked LM to start from: alias, HF id or folder")
-    inference_free: bool = Field(False, description="IDF query vectors; only the document encoder is trained")
+    inference_free: bool = Field(False, description="no query encoder: queries are their tokens (IDF-weighted "
+                                 "with doc_regularizer idf_flops, binary with flops); only documents are encoded")
     loss: Literal["infonce", "margin_mse", "kl"] = "infonce"
     teacher_run: str | None = Field(None, description="TREC run with teacher scores (margin_mse / kl)")
     temperature: float = Field(1.0, gt=0, description="softmax temperature of infonce / kl")
     negatives: int = Field(1, ge=0, description="hard negatives per query")
     negative_source: str = Field("bm25", description="bm25, splade, or an index folder of the dataset")
     negative_depth: int = Field(30, ge=2)
+    sampling: Literal["balanced", "pairs"] = Field(
+        "balanced", description="balanced: each batch takes equal shares of the sources (datasets, triples), a "
+        "query uniformly within one, then one of its positives; pairs: uniform over (query, positive) pairs, "
+        "where a dataset with many judgments per query (NFCorpus: 43) swamps the others")
     steps: int = Field(200, ge=1)
     batch_size: int = Field(8, ge=2)
     lr: float = Field(2e-5, gt=0)
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up (then linear decay)")
-    query_regularizer: Literal["flops", "l1", "none"] = "flops"
-    doc_regularizer: Literal["flops", "idf_flops", "none"] = "flops"
+    query_regularizer: Literal["flops", "l1", "idf_flops", "none"] = "flops"
+    doc_regularizer: Literal["flops", "idf_flops", "none"] | None = Field(
+        None, description="default: idf_flops when inference_free (Geng et al.), else flops")
     lambda_q: float = Field(3e-3, ge=0)
     lambda_d: float = Field(1e-3, ge=0)
     lambda_warmup: int = Field(100, ge=0, description="T of the quadratic λ warm-up, in steps")
@@ -103,9 +113,14 @@ class SpladeTrainConfig(BaseModel):
             raise ValueError("teacher_run scores dataset queries; it cannot be combined with triples")
         if self.loss != "infonce" and self.negatives < 1:
             raise ValueError(f"loss {self.loss!r} needs negatives ≥ 1")
-        if self.doc_regularizer == "idf_flops" and not self.inference_free:
-            raise ValueError("doc_regularizer idf_flops is the inference-free penalty: set inference_free")
+        if self.doc_regularizer is None:
+            self.doc_regularizer = "idf_flops" if self.inference_free else "flops"
         return self
+
+    @property
+    def needs_idf(self) -> bool:
+        """IDF over the training corpus: IDF query vectors or an IDF-aware penalty."""
+        return self.inference_free or "idf_flops" in (self.query_regularizer, self.doc_regularizer)
 
 
 def load_config(path: str | Path | None, cls=SpladeTrainConfig, **overrides):
@@ -267,6 +282,14 @@ def fit_training_idf(tokenizer, texts, lowercase: bool, max_length: int | None =
     return IDFQueryEncoder.fit(tokenizer, df, len(texts), formula="log", max_length=max_length, lowercase=lowercase)
 
 
+def binary_query_encoder(fitted):
+    """The inference-free query side without IDF: every (non-special) query token weighs 1 (SPLADE-doc)."""
+    from heron.retrieval.encoders.idf import IDFQueryEncoder
+
+    return IDFQueryEncoder(fitted.tokenizer, np.ones_like(fitted.idf), max_length=fitted.max_length,
+                           lowercase=fitted.lowercase, formula="binary", num_docs=fitted.num_docs, df=fitted.df)
+
+
 # -- training ----------------------------------------------------------------------------------------------
 class SpladeTrainer:
     """One SPLADE training run: model, optimiser, regularisers; :meth:`step` does one update."""
@@ -289,18 +312,23 @@ class SpladeTrainer:
             raise HeronError(f"{config.base}: cannot load a masked-LM checkpoint ({exc})") from None
         self.model.to(self.device)
         self.model.train()
-        self.idf_encoder = None
+        self.idf_encoder = None  # the query side of an inference-free model
         idf = None
-        if config.inference_free:
+        if config.needs_idf:
             vocab = int(self.model.get_output_embeddings().weight.shape[0])
-            self.idf_encoder = fit_training_idf(self.tokenizer, data.corpus_texts(), self.lowercase,
-                                                config.query_length, vocab)
-            idf = self.idf_encoder.idf
+            fitted = fit_training_idf(self.tokenizer, data.corpus_texts(), self.lowercase, config.query_length,
+                                      vocab)
+            idf = fitted.idf
+            if config.inference_free:
+                # Geng et al.: IDF-weighted query tokens with IDF-aware FLOPS; plain FLOPS: binary tokens
+                self.idf_encoder = fitted if config.doc_regularizer != "flops" else binary_query_encoder(fitted)
         terms = []
-        q_threshold = config.flops_threshold if config.query_regularizer == "flops" else None  # ℓ0 mask: FLOPS only
-        q_reg = None if config.inference_free else make_regularizer(config.query_regularizer, threshold=q_threshold)
-        d_kind = "idf_flops" if config.inference_free and config.doc_regularizer == "flops" else config.doc_regularizer
-        d_reg = make_regularizer(d_kind, threshold=config.flops_threshold, idf=idf)
+        flops_like = ("flops", "idf_flops")
+        q_threshold = config.flops_threshold if config.query_regularizer in flops_like else None  # ℓ0 mask: FLOPS
+        q_reg = None if config.inference_free else make_regularizer(
+            config.query_regularizer, threshold=q_threshold, idf=idf, inference_free=False)
+        d_reg = make_regularizer(config.doc_regularizer, threshold=config.flops_threshold, idf=idf,
+                                 inference_free=config.inference_free)
         if q_reg is not None:
             terms.append(RegTerm(f"{q_reg.name}_q", q_reg, QuadraticWarmup(config.lambda_q, config.lambda_warmup),
                                  "query"))
@@ -314,6 +342,10 @@ class SpladeTrainer:
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1 - s / config.steps))
         self.rng = np.random.default_rng(config.seed)
         self.step_count = 0
+        groups: dict[str, dict[str, list[int]]] = {}  # source → query → its examples
+        for i, ex in enumerate(data.examples):
+            groups.setdefault(ex.query_key.split("/", 1)[0], {}).setdefault(ex.query_key, []).append(i)
+        self._sources = [list(groups[name].values()) for name in sorted(groups)]
 
     def tokenize(self, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
         texts = [t.lower() if self.lowercase else t for t in texts]
@@ -337,7 +369,16 @@ class SpladeTrainer:
         """Distinct queries; documents = their positives, then each query's sampled negatives."""
         c, ex = self.config, self.data.examples
         batch, seen = [], set()
-        for i in self.rng.permutation(len(ex)):
+        if c.sampling == "pairs":
+            order = iter(self.rng.permutation(len(ex)))
+        else:  # slot j of the batch comes from source j mod S: a query uniformly, then one of its positives
+            def balanced():
+                for _ in range(100 * c.batch_size):  # redraws when a query is already in the batch
+                    queries = self._sources[len(batch) % len(self._sources)]
+                    members = queries[self.rng.integers(len(queries))]
+                    yield members[self.rng.integers(len(members))]
+            order = balanced()
+        for i in order:
             if ex[i].query_key not in seen:
                 batch.append(ex[i])
                 seen.add(ex[i].query_key)

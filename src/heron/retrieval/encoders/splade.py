@@ -440,6 +440,9 @@ class SpladeEncoder:
             spec, _ = _read_layout(_resolve(query_model))
             self._query = _MLMSide(str(query_model), spec, self.device, self.fp16, **overrides)
             self.query_mode = "model"
+        elif (saved_idf := _saved_idf_query_side(doc_model)) is not None:
+            # a heron inference-free checkpoint: its own query side (the training corpus's IDF, or binary)
+            self._query, self.query_mode = saved_idf, "idf"
         elif isinstance(route_query, _StaticSpec):
             self._query = IDFQueryEncoder.from_sentence_transformers(route_query.path, lowercase=self._doc.lowercase)
             self.query_mode = "idf"
@@ -611,6 +614,20 @@ class SpladeEncoder:
             enc.doc_max_length = info.get("doc_max_length")
         enc.doc_model_name, enc.query_model_name = info.get("doc_model"), info.get("query_model")
         return enc
+
+
+def _saved_idf_query_side(doc_model) -> IDFQueryEncoder | None:
+    """The IDF query encoder a ``heron train splade --inference-free`` checkpoint keeps in ``query/``."""
+    if doc_model is None:
+        return None
+    folder = Path(str(doc_model)).expanduser()
+    if not (folder / ENCODER_CONFIG).is_file():
+        return None
+    config = read_encoder_config(folder, "splade", "SPLADE")
+    query_dir = config["layout"].get("query")
+    if config["encoder"].get("query_mode") != "idf" or not query_dir:
+        return None
+    return IDFQueryEncoder.load(folder / query_dir)
 
 
 def _copy_model(side: _MLMSide, target: Path) -> None:
