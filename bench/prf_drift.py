@@ -13,6 +13,7 @@ documents are train-relevant too); this shows what is left of a gain on document
 
     .venv/bin/python bench/prf_drift.py --dataset scifact --index indexes/scifact-base --label splade-tiny \\
         --model lol=checkpoints/scifact-base-prf-lol --model no-lol=checkpoints/scifact-base-prf-no-lol
+    .venv/bin/python bench/prf_drift.py --report results/issue6/prf 3     # tables of earlier runs at k = 3
 """
 
 from __future__ import annotations
@@ -115,5 +116,39 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def report(folder: Path, docs: int) -> None:
+    """Markdown tables from the JSON files of earlier runs: every method at ``docs`` feedback documents, and
+    each curve's largest drop between consecutive feedback counts (LoL's claim: none)."""
+    results = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("prf-*.json"))]
+    print("| dataset | base | method | nDCG@10 | p (t / Wilcoxon) | R@100 | p (t / Wilcoxon) | nDCG@10, unseen docs |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        n = r["no_prf"]
+        print(f"| {r['dataset']} | {r['label']} | no PRF | {n['ndcg@10']:.4f} | | {n['recall@100']:.4f} | | "
+              f"{n['ndcg@10_unseen']:.4f} |")
+        for name, rows in r["methods"].items():
+            row = next((x for x in rows if x["docs"] == docs), None)
+            if row is None:
+                continue
+            print(f"| {r['dataset']} | {r['label']} | {name} (k = {docs}) | {row['ndcg@10']:.4f} | "
+                  f"{row['ndcg@10_p_t']:.2g} / {row['ndcg@10_p_wilcoxon']:.2g} | {row['recall@100']:.4f} | "
+                  f"{row['recall@100_p_t']:.2g} / {row['recall@100_p_wilcoxon']:.2g} | {row['ndcg@10_unseen']:.4f} |")
+    print()
+    print("| dataset | base | method | nDCG@10 at k = 1 … 10 | largest drop from k to k+1 |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        for name, rows in r["methods"].items():
+            values = [x["ndcg@10"] for x in rows]
+            drops = [(values[i] - values[i + 1], rows[i + 1]["docs"]) for i in range(len(values) - 1)]
+            worst, at = max(drops) if drops else (0.0, None)
+            where = f"{worst:.4f} (at k = {at})" if worst > 0 else "none"
+            print(f"| {r['dataset']} | {r['label']} | {name} | {' '.join(f'{v:.4f}' for v in values)} | {where} |")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "--report":
+        report(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 3)
+    else:
+        main()

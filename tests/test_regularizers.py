@@ -10,7 +10,7 @@ import torch
 
 from heron.errors import HeronError
 from heron.training.losses import contrastive, kl_distillation, margin_mse
-from heron.training.prf import lol_regularizer, reformulation_loss
+from heron.training.prf import lol_regularizer
 from heron.training.regularizers import (
     FLOPS,
     L1,
@@ -204,16 +204,3 @@ def test_lol_regularizer_zero_when_ordered_positive_otherwise():
     l0_, l1_, l2_ = torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([1.5])
     assert float(lol_regularizer([l0_, l1_, l2_])) == pytest.approx((1.0 + 0.5 + 0.0) / 3)
     assert float(lol_regularizer([l0_])) == 0.0
-
-
-def test_reformulation_loss_targets_lowest_positive():
-    revised = torch.tensor([[1.0, 0.0]])
-    candidates = torch.tensor([[3.0, 0.0], [1.0, 0.0], [2.0, 0.0], [0.0, 5.0]])  # scores 3, 1, 2, 0
-    positives = torch.tensor([[True, True, False, False]])
-    # target: candidate 1 (score 1, the lowest positive); candidate 0 (another positive) masked out
-    expected = -math.log(math.exp(1) / (math.exp(1) + math.exp(2) + math.exp(0)))
-    assert float(reformulation_loss(revised, candidates, positives)[0]) == pytest.approx(expected, rel=1e-6)
-    sparse = candidates.to_sparse()
-    assert float(reformulation_loss(revised, sparse, positives)[0]) == pytest.approx(expected, rel=1e-6)
-    with pytest.raises(HeronError):
-        reformulation_loss(revised, candidates, torch.zeros(1, 4, dtype=torch.bool))
