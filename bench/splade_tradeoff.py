@@ -11,7 +11,8 @@ Writes, under ``--out``: ``splade-tradeoff-siamese.png`` and ``splade-tradeoff-i
 (rows: datasets; columns: nDCG@10 against mean postings traversed per query and against FLOPS, log
 scale; one curve per family, the untuned splade-tiny as a star), ``splade-tradeoff.json`` (every point)
 and a Markdown table on stdout, with each IDF-aware point compared with the FLOPS curve at the same
-cost (log-linear interpolation between the FLOPS points around it; outside their range: none).
+cost (log-linear interpolation between the FLOPS points around it) and, in or out of that range, by
+Pareto dominance (lower or equal cost and higher or equal nDCG@10).
 
     .venv/bin/python bench/splade_tradeoff.py results/issue6/splade --out docs/img/issue6
 """
@@ -32,10 +33,11 @@ FAMILIES = {  # label prefix → (variant, curve name)
 BASES = {"base": "siamese", "base-idf": "inference-free"}
 
 
-def family(label: str) -> tuple[str, str] | None:
-    for prefix, fam in FAMILIES.items():
+def family(label: str) -> tuple[str, str, float] | None:
+    """(variant, curve, λ) of a sweep label such as ``if-idf-1e-2``; ``None`` for the base points."""
+    for prefix, (variant, curve) in FAMILIES.items():
         if label.startswith(prefix):
-            return fam
+            return variant, curve, float(label[len(prefix):])
     return None
 
 
@@ -51,7 +53,7 @@ def load_points(root: Path) -> list[dict]:
             record = json.loads(metrics[0].read_text())
             label = label_dir.name
             fam = family(label)
-            lam = float(label.rsplit("-", 1)[1]) if fam else None
+            lam = fam[2] if fam else None
             points.append({"label": label, "dataset": ds_dir.name, "variant": fam[0] if fam else BASES.get(label),
                            "curve": fam[1] if fam else "splade-tiny (no fine-tuning)", "lambda": lam,
                            "ndcg@10": record["mean"]["ndcg@10"], "recall@100": record["mean"].get("recall@100"),
@@ -121,10 +123,13 @@ def main() -> None:
             continue
         flops_curve = [o for o in points if o["dataset"] == p["dataset"] and o["variant"] == p["variant"]
                        and o["lambda"] is not None and "IDF-aware" not in o["curve"]]
-        at = {key: interpolate(flops_curve, p[key], key) for key in ("postings", "flops")}
+        at = interpolate(flops_curve, p["postings"], "postings")
+        # outside the FLOPS curve's range: Pareto comparison with its points
+        beats = [o for o in flops_curve if o["postings"] >= p["postings"] and o["ndcg@10"] <= p["ndcg@10"]]
+        beaten = [o for o in flops_curve if o["postings"] <= p["postings"] and o["ndcg@10"] >= p["ndcg@10"]]
         comparisons.append({"dataset": p["dataset"], "variant": p["variant"], "label": p["label"],
-                            "ndcg@10": p["ndcg@10"], "postings": p["postings"],
-                            "flops_curve_at_same_postings": at["postings"]})
+                            "ndcg@10": p["ndcg@10"], "postings": p["postings"], "flops_curve_at_same_postings": at,
+                            "dominates": [o["label"] for o in beats], "dominated_by": [o["label"] for o in beaten]})
     (args.out / "splade-tradeoff.json").write_text(json.dumps({"points": points, "matched_cost": comparisons},
                                                               indent=1))
     print("| dataset | variant | point | λ | nDCG@10 | R@100 | query terms | doc terms | postings / query | FLOPS |")
@@ -135,14 +140,15 @@ def main() -> None:
               f"{p['recall@100']:.4f} | {p['query_terms']:.1f} | {p['doc_terms']:.1f} | {p['postings']:,.0f} | "
               f"{p['flops']:.3f} |")
     print()
-    print("| dataset | variant | IDF-aware point | its nDCG@10 | postings / query | FLOPS curve at the same cost | Δ |")
-    print("|---|---|---|---|---|---|---|")
-    for c in comparisons:
+    print("| dataset | variant | IDF-aware point | nDCG@10 | postings / query | FLOPS curve at the same cost | Δ "
+          "| FLOPS points it dominates (cost ≤, nDCG ≥) | FLOPS points dominating it |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for c in sorted(comparisons, key=lambda c: (c["dataset"], c["variant"], c["postings"])):
         ref = c["flops_curve_at_same_postings"]
-        delta = "outside the FLOPS curve's range" if ref is None else f"{c['ndcg@10'] - ref:+.4f}"
+        delta = "outside its range" if ref is None else f"{c['ndcg@10'] - ref:+.4f}"
         ref_s = "—" if ref is None else f"{ref:.4f}"
         print(f"| {c['dataset']} | {c['variant']} | {c['label']} | {c['ndcg@10']:.4f} | {c['postings']:,.0f} | "
-              f"{ref_s} | {delta} |")
+              f"{ref_s} | {delta} | {', '.join(c['dominates']) or '—'} | {', '.join(c['dominated_by']) or '—'} |")
 
 
 if __name__ == "__main__":
