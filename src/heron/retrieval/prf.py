@@ -46,6 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from heron.errors import HeronError
+from heron.formats import read_versioned_json
 from heron.retrieval.base import IndexRetriever
 
 METHODS = ("rocchio", "average")
@@ -192,18 +193,8 @@ class PRFModel(nn.Module):
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        path = directory / MODEL_CONFIG
-        if not path.is_file():
-            raise HeronError(f"{path}: missing (not a heron PRF model folder)")
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise HeronError(f"{path}: unreadable JSON ({exc})") from None
-        if config.get("format") != MODEL_FORMAT:
-            raise HeronError(f"{path}: not a heron PRF model (format {config.get('format')!r})")
-        if config.get("version") != MODEL_VERSION:
-            raise HeronError(f"{path}: PRF model format version {config.get('version')!r} is not supported (this "
-                             f"heron reads version {MODEL_VERSION}; retrain with heron train prf)")
+        config = read_versioned_json(directory / MODEL_CONFIG, MODEL_FORMAT, MODEL_VERSION, "heron PRF model",
+                                     "retrain with heron train prf")
         model = cls(config["space"], config["dim"], config["max_feedback"], terms=config.get("terms", 100),
                     alpha=config.get("alpha", 1.0), query_gain=config.get("query_gain", True))
         try:

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from heron.errors import HeronError
+from heron.formats import read_versioned_json
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -144,17 +145,8 @@ class SparseAutoencoder(nn.Module):
 
 def read_checkpoint_config(directory: str | Path) -> dict:
     path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise HeronError(f"{path}: missing (not a heron CSR checkpoint; train one with heron train csr)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise HeronError(f"{path}: corrupt CSR config ({exc})") from None
-    if config.get("format") != CHECKPOINT_FORMAT:
-        raise HeronError(f"{path}: not a heron CSR checkpoint config")
-    if config.get("version") != CHECKPOINT_VERSION:
-        raise HeronError(f"{path}: CSR checkpoint version {config.get('version')}, this heron reads "
-                         f"{CHECKPOINT_VERSION}")
+    config = read_versioned_json(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "heron CSR checkpoint",
+                                 "train one with heron train csr")
     for key in ("dim", "hidden", "k", "base"):
         if key not in config:
             raise HeronError(f"{path}: field {key!r} missing")
