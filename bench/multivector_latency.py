@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Per-query latency of multi-vector search (issue 5): brute-force MaxSim against MUVERA + rerank.
+"""Per-query latency of multi-vector search: brute-force MaxSim against MUVERA + rerank.
 
 For each index (``heron build-index --encoder multivector``) and a dataset's test queries, the query
 token vectors are encoded once (the index's own encoder and query reduction), then every query is

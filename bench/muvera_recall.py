@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""MUVERA candidate recall (issue 5): heron's FDE against an independent implementation, same token vectors.
+"""MUVERA candidate recall: heron's FDE against an independent implementation, same token vectors.
 
 For a multi-vector index (``heron build-index --encoder multivector``) and a dataset's test queries:
 the exact Chamfer (MaxSim) top-10 by brute force, then for each FDE implementation the share of that
 top-10 found in the FDE top-N (exact inner product over all document FDEs), N ∈ {50, 100, 200, 500, 1000}.
-Implementations: heron (``heron.retrieval.muvera``) and fastembed's ``Muvera`` post-processor (NumPy;
+Implementations: heron (``heron.multivector.muvera``) and fastembed's ``Muvera`` post-processor (NumPy;
 installed by the ``bench`` extra), both at R = 20, k_sim = 5, d_proj = 16. Both draw their projections
 at random, so one seed is one sample: the comparison runs each implementation at the same seeds
 (``--seeds``, default 42,1,2,3,4) and reports the mean recall and every seed's value.
@@ -35,9 +35,9 @@ def main() -> None:
 
     from heron.eval import load_dataset
     from heron.indexing.multivector_store import MultiVectorIndex
-    from heron.retrieval.maxsim import maxsim_candidates
+    from heron.multivector.maxsim import maxsim_candidates
+    from heron.multivector.muvera import MuveraEncoder
     from heron.retrieval.multivector import MultiVectorRetriever
-    from heron.retrieval.muvera import MuveraEncoder
 
     index = MultiVectorIndex.open(args.index)
     retriever = MultiVectorRetriever(index, device="cpu")
@@ -45,7 +45,7 @@ def main() -> None:
     queries = retriever.encode(list(ds.queries("test").values()))
     docs = [index.document(i) for i in range(index.num_docs)]
     everything = np.arange(index.num_docs)
-    truth = [set(np.argsort(-maxsim_candidates(q, index.vectors, index.offsets, everything), kind="stable")[:10])
+    truth = [set(np.argsort(-maxsim_candidates(q, index.tokens, index.offsets, everything), kind="stable")[:10])
              for q in queries]
     seeds = [int(x) for x in args.seeds.split(",")]
     results = {"index": args.index, "dataset": args.dataset, "num_docs": index.num_docs, "queries": len(queries),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Pseudo-relevance feedback against the number of feedback documents (issue 6).
+"""Pseudo-relevance feedback against the number of feedback documents.
 
 For one index (a sparse SPLADE index or a dense FAISS index) and a dataset's test queries: the run
 without PRF, then Rocchio (α = 1, β = 0.5) and learned PRF models (``heron train prf``, e.g. with and
@@ -13,7 +13,7 @@ documents are train-relevant too); this shows what is left of a gain on document
 
     .venv/bin/python bench/prf_drift.py --dataset scifact --index indexes/scifact-base --label splade-tiny \\
         --model lol=checkpoints/scifact-base-prf-lol --model no-lol=checkpoints/scifact-base-prf-no-lol
-    .venv/bin/python bench/prf_drift.py --report results/issue6/prf 3     # tables of earlier runs at k = 3
+    .venv/bin/python bench/prf_drift.py --report results/splade-prf/prf 3     # tables of earlier runs at k = 3
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Load test of ``heron serve`` on loopback (issue 7), next to in-process search in the same run.
+"""Load test of ``heron serve`` on loopback, next to in-process search in the same run.
 
 1. In-process: ``heron.Index`` opened and warmed up, then the request mix searched one query at a time
    for ``--inprocess-seconds`` (one caller: the latency floor).
@@ -21,8 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # serving.py: start `heron serve` and wait (shared with the tests)
 
 
 def _stats(latencies: list[float], errors: int, seconds: float) -> dict:
@@ -91,26 +90,16 @@ async def _clients(url: str, mix: list[tuple[str, str]], clients: int, seconds: 
 
 def over_http(index_dir: str, mix, clients: int, seconds: float, k: int, workers: int | None) -> dict:
     import httpx
+    from serving import start_heron_serve  # tests/serving.py: start on a free port, wait for /healthz
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "heron", "serve", "--index", index_dir, "--port", str(port), "--log-level", "warning"]
+    args = ["--index", index_dir, "--log-level", "warning"]
     if workers:
-        cmd += ["--workers", str(workers)]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+        args += ["--workers", str(workers)]
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"heron serve did not start: {server.stderr.read()[-2000:]}")
-            time.sleep(0.5)
+        server, url = start_heron_serve(args, timeout=300)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
+    try:
         result = asyncio.run(_clients(url, mix, clients, seconds, k))
         result["metrics_errors"] = sum(
             float(line.rsplit(" ", 1)[1]) for line in httpx.get(f"{url}/metrics").text.splitlines()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Learned-sparse engine benchmark (issue 3): heron against Lucene, PISA, Seismic and BMP, same vectors.
+"""Learned-sparse engine benchmark: heron against Lucene, PISA, Seismic and BMP, same vectors.
 
 Datasets: splade-tiny encodings of SciFact and NFCorpus (read back from heron indexes built by
 ``heron build-index configs/<name>-splade-tiny.yaml``: quantised document impacts exactly, queries

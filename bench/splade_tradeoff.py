@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Effectiveness against retrieval cost for SPLADE regularisation sweeps (issue 6).
+"""Effectiveness against retrieval cost for SPLADE regularisation sweeps.
 
-Reads what ``scripts/issue6_experiments.sh`` leaves under a results folder: one sub-folder per trained
+Reads what ``scripts/experiments_splade_prf.sh`` leaves under a results folder: one sub-folder per trained
 point (``flops-1e-3``, ``idf-1e-3``, ``if-flops-1e-3``, ``if-idf-1e-3``, ``base``, ``base-idf``), each
 with a ``heron eval --cost`` result per dataset (``<label>/<dataset>/cost.json`` and the metrics JSON).
 Families by label prefix: ``flops-`` siamese FLOPS, ``idf-`` siamese IDF-aware FLOPS, ``if-flops-``
@@ -14,7 +14,7 @@ and a Markdown table on stdout, with each IDF-aware point compared with the FLOP
 cost (log-linear interpolation between the FLOPS points around it) and, in or out of that range, by
 Pareto dominance (lower or equal cost and higher or equal nDCG@10).
 
-    .venv/bin/python bench/splade_tradeoff.py results/issue6/splade --out docs/img/issue6
+    .venv/bin/python bench/splade_tradeoff.py results/splade-prf/splade --out docs/img/splade-prf
 """
 
 from __future__ import annotations

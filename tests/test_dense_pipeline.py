@@ -50,7 +50,7 @@ def test_dense_indexes_search_and_eval(built, tiny_beir):
     retriever = open_index_retriever(root / "flat")
     qv = retriever.encode(list(queries.values()))
     (ids, scores), = retriever.search_vectors(qv[:1], k=5)
-    brute = np.sort(np.asarray(flat.vectors) @ qv[0])[::-1][:5]
+    brute = np.sort(np.asarray(flat.stored) @ qv[0])[::-1][:5]
     np.testing.assert_allclose(scores, brute, rtol=1e-5, atol=1e-6)
 
     proc = heron("eval", "-d", str(tiny_beir), "--index", str(root / "flat"), "--index", str(root / "hnsw"),
@@ -96,10 +96,10 @@ def test_truncated_dense_baseline(built, tiny_beir):
 
 def test_bad_dense_inputs(built, tiny_beir):
     root, env = built
-    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(root / "csr"), "--truncate-dims", "8",
-                                env=env), "apply to FAISS or multi-vector indexes")
-    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(root / "flat"), "--truncate-dims",
-                                "999", env=env), "truncate_dims=999 must be between 1 and the dimension 384")
+    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(root / "csr"), "-s", "truncate_dims=8",
+                                env=env), "do not apply to an inverted index")
+    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(root / "flat"), "-s", "truncate_dims=999",
+                                env=env), "truncate_dims=999 must be between 1 and the dimension 384")
     assert_one_line_error(heron("eval", "-d", str(tiny_beir), "-r", "bm25+", env=env), "empty member")
     assert_one_line_error(heron("eval", "-d", str(tiny_beir), "-r", "bm25+dense", "--fusion", "max", env=env),
                           "unknown fusion 'max'")

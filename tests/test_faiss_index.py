@@ -42,11 +42,11 @@ def test_round_trip_every_type(tmp_path, index_type):
     assert index.index_type == index_type and index.num_docs == 1200 and index.dim == 32
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["faiss"]["type"] == index_type and "index.faiss" in manifest["files"]
-    first_ids, first_scores = index.search(queries, k=10)
-    again_ids, again_scores = FaissIndex.open(path).search(queries, k=10)
+    first_ids, first_scores = index.search_batch(queries, k=10)
+    again_ids, again_scores = FaissIndex.open(path).search_batch(queries, k=10)
     assert first_ids == again_ids
     np.testing.assert_allclose(np.concatenate(first_scores), np.concatenate(again_scores), rtol=1e-6)
-    np.testing.assert_array_equal(index.vectors, docs)  # stored vectors are exact
+    np.testing.assert_array_equal(index.stored, docs)  # stored vectors are exact
     # each type finds its share of the exact top-10 (random 32-d data is hard for PQ: 4 sub-quantisers)
     truth, _ = _brute(docs, queries, 10)
     recall = np.mean([len(set(r) & {ids[j] for j in t}) / 10 for r, t in zip(first_ids, truth)])
@@ -57,7 +57,7 @@ def test_round_trip_every_type(tmp_path, index_type):
 def test_flat_equals_brute_force(tmp_path):
     ids, docs, queries = _data()
     index = FaissIndex.open(build_faiss_index([(ids, docs)], tmp_path / "ix", dim=32, progress=False))
-    got_ids, got_scores = index.search(queries, k=25)
+    got_ids, got_scores = index.search_batch(queries, k=25)
     order, scores = _brute(docs, queries, 25)
     for row_ids, row_scores, o, s in zip(got_ids, got_scores, order, scores):
         np.testing.assert_allclose(row_scores, s, rtol=1e-5, atol=1e-6)
@@ -69,8 +69,8 @@ def test_hnsw_recall_against_flat(tmp_path):
     flat = FaissIndex.open(build_faiss_index([(ids, docs)], tmp_path / "flat", dim=24, progress=False))
     hnsw = FaissIndex.open(build_faiss_index([(ids, docs)], tmp_path / "hnsw", dim=24, index_type="hnsw",
                                              progress=False))
-    a, _ = flat.search(queries, 10)
-    b, _ = hnsw.search(queries, 10)
+    a, _ = flat.search_batch(queries, 10)
+    b, _ = hnsw.search_batch(queries, 10)
     assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]) >= 0.95
 
 
@@ -93,7 +93,7 @@ def test_sharded_search_with_ties():
 def test_k_larger_than_corpus_is_clamped(tmp_path):
     ids, docs, queries = _data(n=40)
     index = FaissIndex.open(build_faiss_index([(ids, docs)], tmp_path / "ix", dim=32, progress=False))
-    got, _ = index.search(queries[:2], k=1000)
+    got, _ = index.search_batch(queries[:2], k=1000)
     assert [len(g) for g in got] == [40, 40]
 
 
@@ -102,8 +102,8 @@ def test_dimension_mismatch(tmp_path):
     with pytest.raises(HeronError, match="do not match the index dimension"):
         build_faiss_index([(ids, docs)], tmp_path / "ix", dim=16, progress=False)
     index = FaissIndex.open(build_faiss_index([(ids, docs)], tmp_path / "ix", dim=32, progress=False))
-    with pytest.raises(HeronError, match="queries have 8 dimensions, the index has 32"):
-        index.search(np.zeros((1, 8), np.float32))
+    with pytest.raises(HeronError, match="query vectors have 8 dimensions, the index has 32"):
+        index.search_batch(np.zeros((1, 8), np.float32))
 
 
 def test_missing_and_corrupt_files(tmp_path):
@@ -152,7 +152,7 @@ def test_bad_parameters():
 
 @pytest.mark.parametrize("index_type", ["ivf-flat", "ivf-pq"])
 def test_trained_indexes_are_deterministic_by_seed(tmp_path, index_type):
-    from heron.checksums import sha256_file
+    from heron.storage import sha256_file
 
     ids, docs, _ = _data(n=800)
     paths = [build_faiss_index([(ids, docs)], tmp_path / f"ix{i}", dim=32, index_type=index_type,

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from heron.errors import HeronError
-from heron.indexing.inverted import FORMAT_VERSION, InvertedIndex, build_inverted_index
+from heron.indexing.inverted import FORMAT_VERSION, InvertedIndex, build_inverted_index, kernels
 from heron.indexing.inverted import builder as builder_module
 from heron.indexing.shards import SparseShardWriter
 from heron.retrieval.encoders.bm25 import BM25Encoder
@@ -259,9 +259,11 @@ def test_search_dispatch_contract(tmp_path, monkeypatch):
     index = InvertedIndex.open(build([(["a", "b", "c"], matrix)], tmp_path / "idx", 3))
     seen = {}
 
-    def search_taat(offsets, docs, impacts, num_docs, q_terms, q_weights, k, allow):
+    def search_exact(offsets, docs, impacts, block_offsets, block_last_doc, block_max, num_docs, q_terms, q_weights,
+                     k, allow):
         seen.update(terms=q_terms, weights=q_weights, k=k, allow=allow, num_docs=num_docs)
         assert offsets is index.postings_offsets and docs is index.postings_docs
+        assert block_offsets is index.block_offsets and block_max is index.block_max
         return np.array([1, 0, -1], np.int32), np.array([4 * index.scale, 2 * index.scale, -np.inf], np.float32)
 
     def search_batch(method, arrays, q_indptr, q_terms, q_weights, k, allow_indptr, allow_docs, threads):
@@ -270,23 +272,23 @@ def test_search_dispatch_contract(tmp_path, monkeypatch):
         return np.array([[2, -1], [-1, -1]], np.int32), np.array([[index.scale, -np.inf], [-np.inf, -np.inf]],
                                                                  np.float32)
 
-    monkeypatch.setitem(sys.modules, "heron.indexing.inverted.kernels",
-                        types.SimpleNamespace(search_taat=search_taat, search_batch=search_batch))
+    monkeypatch.setattr(kernels, "search_exact", search_exact)  # the default mode
+    monkeypatch.setattr(kernels, "search_batch", search_batch)
     ids, scores = index.search(["t2", "t0", "t2", "missing"], [1.0, 0.5, 1.0, 3.0], k=3, allow=["a", "b"])
     assert ids == ["b", "a"] and np.allclose(scores, [4.0, 2.0]) and scores.dtype == np.float32
     assert seen["terms"].tolist() == [0, 2] and seen["terms"].dtype == np.int32  # sorted, merged, known
     assert seen["weights"].tolist() == [0.5, 2.0] and seen["weights"].dtype == np.float32
     assert seen["allow"].tolist() == [1, 1, 0] and seen["allow"].dtype == np.uint8 and seen["num_docs"] == 3
     assert index.search({"t1": 1.0}, k=2)[0] == ["b", "a"] and len(seen["allow"]) == 0  # empty mask: no filter
-    ids, scores = index.search_batch([([0], [1.0]), {"t9": 1.0}], k=2, mode="pruned", allow=np.array([0, 0, 1], bool))
-    assert ids == [["c"], []] and np.allclose(scores[0], [1.0]) and seen["method"] == "pruned"
+    ids, scores = index.search_batch([([0], [1.0]), {"t9": 1.0}], k=2, mode="taat", allow=np.array([0, 0, 1], bool))
+    assert ids == [["c"], []] and np.allclose(scores[0], [1.0]) and seen["method"] == "taat"
     assert seen["q_indptr"].tolist() == [0, 1, 1]
     assert seen["allow_indptr"].tolist() == [0, 1, 2] and seen["allow_docs"].tolist() == [2, 2]
     with pytest.raises(HeronError, match="no approximate-search structures"):
         index.search([0], [1.0], mode="approx", query_cut=5, heap_factor=0.8)
 
 
-@pytest.mark.parametrize("mode", ["exact", "pruned"])
+@pytest.mark.parametrize("mode", ["exact", "taat"])
 def test_search_matches_brute_force(tmp_path, mode):
     pytest.importorskip("heron.indexing.inverted.kernels")
     rng = np.random.default_rng(11)
@@ -315,7 +317,7 @@ def test_search_batch_matches_single_queries(tmp_path):
     matrix = random_matrix(rng, 300, 100, 0.05)
     index = InvertedIndex.open(build([([f"d{i}" for i in range(300)], matrix)], tmp_path / "idx", 100))
     queries = random_matrix(rng, 8, 100, 0.05)
-    for mode in ("exact", "pruned"):
+    for mode in ("exact", "taat"):
         ids, scores = index.search_batch(queries, k=5, mode=mode, threads=2)
         for qi in range(8):
             one_ids, one_scores = index.search(queries.indices[queries.indptr[qi]:queries.indptr[qi + 1]],
@@ -393,7 +395,9 @@ def test_existing_index_survives_a_failed_build(tmp_path, corpus, monkeypatch):
 
 def test_publish_without_rename_exchange_and_recovery(tmp_path, corpus, monkeypatch):
     _, matrix, shards = corpus
-    monkeypatch.setattr(builder_module, "_exchange", lambda a, b: False)  # e.g. a non-Linux filesystem
+    from heron.storage import directories
+
+    monkeypatch.setattr(directories, "_exchange", lambda a, b: False)  # e.g. a non-Linux filesystem
     out = build(shards, tmp_path / "idx", 120)
     first = files_of(out)
     build(shards, out, 120, quantization="uint16")  # rename old aside, new in, delete old
@@ -553,14 +557,14 @@ def test_format_version_mismatch(small_index):
     manifest = json.loads((small_index / "manifest.json").read_text())
     manifest["format_version"] = FORMAT_VERSION + 1
     (small_index / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(HeronError, match=f"index format version {FORMAT_VERSION + 1}, this heron reads "
-                                         f"{FORMAT_VERSION}; rebuild the index"):
+    with pytest.raises(HeronError, match=rf"index format version {FORMAT_VERSION + 1} is not supported \(this heron "
+                                         rf"reads version {FORMAT_VERSION}; rebuild the index\)"):
         InvertedIndex.open(small_index)
 
 
 def test_bad_manifest(small_index, tmp_path):
     (small_index / "manifest.json").write_text("{not json")
-    with pytest.raises(HeronError, match="manifest.json: corrupt manifest"):
+    with pytest.raises(HeronError, match="manifest.json: unreadable heron inverted index JSON"):
         InvertedIndex.open(small_index)
     (small_index / "manifest.json").unlink()
     with pytest.raises(HeronError, match="not a heron inverted index"):

@@ -71,10 +71,10 @@ def taat(arrays, n, terms, weights, k, mask=EMPTY_MASK):
                          terms, weights, k, mask)
 
 
-def pruned(arrays, n, terms, weights, k, mask=EMPTY_MASK):
-    return K.search_pruned(arrays["postings_offsets"], arrays["postings_docs"], arrays["postings_impacts"],
-                           arrays["block_offsets"], arrays["block_last_doc"], arrays["block_max"], n, terms, weights,
-                           k, mask)
+def exact_search(arrays, n, terms, weights, k, mask=EMPTY_MASK):
+    return K.search_exact(arrays["postings_offsets"], arrays["postings_docs"], arrays["postings_impacts"],
+                          arrays["block_offsets"], arrays["block_last_doc"], arrays["block_max"], n, terms,
+                          weights, k, mask)
 
 
 def approx(arrays, structures, n, terms, weights, k, query_cut, heap_factor, mask=EMPTY_MASK):
@@ -140,7 +140,7 @@ def test_exact_methods_match_brute_force(monkeypatch, n, vocab_size, density, to
         mask = (rng.random(n) < rng.choice([0.05, 0.5])).astype(np.uint8) if masked else EMPTY_MASK
         want = brute_force(fwd, terms, weights, k, mask)
         assert_same(taat(arrays, n, terms, weights, k, mask), want)
-        assert_same(pruned(arrays, n, terms, weights, k, mask), want)
+        assert_same(exact_search(arrays, n, terms, weights, k, mask), want)
 
 
 @settings(max_examples=40, **SETTINGS)
@@ -155,10 +155,10 @@ def test_ties_at_the_threshold(monkeypatch, seed, k, window):
     weights = np.ones(len(terms), np.float32)
     want = brute_force(fwd, terms, weights, k)
     assert_same(taat(arrays, 3000, terms, weights, k), want)
-    assert_same(pruned(arrays, 3000, terms, weights, k), want)
+    assert_same(exact_search(arrays, 3000, terms, weights, k), want)
 
 
-def test_float_weights_pruned_equals_taat_and_brute_force():
+def test_float_weights_exact_equals_taat_and_brute_force():
     """Arbitrary float32 weights on a collection spanning many windows (real window size)."""
     rng = np.random.default_rng(7)
     n, vocab_size = 30000, 2000
@@ -175,7 +175,7 @@ def test_float_weights_pruned_equals_taat_and_brute_force():
             mask = (rng.random(n) < 0.3).astype(np.uint8) if masked else EMPTY_MASK
             terms, weights = random_query(rng, vocab_size, dyadic=False)
             exact = taat(arrays, n, terms, weights, k, mask)
-            assert_same(pruned(arrays, n, terms, weights, k, mask), exact)
+            assert_same(exact_search(arrays, n, terms, weights, k, mask), exact)
             want = brute_force(fwd, terms, weights, k, mask)  # matrix product: another summation order
             keep = want[0] >= 0
             assert np.array_equal(exact[0] >= 0, keep)
@@ -191,7 +191,7 @@ def test_edge_cases():
     fwd = random_impacts(rng, 50, 10, 0.2, 255, np.uint8)
     arrays = index_arrays(fwd, 4)
     terms, weights = np.array([1, 4], np.int32), np.array([1.0, 0.5], np.float32)
-    for fn in (taat, pruned):
+    for fn in (taat, exact_search):
         idx, scores = fn(arrays, 50, terms, weights, 0)
         assert idx.shape == (0,) and scores.shape == (0,)
         idx, scores = fn(arrays, 50, np.zeros(0, np.int32), np.zeros(0, np.float32), 5)
@@ -208,7 +208,7 @@ def test_edge_cases():
         with pytest.raises(ValueError, match="allow mask"):
             fn(arrays, 50, terms, weights, 5, np.ones(3, np.uint8))
     empty = index_arrays(random_impacts(rng, 0, 10, 0.2, 255, np.uint8), 4)
-    for fn in (taat, pruned):
+    for fn in (taat, exact_search):
         assert fn(empty, 0, terms, weights, 3)[0].tolist() == [-1, -1, -1]
 
 
@@ -224,7 +224,7 @@ def test_memmapped_read_only_arrays(tmp_path):
     mask[::2] = False
     want = brute_force(fwd, terms, weights, 20, mask)
     assert_same(taat(maps, 2000, terms, weights, 20, mask), want)
-    assert_same(pruned(maps, 2000, terms, weights, 20, mask), want)
+    assert_same(exact_search(maps, 2000, terms, weights, 20, mask), want)
 
 
 # -- batches -----------------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def test_batch_equals_single_queries(seed, dtype, k, threads, filtered, nq):
         lists = [None] * nq
         allow_indptr, allow_docs = np.zeros(0, np.int64), np.zeros(0, np.int32)
     everything = {**arrays, **structures}
-    for method in ("taat", "pruned", "approx"):
+    for method in K.MODES:
         extra = {"query_cut": 5, "heap_factor": 0.8} if method == "approx" else {}
         idx, scores = K.search_batch(method, everything, q_indptr, q_terms, q_weights, k, allow_indptr, allow_docs,
                                      threads, **extra)
@@ -263,8 +263,8 @@ def test_batch_equals_single_queries(seed, dtype, k, threads, filtered, nq):
                 mask[lists[q]] = 1
             if method == "taat":
                 one = taat(arrays, n, terms, weights, k, mask)
-            elif method == "pruned":
-                one = pruned(arrays, n, terms, weights, k, mask)
+            elif method == "exact":
+                one = exact_search(arrays, n, terms, weights, k, mask)
             else:
                 one = approx(arrays, structures, n, terms, weights, k, 5, 0.8, mask)
             assert_same((idx[q], scores[q]), one)
@@ -288,7 +288,7 @@ def test_batch_arguments():
                        np.array([0, 1], np.int32), 1)
     with pytest.raises(ValueError, match="approximate-search arrays missing"):
         K.search_batch("approx", arrays, q_indptr, q_terms, q_weights, 3, *none, 1, query_cut=3, heap_factor=1.0)
-    idx, scores = K.search_batch("pruned", arrays, np.zeros(1, np.int64), np.zeros(0, np.int32),
+    idx, scores = K.search_batch("exact", arrays, np.zeros(1, np.int64), np.zeros(0, np.int32),
                                  np.zeros(0, np.float32), 3, *none, 2)
     assert idx.shape == (0, 3)
 
@@ -465,9 +465,9 @@ def test_index_end_to_end(tmp_path):
     allow = np.zeros(index.num_docs, bool)
     allow[::4] = True
     for terms, w in queries[:10]:
-        exact = index.search(terms, w, k=10)
-        assert exact[0]
-        for mode, knobs in (("pruned", {}), ("approx", {"query_cut": 100, "heap_factor": 1.0})):
+        exact = index.search(terms, w, k=10, mode="taat")
+        assert exact[0] and index.search(terms, w, k=10)[0] == exact[0]  # the default mode is exact
+        for mode, knobs in (("exact", {}), ("approx", {"query_cut": 100, "heap_factor": 1.0})):
             got = index.search(terms, w, k=10, mode=mode, **knobs)
             assert got[0] == exact[0] and np.array_equal(got[1], exact[1])
         filtered = index.search(terms, w, k=10, mode="approx", preset="recall99", allow=allow)

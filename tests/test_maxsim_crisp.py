@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heron.errors import HeronError
-from heron.retrieval.crisp import budget, cluster_tokens, parse_setting, reduce, spacing, tail, torch_cluster_means
-from heron.retrieval.maxsim import maxsim, maxsim_candidates, maxsim_naive, rerank
+from heron.multivector.crisp import budget, cluster_tokens, parse_setting, reduce, spacing, tail, torch_cluster_means
+from heron.multivector.maxsim import maxsim, maxsim_candidates, maxsim_matrix, maxsim_naive, maxsim_scores, rerank
 
 
 @settings(max_examples=40, deadline=None)
@@ -28,6 +28,36 @@ def test_maxsim_candidates_equals_naive_loop(seed, n_docs, m, dim, chunk):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     for c, g in zip(candidates, got):
         assert maxsim(query, vectors[offsets[c]:offsets[c + 1]]) == pytest.approx(float(g), rel=1e-4, abs=1e-4)
+
+
+def test_one_maxsim_for_numpy_and_torch():
+    """maxsim_scores serves NumPy (serving) and torch (training) alike: the same scores, empty documents
+    score 0, padded query vectors add nothing, and gradients reach both sides."""
+    rng = np.random.default_rng(3)
+    lengths = np.array([3, 0, 5, 1])
+    vectors = rng.standard_normal((int(lengths.sum()), 4)).astype(np.float32)
+    queries = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    query_mask = np.array([[True, True, False], [True, True, True]])
+    served = np.stack([maxsim_scores(q[m], vectors, lengths) for q, m in zip(queries, query_mask)])
+    assert served.dtype == np.float32 and served[:, 1].tolist() == [0.0, 0.0]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for b in range(2):
+        want = [maxsim_naive(queries[b][query_mask[b]], vectors[offsets[i]:offsets[i + 1]]) for i in range(4)]
+        np.testing.assert_allclose(served[b], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(maxsim_scores(queries, vectors, lengths, query_mask=query_mask), served)
+    q = torch.from_numpy(queries).requires_grad_()
+    d = torch.from_numpy(vectors).requires_grad_()
+    trained = maxsim_scores(q, d, torch.from_numpy(lengths), query_mask=torch.from_numpy(query_mask))
+    np.testing.assert_allclose(trained.detach().numpy(), served, rtol=1e-6, atol=1e-6)
+    trained.sum().backward()
+    assert q.grad.abs().sum() > 0 and d.grad.abs().sum() > 0
+    assert not q.grad[0, 2].any()  # a padded query vector gets no gradient
+    # the padded-batch form the ColBERT trainer uses
+    padded = torch.zeros(4, 5, 4)
+    d_mask = torch.arange(5)[None, :] < torch.from_numpy(lengths)[:, None]
+    padded[d_mask] = torch.from_numpy(vectors)
+    np.testing.assert_allclose(maxsim_matrix(torch.from_numpy(queries), torch.from_numpy(query_mask), padded,
+                                             d_mask).numpy(), served, rtol=1e-6, atol=1e-6)
 
 
 def test_rerank_orders_by_score_then_index():

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from heron.errors import HeronError
+from heron.multivector.maxsim import maxsim
 from heron.retrieval.encoders.multivector import MultiVectorEncoder
-from heron.retrieval.maxsim import maxsim
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -107,7 +107,7 @@ def test_store_with_crisp_reduction(tmp_path):
 
 
 def test_maxsim_matrix_matches_loop():
-    from heron.training.colbert import maxsim_matrix
+    from heron.multivector.maxsim import maxsim_matrix
 
     torch.manual_seed(0)
     q, d = torch.randn(3, 5, 4), torch.randn(4, 7, 4)
@@ -126,9 +126,11 @@ def test_train_build_search_from_the_cli(tmp_path, tiny_beir):
     import os
 
     from test_cli import assert_one_line_error, heron
+    from test_sparse_pipeline import printed_ids
 
     from heron.eval import load_dataset
     from heron.indexing.multivector_store import MultiVectorIndex
+    from heron.retrieval.multivector import MultiVectorRetriever
 
     models = Path(os.environ.get("HERON_CACHE", Path.home() / ".cache" / "heron")) / "models"
     (tmp_path / "cache").mkdir()
@@ -155,15 +157,30 @@ def test_train_build_search_from_the_cli(tmp_path, tiny_beir):
     proc = heron("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv"), "--index", str(tmp_path / "mv-c4x8"),
                  "--results-dir", str(tmp_path / "res"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = heron("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv"), "--candidates", "60",
+    proc = heron("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv"), "--search", "candidates=60",
                  "--results-dir", str(tmp_path / "res"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     brute = json.loads(next((tmp_path / "res" / "tiny").glob("*bruteforce/metrics.json")).read_text())
     muvera = json.loads(next((tmp_path / "res" / "tiny").glob("*muvera60/metrics.json")).read_text())
     assert brute["mean"]["ndcg@10"] == pytest.approx(muvera["mean"]["ndcg@10"], abs=1e-6)  # all 60 docs reranked
-    proc = heron("query", "--index", str(tmp_path / "mv"), "--candidates", "10", "cancer", env=env)
+    proc = heron("query", "--index", str(tmp_path / "mv"), "-s", "candidates=10", "cancer", env=env)
     assert proc.returncode == 0 and "rank" in proc.stdout, proc.stderr[-2000:]
-    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv-c4x8"), "--candidates",
-                                "5", env=env), "built without MUVERA FDEs")
+    # which documents: exact MaxSim of the query's token vectors against every stored document, by brute force
+    (q,) = MultiVectorRetriever(index).encode(["cancer"])
+    exact = np.array([maxsim(q, index.document(i)) for i in range(index.num_docs)])
+    printed = [index.doc_ids.index(d) for d in printed_ids(proc.stdout)]
+    assert len(set(printed)) == 10  # MUVERA's 10 candidates, all shown, reranked by exact MaxSim:
+    assert (np.diff(exact[printed]) <= 1e-5).all()
+    # every document a candidate: the brute-force top 3, with their MaxSim scores
+    proc = heron("query", "--index", str(tmp_path / "mv"), "-s", "candidates=60", "-k", "3", "--json", "cancer",
+                 env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hits = json.loads(proc.stdout)["hits"]
+    top = np.argsort(-exact, kind="stable")[:3]
+    assert exact[top[0]] > exact[top[1]] + 1e-5 > exact[top[2]] + 2e-5  # no near-ties to blur the order
+    assert [h["doc_id"] for h in hits] == [index.doc_ids[i] for i in top]
+    np.testing.assert_allclose([h["score"] for h in hits], exact[top], rtol=1e-4)
+    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv-c4x8"), "--search",
+                                "candidates=5", env=env), "built without MUVERA FDEs")
     assert_one_line_error(heron("train", "colbert", "-d", str(tiny_beir), "--crisp", "C150", "-o", str(tmp_path / "x"),
                                 "--steps", "1", env=env), "share must be")

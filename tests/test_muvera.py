@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from heron.errors import HeronError
-from heron.retrieval.muvera import MuveraEncoder, chamfer, gray_code_partition, partition_bits
+from heron.multivector.muvera import MuveraEncoder, chamfer, gray_code_partition, partition_bits
 
 
 def test_gray_code_partition_ids_by_hand():

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def bm25_index(tiny_beir, tmp_path_factory):
-    from heron.indexing.build import build_index, make_config
+    from heron.build.config import make_config
+    from heron.build.index import build_index
 
     path = tmp_path_factory.mktemp("prf") / "tiny-bm25"
     build_index(make_config({"dataset": str(tiny_beir), "output": str(path), "encoder": {"type": "bm25"}}),
@@ -234,7 +235,8 @@ def test_cli_train_prf_and_eval_with_prf(tiny_beir, bm25_index, tmp_path):
 
 @pytest.mark.models
 def test_rocchio_on_a_dense_index(tiny_beir, tmp_path):
-    from heron.indexing.build import build_index, make_config
+    from heron.build.config import make_config
+    from heron.build.index import build_index
     from heron.retrieval import open_index_retriever
 
     path = tmp_path / "dense"

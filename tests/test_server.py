@@ -1,14 +1,12 @@
-"""The product path (issue 7): a bundle config → ``heron build-index --config`` → ``heron.Index`` /
+"""The product path: a bundle config → ``heron build-index --config`` → ``heron.Index`` /
 ``heron query`` / ``heron serve`` on loopback, which must agree; client mistakes get 4xx, never 5xx."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -66,24 +64,13 @@ def bundle(tmp_path_factory, tiny_beir):
 
 @pytest.fixture(scope="module")
 def server(bundle):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "heron", "serve", "--index", f"tiny={bundle}", "--port", str(port),
-                             "--max-batch", "8", "--log-level", "warning"], env=_env(bundle.parent),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"heron serve did not start: {proc.communicate()[1][-3000:]}")
-        time.sleep(0.5)
+    from serving import start_heron_serve  # tests/serving.py, shared with bench/server_load.py
+
+    try:
+        proc, url = start_heron_serve(["--index", f"tiny={bundle}", "--max-batch", "8", "--log-level", "warning"],
+                                      env=_env(bundle.parent), timeout=180)
+    except RuntimeError as e:
+        pytest.fail(str(e))
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -46,6 +46,23 @@ def brute_force_top(retriever: SparseIndexRetriever, texts, k):
     return out
 
 
+def printed_ids(stdout: str) -> list[str]:
+    """The document ids of a ``heron query`` table, in rank order (the rows whose first cell is a rank)."""
+    ids = []
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) >= 3 and cells[0].isdigit():
+            ids.append(cells[1])
+    return ids
+
+
+def assert_same_top(got_ids, got_scores, want_ids, want_scores):
+    """Same scores, and the same documents up to ties at the last score."""
+    assert np.allclose(got_scores, want_scores, rtol=1e-5, atol=1e-6)
+    assert {d for d, s in zip(got_ids, got_scores) if s > got_scores[-1] + 1e-5} == \
+           {d for d, s in zip(want_ids, want_scores) if s > want_scores[-1] + 1e-5}
+
+
 def test_bm25_index_matches_native_and_brute_force(bm25_index, scifact, tmp_path):
     manifest = json.loads((bm25_index / "manifest.json").read_text())
     assert manifest["encoder"]["type"] == "bm25" and manifest["quantization"]["dtype"] == "uint16"
@@ -58,10 +75,7 @@ def test_bm25_index_matches_native_and_brute_force(bm25_index, scifact, tmp_path
         got = retriever.search(texts, k=20)
         want = brute_force_top(retriever, texts, 20)
         for (g_ids, g_scores), (w_ids, w_scores) in zip(got, want):
-            assert np.allclose(g_scores, w_scores, rtol=1e-5, atol=1e-6)
-            # same documents up to ties at equal score
-            assert {d for d, s in zip(g_ids, g_scores) if s > g_scores[-1] + 1e-5} == \
-                   {d for d, s in zip(w_ids, w_scores) if s > w_scores[-1] + 1e-5}
+            assert_same_top(g_ids, g_scores, w_ids, w_scores)
 
     proc = heron("eval", "--dataset", "scifact", "--index", str(bm25_index), "--results-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -71,10 +85,24 @@ def test_bm25_index_matches_native_and_brute_force(bm25_index, scifact, tmp_path
     assert round(record["mean"]["recall@100"], 4) == 0.9253
 
 
-def test_query_command(bm25_index):
-    proc = heron("query", "--index", str(bm25_index), "-k", "3", "coffee consumption and cancer risk")
+def test_query_command(bm25_index, scifact):
+    query = "coffee consumption and cancer risk"
+    proc = heron("query", "--index", str(bm25_index), "-k", "3", query)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("│") > 0 and "rank" in proc.stdout
+    # the table lists the brute-force top 3 of the index's own vectors, best first (no ties among them)
+    (want_ids, want_scores), = brute_force_top(SparseIndexRetriever(bm25_index), [query], 4)
+    assert want_scores[0] > want_scores[1] > want_scores[2] > want_scores[3]
+    assert printed_ids(proc.stdout) == want_ids[:3]
+    proc = heron("query", "--index", str(bm25_index), "-k", "3", "--json", query)
+    assert proc.returncode == 0, proc.stderr
+    hits = json.loads(proc.stdout)["hits"]
+    assert [h["doc_id"] for h in hits] == want_ids[:3]
+    assert np.allclose([h["score"] for h in hits], want_scores[:3], rtol=1e-5)
+    # hand-checked: the top document (sugar-sweetened beverage trends) is the only SciFact abstract that
+    # mentions coffee, the rarest query term
+    assert want_ids[0] == "12224536"
+    assert [d.id for d in scifact.iter_corpus() if "coffee" in d.contents.lower()] == ["12224536"]
     # a query of stop words only encodes to nothing: an empty result, not an error
     proc = heron("query", "--index", str(bm25_index), "the of and")
     assert proc.returncode == 0 and "no results" in proc.stdout
@@ -84,7 +112,7 @@ def test_query_command(bm25_index):
     # an empty argument is a user mistake
     one_line_error(heron("query", "--index", str(bm25_index), "   "), "the query is empty")
     one_line_error(heron("query", "--index", str(bm25_index.parent / "nope"), "x"), "does not exist")
-    one_line_error(heron("query", "--index", str(bm25_index), "--mode", "approx", "x"),
+    one_line_error(heron("query", "--index", str(bm25_index), "--search", "mode=approx", "x"),
                    "no approximate-search structures")
 
 
@@ -159,8 +187,8 @@ def test_splade_index_end_to_end(scifact_slice, splade_slice_index, tmp_path):
     texts = list(ds.queries("test").values())
     retriever = SparseIndexRetriever(path)
     got, want = retriever.search(texts, k=10), brute_force_top(retriever, texts, 10)
-    for (_, g_scores), (_, w_scores) in zip(got, want):
-        assert np.allclose(g_scores, w_scores, rtol=1e-5, atol=1e-6)
+    for (g_ids, g_scores), (w_ids, w_scores) in zip(got, want):
+        assert_same_top(g_ids, g_scores, w_ids, w_scores)
     approx = SparseIndexRetriever(path, mode="approx", query_cut=1000, heap_factor=1.0)
     assert all(len(ids) > 0 for ids, _ in approx.search(texts, k=10))
 
@@ -170,6 +198,10 @@ def test_splade_index_end_to_end(scifact_slice, splade_slice_index, tmp_path):
     assert record["num_queries"] == 15 and record["mean"]["ndcg@10"] > 0.5  # judged docs are in a 130-doc pool
     proc = heron("query", "--index", str(path), "-k", "3", texts[0])
     assert proc.returncode == 0 and "rank" in proc.stdout, proc.stderr
+    # the printed documents are the brute-force top 3 (the query's documents at distinct scores)
+    (want_ids, want_scores), = brute_force_top(retriever, texts[:1], 4)
+    assert want_scores[0] > want_scores[1] > want_scores[2] > want_scores[3]
+    assert printed_ids(proc.stdout) == want_ids[:3]
 
 
 def test_eval_cost_against_brute_force(scifact_slice, splade_slice_index, tmp_path):
@@ -230,7 +262,7 @@ def test_lucene_impact_interop_agrees_with_exact(scifact_slice, splade_slice_ind
 
     monkeypatch.setenv("HERON_CACHE", str(tmp_path / "cache"))
     lucene = LuceneImpactRetriever(splade_slice_index)
-    assert lucene.lucene_path.is_dir() and str(tmp_path) in str(lucene.lucene_path)
+    assert lucene.index.lucene_path.is_dir() and str(tmp_path) in str(lucene.index.lucene_path)
     heron_exact = lucene.heron
     scale = float(heron_exact.index.scale)
     texts = list(load_dataset(str(scifact_slice)).queries("test").values())
@@ -241,7 +273,7 @@ def test_lucene_impact_interop_agrees_with_exact(scifact_slice, splade_slice_ind
         lo, hi = queries.indptr[i], queries.indptr[i + 1]
         q_int = np.floor(queries.data[lo:hi] * scale + 0.5)
         keep = q_int > 0
-        ids, scores = heron_exact.index.search(queries.indices[lo:hi][keep], q_int[keep], k=10, mode="pruned")
+        ids, scores = heron_exact.index.search(queries.indices[lo:hi][keep], q_int[keep], k=10, mode="exact")
         # integer dot products: Lucene's raw score equals heron's (both Σ q_int · impact)
         assert np.allclose(np.asarray(l_scores) * scale * scale, scores * scale, atol=2e-3 * scale * scale)
         strict = {d for d, v in zip(ids, scores) if v > scores[-1] + 1e-6}

@@ -333,6 +333,29 @@ def test_save_load_round_trip(tiny_bert, tiny_distilbert, tmp_path):
     json.dumps(again.describe())
 
 
+def test_saved_encoder_config_errors(tiny_bert, tiny_encoder, tmp_path):
+    """heron_encoder.json and idf_query.json are read by heron.storage.read_versioned_json: one wording."""
+    from heron.retrieval.encoders.dense import DenseEncoder
+
+    folder = tiny_encoder.save(tmp_path / "enc")
+    path = folder / "heron_encoder.json"
+    config = json.loads(path.read_text())
+    with pytest.raises(HeronError, match="not a saved heron dense encoder \\(type 'splade'\\)"):
+        DenseEncoder.load(folder)
+    path.write_text(json.dumps({**config, "version": 99}))
+    with pytest.raises(HeronError, match="saved heron SPLADE encoder format version 99 is not supported"):
+        SpladeEncoder.load(folder)
+    path.unlink()
+    with pytest.raises(HeronError, match="heron_encoder.json: missing"):
+        SpladeEncoder.load(folder)
+    idf = IDFQueryEncoder.fit(tiny_bert, np.zeros(tiny_encoder.vocab_size, dtype=np.int64), num_docs=3)
+    idf.save(tmp_path / "idf")
+    idf_config = tmp_path / "idf" / "idf_query.json"
+    idf_config.write_text(json.dumps({**json.loads(idf_config.read_text()), "version": 2}))
+    with pytest.raises(HeronError, match="heron IDF query encoder format version 2 is not supported"):
+        IDFQueryEncoder.load(tmp_path / "idf")
+
+
 # -- (8) streaming to shards ----------------------------------------------------------------------------
 def test_encode_to_shards_equals_encode_documents(tiny_encoder, tmp_path):
     docs = [(f"d{i}", text) for i, text in enumerate(TEXTS)]

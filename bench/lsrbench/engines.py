@@ -109,33 +109,33 @@ class HeronSearcher:
     def prepare(self, queries):
         return [(t.astype(np.int32), w.astype(np.float32)) for t, w in queries]
 
-    def one(self, q, k, mode="exact", **knobs):
+    def one(self, q, k, mode="taat", **knobs):
         return self.index.search(q[0], q[1], k=k, mode=mode, **knobs)[0]
 
     def rows(self, raw):
         return np.array(raw, dtype=np.int64)
 
-    def kernel_one(self, q, k, mode="exact", **knobs):
+    def kernel_one(self, q, k, mode="taat", **knobs):
         """The kernel alone (no id mapping, no query preparation): to see the Python overhead."""
         from heron.indexing.inverted import approx, kernels
 
         a, n, mask = self.index.arrays, self.index.num_docs, np.zeros(0, np.uint8)
-        if mode == "exact":
+        if mode == "taat":
             return kernels.search_taat(a["postings_offsets"], a["postings_docs"], a["postings_impacts"], n, q[0], q[1],
                                        k, mask)
-        if mode == "pruned":
-            return kernels.search_pruned(a["postings_offsets"], a["postings_docs"], a["postings_impacts"],
-                                         a["block_offsets"], a["block_last_doc"], a["block_max"], n, q[0], q[1], k,
-                                         mask)
+        if mode == "exact":
+            return kernels.search_exact(a["postings_offsets"], a["postings_docs"], a["postings_impacts"],
+                                        a["block_offsets"], a["block_last_doc"], a["block_max"], n, q[0], q[1], k,
+                                        mask)
         return approx.search_approx(self.index.approx, a["forward_offsets"], a["forward_terms"], a["forward_impacts"],
                                     n, q[0], q[1], k, knobs["query_cut"], knobs["heap_factor"], mask)
 
-    def batch(self, qs, k, threads, mode="exact", **knobs):
+    def batch(self, qs, k, threads, mode="taat", **knobs):
         return self.index.search_batch(qs, k=k, mode=mode, threads=threads, **knobs)[0]
 
     def configs(self) -> list[tuple[str, dict, bool]]:
         """``(label, knobs, approximate)`` measured in full."""
-        out = [("heron-taat", {"mode": "exact"}, False), ("heron-pruned", {"mode": "pruned"}, False)]
+        out = [("heron-taat", {"mode": "taat"}, False), ("heron-pruned", {"mode": "exact"}, False)]
         if self.index.approx:
             for name, knobs in sorted(self.presets.items()):
                 out.append((f"heron-approx-{name}", {"mode": "approx", **knobs}, True))

@@ -1,7 +1,7 @@
 """The Python API: open an index (or a bundle of indexes) and search it — what ``heron query`` and the
 HTTP server call.
 
-A *bundle* (``heron build-index --config FILE`` with ``indexes:``, :mod:`heron.indexing.pipeline`) holds
+A *bundle* (``heron build-index --config FILE`` with ``indexes:``, :mod:`heron.build.bundle`) holds
 several indexes of one corpus under names (``splade``, ``dense``, ``colbert`` …); a single index directory
 opens as a bundle of one. ``retriever`` picks a member by name, or fuses members joined by ``+``.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from heron.errors import HeronError, NotFoundError, QueryError
+from heron.indexing.bundle import MEMBER_NAME, read_bundle
 
 #: the most results one search may ask for
 MAX_K = 1000
@@ -37,9 +37,6 @@ MAX_K = 1000
 FUSION_DEPTH = 1000
 #: the most hits one request may return in all (queries × k)
 MAX_TOTAL_HITS = 20000
-#: the largest magnitude of a precomputed query vector's entries (keeps every score finite in float32)
-MAX_WEIGHT = 1e6
-_NAME = re.compile(r"^(?!.*\.json$)[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass
@@ -85,14 +82,12 @@ class Index:
     @classmethod
     def open(cls, path: str | os.PathLike, *, device: str | None = "auto", threads: int | None = None) -> Index:
         """Open a bundle (``manifest.json`` of format ``heron-index-bundle``) or a single index directory."""
-        from heron.indexing.pipeline import read_bundle
-
         root = Path(path)
         if not root.is_dir():
             raise HeronError(f"{path}: index directory does not exist")
         bundle = read_bundle(root)
         if bundle is None:
-            name = root.name if _NAME.match(root.name) else "index"
+            name = root.name if MEMBER_NAME.match(root.name) else "index"
             return cls(root, {name: Member(name, root, {})}, name, device=device, threads=threads)
         members = {name: Member(name, root / entry.get("path", name), dict(entry.get("search") or {}))
                    for name, entry in bundle["indexes"].items()}
@@ -153,10 +148,8 @@ class Index:
         out = {"path": str(self.path), "retrievers": self.retrievers, "default": self.default,
                "fusion": self.fusion, "members": {}}
         for name, member in self.members.items():
-            manifest = json.loads((member.path / "manifest.json").read_text(encoding="utf-8"))
-            out["members"][name] = {
-                "path": str(member.path), "format": manifest.get("format"), "search": member.search,
-                "num_docs": manifest.get("num_docs"), "encoder": manifest.get("encoder")}
+            out["members"][name] = {"path": str(member.path), "search": member.search,
+                                    **self.retriever(name).index.describe()}
         if self.manifest:
             out["bundle"] = {k: self.manifest.get(k) for k in ("format", "format_version", "dataset", "config",
                                                               "models", "created")}
@@ -235,7 +228,12 @@ class Index:
         try:
             if vectors is None:
                 return r.search(texts, k=k, allow=allow)
-            return r.search_vectors(_as_vectors(r, vectors), k=k, allow=allow)
+            base = getattr(r, "base", r)  # a feedback wrapper searches its base retriever's index
+            try:
+                checked = base.index.check_queries(vectors)
+            except QueryError as exc:
+                raise QueryError(f"{name} is {exc}") from None
+            return r.search_vectors(checked, k=k, allow=allow)
         except QueryError:
             raise
         except HeronError as exc:
@@ -291,48 +289,6 @@ class Index:
                 else:
                     raise HeronError(f"{self.path}: no member holds a document store (docstore/)")
             return self._docstore
-
-
-def _as_vectors(retriever, vectors: list):
-    """Precomputed query vectors, checked against the member's kind of index."""
-    from heron.retrieval.dense import DenseIndexRetriever
-    from heron.retrieval.multivector import MultiVectorRetriever
-    from heron.retrieval.sparse import SparseIndexRetriever
-
-    base = getattr(retriever, "base", retriever)
-    if isinstance(base, SparseIndexRetriever):
-        out = []
-        for v in vectors:
-            if not isinstance(v, dict) or not all(isinstance(t, str) and isinstance(w, (int, float)) and
-                                                  np.isfinite(w) and 0 <= w <= MAX_WEIGHT for t, w in v.items()):
-                raise QueryError(f"{base.name} is a sparse index: the vector must map terms to weights in "
-                                 f"[0, {MAX_WEIGHT:g}], e.g. {{\"coffee\": 1.2}}")
-            out.append({t: float(w) for t, w in v.items()})
-        return out
-    if isinstance(base, DenseIndexRetriever):
-        try:
-            array = np.asarray(vectors, dtype=np.float32)
-        except (TypeError, ValueError):
-            array = None
-        if array is None or array.ndim != 2 or array.shape[1] != base.index.dim or not np.all(np.isfinite(array)) \
-                or np.abs(array).max() > MAX_WEIGHT:
-            raise QueryError(f"{base.name} is a dense index: the vector must be {base.index.dim} numbers in "
-                             f"[-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}]")
-        return array
-    if isinstance(base, MultiVectorRetriever):
-        out = []
-        for v in vectors:
-            try:
-                array = np.asarray(v, dtype=np.float32)
-            except (TypeError, ValueError):
-                array = None
-            if array is None or array.ndim != 2 or array.shape[1] != base.index.dim or not len(array) \
-                    or not np.all(np.isfinite(array)) or np.abs(array).max() > MAX_WEIGHT:
-                raise QueryError(f"{base.name} is a multi-vector index: the vector must be a non-empty list of "
-                                 f"{base.index.dim}-dimensional token vectors")
-            out.append(array)
-        return out
-    raise QueryError(f"{getattr(base, 'name', 'this retriever')}: precomputed vectors are not supported")
 
 
 def _with_prf(retriever, spec: str):

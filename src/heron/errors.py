@@ -30,3 +30,19 @@ class QueryError(HeronError):
 
 class NotFoundError(QueryError):
     """A named thing a request asked for (an index, a retriever) does not exist (HTTP 404)."""
+
+
+def config_error(exc, source: object, show_input: bool = False) -> HeronError:
+    """The one-line :class:`HeronError` for a pydantic ``ValidationError`` of a config (its first error).
+
+    ``source`` says where the config came from (a file, ``train csr``, ``indexes.colbert.train``); the
+    message is ``{source}: field 'a.b': {what is wrong}``, with `` (got VALUE)`` when ``show_input`` and
+    the bad value is a scalar (for values typed on a command line). Raise it ``from None``.
+    """
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "config"
+    message = f"{source}: field {field!r}: {first['msg']}"
+    value = first.get("input")
+    if show_input and isinstance(value, (str, int, float, bool)):
+        message += f" (got {value!r})"
+    return HeronError(message)

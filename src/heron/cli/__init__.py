@@ -23,7 +23,16 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+def _build_cached_index(raw: dict):
+    from heron.build import build_from_mapping  # the build layer loads only when an index must be built
+
+    return build_from_mapping(raw)
+
+
 def _register() -> None:
+    from heron.retrieval import set_index_builder
+
+    set_index_builder(_build_cached_index)
     from heron.cli import eval_cmd, index_cmd, models_cmd, serve_cmd, train_cmd
 
     app.command("build-index")(index_cmd.build_index_command)

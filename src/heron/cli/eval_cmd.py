@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from heron.cli.options import SEARCH_HELP, parse_search, with_search_keys
 from heron.errors import HeronError
 from heron.eval import evaluate, load_dataset, paired_test, read_trec_run, remove_self_hits
 from heron.eval.metrics import DEFAULT_METRICS, METRICS
@@ -48,6 +49,7 @@ def _cost_row(ret, dataset: str, queries: dict[str, str]) -> dict:
     return {"dataset": dataset, "retriever": ret.describe()["name"], **index_cost(base, queries.values())}
 
 
+@with_search_keys
 def eval_command(
     dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="BEIR name (resolved via $HERON_DATA, "
                                                "the cache, then download) or a dataset folder; repeatable.")],
@@ -58,19 +60,9 @@ def eval_command(
     index: Annotated[list[Path] | None, typer.Option("--index", "-i", help="Index directory from heron "
                                                      "build-index, searched with its own query encoder; "
                                                      "repeatable.")] = None,
-    mode: Annotated[str, typer.Option(help="Index search: exact (pruned, exact top-k), taat (exhaustive) "
-                                      "or approx.")] = "exact",
-    preset: Annotated[str | None, typer.Option(help="Approximate-search preset (--mode approx).")] = None,
-    query_cut: Annotated[int | None, typer.Option(help="Approximate: query terms kept.")] = None,
-    heap_factor: Annotated[float | None, typer.Option(help="Approximate: block skip factor (0, 1].")] = None,
+    search: Annotated[list[str] | None, typer.Option("--search", "-s", metavar="KEY=VALUE",
+                                                     help=SEARCH_HELP)] = None,
     threads: Annotated[int | None, typer.Option(help="Search threads (default: all cores).")] = None,
-    ef_search: Annotated[int | None, typer.Option(help="FAISS HNSW: candidate list size at search.")] = None,
-    nprobe: Annotated[int | None, typer.Option(help="FAISS IVF: lists searched.")] = None,
-    truncate_dims: Annotated[int | None, typer.Option(help="FAISS index: score by the first N dimensions of the "
-                                                      "stored vectors, re-normalised (Matryoshka-style "
-                                                      "baseline).")] = None,
-    candidates: Annotated[int | None, typer.Option(help="Multi-vector index: MUVERA candidates reranked by exact "
-                                                   "MaxSim (default: brute-force MaxSim).")] = None,
     fusion: Annotated[str, typer.Option(help="How '+' retrievers are fused: rrf or linear (min-max).")] = "rrf",
     fusion_weight: Annotated[list[float] | None, typer.Option(help="Weight of each fused member, in order; "
                                                               "repeatable (default: equal).")] = None,
@@ -102,23 +94,34 @@ def eval_command(
 ) -> None:
     """Evaluate retrievers on datasets: prints a results table, writes runs and metrics.
 
-    With two or more retrievers, each is compared with the first by a paired t-test and a Wilcoxon
-    signed-rank test over per-query nDCG@10.
+    With two or more retrievers, each is compared with the first by a paired
+    t-test and a Wilcoxon signed-rank test over per-query nDCG@10.
+
+    {search_keys}
+    It applies to every --index. --threads stays a top-level option: every
+    retriever and engine takes it.
 
     Examples:
-      heron eval --dataset scifact --retriever bm25 --retriever bm25-lucene
-      heron eval --dataset scifact --index indexes/scifact-splade-tiny --mode approx --preset recall95
-      heron eval --dataset scifact --retriever bm25+splade+dense --fusion rrf
-      heron eval --dataset scifact --index indexes/scifact-minilm-flat --truncate-dims 32
-      heron eval --dataset scifact --index indexes/scifact-splade-tiny --cost
-      heron eval --dataset scifact --index indexes/scifact-splade-tiny --prf rocchio --prf-docs 3
-      heron eval --dataset scifact --index indexes/scifact-splade-tiny --prf model:checkpoints/scifact-prf-lol
+      heron eval -d scifact -r bm25 -r bm25-lucene
+      heron eval -d scifact -i indexes/scifact-splade-tiny \\
+          --search mode=approx,preset=recall95
+      heron eval -d scifact -r bm25+splade+dense --fusion rrf
+      heron eval -d scifact -i indexes/scifact-minilm-flat -s truncate_dims=32
+      heron eval -d scifact -i indexes/scifact-splade-tiny --cost
+      heron eval -d scifact -i indexes/scifact-splade-tiny \\
+          --prf rocchio --prf-docs 3
+      heron eval -d scifact -i indexes/scifact-splade-tiny \\
+          --prf model:checkpoints/scifact-prf-lol
     """
     metrics = _check_metrics(metric or DEFAULT_METRICS)
     retriever = list(retriever or ([] if index else ["bm25"]))
     indexes = []
     if fusion not in ("rrf", "linear"):
         raise HeronError(f"unknown fusion {fusion!r} (choose rrf or linear)")
+    search_options = parse_search(search)
+    if search_options and (not index or engine != "heron"):
+        raise HeronError("--search applies to --index searched by heron's engine (named retrievers and "
+                         "--engine lucene search with their defaults)")
     if index:
         from heron.retrieval import open_index_retriever
 
@@ -127,11 +130,7 @@ def eval_command(
 
             indexes = [LuceneImpactRetriever(p, threads=threads) for p in index]
         elif engine == "heron":
-            indexes = [open_index_retriever(p, mode=None if mode == "exact" else mode, threads=threads,
-                                            preset=preset, query_cut=query_cut, heap_factor=heap_factor,
-                                            ef_search=ef_search, nprobe=nprobe, truncate_dims=truncate_dims,
-                                            candidates=candidates)
-                       for p in index]
+            indexes = [open_index_retriever(p, threads=threads, **search_options) for p in index]
         else:
             raise HeronError(f"unknown engine {engine!r} (choose heron or lucene)")
     for name in retriever:  # validate every name before any slow work

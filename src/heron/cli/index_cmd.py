@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from heron.cli.options import SEARCH_HELP, parse_search, with_search_keys
 from heron.errors import HeronError
 
 console = Console()
@@ -20,7 +21,8 @@ def build_index_command(
     config_option: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config: one index, or a "
                                                        "bundle (indexes: …) built stage by stage.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="BEIR name or dataset folder.")] = None,
-    encoder: Annotated[str | None, typer.Option(help="Encoder type: splade, bm25, dense or csr.")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder type: splade, bm25, csr (inverted index), dense "
+                                                "(FAISS) or multivector.")] = None,
     model: Annotated[str | None, typer.Option(help="splade / dense: alias, HF id or folder; csr: a checkpoint "
                                               "folder from heron train csr.")] = None,
     query_model: Annotated[str | None, typer.Option(help="Separate SPLADE query model.")] = None,
@@ -46,24 +48,35 @@ def build_index_command(
     from_index: Annotated[Path | None, typer.Option(help="Rebuild from this index's stored vectors (no "
                                                     "re-encoding), e.g. to add --approx.")] = None,
 ) -> None:
-    """Encode a dataset's corpus and build heron's inverted index (atomic, resumable).
+    """Encode a dataset's corpus and build an index, or a bundle of indexes (atomic, resumable).
+
+    By encoder: splade, bm25 and csr build heron's inverted index (--approx
+    adds the approximate-search structures); dense builds a FAISS index
+    (--faiss); multivector builds a multi-vector token store (--crisp, and
+    --muvera for MUVERA FDEs in FAISS). A bundle config (indexes: …) builds
+    several indexes of one corpus into one directory, which heron query and
+    heron serve open.
 
     Examples:
       heron build-index configs/scifact-splade-tiny.yaml
-      heron build-index --dataset scifact --encoder bm25 --output indexes/scifact-bm25
-      heron build-index --from-index indexes/scifact-bm25 --approx --output indexes/scifact-bm25-approx
-      heron build-index --dataset scifact --encoder dense --model minilm --faiss hnsw -o indexes/scifact-minilm-hnsw
-      heron build-index --dataset scifact --encoder csr --model checkpoints/scifact-csr-k32 -o indexes/scifact-csr
-      heron build-index --dataset scifact --encoder multivector --model checkpoints/scifact-colbert --muvera \
+      heron build-index configs/scifact-bundle.yaml
+      heron build-index -d scifact --encoder bm25 -o indexes/scifact-bm25
+      heron build-index --from-index indexes/scifact-bm25 --approx \\
+          -o indexes/scifact-bm25-approx
+      heron build-index -d scifact --encoder dense --model minilm \\
+          --faiss hnsw -o indexes/scifact-minilm-hnsw
+      heron build-index -d scifact --encoder csr \\
+          --model checkpoints/scifact-csr-k32 -o indexes/scifact-csr
+      heron build-index -d scifact --encoder multivector \\
+          --model checkpoints/scifact-colbert --muvera \\
           -o indexes/scifact-colbert-muvera
     """
-    from heron.indexing.build import build_index, load_config, make_config, reindex
+    from heron.build import build_index, load_config, make_config, reindex
 
     if config is not None and config_option is not None:
         raise HeronError("give the config once: as the argument or with --config")
     config = config or config_option
-    from heron.indexing.build import read_config_file
-    from heron.indexing.pipeline import is_bundle_config
+    from heron.build import is_bundle_config, read_config_file
 
     raw = read_config_file(config) if config is not None else None
     if raw is not None and is_bundle_config(raw):
@@ -108,7 +121,7 @@ def build_index_command(
 
 
 def _build_bundle(path: Path, raw: dict, dataset: str | None, output: Path | None, flags: dict) -> None:
-    from heron.indexing.pipeline import build_bundle, load_bundle_config
+    from heron.build import build_bundle, load_bundle_config
 
     given = sorted(name.replace("_", "-") for name, value in flags.items() if value is not None)
     if given:
@@ -119,6 +132,7 @@ def _build_bundle(path: Path, raw: dict, dataset: str | None, output: Path | Non
     console.print(f"bundle ready: {out} ({', '.join(cfg.indexes)})", soft_wrap=True)
 
 
+@with_search_keys
 def query_command(
     text: Annotated[str, typer.Argument(help="The query text.")],
     index: Annotated[Path, typer.Option("--index", "-i", help="Index or bundle directory (from heron "
@@ -130,20 +144,23 @@ def query_command(
                                                "bundle's).")] = None,
     prf: Annotated[str | None, typer.Option(help="Pseudo-relevance feedback: rocchio, average or model:PATH.")]
     = None,
-    mode: Annotated[str | None, typer.Option(help="Inverted index: exact, taat or approx (default: the member's).")]
+    search: Annotated[list[str] | None, typer.Option("--search", "-s", metavar="KEY=VALUE",
+                                                     help=SEARCH_HELP)]
     = None,
-    preset: Annotated[str | None, typer.Option(help="Approximate preset (with --mode approx).")] = None,
-    query_cut: Annotated[int | None, typer.Option(help="Approximate: query terms kept.")] = None,
-    heap_factor: Annotated[float | None, typer.Option(help="Approximate: block skip factor (0, 1].")] = None,
-    candidates: Annotated[int | None, typer.Option(help="Multi-vector: MUVERA candidates reranked by MaxSim "
-                                                   "(default: brute force).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON (as the HTTP server "
                                           "returns them).")] = False,
 ) -> None:
     """Search an index or bundle and print the top-k documents with their titles.
 
-    Examples: heron query --index indexes/scifact-splade-tiny "does coffee cause cancer"
-              heron query --index indexes/scifact-bundle -r splade+dense "does coffee cause cancer"
+    {search_keys}
+    Given here, it replaces the searched member's own options (a new mode
+    drops the member's approx keys too); name one member, not a fusion.
+
+    Examples:
+      heron query -i indexes/scifact-splade-tiny "does coffee cause cancer"
+      heron query -i indexes/scifact-bundle -r splade+dense "coffee and cancer"
+      heron query -i indexes/scifact-splade-tiny -s mode=approx,preset=recall99 \\
+          "does coffee cause cancer"
     """
     import json
 
@@ -155,21 +172,18 @@ def query_command(
 
     quiet_model_loading()
     opened = Index.open(index)
-    options = {key: value for key, value in {"mode": mode, "preset": preset, "query_cut": query_cut,
-                                             "heap_factor": heap_factor, "candidates": candidates}.items()
-               if value is not None}
+    options = parse_search(search)
     if options:
+        from heron.retrieval.options import APPROX_KEYS
+
         names = opened.parse_retriever(retriever)
         if len(names) != 1:
-            raise HeronError(f"--{', --'.join(o.replace('_', '-') for o in options)}: name one retriever, "
-                             f"not a fusion")
-        search = opened.members[names[0]].search
+            raise HeronError(f"--search {', '.join(options)}: name one retriever, not a fusion")
+        stored = opened.members[names[0]].search
         if "mode" in options:  # a new mode replaces the member's stored mode and its approximate knobs
-            for key in ("mode", "preset", "query_cut", "heap_factor"):
-                search.pop(key, None)
-            if options["mode"] == "exact":
-                options.pop("mode")
-        search.update(options)
+            for key in ("mode", *APPROX_KEYS):
+                stored.pop(key, None)
+        stored.update(options)
     hits = opened.search(text, k=k, retriever=retriever, fusion=fusion, prf=prf, fields=True)
     if as_json:
         print(json.dumps({"query": text, "retriever": retriever or opened.default,

@@ -14,78 +14,85 @@ app = typer.Typer(help="Train encoders on a dataset's train qrels (never its tes
 console = Console()
 
 
+# options every trainer takes
+Datasets = Annotated[list[str] | None, typer.Option("--dataset", "-d", help="BEIR name or folder; repeatable (the "
+                                                    "train qrels of each are used).")]
+Config = Annotated[Path | None, typer.Option("--config", "-c", help="YAML training config (configs/train/); flags "
+                                             "given here override its fields.")]
+Split = Annotated[str | None, typer.Option(help="Qrels split to train on (test and dev are refused).")]
+Seed = Annotated[int | None, typer.Option(help="Random seed.")]
+Threads = Annotated[int | None, typer.Option(help="Torch threads.")]
+
+
 @app.command("csr")
 def train_csr_command(
-    dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="BEIR name or folder; repeatable (the "
-                                               "train qrels of each are used).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder to write.")],
-    base: Annotated[str, typer.Option(help="Frozen dense base model: alias, HF id or folder.")] = "minilm",
-    k: Annotated[int, typer.Option("--k", min=1, help="Active latents per vector (TopK).")] = 32,
-    hidden_mult: Annotated[int, typer.Option(min=1, max=64, help="Latents = this × the embedding size.")] = 4,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 3000,
-    batch_size: Annotated[int, typer.Option(min=2, help="Query/positive pairs per step.")] = 128,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    cl_coef: Annotated[float, typer.Option(help="Weight of the contrastive (InfoNCE) term.")] = 1.0,
-    aux_k: Annotated[int, typer.Option(min=0, help="Dead latents used by the AuxK loss (0 = off).")] = 512,
-    split: Annotated[str, typer.Option(help="Qrels split to train on (test and dev are refused).")] = "train",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    threads: Annotated[int | None, typer.Option(help="Torch threads.")] = None,
+    dataset: Datasets = None,
+    config: Config = None,
+    base: Annotated[str | None, typer.Option(help="Frozen dense base model: alias, HF id or folder (default "
+                                             "minilm).")] = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, help="Active latents per vector (TopK; default 32).")]
+    = None,
+    hidden_mult: Annotated[int | None, typer.Option(min=1, max=64, help="Latents = this × the embedding size "
+                                                    "(default 4).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimiser steps (default 3000).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=2, help="Query/positive pairs per step (default 128).")]
+    = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 1e-3).")] = None,
+    cl_coef: Annotated[float | None, typer.Option(help="Weight of the contrastive (InfoNCE) term (default 1).")]
+    = None,
+    aux_k: Annotated[int | None, typer.Option(min=0, help="Dead latents used by the AuxK loss (0 = off; default "
+                                              "512).")] = None,
+    split: Split = None, seed: Seed = None, threads: Threads = None,  # every trainer's
 ) -> None:
     """Train CSR sparse codes (TopK autoencoder + InfoNCE) over a frozen dense encoder.
 
-    Example: heron train csr --dataset scifact --base minilm --k 32 --output checkpoints/scifact-csr-k32
+    Examples:
+      heron train csr -d scifact --k 32 -o checkpoints/scifact-csr-k32
+      heron train csr -d scifact -c configs/train/csr.yaml -o checkpoints/scifact-csr
     """
-    from pydantic import ValidationError
-
+    from heron.training.configs import load_config
     from heron.training.csr import CSRTrainConfig, train_csr
 
-    try:
-        config = CSRTrainConfig(datasets=dataset, base=base, k=k, hidden_mult=hidden_mult, steps=steps,
-                                batch_size=batch_size, lr=lr, cl_coef=cl_coef, aux_k=aux_k, split=split, seed=seed,
-                                threads=threads)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise HeronError(f"train csr: field {'.'.join(map(str, first['loc']))!r}: {first['msg']}") from None
-    path = train_csr(config, output)
+    cfg = load_config(config, CSRTrainConfig, datasets=dataset, base=base, k=k, hidden_mult=hidden_mult, steps=steps,
+                      batch_size=batch_size, lr=lr, cl_coef=cl_coef, aux_k=aux_k, split=split, seed=seed,
+                      threads=threads)
+    path = train_csr(cfg, output)
     console.print(f"checkpoint written: {path}", soft_wrap=True)
 
 
 @app.command("colbert")
 def train_colbert_command(
-    dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="BEIR name or folder; repeatable (the "
-                                               "train qrels of each are used).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder to write (PyLate layout).")],
-    base: Annotated[str, typer.Option(help="Backbone: alias, HF id or folder.")] = "minilm",
+    dataset: Datasets = None,
+    config: Config = None,
+    base: Annotated[str | None, typer.Option(help="Backbone: alias, HF id or folder (default minilm).")] = None,
     crisp: Annotated[str | None, typer.Option(help="Cluster inside the forward pass: C4x8, C8x32, C25, C50.")]
     = None,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 300,
-    batch_size: Annotated[int, typer.Option(min=2, help="Queries per step (one positive each).")] = 16,
-    negatives: Annotated[int, typer.Option(min=0, help="BM25 hard negatives per query.")] = 1,
-    lr: Annotated[float, typer.Option(help="Backbone learning rate.")] = 5e-5,
-    document_length: Annotated[int, typer.Option(min=8, help="Document max tokens.")] = 180,
-    split: Annotated[str, typer.Option(help="Qrels split to train on (test and dev are refused).")] = "train",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    threads: Annotated[int | None, typer.Option(help="Torch threads.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimiser steps (default 300).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=2, help="Queries per step, one positive each (default "
+                                                   "16).")] = None,
+    negatives: Annotated[int | None, typer.Option(min=0, help="BM25 hard negatives per query (default 1).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Backbone learning rate (default 5e-5).")] = None,
+    document_length: Annotated[int | None, typer.Option(min=8, help="Document max tokens (default 180).")] = None,
+    split: Split = None, seed: Seed = None, threads: Threads = None,  # every trainer's
 ) -> None:
     """Train a ColBERT-style multi-vector model (MaxSim, in-batch + BM25 hard negatives), optionally CRISP.
 
-    Example: heron train colbert --dataset scifact --output checkpoints/scifact-colbert --crisp C25
+    Examples:
+      heron train colbert -d scifact -o checkpoints/scifact-colbert --crisp C25
+      heron train colbert -d scifact -c configs/train/colbert.yaml -o checkpoints/scifact-colbert
     """
-    from pydantic import ValidationError
-
-    from heron.retrieval.crisp import parse_setting
+    from heron.multivector.crisp import parse_setting
     from heron.training.colbert import ColBERTTrainConfig, train_colbert
+    from heron.training.configs import load_config
 
-    if crisp:
-        parse_setting(crisp)
-    try:
-        config = ColBERTTrainConfig(datasets=dataset, base=base, crisp=crisp, steps=steps, batch_size=batch_size,
-                                    negatives=negatives, lr=lr, document_length=document_length, split=split,
-                                    seed=seed, threads=threads)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise HeronError(f"train colbert: field {'.'.join(map(str, first['loc']))!r}: {first['msg']}") from None
-    path = train_colbert(config, output)
+    cfg = load_config(config, ColBERTTrainConfig, datasets=dataset, base=base, crisp=crisp, steps=steps,
+                      batch_size=batch_size, negatives=negatives, lr=lr, document_length=document_length, split=split,
+                      seed=seed, threads=threads)
+    if cfg.crisp:
+        parse_setting(cfg.crisp)
+    path = train_colbert(cfg, output)
     console.print(f"checkpoint written: {path}", soft_wrap=True)
 
 
@@ -95,8 +102,7 @@ def train_splade_command(
                                          "masked-LM layout).")],
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="BEIR name or folder; repeatable "
                                                       "(its train qrels are used).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML training config (configs/train/); "
-                                                "flags given here override it.")] = None,
+    config: Config = None,
     triples: Annotated[Path | None, typer.Option(help="MS MARCO-style text triples (query, positive, "
                                                  "negative).")] = None,
     base: Annotated[str | None, typer.Option(help="Masked LM to start from: alias, HF id or folder "
@@ -125,9 +131,7 @@ def train_splade_command(
                                                         "skip FLOPS.")] = None,
     document_length: Annotated[int | None, typer.Option(min=8, help="Document max tokens.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    split: Annotated[str | None, typer.Option(help="Qrels split to train on (test and dev are refused).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Torch threads.")] = None,
+    split: Split = None, seed: Seed = None, threads: Threads = None,  # every trainer's
 ) -> None:
     """Train a SPLADE encoder: InfoNCE / MarginMSE / KL with FLOPS (or IDF-aware FLOPS) regularisation.
 
@@ -136,7 +140,8 @@ def train_splade_command(
       heron train splade -d scifact -c configs/train/splade-idf-cpu.yaml -o checkpoints/scifact-splade-doc
       heron build-index --dataset scifact --encoder splade --model checkpoints/scifact-splade --output indexes/x
     """
-    from heron.training.splade import SpladeTrainConfig, load_config, train_splade
+    from heron.training.configs import load_config
+    from heron.training.splade import SpladeTrainConfig, train_splade
 
     cfg = load_config(config, SpladeTrainConfig, datasets=dataset or None, triples=str(triples) if triples else None,
                       base=base, inference_free=inference_free, loss=loss,
@@ -157,8 +162,7 @@ def train_prf_command(
     = None,
     index: Annotated[Path | None, typer.Option("--index", "-i", help="Index of the dataset (inverted or FAISS) "
                                                "whose vectors feedback works on.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML training config; flags override "
-                                                "it.")] = None,
+    config: Config = None,
     lol: Annotated[bool | None, typer.Option("--lol/--no-lol", help="Nested feedback sets with LoL's "
                                              "comparative regulariser (default on).")] = None,
     feedback: Annotated[str | None, typer.Option(help="Nested feedback-set sizes, comma-separated "
@@ -174,9 +178,7 @@ def train_prf_command(
     = None,
     query_gain: Annotated[bool | None, typer.Option("--query-gain/--no-query-gain", help="Sparse: also learn "
                                                     "per-term gains of the query's own terms (default on).")] = None,
-    split: Annotated[str | None, typer.Option(help="Qrels split to train on (test and dev are refused).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Torch threads.")] = None,
+    split: Split = None, seed: Seed = None, threads: Threads = None,  # every trainer's
 ) -> None:
     """Train the learned PRF model on an index's vectors, with LoL's comparative regulariser (or without).
 
@@ -184,8 +186,8 @@ def train_prf_command(
       heron train prf -d scifact -i indexes/scifact-splade-tiny -o checkpoints/scifact-prf-lol
       heron eval -d scifact --index indexes/scifact-splade-tiny --prf model:checkpoints/scifact-prf-lol
     """
+    from heron.training.configs import load_config
     from heron.training.prf import PRFTrainConfig, train_prf
-    from heron.training.splade import load_config
 
     sizes = None
     if feedback:

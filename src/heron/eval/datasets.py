@@ -32,7 +32,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -43,6 +42,7 @@ from pathlib import Path
 
 from heron import settings
 from heron.errors import HeronError, InputFormatError
+from heron.storage import publish
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 
@@ -75,6 +75,16 @@ def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8")
+
+
+def text_rows(path: Path, tabs: bool = True) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` for each non-blank line of a text file (``.gz`` too): fields split on tabs,
+    or on any white space with ``tabs=False``."""
+    with _open_text(path) as handle:
+        for lineno, line in enumerate(handle, start=1):
+            line = line.rstrip("\n\r")
+            if line.strip():
+                yield lineno, line.split("\t") if tabs else line.split()
 
 
 def _first_existing(root: Path, names: list[str]) -> Path | None:
@@ -116,38 +126,29 @@ def _field(obj: dict, key: str, path: Path, lineno: int, required: bool = True) 
 def read_beir_qrels(path: Path) -> dict[str, dict[str, int]]:
     """Read a BEIR qrels TSV (``query-id corpus-id score``, header optional)."""
     qrels: dict[str, dict[str, int]] = {}
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            line = line.rstrip("\n\r")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if lineno == 1 and parts[0].strip().lower() in {"query-id", "query_id", "qid"}:
-                continue
-            if len(parts) != 3:
-                raise InputFormatError(
-                    path, lineno, f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(parts)}"
-                )
-            qid, docid, score = (p.strip() for p in parts)
-            if not qid or not docid:
-                raise InputFormatError(path, lineno, "empty query-id or corpus-id")
-            qrels.setdefault(qid, {})[docid] = _parse_grade(score, path, lineno)
+    for lineno, parts in text_rows(path):
+        if lineno == 1 and parts[0].strip().lower() in {"query-id", "query_id", "qid"}:
+            continue
+        if len(parts) != 3:
+            raise InputFormatError(
+                path, lineno, f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(parts)}"
+            )
+        qid, docid, score = (p.strip() for p in parts)
+        if not qid or not docid:
+            raise InputFormatError(path, lineno, "empty query-id or corpus-id")
+        qrels.setdefault(qid, {})[docid] = _parse_grade(score, path, lineno)
     return qrels
 
 
 def read_trec_qrels(path: Path) -> dict[str, dict[str, int]]:
     """Read TREC qrels (``qid iter docid relevance``, whitespace-separated)."""
     qrels: dict[str, dict[str, int]] = {}
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 4:
-                raise InputFormatError(
-                    path, lineno, f"expected 4 fields (query-id, iteration, doc-id, relevance), got {len(parts)}"
-                )
-            qrels.setdefault(parts[0], {})[parts[2]] = _parse_grade(parts[3], path, lineno)
+    for lineno, parts in text_rows(path, tabs=False):
+        if len(parts) != 4:
+            raise InputFormatError(
+                path, lineno, f"expected 4 fields (query-id, iteration, doc-id, relevance), got {len(parts)}"
+            )
+        qrels.setdefault(parts[0], {})[parts[2]] = _parse_grade(parts[3], path, lineno)
     return qrels
 
 
@@ -162,15 +163,10 @@ def _parse_grade(value: str, path: Path, lineno: int) -> int:
 
 
 def _read_tsv_pairs(path: Path, what: str) -> Iterator[tuple[int, str, str]]:
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            line = line.rstrip("\n\r")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) < 2:
-                raise InputFormatError(path, lineno, f"expected '{what}-id<TAB>text', found no tab")
-            yield lineno, parts[0].strip(), "\t".join(parts[1:])
+    for lineno, parts in text_rows(path):
+        if len(parts) < 2:
+            raise InputFormatError(path, lineno, f"expected '{what}-id<TAB>text', found no tab")
+        yield lineno, parts[0].strip(), "\t".join(parts[1:])
 
 
 @dataclass
@@ -378,6 +374,4 @@ def _download_beir(name: str, dest: Path, timeout: float = 15.0) -> None:
         inner = unpacked / name if (unpacked / name).is_dir() else unpacked
         if _detect_format(inner) is None:
             raise zipfile.BadZipFile(f"archive has no corpus.jsonl at {inner}")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(inner, dest)
+        publish(inner, dest)

@@ -10,7 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from heron.errors import InputFormatError
-from heron.retrieval.base import Run
+from heron.eval.datasets import text_rows
+from heron.storage import write_text_atomic
+
+#: a run: ``{query_id: {doc_id: score}}``, what retrievers produce, fusion combines and metrics score
+Run = dict[str, dict[str, float]]
 
 __all__ = ["Run", "ranked", "read_trec_run", "remove_self_hits", "truncate", "write_trec_run"]
 
@@ -34,12 +38,8 @@ def write_trec_run(run: Run, path: str | Path, tag: str = "heron") -> Path:
     """Write ``run`` as a TREC run file (queries in id order, documents in rank order)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        for qid in sorted(run):
-            out.writelines(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n"
-                           for rank, (docid, score) in enumerate(ranked(run[qid]), start=1))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n" for qid in sorted(run)
+                                     for rank, (docid, score) in enumerate(ranked(run[qid]), start=1)))
     return path
 
 
@@ -49,18 +49,12 @@ def read_trec_run(path: str | Path) -> Run:
     if not path.is_file():
         raise InputFormatError(path, None, "run file does not exist")
     run: Run = {}
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 6:
-                raise InputFormatError(
-                    path, lineno, f"expected 6 fields (qid Q0 docid rank score tag), got {len(parts)}"
-                )
-            try:
-                score = float(parts[4])
-            except ValueError:
-                raise InputFormatError(path, lineno, f"field 'score' is not a number: {parts[4]!r}") from None
-            run.setdefault(parts[0], {})[parts[2]] = score
+    for lineno, parts in text_rows(path, tabs=False):
+        if len(parts) != 6:
+            raise InputFormatError(path, lineno, f"expected 6 fields (qid Q0 docid rank score tag), got {len(parts)}")
+        try:
+            score = float(parts[4])
+        except ValueError:
+            raise InputFormatError(path, lineno, f"field 'score' is not a number: {parts[4]!r}") from None
+        run.setdefault(parts[0], {})[parts[2]] = score
     return run

@@ -1,6 +1,6 @@
-"""FAISS indexes for dense vectors (and, later, MUVERA fixed dimensional encodings), as heron bundles.
+"""FAISS indexes for dense vectors and MUVERA fixed dimensional encodings (a :class:`FaissIndex`).
 
-A bundle is a directory::
+An index is a directory::
 
     manifest.json     format name + version, FAISS type and parameters, dim, counts, metric, encoder,
                       build info, and ``files``: {relative path: {bytes, sha256[, dtype, shape]}}
@@ -24,7 +24,7 @@ Types (``type`` in the config; every one scores by inner product, so cosine for 
 
 Trained types (IVF, PQ, SQ8) are trained on a random sample of ``train_size`` vectors (default
 ``min(N, 100_000)``), seeded. The build writes into a temporary sibling directory and renames it into
-place, so an interrupted build leaves any previous bundle intact. Opening memory-maps ``index.faiss``
+place, so an interrupted build leaves any previous index intact. Opening memory-maps ``index.faiss``
 where FAISS can (``IO_FLAG_MMAP``) and reads it otherwise.
 
 On a CUDA machine with ``faiss-gpu``, flat, IVF and SQ8 indexes are searched on the GPU. FAISS's GPU
@@ -41,24 +41,33 @@ Example::
     >>> vectors = np.eye(4, dtype=np.float32)
     >>> path = build_faiss_index([(["a", "b", "c", "d"], vectors)], os.path.join(tempfile.mkdtemp(), "ix"),
     ...                          dim=4, index_type="flat", progress=False)
-    >>> ids, scores = FaissIndex.open(path).search(np.array([[0, 1, 0, 0]], np.float32), k=2)
-    >>> ids[0][0], float(scores[0][0])
+    >>> ids, scores = FaissIndex.open(path).search(np.array([0, 1, 0, 0], np.float32), k=2)
+    >>> ids[0], float(scores[0])
     ('b', 1.0)
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from heron.errors import HeronError
-from heron.indexing.bundle import BundleInfo, check_files, describe_files, publish, read_bundle_manifest, start_build
+from heron.errors import HeronError, QueryError
+from heron.indexing.base import (
+    MAX_WEIGHT,
+    BatchResult,
+    SearchIndex,
+    building,
+    check_files,
+    finite_within,
+    manifest_field,
+    publish_index,
+    read_doc_ids,
+    read_index_manifest,
+)
 
 FORMAT_NAME = "heron-faiss-index"
 FORMAT_VERSION = 1
@@ -135,12 +144,6 @@ def make_index(index_type: str, dim: int, params: dict):
     return index
 
 
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def build_faiss_index(
     chunks: Iterable[tuple[list[str], np.ndarray]] | str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -155,7 +158,7 @@ def build_faiss_index(
     kind: str = "dense",
     progress: bool = True,
 ) -> Path:
-    """Build a FAISS bundle at ``output_dir`` from ``(doc_ids, float32 n × dim)`` chunks or a
+    """Build a FAISS index at ``output_dir`` from ``(doc_ids, float32 n × dim)`` chunks or a
     ``DenseShardWriter`` directory (:mod:`heron.indexing.shards`); returns its path.
 
     The vectors are spooled to ``vectors.npy`` first (memory-mapped, so memory stays bounded by one
@@ -167,8 +170,7 @@ def build_faiss_index(
     if index_type not in TYPES:
         raise HeronError(f"unknown FAISS index type {index_type!r} (choose from {', '.join(TYPES)})")
     started = time.monotonic()
-    output, build = start_build(output_dir)
-    try:
+    with building(output_dir) as (output, build):
         if isinstance(chunks, str | os.PathLike):
             from heron.indexing.shards import iter_dense_shards
 
@@ -217,53 +219,42 @@ def build_faiss_index(
         del vectors
         spool.unlink()
         (build / DOC_IDS_FILE).write_text("".join(d + "\n" for d in doc_ids), encoding="utf-8")
-        for name, source in ((ENCODER_DIR, encoder_dir), (DOCSTORE_DIR, docstore_dir)):
-            if source is not None:
-                shutil.copytree(source, build / name)
-        files = describe_files(build)
         manifest = {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
             "faiss": {"type": index_type, "params": resolved, "faiss_version": faiss.__version__},
             "metric": "inner_product", "dim": int(dim), "num_docs": num_docs,
             "encoder": encoder or {}, "has_vectors": bool(store_vectors),
-            "encoder_dir": ENCODER_DIR if encoder_dir is not None else None,
-            "docstore_dir": DOCSTORE_DIR if docstore_dir is not None else None,
-            "build": {"seconds": round(time.monotonic() - started, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                                time.gmtime())},
-            "files": files,
+            "build": {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         }
-        _write_json_atomic(build / MANIFEST_FILE, manifest)
-        publish(build, output)
-        return output
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
+        return publish_index(build, output, manifest, encoder_dir=encoder_dir, docstore_dir=docstore_dir,
+                             started=started)
 
 
-def is_faiss_bundle(path: str | os.PathLike) -> bool:
-    try:
-        manifest = json.loads((Path(path) / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME
+class FaissIndex(SearchIndex):
+    """An opened FAISS index (the :class:`~heron.indexing.base.SearchIndex` interface).
 
+    Search options: ``ef_search`` (hnsw), ``nprobe`` (ivf), ``truncate_dims`` (score by the first n
+    dimensions, renormalised, over the stored vectors: Matryoshka-style truncation).
+    """
 
-class FaissIndex(BundleInfo):
-    """An opened FAISS bundle: ``search(queries, k)`` → per query ``(doc ids, float32 scores)``."""
+    format_name = FORMAT_NAME
+    kind = "faiss"
+    search_options = frozenset({"ef_search", "nprobe", "truncate_dims"})
 
     def __init__(self, path: Path, manifest: dict, index, vectors: np.ndarray | None, doc_ids: list[str]):
         self.path = path
         self.manifest = manifest
         self.index = index
-        self.vectors = vectors
-        self.doc_ids = doc_ids
+        self.stored = vectors
+        self._doc_ids = doc_ids
         self._gpu = None
+        self._truncated: dict[int, np.ndarray] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = False, device: str | None = "auto") -> FaissIndex:
         faiss = _faiss()
         root = Path(path)
-        manifest = read_bundle_manifest(root, FORMAT_NAME, FORMAT_VERSION, "FAISS")
+        manifest = read_index_manifest(root, FORMAT_NAME, FORMAT_VERSION, "FAISS")
         files = manifest.get("files") or {}
         for rel in [INDEX_FILE, DOC_IDS_FILE] + ([VECTORS_FILE] if manifest.get("has_vectors") else []):
             if rel not in files:
@@ -287,7 +278,7 @@ class FaissIndex(BundleInfo):
             faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
         vectors = np.load(root / VECTORS_FILE, mmap_mode="r", allow_pickle=False) \
             if manifest.get("has_vectors") else None
-        doc_ids = (root / DOC_IDS_FILE).read_text(encoding="utf-8").split("\n")[:-1]
+        doc_ids = read_doc_ids(root / DOC_IDS_FILE)
         if len(doc_ids) != index.ntotal:
             raise HeronError(f"{root / DOC_IDS_FILE}: {len(doc_ids)} ids for {index.ntotal} vectors; rebuild it")
         opened = cls(root, manifest, index, vectors, doc_ids)
@@ -296,17 +287,8 @@ class FaissIndex(BundleInfo):
         return opened
 
     # -- metadata -------------------------------------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        return int(self.manifest["dim"])
-
-    @property
-    def num_docs(self) -> int:
-        return int(self.manifest["num_docs"])
-
-    @property
-    def index_type(self) -> str:
-        return str(self.manifest["faiss"]["type"])
+    dim = manifest_field("dim", doc="Dimension of the vectors.")
+    index_type = manifest_field("faiss", "type", cast=str, doc="The FAISS index type (flat, hnsw, …).")
 
     def set_search_params(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
         faiss = _faiss()
@@ -335,22 +317,90 @@ class FaissIndex(BundleInfo):
             return self.index.search(queries, k)
         if k <= GPU_K_LIMIT:
             return self._gpu.search(queries, k)
-        if self.index_type == "flat" and self.vectors is not None:
-            return search_sharded(lambda lo, hi: _gpu_flat_shard(self.vectors, lo, hi), self.num_docs, queries, k,
+        if self.index_type == "flat" and self.stored is not None:
+            return search_sharded(lambda lo, hi: _gpu_flat_shard(self.stored, lo, hi), self.num_docs, queries, k,
                                   GPU_K_LIMIT)
         return self.index.search(queries, k)  # approximate GPU index and k > 2048: the CPU copy
 
-    def search(self, queries: np.ndarray, k: int = 10) -> tuple[list[list[str]], list[np.ndarray]]:
-        scores, positions = self.search_arrays(queries, k)
-        ids, out = [], []
-        for row_pos, row_scores in zip(positions, scores):
-            keep = row_pos >= 0
-            ids.append([self.doc_ids[i] for i in row_pos[keep].tolist()])
-            out.append(row_scores[keep].astype(np.float32))
-        return ids, out
+    def search_batch(self, queries, k: int = 10, allow=None, *, ef_search: int | None = None,
+                     nprobe: int | None = None, truncate_dims: int | None = None) -> BatchResult:
+        """Top-``k`` per query vector (``Q × dim``); ``allow`` (document ids): exact inner products over those
+        documents; ``truncate_dims``: exact search on the first dimensions of the stored vectors."""
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if queries.shape[1] != self.dim:
+            raise HeronError(f"{self.path}: query vectors have {queries.shape[1]} dimensions, the index "
+                             f"has {self.dim}")
+        if ef_search is not None or nprobe is not None:
+            self.set_search_params(ef_search=ef_search, nprobe=nprobe)
+        if truncate_dims is not None and not 1 <= truncate_dims <= self.dim:
+            raise HeronError(f"truncate_dims={truncate_dims} must be between 1 and the dimension {self.dim}")
+        if allow is None and not truncate_dims:
+            scores, positions = self.search_arrays(queries, k)
+            ids, out = [], []
+            for row_pos, row_scores in zip(positions, scores):
+                keep = row_pos >= 0
+                ids.append([self._doc_ids[i] for i in row_pos[keep].tolist()])
+                out.append(row_scores[keep].astype(np.float32))
+            return ids, out
+        if self.stored is None:
+            raise HeronError(f"{self.path}: {'an allow-list' if allow is not None else 'truncation'} needs the "
+                             f"stored vectors (this index was built with store_vectors: false)")
+        positions = self.positions_of(allow) if allow is not None else np.arange(self.num_docs)
+        if truncate_dims:
+            docs = self._truncated_vectors(truncate_dims)[positions]
+            queries = _unit(queries[:, :truncate_dims])
+        else:
+            docs = np.asarray(self.stored[positions], dtype=np.float32)
+        results = [_top_k(row, positions, self._doc_ids, k) for row in queries @ docs.T]
+        return [r[0] for r in results], [r[1] for r in results]
+
+    def _truncated_vectors(self, n: int) -> np.ndarray:
+        if n not in self._truncated:
+            self._truncated = {n: _unit(np.asarray(self.stored[:, :n], dtype=np.float32))}
+        return self._truncated[n]
+
+    def check_queries(self, raw: list) -> np.ndarray:
+        try:
+            array = np.asarray(raw, dtype=np.float32)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.ndim != 2 or array.shape[1] != self.dim or not finite_within(array):
+            raise QueryError(f"a dense index: the vector must be {self.dim} numbers in [-{MAX_WEIGHT:g}, "
+                             f"{MAX_WEIGHT:g}]")
+        return array
+
+    def vectors(self, positions) -> np.ndarray:
+        """Float32 vectors of the documents at ``positions``: the stored copy, else FAISS's reconstruction."""
+        positions = [int(p) for p in positions]
+        if not positions:
+            return np.zeros((0, self.dim), np.float32)
+        if self.stored is not None:
+            return np.asarray(self.stored[positions], dtype=np.float32)
+        try:
+            return np.stack([self.index.reconstruct(p) for p in positions]).astype(np.float32)
+        except RuntimeError:
+            raise HeronError(f"{self.path}: this FAISS index can neither return its vectors nor holds a copy; "
+                             f"rebuild it with the vectors stored") from None
+
+    def describe(self) -> dict:
+        return {**super().describe(), "dim": self.dim, "faiss": self.manifest.get("faiss")}
 
     def __repr__(self) -> str:
         return f"FaissIndex({str(self.path)!r}, type={self.index_type}, docs={self.num_docs}, dim={self.dim})"
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def _top_k(scores: np.ndarray, positions: np.ndarray, doc_ids: list[str], k: int) -> tuple[list[str], np.ndarray]:
+    """The ``k`` best of ``scores`` (over documents ``positions``), ties broken by position."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return [], np.zeros(0, np.float32)
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.lexsort((positions[top], -scores[top]))]
+    return [doc_ids[i] for i in positions[top].tolist()], scores[top].astype(np.float32)
 
 
 def search_sharded(make_shard: Callable[[int, int], Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]],

@@ -55,14 +55,17 @@ import numbers
 import os
 import re
 import subprocess
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from heron.errors import HeronError
+from heron.indexing.base import MANIFEST_FILE, SearchIndex
+from heron.storage import commit_file, scratch, staged
 
 #: value given to ``OPENAI_API_KEY`` when unset (Pyserini's import needs *a* value; heron never calls OpenAI)
 OPENAI_KEY_PLACEHOLDER = "heron-placeholder-not-a-real-key"
@@ -285,17 +288,6 @@ def _run_index_collection(args: list[str], description: str, total: int | None) 
     return counters
 
 
-def _publish(built: Path, output_dir: Path) -> Path:
-    """Move a finished index into place atomically; if another process got there first, keep theirs."""
-    try:
-        os.replace(built, output_dir)
-    except OSError:
-        if output_dir.is_dir() and any(output_dir.iterdir()):
-            return output_dir  # a concurrent build finished first: equivalent content, keep it
-        raise
-    return output_dir
-
-
 class _ShardWriter:
     """Round-robin JSON-lines shards (Anserini indexes one file per thread), opened lazily, streamed."""
 
@@ -339,9 +331,7 @@ def build_bm25_index(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     if output_dir.exists():
         raise HeronError(f"{output_dir}: already exists (remove it to rebuild the index)")
-    with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-") as tmp:
-        collection, index = Path(tmp) / "collection", Path(tmp) / "index"
-        collection.mkdir()
+    with scratch(output_dir, "collection") as collection, staged(output_dir) as index:
         writer = _ShardWriter(collection, threads)
         try:
             with _progress() as progress:
@@ -358,7 +348,7 @@ def build_bm25_index(
              "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads), *extra_args],
             "lucene: indexing (BM25)", writer.count,
         )
-        return _publish(index, output_dir)
+    return output_dir
 
 
 def _hits_to_python(results) -> Hits:
@@ -462,7 +452,7 @@ def export_json_vectors(rows: Iterable[tuple[str, Mapping[str, int]]], path: str
                 out.write("\n")
                 count += 1
                 progress.advance(task)
-        os.replace(tmp, path)
+        commit_file(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -490,14 +480,13 @@ def build_impact_index(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     if output_dir.exists():
         raise HeronError(f"{output_dir}: already exists (remove it to rebuild the index)")
-    with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-") as tmp:
-        index = Path(tmp) / "index"
+    with staged(output_dir) as index:
         _run_index_collection(
             ["-collection", "JsonVectorCollection", "-input", str(json_dir), "-index", str(index),
              "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads), "-impact", "-pretokenized"],
             "lucene: indexing (impact)", total,
         )
-        return _publish(index, output_dir)
+    return output_dir
 
 
 def quantize_query(weights: Mapping[str, float], scale: float = 1.0) -> dict[str, int]:
@@ -558,6 +547,85 @@ def search_impact(
     return {str(qid): hits.get(str(qid), []) for qid in queries}
 
 
+class LuceneImpactIndex(SearchIndex):
+    """One of heron's inverted indexes served by Lucene (Anserini impact search): the
+    :class:`~heron.indexing.base.SearchIndex` interface over a Lucene copy of the same integer impacts.
+
+    The copy is built once from the inverted index's forward rows (a ``JsonVectorCollection`` indexed with
+    ``-impact -pretokenized``) and cached under ``<cache>/indexes/lucene-impact/<name>-<manifest hash>``.
+    Query weights are quantised with the index's scale (``round(w · scale)``), so Lucene's score is heron's
+    exact score times ``scale²`` up to that rounding; scores are returned divided by ``scale²``.
+    """
+
+    format_name = "heron-lucene-impact"  # opened from an inverted index, never from a manifest of its own
+    kind = "lucene-impact"
+    search_options = frozenset({"threads"})
+
+    def __init__(self, source, lucene_path: Path, threads: int | None = None):
+        self.source, self.lucene_path, self.threads = source, lucene_path, threads
+        self.path, self.manifest = source.path, source.manifest
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = False, threads: int | None = None) -> LuceneImpactIndex:
+        import hashlib
+
+        from heron.indexing.inverted import InvertedIndex
+        from heron.settings import cache_dir
+
+        source = InvertedIndex.open(path, verify=verify)
+        digest = hashlib.sha256((source.path / MANIFEST_FILE).read_bytes()).hexdigest()[:16]
+        target = cache_dir() / "indexes" / "lucene-impact" / f"{source.path.name}-{digest}"
+        if not target.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            vocab, doc_ids = source.vocab, source.doc_ids
+
+            def rows():
+                for position, (terms, impacts) in enumerate(source.iter_rows(dequantize=False)):
+                    yield doc_ids[position], {vocab[t]: int(v) for t, v in zip(terms.tolist(), impacts.tolist())}
+
+            with scratch(target, "collection") as collection:
+                export_json_vectors(rows(), collection / "docs.jsonl")
+                build_impact_index(collection, target, threads=threads, total=source.num_docs)
+        return cls(source, target, threads)
+
+    @property
+    def doc_ids(self) -> list[str]:
+        return self.source.doc_ids
+
+    @property
+    def dim(self) -> int:
+        return self.source.vocab_size
+
+    def search_batch(self, queries, k: int = 10, allow=None, threads: int | None = None):
+        """Top-``k`` per query vector (a ``Q × V`` sparse matrix or ``{term: weight}`` dicts) from Lucene."""
+        import scipy.sparse as sp
+
+        if allow is not None:
+            raise HeronError(f"{self.path}: Lucene impact search takes no allow-list; search the inverted index")
+        vocab = self.source.vocab
+        if sp.issparse(queries):
+            queries = sp.csr_matrix(queries)
+            vectors = {str(i): {vocab[t]: float(w) for t, w in zip(queries.indices[lo:hi], queries.data[lo:hi])}
+                       for i, (lo, hi) in enumerate(zip(queries.indptr[:-1], queries.indptr[1:]))}
+        else:
+            vectors = {str(i): dict(q) for i, q in enumerate(queries)}
+        hits = search_impact(self.lucene_path, vectors, k=k, threads=threads or self.threads,
+                             scale=self.source.scale)
+        norm = float(self.source.scale) ** 2
+        ids = [[d for d, _ in hits[str(i)]] for i in range(len(vectors))]
+        scores = [np.asarray([s / norm for _, s in hits[str(i)]], dtype=np.float32) for i in range(len(vectors))]
+        return ids, scores
+
+    def check_queries(self, raw: list):
+        return self.source.check_queries(raw)
+
+    def vectors(self, positions):
+        return self.source.vectors(positions)
+
+    def describe(self) -> dict:
+        return {**self.source.describe(), "kind": self.kind, "lucene_index": self.lucene_path.name}
+
+
 __all__ = [
     "OPENAI_KEY_PLACEHOLDER",
     "anserini_jar",
@@ -568,6 +636,7 @@ __all__ = [
     "export_json_vectors",
     "java_executable",
     "java_home",
+    "LuceneImpactIndex",
     "quantize_query",
     "search_bm25",
     "search_impact",

@@ -1,34 +1,32 @@
 """Multi-vector index: token vectors per document (fp16, memory-mapped), optionally MUVERA FDEs in FAISS.
 
-A bundle is a directory::
+An index is a directory::
 
     manifest.json   format name + version, dim, counts, encoder, reduction (CRISP / pruning), MUVERA
                     config, and ``files``: {relative path: {bytes, sha256[, dtype, shape]}}
     vectors.npy     float16[T × dim]   every document's (reduced) token vectors, document after document
     offsets.npy     int64[N + 1]       document i owns rows offsets[i]:offsets[i+1]
     doc_ids.txt     one external id per line
-    fde/            optional: a FAISS bundle (:mod:`heron.indexing.faiss_index`) of the documents' FDEs
+    fde/            optional: a FAISS index (:mod:`heron.indexing.faiss_index`) of the documents' FDEs
     encoder/        the query encoder (a PyLate-layout ColBERT folder)
     docstore/       titles and text for display
 
 Search is exact MaxSim over all documents (brute force), or MUVERA: the query FDE fetches the top
-``candidates`` documents from ``fde/`` and exact MaxSim reranks them (:mod:`heron.retrieval.maxsim`).
+``candidates`` documents from ``fde/`` and exact MaxSim reranks them (:mod:`heron.multivector.maxsim`).
 Built in a temporary sibling directory and renamed into place (atomic).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from heron.errors import HeronError
-from heron.indexing.bundle import BundleInfo, check_files, describe_files, publish, read_bundle_manifest, start_build
+from heron.errors import HeronError, QueryError
+from heron.indexing import base
 
 FORMAT_NAME = "heron-multivector-index"
 FORMAT_VERSION = 1
@@ -39,7 +37,7 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
                             dim: int, encoder: dict | None = None, encoder_dir=None, docstore_dir=None,
                             reduction: dict | None = None, query_reduction: dict | None = None,
                             muvera: dict | None = None, progress: bool = True) -> Path:
-    """Write a multi-vector bundle from ``(doc_ids, [n_i × dim arrays])`` chunks; returns its path.
+    """Write a multi-vector index from ``(doc_ids, [n_i × dim arrays])`` chunks; returns its path.
 
     ``reduction``: ``{"method": "kmeans"|"tail"|"spacing", "k": int | None, "fraction": float | None}``
     applied to every document (post-hoc CRISP or a pruning baseline). ``muvera``: FDE parameters
@@ -48,15 +46,14 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
     """
     from tqdm.auto import tqdm
 
-    from heron.retrieval import crisp
+    from heron.multivector import crisp
 
     started = time.monotonic()
-    output, build = start_build(output_dir)
-    try:
+    with base.building(output_dir) as (output, build):
         fde_encoder = None
         fde_params = None
         if muvera is not None:
-            from heron.retrieval.muvera import MuveraEncoder
+            from heron.multivector.muvera import MuveraEncoder
 
             fde_params = dict(muvera)
             faiss_type = fde_params.pop("faiss", "flat")
@@ -112,49 +109,36 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
                               kind="muvera", progress=False)
             del fdes
             (build / "fde.f32").unlink()
-        for name, source in (("encoder", encoder_dir), ("docstore", docstore_dir)):
-            if source is not None:
-                shutil.copytree(source, build / name)
-        files = describe_files(build)
         manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "dim": int(dim),
                     "num_docs": len(doc_ids), "num_vectors": total, "encoder": encoder or {},
                     "reduction": reduction, "query_reduction": query_reduction,
                     "muvera": None if fde_encoder is None else {**fde_encoder.describe(), "faiss": faiss_type,
-                                                                 "faiss_params": faiss_params},
-                    "encoder_dir": "encoder" if encoder_dir is not None else None,
-                    "docstore_dir": "docstore" if docstore_dir is not None else None,
-                    "build": {"seconds": round(time.monotonic() - started, 3)}, "files": files}
-        (build / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        publish(build, output)
-        return output
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
+                                                                 "faiss_params": faiss_params}}
+        return base.publish_index(build, output, manifest, encoder_dir=encoder_dir, docstore_dir=docstore_dir,
+                             started=started)
 
 
-def is_multivector_bundle(path: str | os.PathLike) -> bool:
-    try:
-        return json.loads((Path(path) / MANIFEST_FILE).read_text(encoding="utf-8")).get("format") == FORMAT_NAME
-    except (OSError, ValueError, AttributeError):
-        return False
+class MultiVectorIndex(base.SearchIndex):
+    """An opened multi-vector index (the :class:`~heron.indexing.base.SearchIndex` interface); search option
+    ``candidates``: MUVERA's top candidates reranked by exact MaxSim (default: brute force over all)."""
 
-
-class MultiVectorIndex(BundleInfo):
-    """An opened multi-vector bundle."""
+    format_name = FORMAT_NAME
+    kind = "multivector"
+    search_options = frozenset({"candidates"})
 
     def __init__(self, path: Path, manifest: dict, vectors: np.ndarray, offsets: np.ndarray, doc_ids: list[str],
                  fde):
-        self.path, self.manifest, self.vectors, self.offsets, self.doc_ids, self.fde = \
+        self.path, self.manifest, self.tokens, self.offsets, self._doc_ids, self.fde = \
             path, manifest, vectors, offsets, doc_ids, fde
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = False) -> MultiVectorIndex:
         root = Path(path)
-        manifest = read_bundle_manifest(root, FORMAT_NAME, FORMAT_VERSION, "multi-vector")
-        check_files(root, manifest.get("files") or {}, verify)
+        manifest = base.read_index_manifest(root, FORMAT_NAME, FORMAT_VERSION, "multi-vector")
+        base.check_files(root, manifest.get("files") or {}, verify)
         vectors = np.load(root / "vectors.npy", mmap_mode="r", allow_pickle=False)
         offsets = np.load(root / "offsets.npy", allow_pickle=False)
-        doc_ids = (root / "doc_ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        doc_ids = base.read_doc_ids(root / "doc_ids.txt")
         if len(offsets) != len(doc_ids) + 1 or int(offsets[-1]) != len(vectors):
             raise HeronError(f"{root}: offsets, document ids and vectors disagree; rebuild the index")
         fde = None
@@ -164,16 +148,10 @@ class MultiVectorIndex(BundleInfo):
             fde = FaissIndex.open(root / "fde", verify=verify, device="cpu")
         return cls(root, manifest, vectors, offsets, doc_ids, fde)
 
-    @property
-    def num_docs(self) -> int:
-        return len(self.doc_ids)
-
-    @property
-    def dim(self) -> int:
-        return int(self.manifest["dim"])
+    dim = base.manifest_field("dim", doc="Dimension of the token vectors.")
 
     def document(self, position: int) -> np.ndarray:
-        return np.asarray(self.vectors[self.offsets[position]:self.offsets[position + 1]], dtype=np.float32)
+        return np.asarray(self.tokens[self.offsets[position]:self.offsets[position + 1]], dtype=np.float32)
 
     #: Searches score from a float32 copy of the token store, made on first use, when it fits in this many
     #: bytes (converting fp16 rows on every query costs more than the matrix product itself); larger
@@ -181,24 +159,51 @@ class MultiVectorIndex(BundleInfo):
     float32_copy_limit = 4 << 30
 
     def _scoring_vectors(self) -> np.ndarray:
-        if self.vectors.size * 4 > self.float32_copy_limit:
-            return self.vectors
+        if self.tokens.size * 4 > self.float32_copy_limit:
+            return self.tokens
         if getattr(self, "_vectors_f32", None) is None:
-            self._vectors_f32 = np.asarray(self.vectors, dtype=np.float32)
+            self._vectors_f32 = np.asarray(self.tokens, dtype=np.float32)
         return self._vectors_f32
 
     def fde_encoder(self):
-        from heron.retrieval.muvera import MuveraEncoder
+        from heron.multivector.muvera import MuveraEncoder
 
         cfg = {k: v for k, v in self.manifest["muvera"].items() if k in ("reps", "k_sim", "d_proj", "seed",
                                                                           "fill_empty", "final_dim")}
         return MuveraEncoder(self.dim, **cfg)
 
-    def search(self, query: np.ndarray, k: int = 10, candidates: int | None = None,
-               allow=None) -> tuple[list[str], np.ndarray]:
+    def search_batch(self, queries, k: int = 10, allow=None, candidates: int | None = None) -> base.BatchResult:
+        """:meth:`search` for each query's token-vector matrix."""
+        results = [self.search(q, k=k, allow=allow, candidates=candidates) for q in queries]
+        return [r[0] for r in results], [r[1] for r in results]
+
+    def check_queries(self, raw: list) -> list[np.ndarray]:
+        out = []
+        for v in raw:
+            try:
+                array = np.asarray(v, dtype=np.float32)
+            except (TypeError, ValueError):
+                array = None
+            if array is None or array.ndim != 2 or array.shape[1] != self.dim or not len(array) \
+                    or not base.finite_within(array):
+                raise QueryError(f"a multi-vector index: the vector must be a non-empty list of {self.dim}-dimensional "
+                                 f"token vectors")
+            out.append(array)
+        return out
+
+    def vectors(self, positions) -> list[np.ndarray]:
+        """The token-vector matrix (float32) of each document at ``positions``."""
+        return [self.document(int(p)) for p in positions]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "dim": self.dim, "num_vectors": self.manifest.get("num_vectors"),
+                "reduction": self.manifest.get("reduction"), "muvera": self.manifest.get("muvera")}
+
+    def search(self, query: np.ndarray, k: int = 10, allow=None,
+               candidates: int | None = None) -> tuple[list[str], np.ndarray]:
         """Top-``k`` by exact MaxSim: over every document, over MUVERA's top ``candidates``, or — when
         ``allow`` (document ids) is given — over exactly those documents."""
-        from heron.retrieval.maxsim import rerank
+        from heron.multivector.maxsim import rerank
 
         query = np.asarray(query, dtype=np.float32)
         if query.ndim != 2 or query.shape[1] != self.dim:
@@ -216,4 +221,4 @@ class MultiVectorIndex(BundleInfo):
             _, positions = self.fde.search_arrays(self._fde_encoder.encode_query(query)[None, :], candidates)
             pool = positions[0][positions[0] >= 0]
         idx, scores = rerank(query, self._scoring_vectors(), self.offsets, pool, min(k, len(pool)))
-        return [self.doc_ids[i] for i in idx.tolist()], scores
+        return [self._doc_ids[i] for i in idx.tolist()], scores

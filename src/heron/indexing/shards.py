@@ -28,27 +28,19 @@ Example::
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from heron.checksums import sha256_file
 from heron.errors import HeronError
+from heron.storage import commit_file, read_versioned_json, sha256_file, write_json_atomic
 
 SHARDS_FORMAT = "heron-sparse-shards"
 SHARDS_VERSION = 1
 DENSE_SHARDS_FORMAT = "heron-dense-shards"
 MANIFEST = "shards.json"
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 class SparseShardWriter:
@@ -63,7 +55,7 @@ class SparseShardWriter:
             "format": self.FORMAT, "version": SHARDS_VERSION, "vocab_size": int(vocab_size),
             "num_docs": 0, "complete": False, "meta": meta or {}, "shards": [],
         }
-        _write_json_atomic(self.directory / MANIFEST, self.manifest)
+        write_json_atomic(self.directory / MANIFEST, self.manifest)
 
     @classmethod
     def resume(cls, directory: str | Path, vocab_size: int, meta: dict | None = None) -> SparseShardWriter:
@@ -92,7 +84,7 @@ class SparseShardWriter:
         manifest["num_docs"] = sum(s["num_docs"] for s in kept)
         manifest["complete"] = False
         writer.manifest = manifest
-        _write_json_atomic(path, manifest)
+        write_json_atomic(path, manifest)
         return writer
 
     @property
@@ -116,15 +108,15 @@ class SparseShardWriter:
         final = self.directory / name
         tmp = self.directory / f".{name}.tmp.npz"
         np.savez(tmp, doc_ids=np.asarray(list(doc_ids), dtype=str), **arrays)
-        os.replace(tmp, final)
+        commit_file(tmp, final)
         self.manifest["shards"].append(
             {"file": name, "num_docs": len(doc_ids), "nnz": nnz, "sha256": sha256_file(final)})
         self.manifest["num_docs"] += len(doc_ids)
-        _write_json_atomic(self.directory / MANIFEST, self.manifest)
+        write_json_atomic(self.directory / MANIFEST, self.manifest)
 
     def close(self) -> None:
         self.manifest["complete"] = True
-        _write_json_atomic(self.directory / MANIFEST, self.manifest)
+        write_json_atomic(self.directory / MANIFEST, self.manifest)
 
     def __enter__(self) -> SparseShardWriter:
         return self
@@ -175,19 +167,7 @@ def iter_dense_shards(directory: str | Path, verify: bool = True) -> Iterator[tu
 
 
 def read_manifest(directory: str | Path, expected: str = SHARDS_FORMAT) -> dict:
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise HeronError(f"{path}: no shard manifest (not an encoded-shards directory)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise HeronError(f"{path}: corrupt manifest ({exc.msg})") from None
-    if manifest.get("format") != expected:
-        raise HeronError(f"{path}: not a heron shard manifest")
-    if manifest.get("version") != SHARDS_VERSION:
-        raise HeronError(f"{path}: shard format version {manifest.get('version')} is not supported "
-                         f"(this heron reads version {SHARDS_VERSION})")
-    return manifest
+    return read_versioned_json(Path(directory) / MANIFEST, expected, SHARDS_VERSION, "heron encoded-shards folder")
 
 
 def load_shard(path: str | Path) -> tuple[list[str], tuple[np.ndarray, np.ndarray, np.ndarray], int]:

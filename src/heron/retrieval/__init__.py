@@ -32,6 +32,18 @@ def _bm25_lucene(**kw) -> Retriever:
     return LuceneBM25Retriever(**kw)
 
 
+#: Builds a named retriever's index into the cache (``config`` mapping → index path). Building is the build
+#: layer's job (:mod:`heron.build`, above this package): it registers itself here when imported, and so does
+#: the command line, so that retrieval never imports the layer above it.
+_index_builder: Callable[[dict], Path] | None = None
+
+
+def set_index_builder(builder: Callable[[dict], Path]) -> None:
+    """Register the function that builds a named retriever's index into the cache on first use."""
+    global _index_builder
+    _index_builder = builder
+
+
 class CachedIndexRetriever(Retriever):
     """A named retriever backed by an index of the dataset that heron builds once into its cache."""
 
@@ -48,9 +60,10 @@ class CachedIndexRetriever(Retriever):
         path = self.index_path(dataset)
         if str(path) not in self._opened:
             if not path.is_dir():
-                from heron.indexing.build import build_index, make_config
-
-                build_index(make_config({**self.config, "dataset": str(dataset.root), "output": str(path)}))
+                if _index_builder is None:
+                    raise HeronError(f"{self.name}: no index of {dataset.name} in the cache yet ({path}); import "
+                                     f"heron.build (or use the heron command) to build it on first use")
+                _index_builder({**self.config, "dataset": str(dataset.root), "output": str(path)})
             self._opened[str(path)] = open_index_retriever(path, **self.options)
         return self._opened[str(path)]
 
@@ -76,46 +89,40 @@ RETRIEVERS: dict[str, tuple[Callable[..., Retriever], str]] = {
 }
 
 
+#: index kind (:attr:`heron.indexing.base.SearchIndex.kind`) → the retriever that serves it: module, class
+RETRIEVER_FOR_KIND: dict[str, tuple[str, str]] = {
+    "inverted": ("heron.retrieval.sparse", "SparseIndexRetriever"),
+    "faiss": ("heron.retrieval.dense", "DenseIndexRetriever"),
+    "multivector": ("heron.retrieval.multivector", "MultiVectorRetriever"),
+}
+#: options every index retriever takes besides its index's search options
+_COMMON_OPTIONS = {"threads", "device"}
+
+
 def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
-    """The retriever for an index directory: heron's inverted index or a FAISS bundle.
+    """The retriever for an index directory of any type (its manifest says which).
 
-    ``options`` go to the matching retriever (``mode``/``preset``/... for inverted indexes,
-    ``ef_search``/``nprobe``/``truncate_dims`` for FAISS); ``None`` values are ignored.
+    ``options`` are the index type's search options (:attr:`~heron.indexing.base.SearchIndex.search_options`:
+    ``mode``/``preset``/… for inverted indexes, ``ef_search``/``nprobe``/``truncate_dims`` for FAISS,
+    ``candidates`` for multi-vector) plus ``threads`` and ``device``; ``None`` values are ignored and any
+    other option is a one-line error.
     """
-    from heron.indexing.faiss_index import is_faiss_bundle
+    import importlib
 
-    root = Path(path)
-    if not root.is_dir():
-        raise HeronError(f"{path}: index directory does not exist")
-    from heron.indexing.multivector_store import is_multivector_bundle
+    from heron.indexing.registry import index_type
 
+    kind = index_type(path)
     options = {k: v for k, v in options.items() if v is not None}
-    if is_multivector_bundle(root):
-        from heron.retrieval.multivector import MultiVectorRetriever
-
-        allowed = {"candidates", "threads", "device"}
-        extra = sorted(set(options) - allowed - {"mode"})
-        if extra or options.get("mode", "exact") != "exact":
-            raise HeronError(f"{path}: a multi-vector index takes candidates (MUVERA), not "
-                             f"{', '.join(extra) or 'mode ' + options['mode']}")
-        return MultiVectorRetriever(root, **{k: v for k, v in options.items() if k in allowed})
-    if is_faiss_bundle(root):
-        from heron.retrieval.dense import DenseIndexRetriever
-
-        allowed = {"ef_search", "nprobe", "truncate_dims", "threads", "device"}
-        extra = sorted(set(options) - allowed - {"mode"})
-        if extra or options.get("mode", "exact") != "exact":
-            raise HeronError(f"{path}: a FAISS index takes ef_search / nprobe / truncate_dims, not "
-                             f"{', '.join(extra) or 'mode ' + options['mode']}")
-        return DenseIndexRetriever(root, **{k: v for k, v in options.items() if k in allowed})
-    from heron.retrieval.sparse import SparseIndexRetriever
-
-    options.pop("device", None)  # the inverted index searches on the CPU
-    dense_only = sorted({"ef_search", "nprobe", "truncate_dims", "candidates"} & set(options))
-    if dense_only:
-        raise HeronError(f"{path}: {', '.join(dense_only)} apply to FAISS or multi-vector indexes, this is an "
-                         f"inverted index")
-    return SparseIndexRetriever(root, **options)
+    extra = sorted(set(options) - kind.search_options - _COMMON_OPTIONS)
+    if extra:
+        takes = ", ".join(sorted(kind.search_options))
+        article = "an" if kind.kind[0] in "aeiou" else "a"
+        raise HeronError(f"{path}: {', '.join(extra)} do not apply to {article} {kind.kind} index (it takes {takes})")
+    module, name = RETRIEVER_FOR_KIND[kind.kind]
+    retriever_class = getattr(importlib.import_module(module), name)
+    if kind.kind == "inverted":
+        options.pop("device", None)  # the inverted index searches on the CPU
+    return retriever_class(path, **options)
 
 
 def get_retriever(name: str, fusion: str = "rrf", fusion_weights=None, rrf_k: float = 60.0, depth: int = 1000,
@@ -154,4 +161,5 @@ def check_retriever_spec(name: str) -> None:
                              f"or members joined by '+')")
 
 
-__all__ = ["RETRIEVERS", "Retriever", "Run", "check_retriever_spec", "get_retriever", "open_index_retriever"]
+__all__ = ["RETRIEVERS", "Retriever", "Run", "check_retriever_spec", "get_retriever", "open_index_retriever",
+           "set_index_builder"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+from heron.eval.runs import Run  # re-exported: retrievers produce runs
+
 if TYPE_CHECKING:  # pragma: no cover
     from heron.eval.datasets import Dataset
-
-Run = dict[str, dict[str, float]]
 
 
 class Retriever(ABC):
@@ -44,14 +44,26 @@ class IndexRetriever(Retriever):
     """
 
     index = None
+    #: search options passed to ``index.search_batch`` with every query batch
+    options: dict = {}
 
     @abstractmethod
     def encode(self, texts):
         """Query vectors for ``texts`` in the index's space."""
 
-    @abstractmethod
     def search_vectors(self, queries, k: int = 10, allow=None) -> list:
         """Top-``k`` ``(doc ids, scores)`` per query vector (among the ``allow`` ids when given)."""
+        ids, scores = self.index.search_batch(queries, k=k, allow=allow, **self.options)
+        return list(zip(ids, scores))
+
+    def require_encoder_dir(self):
+        """The query encoder folder inside the index; a one-line error when the index holds none."""
+        if self.index.encoder_dir is None:
+            from heron.errors import HeronError
+
+            raise HeronError(f"{self.index.path}: the index holds no query encoder (encoder/); "
+                             f"build it with heron build-index")
+        return self.index.encoder_dir
 
     def search(self, texts, k: int = 10, allow=None) -> list:
         """Top-``k`` ``(doc ids, scores)`` per query text."""

@@ -50,7 +50,7 @@ class MultiVectorRetriever(IndexRetriever):
                 "muvera": self.index.manifest.get("muvera")}
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
-        from heron.retrieval import crisp
+        from heron.multivector import crisp
 
         clouds = self.encoder.encode_queries(list(texts))
         if self.query_reduction:

@@ -1,7 +1,7 @@
 """Pseudo-relevance feedback in vector space, for sparse (inverted-index) and dense (FAISS) retrievers.
 
 The query's vector ``q`` retrieves the top-``k`` feedback documents, whose *stored* vectors ``d_1..d_k``
-(the inverted index's forward rows, or the FAISS bundle's vectors) revise it; the revised vector, in the
+(the inverted index's forward rows, or the FAISS index's vectors) revise it; the revised vector, in the
 same space, is searched again:
 
 - ``rocchio``: ``q' = α·q + β·(1/k)·Σ_i d_i``  (defaults α = 1, β = 0.5, k = 3);
@@ -46,8 +46,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from heron.errors import HeronError
-from heron.formats import read_versioned_json
 from heron.retrieval.base import IndexRetriever
+from heron.storage import read_versioned_json
 
 METHODS = ("rocchio", "average")
 MODEL_CONFIG = "prf_model.json"
@@ -213,20 +213,15 @@ class FeedbackSpace:
     """What PRF needs from a base retriever: ``encode``, ``first_pass`` and the feedback documents' vectors."""
 
     def __init__(self, base: IndexRetriever):
-        from heron.indexing.faiss_index import FaissIndex
-        from heron.indexing.inverted import InvertedIndex
-
-        self.base = base
         index = getattr(base, "index", None)
-        if isinstance(index, InvertedIndex):
-            self.kind, self.dim = "sparse", int(index.vocab_size)
-        elif isinstance(index, FaissIndex):
-            if getattr(base, "truncate_dims", None):
-                raise HeronError(f"{index.path}: PRF works on full vectors; drop truncate_dims")
-            self.kind, self.dim = "dense", int(index.dim)
-        else:
+        kind = getattr(index, "kind", None)
+        if kind not in ("inverted", "faiss"):
             raise HeronError(f"PRF needs a retriever over heron's inverted index or a FAISS index, not "
-                             f"{type(base).__name__}")
+                             f"{kind or type(base).__name__}")
+        if getattr(base, "options", {}).get("truncate_dims"):
+            raise HeronError(f"{index.path}: PRF works on full vectors; drop truncate_dims")
+        self.base = base
+        self.kind, self.dim = ("sparse" if kind == "inverted" else "dense"), int(index.dim)
         self.index = index
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -244,21 +239,10 @@ class FeedbackSpace:
     def vectors(self, positions: Sequence[int]) -> np.ndarray:
         """``n × D`` stored vectors of documents at index positions (dequantized for the inverted index)."""
         positions = [int(p) for p in positions]
-        out = np.zeros((len(positions), self.dim), dtype=np.float32)
-        if self.kind == "sparse":
-            for r, p in enumerate(positions):
-                terms, weights = self.index.row(p)
-                out[r, terms] = weights
-            return out
         if not positions:
-            return out
-        if self.index.vectors is not None:
-            return np.asarray(self.index.vectors[positions], dtype=np.float32)
-        try:
-            return np.stack([self.index.index.reconstruct(p) for p in positions]).astype(np.float32)
-        except RuntimeError:
-            raise HeronError(f"{self.index.path}: PRF needs the document vectors (this FAISS index can neither "
-                             f"return them nor holds a copy); rebuild it with the vectors stored") from None
+            return np.zeros((0, self.dim), dtype=np.float32)
+        stored = self.index.vectors(positions)
+        return np.asarray(stored.toarray() if sp.issparse(stored) else stored, dtype=np.float32)
 
     def feedback(self, q: np.ndarray, k: int, allow=None):
         """First pass: ``(docs Q × k × D, scores Q × k, mask Q × k, hits)`` for the top-``k`` of each query."""

@@ -16,37 +16,36 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from heron.errors import HeronError
+from heron.errors import HeronError, QueryError
 from heron.indexing.inverted import InvertedIndex
+from heron.indexing.inverted.kernels import MODES
 from heron.retrieval.base import IndexRetriever
 from heron.retrieval.encoders import load_query_encoder
-
-MODES = ("exact", "pruned", "approx")
 
 
 class SparseIndexRetriever(IndexRetriever):
     """``heron eval --index DIR``: queries encoded by the index's own encoder, searched by its kernels.
 
-    ``mode``: ``exact`` (dynamically pruned exact top-k, the default), ``taat`` (exhaustive
-    term-at-a-time, the baseline), or ``approx`` (needs an index built with approximate structures;
-    ``preset`` or ``query_cut`` / ``heap_factor``).
+    ``mode`` (the index's :data:`~heron.indexing.inverted.kernels.MODES`): ``exact`` (block-max pruned
+    exact top-k, the default), ``taat`` (exhaustive term-at-a-time, the baseline: the same results), or
+    ``approx`` (needs an index built with approximate structures; ``preset`` or ``query_cut`` /
+    ``heap_factor``, default preset ``recall95``).
     """
 
     def __init__(self, index: str | os.PathLike | InvertedIndex, mode: str = "exact", threads: int | None = None,
                  **knobs):
         self.index = index if isinstance(index, InvertedIndex) else InvertedIndex.open(index)
-        if mode not in ("exact", "taat", "approx"):
-            raise HeronError(f"unknown search mode {mode!r} (choose exact, taat or approx)")
+        if mode not in MODES:
+            raise HeronError(f"unknown search mode {mode!r} (choose {', '.join(MODES)})")
         self.mode = mode
         self.threads = threads or os.cpu_count() or 1
         self.knobs = {key: value for key, value in knobs.items() if value is not None}
         if mode != "approx" and self.knobs:
-            raise HeronError(f"{', '.join(sorted(self.knobs))}: only meaningful with --mode approx")
+            raise HeronError(f"{', '.join(sorted(self.knobs))}: only meaningful with mode approx")
         if mode == "approx" and not self.knobs:
             self.knobs = {"preset": "recall95"}
         if self.index.encoder_dir is None:
@@ -78,16 +77,11 @@ class SparseIndexRetriever(IndexRetriever):
 
     def search_vectors(self, queries, k: int = 10, allow=None) -> list[tuple[list[str], np.ndarray]]:
         """Top-``k`` ``(doc ids, scores)`` per query vector (a ``Q × V`` sparse matrix, or ``{term: weight}``
-        dicts); a query with no known term gets none. ``allow``: document ids to rank among (exact)."""
-        kernel_mode = {"exact": "pruned", "taat": "exact", "approx": "approx"}[self.mode]
-        if allow is not None:
-            kernel_mode = "pruned"
-        ids, scores = self.index.search_batch(queries, k=k, mode=kernel_mode, threads=self.threads, allow=allow,
-                                              **(self.knobs if kernel_mode == "approx" else {}))
+        dicts); a query with no known term gets none. ``allow``: document ids to rank among (the exact
+        modes only: an approximate search would rank only the allowed documents it happens to visit)."""
+        if allow is not None and self.mode == "approx":
+            raise QueryError(f"{self.index.path}: approximate search cannot rank an allow-list; "
+                             f"search this index with mode exact")
+        ids, scores = self.index.search_batch(queries, k=k, mode=self.mode, threads=self.threads, allow=allow,
+                                              **self.knobs)
         return list(zip(ids, scores))
-
-
-def open_retriever(path: str | os.PathLike, **options) -> SparseIndexRetriever:
-    if not Path(path).is_dir():
-        raise HeronError(f"{path}: index directory does not exist")
-    return SparseIndexRetriever(path, **options)

@@ -9,16 +9,15 @@ masked out). ColBERT's query augmentation ([MASK] padding to ``query_length``) a
 apply.
 
 ``crisp`` (``C4x8``, ``C8x32``, ``C25``, ``C50``) clusters the query and document token vectors inside the
-forward pass (:func:`heron.retrieval.crisp.torch_cluster_means`): centroids replace the tokens in MaxSim
-and gradients flow through the means, as the CRISP paper trains. The checkpoint is a PyLate-layout
-folder (loadable by :class:`~heron.retrieval.encoders.multivector.MultiVectorEncoder` and by PyLate)
-plus ``training.json`` (the training query ids, the loss history).
+forward pass (:func:`heron.multivector.crisp.torch_cluster_means`): centroids replace the tokens in MaxSim
+and gradients flow through the means, as the CRISP paper trains. Scores come from
+:func:`heron.multivector.maxsim.maxsim_matrix`, the MaxSim that multi-vector indexes serve. The checkpoint
+is a PyLate-layout folder (loadable by :class:`~heron.retrieval.encoders.multivector.MultiVectorEncoder`
+and by PyLate) plus ``training.json`` (the training query ids, the loss history), published atomically.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from pathlib import Path
 
@@ -27,6 +26,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from heron.errors import HeronError
+from heron.multivector.maxsim import maxsim_matrix
+from heron.storage import staged, write_json_atomic
 
 
 class ColBERTTrainConfig(BaseModel):
@@ -49,15 +50,6 @@ class ColBERTTrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1)
 
 
-def maxsim_matrix(q: torch.Tensor, q_mask: torch.Tensor, d: torch.Tensor, d_mask: torch.Tensor) -> torch.Tensor:
-    """``B_q × B_d`` MaxSim scores of padded token sets (masks: True = real vector)."""
-    sims = torch.einsum("iqh,jth->ijqt", q, d)
-    sims = sims.masked_fill(~d_mask[None, :, None, :], float("-inf"))
-    best = sims.max(dim=3).values  # B_q × B_d × L_q
-    best = torch.where(q_mask[:, None, :], best, torch.zeros_like(best))
-    return best.sum(dim=2)
-
-
 def _hard_negatives(ds, pairs, depth: int, seed: int) -> dict[str, list[str]]:
     from heron.training.data import hard_negatives
 
@@ -68,7 +60,7 @@ def train_colbert(config: ColBERTTrainConfig, output: str | Path, progress: bool
     from tqdm.auto import tqdm
 
     from heron.eval import load_dataset
-    from heron.retrieval.crisp import parse_setting, torch_cluster_means
+    from heron.multivector.crisp import parse_setting, torch_cluster_means
     from heron.retrieval.encoders.multivector import MultiVectorEncoder
     from heron.training.data import training_pairs
 
@@ -142,12 +134,9 @@ def train_colbert(config: ColBERTTrainConfig, output: str | Path, progress: bool
     bar.close()
     model.eval()
     output = Path(output)
-    tmp = output.with_name(f".{output.name}.tmp")
-    encoder.save(tmp)
-    (tmp / "training.json").write_text(json.dumps({
-        "config": config.model_dump(), "datasets": summaries, "seconds": round(time.monotonic() - started, 1),
-        "history": history}, indent=1), encoding="utf-8")
-    if output.exists():
-        shutil.rmtree(output)
-    tmp.rename(output)
+    with staged(output) as tmp:  # a previous checkpoint stays whole until the new one replaces it
+        encoder.write_files(tmp)
+        write_json_atomic(tmp / "training.json", {
+            "config": config.model_dump(), "datasets": summaries, "seconds": round(time.monotonic() - started, 1),
+            "history": history}, durable=False)
     return output

@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heron.errors import HeronError
 from heron.retrieval.encoders.csr import SparseAutoencoder
+from heron.storage import staged, write_json_atomic
 from heron.training.losses import info_nce, nmse
 
 
@@ -170,17 +170,7 @@ def train_csr(config: CSRTrainConfig, output: str | Path, progress: bool = True)
     output = Path(output)
     info = {"base": config.base, "base_encoder": encoder.describe(), "train_config": config.model_dump(),
             "seconds": round(time.monotonic() - started, 1), "first": history[0], "last": history[-1]}
-    tmp = output.with_name(f".{output.name}.tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    sae.save(tmp, info)
-    (tmp / "training.json").write_text(json.dumps({"datasets": summaries, "history": history}, indent=1),
-                                       encoding="utf-8")
-    if output.exists():
-        import shutil
-
-        shutil.rmtree(output)
-    tmp.rename(output)
+    with staged(output) as tmp:  # a previous checkpoint stays whole until the new one replaces it
+        sae.save(tmp, info)
+        write_json_atomic(tmp / "training.json", {"datasets": summaries, "history": history}, durable=False)
     return output

@@ -34,8 +34,6 @@ Example::
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch.nn import functional as F
 
 from heron.errors import HeronError
+from heron.storage import staged, write_json_atomic
 
 
 def lol_regularizer(losses: Sequence[torch.Tensor], reduction: str = "mean") -> torch.Tensor:
@@ -277,21 +276,16 @@ class PRFTrainer:
 
     def save(self, output: str | Path, history: list[dict], seconds: float) -> Path:
         output = Path(output)
-        tmp = output.with_name(f".{output.name}.tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
         info = {"docs": self.config.docs or max(self.config.feedback), "index": str(self.config.index),
                 "index_encoder": self.base.index.encoder, "dataset": self.dataset.name,
                 "fingerprint": self.dataset.fingerprint(), "lol": self.config.lol}
-        self.model.save(tmp, info)
-        (tmp / "training.json").write_text(json.dumps({
-            "config": self.config.model_dump(),
-            "datasets": [{**self.pairs.summary(), "fingerprint": self.dataset.fingerprint(),
-                          "query_ids": self.pairs.query_ids}],
-            "seconds": round(seconds, 1), "history": history}, indent=1), encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
+        with staged(output) as tmp:  # a previous model stays whole until the new one replaces it
+            self.model.save(tmp, info)
+            write_json_atomic(tmp / "training.json", {
+                "config": self.config.model_dump(),
+                "datasets": [{**self.pairs.summary(), "fingerprint": self.dataset.fingerprint(),
+                              "query_ids": self.pairs.query_ids}],
+                "seconds": round(seconds, 1), "history": history}, durable=False)
         return output
 
 

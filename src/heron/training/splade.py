@@ -39,9 +39,7 @@ Example::
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +50,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from heron.errors import HeronError
+from heron.retrieval.encoders.pooling import splade_pool
+from heron.storage import staged, write_json_atomic
 from heron.training import losses
 from heron.training.regularizers import (
     QuadraticWarmup,
@@ -124,43 +124,27 @@ class SpladeTrainConfig(BaseModel):
 
 
 def load_config(path: str | Path | None, cls=SpladeTrainConfig, **overrides):
-    """A training config from YAML (``path`` may be ``None``) with non-``None`` ``overrides`` on top."""
-    import yaml
-    from pydantic import ValidationError
+    """A training config from YAML (``path`` may be ``None``) with non-``None`` ``overrides`` on top
+    (:func:`heron.training.configs.load_config`, defaulting to this trainer's model)."""
+    from heron.training.configs import load_config as load
 
-    raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise HeronError(f"{path}: config file does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise HeronError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise HeronError(f"{path}: a training config is a mapping of fields")
-    raw.update({k: v for k, v in overrides.items() if v is not None and v != []})
-    try:
-        return cls(**raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "config"
-        raise HeronError(f"{path or 'train config'}: field {where!r}: {first['msg']}") from None
+    return load(path, cls, **overrides)
 
 
 # -- the model's forward -----------------------------------------------------------------------------------
 def splade_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """``B × V`` SPLADE weights ``max_i log(1 + ReLU(logit_ij))`` over real tokens (differentiable)."""
+    """``B × V`` SPLADE weights ``max_i log(1 + ReLU(logit_ij))`` over real tokens (differentiable): the
+    encoder's own pooling (:func:`~heron.retrieval.encoders.pooling.splade_pool`) of the model's logits."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    logits = logits.masked_fill(attention_mask.unsqueeze(-1) == 0, float("-inf"))
-    return torch.log1p(torch.relu(logits.amax(dim=1).float()))
+    return splade_pool(logits, attention_mask)
 
 
 def resolve_base(base: str) -> tuple[str, bool]:
     """The transformer folder (or hub id) of a SPLADE base model and its ``do_lower_case``."""
-    from heron.retrieval.encoders.splade import _read_layout, _resolve
+    from heron.retrieval.encoders.hf import resolve_model_folder
+    from heron.retrieval.encoders.splade import read_layout
 
-    spec, _ = _read_layout(_resolve(base))
+    spec, _ = read_layout(resolve_model_folder(base))
     return str(spec.path), bool(spec.lowercase)
 
 
@@ -295,9 +279,7 @@ class SpladeTrainer:
     """One SPLADE training run: model, optimiser, regularisers; :meth:`step` does one update."""
 
     def __init__(self, config: SpladeTrainConfig, data: TrainingSet):
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-        from heron.retrieval.encoders.splade import resolve_device
+        from heron.retrieval.encoders.hf import load_checkpoint, resolve_device
 
         self.config, self.data = config, data
         seed_everything(config.seed)
@@ -305,11 +287,7 @@ class SpladeTrainer:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device)
         path, self.lowercase = resolve_base(config.base)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-            self.model = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            raise HeronError(f"{config.base}: cannot load a masked-LM checkpoint ({exc})") from None
+        self.tokenizer, self.model = load_checkpoint(path, masked_lm=True, name=config.base)
         self.model.to(self.device)
         self.model.train()
         self.idf_encoder = None  # the query side of an inference-free model
@@ -435,36 +413,29 @@ class SpladeTrainer:
                 "l0_d": float(l0(d))}
 
     def save(self, output: str | Path, history: list[dict], seconds: float) -> Path:
-        from heron.retrieval.encoders.splade import SpladeEncoder, write_encoder_config
+        """Write the checkpoint folder ``output``, published atomically (:func:`heron.storage.staged`): a
+        previous checkpoint there stays whole until the new one replaces it."""
+        from heron.retrieval.encoders.hf import save_pretrained, write_encoder_config
+        from heron.retrieval.encoders.splade import SpladeEncoder
 
         output = Path(output)
-        tmp = output.with_name(f".{output.name}.tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
         self.model.eval()
-        self.model.save_pretrained(str(tmp), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(tmp))
-        for stray in tmp.glob("*"):  # never ship pickle files
-            if stray.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"):
-                stray.unlink()
-        layout = {"model": ".", "query": None, "documents": None}
-        if self.idf_encoder is not None:
-            self.idf_encoder.save(tmp / "query")
-            layout = {"model": None, "query": "query", "documents": "."}
-        # reopen what was written: the checkpoint must load as heron's SPLADE encoder
-        check = SpladeEncoder(tmp, query_model=self.idf_encoder, doc_max_length=self.config.document_length,
-                              query_max_length=self.config.query_length, device="cpu",
-                              lowercase=self.lowercase or None)
-        info = check.describe()
-        info["doc_model"] = output.name
-        write_encoder_config(tmp, info, layout)
-        (tmp / "training.json").write_text(json.dumps({
-            "config": self.config.model_dump(), "datasets": self.data.summaries, "seconds": round(seconds, 1),
-            "history": history}, indent=1), encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
+        with staged(output) as tmp:
+            save_pretrained(self.model, self.tokenizer, tmp)
+            layout = {"model": ".", "query": None, "documents": None}
+            if self.idf_encoder is not None:
+                self.idf_encoder.save(tmp / "query")
+                layout = {"model": None, "query": "query", "documents": "."}
+            # reopen what was written: the checkpoint must load as heron's SPLADE encoder
+            check = SpladeEncoder(tmp, query_model=self.idf_encoder, doc_max_length=self.config.document_length,
+                                  query_max_length=self.config.query_length, device="cpu",
+                                  lowercase=self.lowercase or None)
+            info = check.describe()
+            info["doc_model"] = output.name
+            write_encoder_config(tmp, info, layout)
+            write_json_atomic(tmp / "training.json", {
+                "config": self.config.model_dump(), "datasets": self.data.summaries, "seconds": round(seconds, 1),
+                "history": history}, durable=False)
         self.model.train()
         return output
 

@@ -6,16 +6,16 @@ with :func:`build_inverted_index`; open it with :meth:`InvertedIndex.open`. The 
 
 Example::
 
-    >>> from heron.retrieval.encoders.bm25 import BM25Encoder
     >>> import tempfile, os
-    >>> enc = BM25Encoder().fit(["the cat sat", "a dog barked at the cat"])
-    >>> vocab = sorted(enc.vocab, key=enc.vocab.__getitem__)
-    >>> path = build_inverted_index([(["d1", "d2"], enc.document_vectors())],
-    ...                             os.path.join(tempfile.mkdtemp(), "idx"), vocab=vocab,
-    ...                             encoder={"type": "bm25"}, progress=False)
+    >>> import scipy.sparse as sp
+    >>> rows = sp.csr_matrix([[1.5, 0.0, 0.7], [0.0, 2.0, 0.7]], dtype="float32")   # 2 documents × 3 terms
+    >>> path = build_inverted_index([(["d1", "d2"], rows)], os.path.join(tempfile.mkdtemp(), "idx"),
+    ...                             vocab=["cat", "dog", "sat"], encoder={"type": "toy"}, progress=False)
     >>> index = InvertedIndex.open(path)
     >>> index.num_docs, index.doc_ids
     (2, ['d1', 'd2'])
+    >>> index.search({"dog": 1.0, "sat": 1.0}, k=2)[0]
+    ['d2', 'd1']
 """
 
 from heron.indexing.inverted.builder import build_inverted_index

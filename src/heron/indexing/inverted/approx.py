@@ -47,7 +47,17 @@ import threading
 import numpy as np
 from numba import njit
 
-from heron.indexing.inverted import kernels as K
+from heron.indexing.inverted.topk import (
+    INT32_MAX,
+    SLACK,
+    begin_query,
+    end_query,
+    heap_offer,
+    readonly,
+    run_groups,
+    scratch,
+    search_one,
+)
 
 ARRAY_NAMES = ("list_blocks", "block_doc_offsets", "block_docs", "summary_offsets", "summary_terms",
                "summary_values", "summary_scales")
@@ -153,6 +163,15 @@ def _doc_cut_group(fo, ft, fi, g, groups, cut_terms, cut_vals):
 
 
 @njit(cache=True, nogil=True)
+def _cut_length(cut_terms, d):
+    """How many of document ``d``'s cut terms are set (a row is padded with -1)."""
+    m = 0
+    while m < cut_terms.shape[1] and cut_terms[d, m] >= 0:
+        m += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
 def _cluster_group(ko, kept_docs, kept_imp, co, order, g, groups, kmeans, cut_terms, cut_vals, seed, vocab_size,
                    max_n, max_nb, out_docs, slot_sizes):
     doc_cut = cut_terms.shape[1]
@@ -185,26 +204,21 @@ def _cluster_group(ko, kept_docs, kept_imp, co, order, g, groups, kmeans, cut_te
                 cpos[c] = cpos[pick]
                 cpos[pick] = tmp
             ne = 0
-            for c in range(nbt):
+            for c in range(nbt):  # index the centroids' cut terms (the list's own term left out)
                 dc = kept_docs[a + cpos[c]]
-                for j in range(doc_cut):
+                for j in range(_cut_length(cut_terms, dc)):
                     u = cut_terms[dc, j]
-                    if u < 0:
-                        break
-                    if u == t:
-                        continue
-                    ent_c[ne] = c
-                    ent_v[ne] = cut_vals[dc, j]
-                    ent_next[ne] = head[u]
-                    head[u] = ne
-                    ne += 1
+                    if u != t:
+                        ent_c[ne] = c
+                        ent_v[ne] = cut_vals[dc, j]
+                        ent_next[ne] = head[u]
+                        head[u] = ne
+                        ne += 1
             for i in range(n):
                 d = kept_docs[a + i]
                 nt = 0
-                for j in range(doc_cut):
+                for j in range(_cut_length(cut_terms, d)):
                     u = cut_terms[d, j]
-                    if u < 0:
-                        break
                     if u == t:
                         continue
                     xv = np.float64(cut_vals[d, j])
@@ -236,11 +250,8 @@ def _cluster_group(ko, kept_docs, kept_imp, co, order, g, groups, kmeans, cut_te
                 label[i] = best
             for c in range(nbt):  # clear the centroid index
                 dc = kept_docs[a + cpos[c]]
-                for j in range(doc_cut):
-                    u = cut_terms[dc, j]
-                    if u < 0:
-                        break
-                    head[u] = -1
+                for j in range(_cut_length(cut_terms, dc)):
+                    head[cut_terms[dc, j]] = -1
         else:
             size = (n + nbt - 1) // nbt
             for i in range(n):
@@ -354,9 +365,9 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
                  centroid_fraction=0.1, clustering="kmeans", doc_cut=15, summary_energy=0.5, seed=0,
                  threads=None) -> dict[str, np.ndarray]:
     """The approximate-search arrays of an index (see the module docstring for the parameters)."""
-    po = K._ro(postings_offsets, np.int64)
-    pd, pi = K._ro(postings_docs, np.int32), K._ro(postings_impacts)
-    fo, ft, fi = K._ro(forward_offsets, np.int64), K._ro(forward_terms, np.int32), K._ro(forward_impacts)
+    po = readonly(postings_offsets, np.int64)
+    pd, pi = readonly(postings_docs, np.int32), readonly(postings_impacts)
+    fo, ft, fi = readonly(forward_offsets, np.int64), readonly(forward_terms, np.int32), readonly(forward_impacts)
     num_docs = int(num_docs)
     vocab_size = len(po) - 1
     if prune not in ("fixed", "global"):
@@ -378,7 +389,7 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
         raise ValueError(f"n_postings must be positive, not {n_postings}")
     threads = max(1, int(threads or os.cpu_count() or 1))
     groups = threads * 8 if threads > 1 else 1
-    run = K.run_groups
+    run = run_groups
     # 1. static pruning
     if prune == "fixed" or len(pd) == 0:
         kept = np.minimum(df, n_postings)
@@ -495,7 +506,7 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_terms, q_weights, qlo, qh
             dot = 0.0
             for j in range(so[b], so[b + 1]):
                 dot += qdense[st[j]] * sv[j]
-            if dot * ss[b] * heap_factor * K._SLACK < hs[0]:
+            if dot * ss[b] * heap_factor * SLACK < hs[0]:
                 continue
             for p in range(bdo[b], bdo[b + 1]):
                 d = bd[p]
@@ -507,7 +518,7 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_terms, q_weights, qlo, qh
                 s = 0.0
                 for i in range(fo[d], fo[d + 1]):
                     s += qdense[ft[i]] * fi[i]
-                K.heap_offer(hs, hd, np.float32(s), d)
+                heap_offer(hs, hd, np.float32(s), d)
     for i in range(qlo, qhi):
         qdense[q_terms[i]] = 0.0
 
@@ -519,22 +530,17 @@ def _approx_group(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, num_docs, q_indptr, q
     kk = min(out_idx.shape[1], num_docs)
     qdense = np.zeros(vocab_size, np.float64)
     stamp = np.zeros(num_docs, np.int32)
-    has_allow = allow_indptr.shape[0] > 0
-    mask = np.zeros(num_docs if has_allow else 0, np.uint8)
+    mask = np.zeros(num_docs if allow_indptr.shape[0] > 0 else 0, np.uint8)
     hs = np.empty(kk, np.float32)
     hd = np.empty(kk, np.int32)
     gen = 0
     for q in range(g, nq, groups):
         gen += 1
-        K.heap_reset(hs, hd)
-        if has_allow:
-            K._fill_mask(mask, allow_indptr, allow_docs, q, 1)
+        begin_query(hs, hd, mask, allow_indptr, allow_docs, q)
         if kk > 0:
             _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_terms, q_weights, q_indptr[q], q_indptr[q + 1],
                     query_cut, heap_factor, mask, qdense, stamp, gen, hs, hd)
-        K.heap_finish(hs, hd, out_idx, out_scores, q)
-        if has_allow:
-            K._fill_mask(mask, allow_indptr, allow_docs, q, 0)
+        end_query(hs, hd, out_idx, out_scores, mask, allow_indptr, allow_docs, q)
 
 
 def _structures(approx_arrays: dict) -> tuple[np.ndarray, ...]:
@@ -542,7 +548,7 @@ def _structures(approx_arrays: dict) -> tuple[np.ndarray, ...]:
     if missing:
         raise ValueError(f"approximate-search arrays missing: {missing} (rebuild the index with approx=...)")
     kinds = (np.int64, np.int64, np.int32, np.int64, None, np.uint8, np.float32)
-    return tuple(K._ro(approx_arrays[name], kind) for name, kind in zip(ARRAY_NAMES, kinds))
+    return tuple(readonly(approx_arrays[name], kind) for name, kind in zip(ARRAY_NAMES, kinds))
 
 
 def _knobs(query_cut, heap_factor) -> tuple[int, float]:
@@ -561,7 +567,7 @@ def _stamp(num_docs: int) -> tuple[np.ndarray, int]:
     """This thread's visited stamps and a fresh generation number."""
     stamp = getattr(_local, "stamp", None)
     gen = getattr(_local, "gen", 0) + 1
-    if stamp is None or len(stamp) != num_docs or gen >= K.INT32_MAX:
+    if stamp is None or len(stamp) != num_docs or gen >= INT32_MAX:
         stamp, gen = np.zeros(num_docs, np.int32), 1
         _local.stamp = stamp
     _local.gen = gen
@@ -573,22 +579,16 @@ def search_approx(approx_arrays, forward_offsets, forward_terms, forward_impacts
     """Approximate top-``k``: ``(idx int32[k], scores float32[k])`` (see the module docstring)."""
     structures = _structures(approx_arrays)
     vocab_size = len(structures[0]) - 1
-    num_docs, k = int(num_docs), int(k)
     query_cut, heap_factor = _knobs(query_cut, heap_factor)
-    terms, weights = K.prepare_query(terms, weights, vocab_size)
-    mask = K.prepare_mask(mask, num_docs)
-    out_idx, out_scores = K._outputs(1, max(k, 0))
-    kk = min(k, num_docs)
-    if kk <= 0 or not len(terms):
-        return out_idx[0], out_scores[0]
-    hs, hd = np.empty(kk, np.float32), np.empty(kk, np.int32)
-    K.heap_reset(hs, hd)
-    stamp, gen = _stamp(num_docs)
-    _approx(*structures, K._ro(forward_offsets, np.int64), K._ro(forward_terms, np.int32), K._ro(forward_impacts),
-            terms, weights, np.int64(0), np.int64(len(terms)), np.int64(query_cut), np.float64(heap_factor), mask,
-            K.scratch("approx_query", vocab_size, np.float64), stamp, np.int64(gen), hs, hd)
-    K.heap_finish(hs, hd, out_idx, out_scores, 0)
-    return out_idx[0], out_scores[0]
+
+    def kernel(terms, weights, mask, hs, hd):
+        stamp, gen = _stamp(int(num_docs))
+        _approx(*structures, readonly(forward_offsets, np.int64), readonly(forward_terms, np.int32),
+                readonly(forward_impacts), terms, weights, np.int64(0), np.int64(len(terms)), np.int64(query_cut),
+                np.float64(heap_factor), mask, scratch("approx_query", vocab_size, np.float64), stamp, np.int64(gen),
+                hs, hd)
+
+    return search_one(vocab_size, num_docs, terms, weights, k, mask, kernel)
 
 
 def batch_runner(arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, allow_docs, groups, out_idx,
@@ -599,8 +599,8 @@ def batch_runner(arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, a
     query_cut, heap_factor = _knobs(query_cut, heap_factor)
     if len(q_terms) and q_terms.max() >= vocab_size:
         raise ValueError(f"query term ids must lie in [0, {vocab_size})")
-    fo, ft, fi = (K._ro(arrays["forward_offsets"], np.int64), K._ro(arrays["forward_terms"], np.int32),
-                  K._ro(arrays["forward_impacts"]))
+    fo, ft, fi = (readonly(arrays["forward_offsets"], np.int64), readonly(arrays["forward_terms"], np.int32),
+                  readonly(arrays["forward_impacts"]))
 
     def run(g):
         _approx_group(*structures, fo, ft, fi, np.int64(num_docs), q_indptr, q_terms, q_weights, np.int64(query_cut),

@@ -20,9 +20,8 @@ at 3M, worsening with size: each shard dirties about one page per term per file,
 dominate.) The runs need temporary disk space about 1.8× the size of the postings.
 
 **Atomic publish.** Everything is built in ``.<name>.building`` beside the output directory (same
-filesystem), fsynced, then swapped into place (``renameat2(RENAME_EXCHANGE)`` where the kernel has
-it, otherwise old → ``.<name>.old``, new → output, delete old). A previous index at the output path
-stays intact and readable until the new one is complete.
+filesystem), then published by :func:`heron.storage.publish` (every file fsynced, then swapped into
+place). A previous index at the output path stays intact and readable until the new one is complete.
 
 **Resume.** The build directory keeps ``progress.json``: the stage, the next shard or merge window,
 counters, and a fingerprint of the inputs (the shard checksums of ``shards.json``) and of the
@@ -46,8 +45,6 @@ after checkpointing pass-2 shard ``N``; ``1:N`` after pass-1 shard ``N``; ``3:N`
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import hashlib
 import importlib
 import json
@@ -71,6 +68,7 @@ except ImportError:  # pragma: no cover - non-POSIX
     fcntl = None
 
 import heron
+from heron import storage
 from heron.errors import HeronError
 from heron.indexing import shards as shard_files
 from heron.indexing.inverted import format as fmt
@@ -133,7 +131,7 @@ def build_inverted_index(
     lock = _acquire_lock(output.parent / f".{output.name}.lock")
     build = output.parent / f".{output.name}.building"
     try:
-        _recover_interrupted_publish(output)
+        storage.recover(output)
         build.mkdir(exist_ok=True)
         report = _Reporter(progress)
 
@@ -175,7 +173,8 @@ def build_inverted_index(
         if state["stage"] == "approx":
             ctx.approx(approx)
         ctx.finalize(vocab, encoder, approx, encoder_dir, started, resumed, docstore_dir)
-        _publish(build, output)
+        (build / PROGRESS_FILE).unlink()  # from here on the build directory is a finished index
+        storage.publish(build, output)
         report.line(f"index written to {output} ({state['num_docs']:,} docs, {state['nnz']:,} postings, "
                     f"{time.monotonic() - started:.1f} s)")
         return output
@@ -368,7 +367,7 @@ class _Build:
                 handle.flush()
                 os.fsync(handle.fileno())
                 df += np.bincount(indices, minlength=size)
-                fmt.save_array_atomic(self.dir / _DF_FILE, df)
+                storage.save_array_atomic(self.dir / _DF_FILE, df)
                 self.checkpoint(
                     shard=number + 1, num_docs=state["num_docs"] + len(ids), nnz=state["nnz"] + len(data),
                     max_weight=max(state["max_weight"], float(data.max()) if len(data) else 0.0),
@@ -381,14 +380,14 @@ class _Build:
         scale = self.scale if self.scale is not None else fmt.default_scale(state["max_weight"], self.dtype)
         offsets = np.zeros(size + 1, dtype=np.int64)
         np.cumsum(df, out=offsets[1:])
-        fmt.save_array_atomic(self.path("postings_offsets"), offsets)
+        storage.save_array_atomic(self.path("postings_offsets"), offsets)
         nnz, num_docs = state["nnz"], state["num_docs"]
         for name, kind, length in (("postings_docs", np.int32, nnz), ("postings_impacts", self.dtype, nnz),
                                    ("forward_offsets", np.int64, num_docs + 1),
                                    ("forward_terms", np.int32, nnz), ("forward_impacts", self.dtype, nnz)):
             np.lib.format.open_memmap(self.path(name), mode="w+", dtype=kind, shape=(length,))
         windows = _merge_windows(offsets, MERGE_WINDOW_POSTINGS)
-        fmt.save_array_atomic(self.dir / _WINDOWS_FILE, windows)
+        storage.save_array_atomic(self.dir / _WINDOWS_FILE, windows)
         self.checkpoint(stage="pass2", shard=0, scale=float(scale), docs_done=0, nnz_done=0, clipped=0,
                         window=0, boot_id=_boot_id())
 
@@ -418,7 +417,7 @@ class _Build:
                 for array in (terms, docs, impacts[order]):
                     array.tofile(handle)
             os.replace(run.with_suffix(".tmp"), run)
-            fmt.save_array_atomic(run.with_suffix(".pos.npy"), np.searchsorted(terms, windows).astype(np.int64),
+            storage.save_array_atomic(run.with_suffix(".pos.npy"), np.searchsorted(terms, windows).astype(np.int64),
                                   durable=False)
             self.checkpoint(shard=number + 1, docs_done=docs_done + n, nnz_done=nnz_done + m,
                             clipped=state["clipped"] + clipped)
@@ -493,7 +492,7 @@ class _Build:
         block_offsets = np.zeros_like(offsets)
         np.cumsum((np.diff(offsets) + self.block_size - 1) // self.block_size, out=block_offsets[1:])
         total, size = int(block_offsets[-1]), self.vocab_size
-        fmt.save_array_atomic(self.path("block_offsets"), block_offsets, durable=False)
+        storage.save_array_atomic(self.path("block_offsets"), block_offsets, durable=False)
         for name, kind in (("block_last_doc", np.int32), ("block_max", self.dtype)):
             np.lib.format.open_memmap(self.path(name), mode="w+", dtype=kind, shape=(total,))
         docs_path, impacts_path = self.path("postings_docs"), self.path("postings_impacts")
@@ -547,7 +546,7 @@ class _Build:
                 array = np.asarray(array)
                 if not isinstance(name, str) or not _APPROX_NAME.match(name) or array.dtype.hasobject:
                     raise TypeError(f"build_approx returned an unstorable entry {name!r} ({array.dtype})")
-                fmt.save_array_atomic(target / fmt.array_file(name), array, durable=False)
+                storage.save_array_atomic(target / fmt.array_file(name), array, durable=False)
             del opened
         self.checkpoint(stage="finalize")
 
@@ -600,11 +599,7 @@ class _Build:
             },
             "files": files,
         }
-        for rel in rels:
-            fmt.fsync_path(root / rel)
-        fmt.write_json_atomic(root / fmt.MANIFEST_FILE, manifest)
-        for directory in {root, *(p for p in root.rglob("*") if p.is_dir())}:
-            fmt.fsync_path(directory)
+        storage.write_json_atomic(root / fmt.MANIFEST_FILE, manifest, durable=False)  # publish fsyncs the tree
 
 
 def _block_max_function():
@@ -685,7 +680,7 @@ def _load_progress(build: Path) -> dict | None:
 
 
 def _save_progress(build: Path, state: dict) -> None:
-    fmt.write_json_atomic(build / PROGRESS_FILE, state)
+    storage.write_json_atomic(build / PROGRESS_FILE, state)
 
 
 def _reset(build: Path) -> None:
@@ -720,54 +715,6 @@ def _maybe_kill(stage: int, shard: int) -> None:
     when, _, number = value.rpartition(":")
     if int(when or 2) == stage and int(number) == shard:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _publish(build: Path, output: Path) -> None:
-    parent = output.parent
-    (build / PROGRESS_FILE).unlink()  # from here on the build directory is a finished index
-    if output.exists():
-        if _exchange(build, output):
-            fmt.fsync_path(parent)
-            shutil.rmtree(build)
-            return
-        old = parent / f".{output.name}.old"
-        os.rename(output, old)
-        os.rename(build, output)
-        fmt.fsync_path(parent)
-        shutil.rmtree(old)
-    else:
-        os.rename(build, output)
-        fmt.fsync_path(parent)
-
-
-def _recover_interrupted_publish(output: Path) -> None:
-    """Undo or finish a publish that was cut between its two renames (non-exchange fallback)."""
-    old = output.parent / f".{output.name}.old"
-    if not old.exists():
-        return
-    if output.exists():
-        shutil.rmtree(old)
-    else:
-        os.rename(old, output)
 
 
 def _acquire_lock(path: Path) -> tuple[int, Path] | None:

@@ -25,14 +25,12 @@ weight, so a score ``sum(q_w * impact) / scale`` approximates ``q . d``.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from heron.checksums import sha256_file
 from heron.errors import HeronError
+from heron.storage import read_versioned_json, sha256_file
 
 FORMAT_NAME = "heron-inverted-index"
 FORMAT_VERSION = 1
@@ -154,47 +152,7 @@ def check_sha256(root: Path, rel: str, entry: dict) -> None:
 
 def read_manifest(root: str | Path) -> dict:
     """Parse and validate ``manifest.json`` (format name and version); every error is one line."""
-    path = Path(root) / MANIFEST_FILE
-    if not path.is_file():
-        raise HeronError(f"{path}: missing (not a heron inverted index)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HeronError(f"{path}: corrupt manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise HeronError(f"{path}: not a heron inverted index manifest")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise HeronError(f"{Path(root)}: index format version {version}, this heron reads "
-                         f"{FORMAT_VERSION}; rebuild the index")
-    return manifest
+    return read_versioned_json(Path(root) / MANIFEST_FILE, FORMAT_NAME, FORMAT_VERSION, "heron inverted index",
+                               "rebuild the index", version_key="format_version")
 
 
-# -- durability helpers --------------------------------------------------------------------------------
-def fsync_path(path: str | Path) -> None:
-    """fsync a file or a directory (directory fsync makes renames and new entries durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, obj, *, durable: bool = True) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle, indent=1, ensure_ascii=False)
-        handle.flush()
-        if durable:
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def save_array_atomic(path: Path, array: np.ndarray, *, durable: bool = True) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    with open(tmp, "wb") as handle:
-        np.save(handle, np.ascontiguousarray(array))
-        handle.flush()
-        if durable:
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -8,7 +8,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -17,15 +16,22 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import scipy.sparse as sp
 
-from heron.errors import HeronError
+from heron.errors import HeronError, QueryError
+from heron.indexing.base import MAX_WEIGHT, SearchIndex, manifest_field
+from heron.indexing.inverted import approx as approx_search
 from heron.indexing.inverted import format as fmt
+from heron.indexing.inverted import kernels
+from heron.indexing.inverted.kernels import MODES
 
-_MODES = ("exact", "pruned", "approx")
-_BATCH_METHODS = {"exact": "taat", "pruned": "pruned", "approx": "approx"}
 
+class InvertedIndex(SearchIndex):
+    """An opened index directory (the :class:`~heron.indexing.base.SearchIndex` interface). Arrays are
+    memory-mapped read-only; ids and vocab load lazily. Search options: ``mode``, ``threads`` and the
+    approximate-search knobs (``preset``, ``query_cut``, ``heap_factor``)."""
 
-class InvertedIndex:
-    """An opened index directory. Arrays are memory-mapped read-only; ids and vocab load lazily."""
+    format_name = fmt.FORMAT_NAME
+    kind = "inverted"
+    search_options = frozenset({"mode", "threads", "preset", "query_cut", "heap_factor"})
 
     def __init__(self, path: Path, manifest: dict, arrays: dict[str, np.ndarray], approx: dict[str, np.ndarray]):
         self.path = path
@@ -33,7 +39,6 @@ class InvertedIndex:
         self.arrays = arrays
         self.approx = approx
         self._doc_ids: list[str] | None = None
-        self._doc_index: dict[str, int] | None = None
         self._vocab: list[str] | None = None
         self._term_ids: dict[str, int] | None = None
         for name, array in arrays.items():
@@ -98,53 +103,30 @@ class InvertedIndex:
             fmt.check_sha256(self.path, rel, entry)
 
     # -- metadata -----------------------------------------------------------------------------------
-    @property
-    def num_docs(self) -> int:
-        return int(self.manifest["num_docs"])
+    nnz = manifest_field("nnz", doc="Number of postings.")
+    vocab_size = manifest_field("vocab_size", doc="Number of terms.")
+    scale = manifest_field("quantization", "scale", cast=float, doc="Impact = round(weight × scale).")
+    dtype = manifest_field("quantization", "dtype", cast=np.dtype, doc="The impacts' integer type.")
+    block_size = manifest_field("block_max", "block_size", doc="Postings per block-max block.")
 
     @property
-    def nnz(self) -> int:
-        return int(self.manifest["nnz"])
+    def dim(self) -> int:
+        """The dimension of the vectors: the vocabulary size."""
+        return self.vocab_size
 
-    @property
-    def vocab_size(self) -> int:
-        return int(self.manifest["vocab_size"])
-
-    @property
-    def scale(self) -> float:
-        return float(self.manifest["quantization"]["scale"])
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(self.manifest["quantization"]["dtype"])
-
-    @property
-    def block_size(self) -> int:
-        return int(self.manifest["block_max"]["block_size"])
-
-    @property
-    def encoder(self) -> dict:
-        return self.manifest["encoder"]
-
-    @property
-    def encoder_dir(self) -> Path | None:
-        name = self.manifest.get("encoder_dir")
-        return self.path / name if name else None
-
-    @property
-    def docstore_dir(self) -> Path | None:
-        name = self.manifest.get("docstore_dir")
-        return self.path / name if name else None
+    def _read_text(self, key: str, default: str) -> tuple[Path, str]:
+        path = self.path / self.manifest.get(key, default)
+        try:
+            return path, path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise HeronError(f"{path}: not valid utf-8 (corrupt file); rebuild the index") from None
 
     @property
     def doc_ids(self) -> list[str]:
         """External document ids, index order (read on first use)."""
         if self._doc_ids is None:
-            path = self.path / self.manifest.get("doc_ids_file", fmt.DOC_IDS_FILE)
-            try:
-                ids = path.read_bytes().decode("utf-8").split("\n")
-            except UnicodeDecodeError:
-                raise HeronError(f"{path}: not valid utf-8 (corrupt file); rebuild the index") from None
+            path, text = self._read_text("doc_ids_file", fmt.DOC_IDS_FILE)
+            ids = text.split("\n")
             if ids[-1] != "" or len(ids) - 1 != self.num_docs:
                 raise HeronError(f"{path}: {len(ids) - 1} lines for {self.num_docs} documents (corrupt file)")
             ids.pop()
@@ -155,10 +137,10 @@ class InvertedIndex:
     def vocab(self) -> list[str]:
         """Term strings by term id (read on first use)."""
         if self._vocab is None:
-            path = self.path / self.manifest.get("vocab_file", fmt.VOCAB_FILE)
+            path, text = self._read_text("vocab_file", fmt.VOCAB_FILE)
             try:
-                vocab = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                vocab = json.loads(text)
+            except json.JSONDecodeError:
                 raise HeronError(f"{path}: corrupt vocabulary file; rebuild the index") from None
             if not isinstance(vocab, list) or len(vocab) != self.vocab_size:
                 raise HeronError(f"{path}: vocabulary does not have {self.vocab_size} terms (corrupt file)")
@@ -172,11 +154,31 @@ class InvertedIndex:
             self._term_ids = {term: i for i, term in enumerate(self.vocab)}
         return self._term_ids
 
-    def doc_index(self, doc_id: str) -> int:
-        """Index position of an external document id (KeyError if absent)."""
-        if self._doc_index is None:
-            self._doc_index = {d: i for i, d in enumerate(self.doc_ids)}
-        return self._doc_index[doc_id]
+    # -- the SearchIndex interface beyond search_batch ------------------------------------------------
+    def check_queries(self, raw: list) -> list[dict[str, float]]:
+        """``{term: weight}`` query vectors with weights in [0, MAX_WEIGHT] (unknown terms are ignored)."""
+        out = []
+        for v in raw:
+            if not isinstance(v, dict) or not all(isinstance(t, str) and isinstance(w, (int, float)) and
+                                                  not isinstance(w, bool) and np.isfinite(w) and 0 <= w <= MAX_WEIGHT
+                                                  for t, w in v.items()):
+                raise QueryError(f"a sparse index: the vector must map terms to weights in [0, {MAX_WEIGHT:g}], "
+                                 f"e.g. {{\"coffee\": 1.2}}")
+            out.append({t: float(w) for t, w in v.items()})
+        return out
+
+    def vectors(self, positions) -> sp.csr_matrix:
+        """Dequantized stored rows (``len(positions) × V``) of the documents at ``positions``."""
+        rows = [self.row(int(p)) for p in positions]
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(terms) for terms, _ in rows], out=indptr[1:])
+        terms = np.concatenate([t for t, _ in rows] or [np.zeros(0, np.int32)])
+        weights = np.concatenate([w for _, w in rows] or [np.zeros(0, np.float32)]).astype(np.float32)
+        return sp.csr_matrix((weights, terms, indptr), shape=(len(rows), self.vocab_size))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "vocab_size": self.vocab_size, "nnz": self.nnz,
+                "quantization": self.manifest.get("quantization"), "approx": bool(self.approx)}
 
     def df(self) -> np.ndarray:
         """Posting-list length (document frequency) of every term, int64[V]."""
@@ -233,49 +235,41 @@ class InvertedIndex:
 
         ``q_terms`` are term ids (or term strings, or a ``{term: weight}`` dict with no
         ``q_weights``); terms absent from the index are ignored, so a query with none left returns
-        empty results. ``mode``: ``"exact"`` (term-at-a-time), ``"pruned"`` (exact top-k with
-        block-max dynamic pruning) or ``"approx"`` (needs ``approx/``; knobs ``query_cut``,
-        ``heap_factor`` or ``preset``). ``allow`` restricts results to some documents: a boolean /
-        uint8 mask over documents, or a sequence of document indices or external ids.
+        empty results. ``mode`` (:data:`~heron.indexing.inverted.kernels.MODES`): ``"exact"`` (exact
+        top-k with block-max dynamic pruning, the default), ``"taat"`` (exhaustive term-at-a-time, the
+        same results) or ``"approx"`` (needs ``approx/``; knobs ``query_cut``, ``heap_factor`` or
+        ``preset``). ``allow`` restricts results to some documents: a boolean / uint8 mask over
+        documents, or a sequence of document indices or external ids (``approx`` then ranks only the
+        allowed documents among those it visits).
         """
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
+        knobs = self._knobs(mode, knobs)
         terms, weights = self._prepare_query(q_terms, q_weights)
         if k <= 0 or not len(terms):
             return [], np.zeros(0, dtype=np.float32)
         mask = self._allow_mask(allow)
-        kernels = _kernels()
         a = self.arrays
         if mode == "exact":
-            _no_knobs(mode, knobs)
-            idx, scores = kernels.search_taat(a["postings_offsets"], a["postings_docs"], a["postings_impacts"],
-                                              self.num_docs, terms, weights, int(k), mask)
-        elif mode == "pruned":
-            _no_knobs(mode, knobs)
-            idx, scores = kernels.search_pruned(
+            idx, scores = kernels.search_exact(
                 a["postings_offsets"], a["postings_docs"], a["postings_impacts"], a["block_offsets"],
                 a["block_last_doc"], a["block_max"], self.num_docs, terms, weights, int(k), mask)
+        elif mode == "taat":
+            idx, scores = kernels.search_taat(a["postings_offsets"], a["postings_docs"], a["postings_impacts"],
+                                              self.num_docs, terms, weights, int(k), mask)
         else:
-            approx_module, resolved = self._approx_knobs(knobs)
-            idx, scores = approx_module.search_approx(
+            idx, scores = approx_search.search_approx(
                 self.approx, a["forward_offsets"], a["forward_terms"], a["forward_impacts"], self.num_docs,
-                terms, weights, int(k), resolved["query_cut"], resolved["heap_factor"], mask)
-        idx = np.asarray(idx)
-        keep = idx >= 0
-        idx, scores = idx[keep], np.asarray(scores)[keep]
-        doc_ids = self.doc_ids
-        return [doc_ids[i] for i in idx.tolist()], (scores / np.float32(self.scale)).astype(np.float32)
+                terms, weights, int(k), knobs["query_cut"], knobs["heap_factor"], mask)
+        return self._results(np.asarray(idx)[None], np.asarray(scores)[None])[0]
 
     def search_batch(self, queries, k: int = 10, mode: str = "exact", allow=None, threads: int | None = None,
                      **knobs) -> tuple[list[list[str]], list[np.ndarray]]:
         """Top-``k`` for many queries at once (parallel kernels): per query, ids and float32 scores.
 
         ``queries``: a ``Q × V`` scipy sparse matrix, or a sequence of ``(terms, weights)`` pairs or
-        ``{term: weight}`` dicts. ``allow``: one filter (as in :meth:`search`) for every query, or
-        ``None``.
+        ``{term: weight}`` dicts. ``mode`` and ``knobs`` as in :meth:`search`. ``allow``: one filter (as
+        in :meth:`search`) for every query, or ``None``.
         """
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
+        knobs = self._knobs(mode, knobs)
         if sp.issparse(queries):
             queries = sp.csr_matrix(queries)
             pairs = [(queries.indices[queries.indptr[i]:queries.indptr[i + 1]],
@@ -295,23 +289,11 @@ class InvertedIndex:
             allow_docs = np.tile(docs, len(prepared))
         if k <= 0 or not len(prepared):
             return [[] for _ in prepared], [np.zeros(0, np.float32) for _ in prepared]
-        arrays = dict(self.arrays)
-        extra = {}
-        if mode == "approx":
-            _, resolved = self._approx_knobs(knobs)
-            arrays.update(self.approx)
-            extra = resolved
-        else:
-            _no_knobs(mode, knobs)
-        idx, scores = _kernels().search_batch(_BATCH_METHODS[mode], arrays, q_indptr, q_terms, q_weights, int(k),
-                                              allow_indptr, allow_docs, int(threads or os.cpu_count() or 1), **extra)
-        doc_ids = self.doc_ids
-        out_ids, out_scores = [], []
-        for row_idx, row_scores in zip(np.asarray(idx), np.asarray(scores)):
-            keep = row_idx >= 0
-            out_ids.append([doc_ids[i] for i in row_idx[keep].tolist()])
-            out_scores.append((row_scores[keep] / np.float32(self.scale)).astype(np.float32))
-        return out_ids, out_scores
+        arrays = {**self.arrays, **self.approx} if mode == "approx" else dict(self.arrays)
+        idx, scores = kernels.search_batch(mode, arrays, q_indptr, q_terms, q_weights, int(k), allow_indptr,
+                                           allow_docs, int(threads or os.cpu_count() or 1), **knobs)
+        results = self._results(np.asarray(idx), np.asarray(scores))
+        return [ids for ids, _ in results], [row for _, row in results]
 
     # -- helpers ------------------------------------------------------------------------------------
     def _prepare_query(self, q_terms, q_weights) -> tuple[np.ndarray, np.ndarray]:
@@ -352,13 +334,7 @@ class InvertedIndex:
         items = list(allow)
         mask = np.zeros(self.num_docs, dtype=np.uint8)
         if items and isinstance(items[0], str):
-            positions = []
-            for doc_id in items:
-                try:
-                    positions.append(self.doc_index(doc_id))
-                except KeyError:
-                    continue
-            items = positions
+            items = self.positions_of(items).tolist()
         if items:
             positions = np.asarray(items, dtype=np.int64)
             if positions.min() < 0 or positions.max() >= self.num_docs:
@@ -366,35 +342,41 @@ class InvertedIndex:
             mask[positions] = 1
         return mask
 
-    def _approx_knobs(self, knobs: dict):
+    def _knobs(self, mode: str, knobs: dict) -> dict:
+        """The kernel knobs of a search: ``query_cut`` and ``heap_factor`` for ``approx`` (from ``preset``
+        and / or given), none for the exact modes."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode != "approx":
+            if knobs:
+                raise TypeError(f"mode={mode!r} takes no knobs, got {sorted(knobs)}")
+            return {}
         if not self.approx:
             raise HeronError(f"{self.path}: this index has no approximate-search structures; "
                              f"rebuild it with approx parameters or search with mode='exact'")
-        module = importlib.import_module("heron.indexing.inverted.approx")
-        if not hasattr(module, "search_approx"):  # the search side may live with the other kernels
-            module = _kernels()
         knobs = dict(knobs)
         preset = knobs.pop("preset", None)
         resolved = {}
         if preset is not None:
-            if preset not in module.PRESETS:
+            if preset not in approx_search.PRESETS:
                 raise HeronError(f"unknown approximate-search preset {preset!r}; "
-                                 f"choose one of {sorted(module.PRESETS)}")
-            resolved.update(module.PRESETS[preset])
+                                 f"choose one of {sorted(approx_search.PRESETS)}")
+            resolved.update(approx_search.PRESETS[preset])
         resolved.update(knobs)
         missing = {"query_cut", "heap_factor"} - set(resolved)
         if missing:
             raise TypeError(f"approx search needs {sorted(missing)} (or preset=...)")
-        return module, resolved
+        return resolved
 
-
-def _kernels():
-    return importlib.import_module("heron.indexing.inverted.kernels")
-
-
-def _no_knobs(mode: str, knobs: dict) -> None:
-    if knobs:
-        raise TypeError(f"mode={mode!r} takes no knobs, got {sorted(knobs)}")
+    def _results(self, idx: np.ndarray, scores: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
+        """Kernel rows (document indices padded with -1, impact-scale scores) as ids and float32 scores."""
+        doc_ids = self.doc_ids
+        out = []
+        for row_idx, row_scores in zip(idx, scores):
+            keep = row_idx >= 0
+            out.append(([doc_ids[i] for i in row_idx[keep].tolist()],
+                        (row_scores[keep] / np.float32(self.scale)).astype(np.float32)))
+        return out
 
 
 def _load(path: Path) -> np.ndarray:

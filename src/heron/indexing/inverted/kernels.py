@@ -4,10 +4,14 @@ Every function takes plain NumPy arrays (memory-mapped ones included) and return
 
 * :func:`build_block_max` — block-max metadata of posting lists (same output as
   ``builder.block_max_reference``).
-* :func:`search_taat` — exhaustive term-at-a-time scoring, then a top-k heap.
-* :func:`search_pruned` — exact top-k with dynamic pruning: **windowed block-max MaxScore** (below).
-* :func:`search_batch` — many queries on a thread pool (``taat``, ``pruned`` or ``approx``; the last is
-  :mod:`heron.indexing.inverted.approx`).
+* :func:`search_exact` — search method ``exact``: exact top-k with dynamic pruning, **windowed block-max
+  MaxScore** (below); the default from ``InvertedIndex.search`` to ``heron eval``.
+* :func:`search_taat` — method ``taat``: exhaustive term-at-a-time scoring, then a top-k heap (the
+  baseline; the same results as ``exact``).
+* :func:`search_batch` — many queries on a thread pool, by any method of :data:`MODES` (``exact``,
+  ``taat`` or ``approx``, the last in :mod:`heron.indexing.inverted.approx`).
+
+The top-k heap and the input checks the kernels share are in :mod:`heron.indexing.inverted.topk`.
 
 **Scores and ties.** ``score(d) = sum_t w_t * impact(t, d)``: each product of a float32 weight and an
 integer impact is exact in float64 and the sum is accumulated in float64, then rounded once to
@@ -23,7 +27,7 @@ a window are added term at a time into a window-sized float64 accumulator (cache
 document enters the heap only if its score is strictly greater than the k-th: as documents arrive in
 ascending order this is exactly the lower-index tie rule, so ties at the threshold are safe.
 
-**Pruned search** (block-max MaxScore, windowed as in Lucene's MaxScoreBulkScorer). In each window every
+**Exact search** (``exact``: block-max MaxScore, windowed as in Lucene's MaxScoreBulkScorer). In each window every
 query term gets the bound ``w_t * (largest block maximum of its blocks overlapping the window)``; a
 window whose bounds sum to at most the current k-th score is skipped. Otherwise the terms are sorted by
 bound and the longest prefix whose bounds sum to at most the threshold is *non-essential*: a document
@@ -40,18 +44,31 @@ threshold (``x <= theta`` implies ``float32(x) <= theta``).
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from llvmlite import ir
 from numba import njit
 from numba.extending import intrinsic
 
+from heron.indexing.inverted import approx
+from heron.indexing.inverted.topk import (
+    SLACK,
+    begin_query,
+    end_query,
+    outputs,
+    prepare_query,
+    readonly,
+    run_groups,
+    scratch,
+    search_one,
+    sift_down,
+)
+
+#: the search methods, by the one name each has from these kernels to the CLI: ``exact`` (block-max
+#: pruned exact top-k, the default), ``taat`` (exhaustive term-at-a-time: the same results, the baseline)
+#: and ``approx`` (approximate, :mod:`heron.indexing.inverted.approx`)
+MODES = ("exact", "taat", "approx")
 WINDOW = 1 << 16  # documents per accumulator window (a multiple of 64): 512 KiB of float64 scratch
-INT32_MAX = np.iinfo(np.int32).max
-_SLACK = 1.0 + 1e-9  # relative slack on upper bounds against float64 rounding
-_MIN_SKIP = 0.3  # a pruned window uses MaxScore only if it skips at least this fraction of its postings
+_MIN_SKIP = 0.3  # an exact-search window uses MaxScore only if it skips at least this fraction of its postings
 
 
 # -- small helpers -----------------------------------------------------------------------------------
@@ -64,77 +81,6 @@ def _cttz(typingctx, x):
         return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
 
     return sig, codegen
-
-
-@njit(cache=True, nogil=True)
-def _worse(s1, d1, s2, d2):
-    """Whether (score s1, doc d1) ranks below (s2, d2): lower score, or same score and higher doc."""
-    return s1 < s2 or (s1 == s2 and d1 > d2)
-
-
-@njit(cache=True, nogil=True)
-def _sift_down(hs, hd, i, n):
-    s = hs[i]
-    d = hd[i]
-    while True:
-        c = 2 * i + 1
-        if c >= n:
-            break
-        r = c + 1
-        if r < n and _worse(hs[r], hd[r], hs[c], hd[c]):
-            c = r
-        if _worse(hs[c], hd[c], s, d):
-            hs[i] = hs[c]
-            hd[i] = hd[c]
-            i = c
-        else:
-            break
-    hs[i] = s
-    hd[i] = d
-
-
-@njit(cache=True, nogil=True)
-def heap_reset(hs, hd):
-    """A heap of ``len(hs)`` sentinels (score 0, doc INT32_MAX): the root is the k-th best so far."""
-    for i in range(hs.shape[0]):
-        hs[i] = np.float32(0.0)
-        hd[i] = INT32_MAX
-
-
-@njit(cache=True, nogil=True)
-def heap_replace_root(hs, hd, s, d):
-    hs[0] = s
-    hd[0] = d
-    _sift_down(hs, hd, 0, hs.shape[0])
-
-
-@njit(cache=True, nogil=True)
-def heap_offer(hs, hd, s, d):
-    """Push (s, d) if s > 0 and it ranks above the current k-th (any arrival order)."""
-    if s > 0 and (s > hs[0] or (s == hs[0] and d < hd[0])):
-        heap_replace_root(hs, hd, s, d)
-
-
-@njit(cache=True, nogil=True)
-def heap_finish(hs, hd, out_idx, out_scores, row):
-    """Sort the heap best first (destroys it) into ``out_*[row]``; pad with -1 / -inf."""
-    n = hs.shape[0]
-    for end in range(n - 1, 0, -1):
-        s = hs[0]
-        d = hd[0]
-        hs[0] = hs[end]
-        hd[0] = hd[end]
-        hs[end] = s
-        hd[end] = d
-        _sift_down(hs, hd, 0, end)
-    k = out_idx.shape[1]
-    for i in range(k):
-        if i < n and hd[i] != INT32_MAX:
-            out_idx[row, i] = hd[i]
-            out_scores[row, i] = hs[i]
-        else:
-            out_idx[row, i] = -1
-            out_scores[row, i] = -np.inf
 
 
 # -- block maxima ------------------------------------------------------------------------------------
@@ -163,7 +109,7 @@ def build_block_max(offsets, docs, impacts, block_size):
     ``ceil(df / block_size)`` blocks of consecutive postings; a block records its last document and
     its largest impact (in the impacts' dtype).
     """
-    offsets = _ro(offsets, np.int64)
+    offsets = readonly(offsets, np.int64)
     impacts = np.asarray(impacts)
     block_size = int(block_size)
     if block_size < 1:
@@ -176,7 +122,7 @@ def build_block_max(offsets, docs, impacts, block_size):
     last = np.empty(total, dtype=np.int32)
     bmax = np.empty(total, dtype=impacts.dtype)
     if total:
-        _block_max(offsets, _ro(docs, np.int32), _ro(impacts), np.int64(block_size), last, bmax)
+        _block_max(offsets, readonly(docs, np.int32), readonly(impacts), np.int64(block_size), last, bmax)
     return block_offsets, last, bmax
 
 
@@ -220,7 +166,7 @@ def _push_window(wacc, wbits, nwords, lo, mask, hs, hd):
             if f > theta:  # ascending documents: an equal score never beats a lower index
                 hs[0] = f
                 hd[0] = d
-                _sift_down(hs, hd, 0, kk)
+                sift_down(hs, hd, 0, kk)
                 theta = hs[0]
 
 
@@ -254,8 +200,29 @@ def _taat(po, pd, pi, num_docs, q_terms, q_weights, qlo, qhi, mask, wacc, wbits,
 
 # -- windowed block-max MaxScore ---------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _pruned(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask, wacc, wbits, cand_d, cand_s,
-            wcum, hs, hd, window):
+def _lower_bound(pd, lo, hi, target):
+    """The first position in ``[lo, hi)`` whose document is >= ``target`` (``hi`` if none)."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if pd[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def _next_block(bl, base, j, nblocks, target):
+    """From block ``j`` on, the first of a term's ``nblocks`` blocks (at ``base`` in ``bl``) whose last
+    document is >= ``target`` (``nblocks`` if none)."""
+    while j < nblocks and bl[base + j] < target:
+        j += 1
+    return j
+
+
+@njit(cache=True, nogil=True)
+def _maxscore(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask, wacc, wbits, cand_d, cand_s,
+              wcum, hs, hd, window):
     """Exact top-k of ``q_terms[qlo:qhi]`` by windowed block-max MaxScore (see the module docstring).
 
     Scratch: ``wacc``/``wbits`` (window accumulator and bitset, left zeroed), ``cand_d``/``cand_s``
@@ -263,17 +230,13 @@ def _pruned(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask
     """
     n = qhi - qlo
     kk = hs.shape[0]
-    w = np.empty(n, np.float64)
-    start = np.empty(n, np.int64)
-    end = np.empty(n, np.int64)
-    b0 = np.empty(n, np.int64)
-    nb = np.empty(n, np.int64)
-    bsz = np.empty(n, np.int64)
-    blk = np.zeros(n, np.int64)
-    pos = np.empty(n, np.int64)
-    first0 = np.empty(n, np.int64)  # first document of each list; block j > 0 starts after block j-1's last
-    wub = np.zeros(n, np.float64)
-    est = np.zeros(n, np.int64)
+    # per term: its postings [start, end), blocks [b0, b0 + nb) of bsz postings, current block and posting,
+    # first document (block j > 0 starts after block j-1's last), postings estimated in the window
+    state = np.zeros((9, n), np.int64)
+    start, end, b0, nb, bsz, blk, pos, first0, est = (state[0], state[1], state[2], state[3], state[4], state[5],
+                                                      state[6], state[7], state[8])
+    w = np.empty(n, np.float64)  # weight
+    wub = np.zeros(n, np.float64)  # bound in the window
     nwords_max = (window + 63) >> 6
     wtmp = wcum[(n + 1) * nwords_max:(n + 2) * nwords_max]
     order = np.arange(n)
@@ -287,16 +250,7 @@ def _pruned(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask
         pos[i] = start[i]
         first0[i] = pd[start[i]] if nb[i] > 0 else num_docs
         if nb[i] >= 2:  # block size = position of the first block's last document + 1
-            target = bl[b0[i]]
-            lo_ = start[i]
-            hi_ = end[i]
-            while lo_ < hi_:
-                mid = (lo_ + hi_) >> 1
-                if pd[mid] < target:
-                    lo_ = mid + 1
-                else:
-                    hi_ = mid
-            bsz[i] = lo_ - start[i] + 1
+            bsz[i] = _lower_bound(pd, start[i], end[i], bl[b0[i]]) - start[i] + 1
         else:
             bsz[i] = max(1, end[i] - start[i])
     has_mask = mask.shape[0] > 0
@@ -308,11 +262,8 @@ def _pruned(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask
         alive = False
         next_lo = num_docs
         for i in range(n):
-            j = blk[i]
             base = b0[i]
-            while j < nb[i] and bl[base + j] < lo:
-                j += 1
-            blk[i] = j
+            j = blk[i] = _next_block(bl, base, blk[i], nb[i], lo)
             m = 0
             if j < nb[i]:
                 alive = True
@@ -338,7 +289,7 @@ def _pruned(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask
         if total == 0.0:  # no posting in this window: jump to the next window holding one
             lo = max(hi, next_lo)
             continue
-        if total * _SLACK <= theta:
+        if total * SLACK <= theta:
             lo = hi
             continue
         # order terms by window bound (insertion sort; the order barely changes between windows)
@@ -354,7 +305,7 @@ def _pruned(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask
         ne_total = 0.0
         for r in range(n):
             c = ne_total + wub[order[r]]
-            if c * _SLACK <= theta:
+            if c * SLACK <= theta:
                 ne_total = c
                 ne = r + 1
             else:
@@ -420,7 +371,7 @@ def _pruned(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask
                 bits &= bits - np.uint64(1)
                 sc = wacc[off]
                 wacc[off] = 0.0
-                if (sc + word_ne) * _SLACK <= theta:
+                if (sc + word_ne) * SLACK <= theta:
                     continue
                 if has_mask and mask[lo + off] == 0:
                     continue
@@ -461,31 +412,22 @@ def _pruned(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask
                 base = b0[i]
                 for c in range(nc):
                     d = cand_d[c]
-                    j = blk[i]
-                    while j < nb[i] and bl[base + j] < d:
-                        j += 1
-                    blk[i] = j
+                    j = blk[i] = _next_block(bl, base, blk[i], nb[i], d)
                     if j == nb[i]:
                         break
                     bstart = start[i] + j * bsz[i]
                     p = pos[i]
                     if p < bstart:
                         p = bstart
-                    if pd[p] < d:
-                        q_hi = min(bstart + bsz[i], e) - 1
-                        while p < q_hi:
-                            mid = (p + q_hi) >> 1
-                            if pd[mid] < d:
-                                p = mid + 1
-                            else:
-                                q_hi = mid
+                    if pd[p] < d:  # the first posting >= d in the block, else its last one
+                        p = _lower_bound(pd, p, min(bstart + bsz[i], e) - 1, d)
                     pos[i] = p
                     if pd[p] == d:
                         cand_s[c] += wi * pi[p]
             kept = 0
             for c in range(nc):
                 sc = cand_s[c]
-                if (sc + wcum[r * nwords_max + ((cand_d[c] - lo) >> 6)]) * _SLACK > theta:
+                if (sc + wcum[r * nwords_max + ((cand_d[c] - lo) >> 6)]) * SLACK > theta:
                     cand_d[kept] = cand_d[c]
                     cand_s[kept] = sc
                     kept += 1
@@ -495,168 +437,71 @@ def _pruned(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask
             if f > theta:  # ascending documents: an equal score never beats a lower index
                 hs[0] = f
                 hd[0] = cand_d[c]
-                _sift_down(hs, hd, 0, kk)
+                sift_down(hs, hd, 0, kk)
                 theta = hs[0]
         lo = hi
 
 
 # -- batches -----------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _fill_mask(mask, allow_indptr, allow_docs, q, value):
-    for j in range(allow_indptr[q], allow_indptr[q + 1]):
-        mask[allow_docs[j]] = value
-
-
-@njit(cache=True, nogil=True)
-def _taat_group(po, pd, pi, num_docs, q_indptr, q_terms, q_weights, allow_indptr, allow_docs, g, groups, window,
-                out_idx, out_scores):
+def _exact_group(po, pd, pi, bo, bl, bm, maxscore, num_docs, q_indptr, q_terms, q_weights, allow_indptr,
+                 allow_docs, g, groups, window, out_idx, out_scores):
+    """Queries ``g, g + groups, …`` of a batch by block-max MaxScore (``maxscore``) or term at a time,
+    with the group's own scratch (the block arrays are not read by term-at-a-time)."""
     nq = q_indptr.shape[0] - 1
     kk = min(out_idx.shape[1], num_docs)
     wacc = np.zeros(window, np.float64)
     wbits = np.zeros(window // 64, np.uint64)
-    has_allow = allow_indptr.shape[0] > 0
-    mask = np.zeros(num_docs if has_allow else 0, np.uint8)
+    longest = -2  # no MaxScore scratch for term at a time
+    if maxscore:
+        longest = 0
+        for q in range(g, nq, groups):
+            longest = max(longest, q_indptr[q + 1] - q_indptr[q])
+    cand_d = np.empty(window if maxscore else 0, np.int64)
+    cand_s = np.empty(window if maxscore else 0, np.float64)
+    wcum = np.empty((longest + 2) * (window // 64), np.float64)
+    mask = np.zeros(num_docs if allow_indptr.shape[0] > 0 else 0, np.uint8)
     hs = np.empty(kk, np.float32)
     hd = np.empty(kk, np.int32)
     for q in range(g, nq, groups):
-        heap_reset(hs, hd)
-        if has_allow:
-            _fill_mask(mask, allow_indptr, allow_docs, q, 1)
-        if kk > 0:
+        begin_query(hs, hd, mask, allow_indptr, allow_docs, q)
+        if kk > 0 and maxscore:
+            _maxscore(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], mask,
+                      wacc, wbits, cand_d, cand_s, wcum, hs, hd, window)
+        elif kk > 0:
             _taat(po, pd, pi, num_docs, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], mask, wacc, wbits, hs, hd,
                   window)
-        heap_finish(hs, hd, out_idx, out_scores, q)
-        if has_allow:
-            _fill_mask(mask, allow_indptr, allow_docs, q, 0)
-
-
-@njit(cache=True, nogil=True)
-def _pruned_group(po, pd, pi, bo, bl, bm, num_docs, q_indptr, q_terms, q_weights, allow_indptr, allow_docs,
-                  g, groups, window, out_idx, out_scores):
-    nq = q_indptr.shape[0] - 1
-    kk = min(out_idx.shape[1], num_docs)
-    wacc = np.zeros(window, np.float64)
-    wbits = np.zeros(window // 64, np.uint64)
-    cand_d = np.empty(window, np.int64)
-    cand_s = np.empty(window, np.float64)
-    longest = 0
-    for q in range(g, nq, groups):
-        longest = max(longest, q_indptr[q + 1] - q_indptr[q])
-    wcum = np.empty((longest + 2) * (window // 64), np.float64)
-    has_allow = allow_indptr.shape[0] > 0
-    mask = np.zeros(num_docs if has_allow else 0, np.uint8)
-    hs = np.empty(kk, np.float32)
-    hd = np.empty(kk, np.int32)
-    for q in range(g, nq, groups):
-        heap_reset(hs, hd)
-        if has_allow:
-            _fill_mask(mask, allow_indptr, allow_docs, q, 1)
-        if kk > 0:
-            _pruned(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], mask,
-                    wacc, wbits, cand_d, cand_s, wcum, hs, hd, window)
-        heap_finish(hs, hd, out_idx, out_scores, q)
-        if has_allow:
-            _fill_mask(mask, allow_indptr, allow_docs, q, 0)
+        end_query(hs, hd, out_idx, out_scores, mask, allow_indptr, allow_docs, q)
 
 
 # -- Python wrappers ---------------------------------------------------------------------------------
-_local = threading.local()
-
-
-def _ro(array, dtype=None) -> np.ndarray:
-    """A read-only, C-contiguous plain ndarray view (one compiled specialisation for mmaps and arrays)."""
-    array = np.ascontiguousarray(array, dtype=dtype)
-    if array.flags.writeable:
-        array = array.view()
-        array.flags.writeable = False
-    return array
-
-
-def scratch(name: str, size: int, dtype, grow: bool = False) -> np.ndarray:
-    """A per-thread scratch array, reused between calls: zeroed when made (kernels leave the zeroed ones
-    zeroed). With ``grow`` an existing larger array is returned as is."""
-    cache = getattr(_local, "cache", None)
-    if cache is None:
-        cache = _local.cache = {}
-    array = cache.get(name)
-    if array is not None and grow and len(array) >= size and array.dtype == np.dtype(dtype):
-        return array
-    if array is None or len(array) != size or array.dtype != np.dtype(dtype):
-        array = cache[name] = np.zeros(size, dtype=dtype)
-    return array
-
-
-def prepare_query(terms, weights, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    terms = _ro(terms, np.int32).reshape(-1)
-    weights = _ro(weights, np.float32).reshape(-1)
-    if len(terms) != len(weights):
-        raise ValueError(f"{len(terms)} query terms but {len(weights)} weights")
-    if len(terms) and (terms.min() < 0 or terms.max() >= vocab_size):
-        raise ValueError(f"query term ids must lie in [0, {vocab_size})")
-    if len(weights) and not (np.all(np.isfinite(weights)) and weights.min() >= 0):
-        raise ValueError("query weights must be finite and non-negative")
-    return terms, weights
-
-
-def prepare_mask(mask, num_docs: int) -> np.ndarray:
-    """The uint8 allow mask (writable, the kernels' type); an empty array means no filter."""
-    if mask is None:
-        return np.zeros(0, np.uint8)
-    mask = np.ascontiguousarray(mask).reshape(-1)
-    if mask.dtype != np.uint8:
-        mask = mask.astype(np.uint8)
-    if len(mask) not in (0, num_docs):
-        raise ValueError(f"allow mask has {len(mask)} entries for {num_docs} documents")
-    if not mask.flags.writeable:
-        mask = mask.copy()
-    return mask
-
-
-def _outputs(rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((rows, k), -1, np.int32), np.full((rows, k), -np.inf, np.float32)
-
-
 def search_taat(postings_offsets, postings_docs, postings_impacts, num_docs, terms, weights, k, mask):
     """Exact top-``k`` by exhaustive term-at-a-time scoring: ``(idx int32[k], scores float32[k])``."""
-    po = _ro(postings_offsets, np.int64)
-    num_docs, k = int(num_docs), int(k)
-    terms, weights = prepare_query(terms, weights, len(po) - 1)
-    mask = prepare_mask(mask, num_docs)
-    out_idx, out_scores = _outputs(1, max(k, 0))
-    kk = min(k, num_docs)
-    if kk <= 0 or not len(terms):
-        return out_idx[0], out_scores[0]
-    hs, hd = np.empty(kk, np.float32), np.empty(kk, np.int32)
-    heap_reset(hs, hd)
-    _taat(po, _ro(postings_docs, np.int32), _ro(postings_impacts), np.int64(num_docs), terms, weights,
-          np.int64(0), np.int64(len(terms)), mask, scratch("window_acc", WINDOW, np.float64),
-          scratch("window_bits", WINDOW // 64, np.uint64), hs, hd, np.int64(WINDOW))
-    heap_finish(hs, hd, out_idx, out_scores, 0)
-    return out_idx[0], out_scores[0]
+    po = readonly(postings_offsets, np.int64)
+
+    def kernel(terms, weights, mask, hs, hd):
+        _taat(po, readonly(postings_docs, np.int32), readonly(postings_impacts), np.int64(num_docs), terms, weights,
+              np.int64(0), np.int64(len(terms)), mask, scratch("window_acc", WINDOW, np.float64),
+              scratch("window_bits", WINDOW // 64, np.uint64), hs, hd, np.int64(WINDOW))
+
+    return search_one(len(po) - 1, num_docs, terms, weights, k, mask, kernel)
 
 
-def search_pruned(postings_offsets, postings_docs, postings_impacts, block_offsets, block_last_doc, block_max,
-                  num_docs, terms, weights, k, mask):
+def search_exact(postings_offsets, postings_docs, postings_impacts, block_offsets, block_last_doc, block_max,
+                 num_docs, terms, weights, k, mask):
     """Exact top-``k`` with windowed block-max MaxScore pruning; same answer as :func:`search_taat`."""
-    po = _ro(postings_offsets, np.int64)
-    num_docs, k = int(num_docs), int(k)
-    terms, weights = prepare_query(terms, weights, len(po) - 1)
-    mask = prepare_mask(mask, num_docs)
-    out_idx, out_scores = _outputs(1, max(k, 0))
-    kk = min(k, num_docs)
-    if kk <= 0 or not len(terms):
-        return out_idx[0], out_scores[0]
-    hs, hd = np.empty(kk, np.float32), np.empty(kk, np.int32)
-    heap_reset(hs, hd)
-    _pruned(po, _ro(postings_docs, np.int32), _ro(postings_impacts), _ro(block_offsets, np.int64),
-            _ro(block_last_doc, np.int32), _ro(block_max), np.int64(num_docs), terms, weights, np.int64(0),
-            np.int64(len(terms)), mask, scratch("window_acc", WINDOW, np.float64),
-            scratch("window_bits", WINDOW // 64, np.uint64), scratch("cand_docs", WINDOW, np.int64),
-            scratch("cand_scores", WINDOW, np.float64),
-            scratch("word_bounds", (max(64, len(terms)) + 2) * (WINDOW // 64), np.float64, grow=True), hs, hd,
-            np.int64(WINDOW))
-    heap_finish(hs, hd, out_idx, out_scores, 0)
-    return out_idx[0], out_scores[0]
+    po = readonly(postings_offsets, np.int64)
+
+    def kernel(terms, weights, mask, hs, hd):
+        _maxscore(po, readonly(postings_docs, np.int32), readonly(postings_impacts), readonly(block_offsets, np.int64),
+                  readonly(block_last_doc, np.int32), readonly(block_max), np.int64(num_docs), terms, weights,
+                  np.int64(0), np.int64(len(terms)), mask, scratch("window_acc", WINDOW, np.float64),
+                  scratch("window_bits", WINDOW // 64, np.uint64), scratch("cand_docs", WINDOW, np.int64),
+                  scratch("cand_scores", WINDOW, np.float64),
+                  scratch("word_bounds", (max(64, len(terms)) + 2) * (WINDOW // 64), np.float64, grow=True), hs, hd,
+                  np.int64(WINDOW))
+
+    return search_one(len(po) - 1, num_docs, terms, weights, k, mask, kernel)
 
 
 def _num_docs(arrays: dict, extra: dict) -> int:
@@ -671,77 +516,60 @@ def _num_docs(arrays: dict, extra: dict) -> int:
 def search_batch(method, arrays, q_indptr, q_terms, q_weights, k, allow_indptr, allow_docs, threads, **extra):
     """Top-``k`` of many queries in parallel: ``(idx int32[Q, k], scores float32[Q, k])``.
 
-    ``method``: ``"taat"``, ``"pruned"`` or ``"approx"`` (``extra``: ``query_cut``, ``heap_factor``).
-    ``arrays``: the index arrays by name (plus the ``approx/`` arrays for ``"approx"``). Query ``q``
-    is ``q_terms[q_indptr[q]:q_indptr[q+1]]`` with its weights. ``allow_indptr`` empty means no filter,
-    otherwise query ``q`` may only return ``allow_docs[allow_indptr[q]:allow_indptr[q+1]]``. ``threads``
-    is the number of worker threads: queries are dealt round-robin to ``4 * threads`` groups, each run by
-    a GIL-free compiled kernel on a thread pool, and each group owns its scratch (a ``WINDOW``-document
-    accumulator for the exact methods, ``num_docs`` int32 stamps plus a vocabulary-sized query vector for
-    ``approx``), so at most ``threads`` scratch sets are live. (A thread pool over ``nogil`` kernels
-    rather than numba ``prange``: the same parallelism, and parallel-accelerator compilation, which took
-    ~6-10 s per method and impact dtype on a cold cache, is avoided.)
+    ``method``: one of :data:`MODES` — ``"exact"``, ``"taat"`` or ``"approx"`` (``extra``: ``query_cut``,
+    ``heap_factor``). ``arrays``: the index arrays by name (plus the ``approx/`` arrays for ``"approx"``).
+    Query ``q`` is ``q_terms[q_indptr[q]:q_indptr[q+1]]`` with its weights. ``allow_indptr`` empty means no
+    filter, otherwise query ``q`` may only return ``allow_docs[allow_indptr[q]:allow_indptr[q+1]]``.
+    ``threads`` is the number of worker threads: queries are dealt round-robin to ``4 * threads`` groups,
+    each run by a GIL-free compiled kernel on a thread pool, and each group owns its scratch (a
+    ``WINDOW``-document accumulator for the exact methods, ``num_docs`` int32 stamps plus a
+    vocabulary-sized query vector for ``approx``), so at most ``threads`` scratch sets are live. (A thread
+    pool over ``nogil`` kernels rather than numba ``prange``: the same parallelism, and
+    parallel-accelerator compilation, which took ~6-10 s per method and impact dtype on a cold cache, is
+    avoided.)
     """
+    if method not in MODES:
+        raise ValueError(f"method must be one of {', '.join(map(repr, MODES))}, not {method!r}")
     extra = dict(extra)
     num_docs = _num_docs(arrays, extra)
-    po = _ro(arrays["postings_offsets"], np.int64)
-    q_indptr = _ro(q_indptr, np.int64)
+    po = readonly(arrays["postings_offsets"], np.int64)
+    q_indptr = readonly(q_indptr, np.int64)
     nq, k = len(q_indptr) - 1, int(k)
     q_terms, q_weights = prepare_query(q_terms, q_weights, len(po) - 1)
     if nq < 0 or q_indptr[0] != 0 or q_indptr[-1] != len(q_terms) or np.any(np.diff(q_indptr) < 0):
         raise ValueError("q_indptr does not describe q_terms")
-    allow_indptr = _ro(allow_indptr, np.int64)
-    allow_docs = _ro(allow_docs, np.int32)
+    allow_indptr = readonly(allow_indptr, np.int64)
+    allow_docs = readonly(allow_docs, np.int32)
     if len(allow_indptr):
         if len(allow_indptr) != nq + 1 or allow_indptr[-1] != len(allow_docs):
             raise ValueError("allow_indptr does not describe allow_docs for every query")
         if len(allow_docs) and (allow_docs.min() < 0 or allow_docs.max() >= num_docs):
             raise ValueError(f"allow_docs holds a document index outside [0, {num_docs})")
-    out_idx, out_scores = _outputs(max(nq, 0), max(k, 0))
+    if method != "approx" and extra:
+        raise TypeError(f"method {method!r} takes no extra arguments, got {sorted(extra)}")
+    out_idx, out_scores = outputs(max(nq, 0), max(k, 0))
     if nq <= 0 or k <= 0:
         return out_idx, out_scores
     threads = max(1, int(threads or 1))
     groups = min(nq, threads * 4 if threads > 1 else 1)
-    pd, pi = _ro(arrays["postings_docs"], np.int32), _ro(arrays["postings_impacts"])
-    if method == "taat":
-        _no_extra(method, extra)
-
-        def run(g):
-            _taat_group(po, pd, pi, np.int64(num_docs), q_indptr, q_terms, q_weights, allow_indptr, allow_docs,
-                        np.int64(g), np.int64(groups), np.int64(WINDOW), out_idx, out_scores)
-    elif method == "pruned":
-        _no_extra(method, extra)
-        bo, bl, bm = (_ro(arrays["block_offsets"], np.int64), _ro(arrays["block_last_doc"], np.int32),
-                      _ro(arrays["block_max"]))
-
-        def run(g):
-            _pruned_group(po, pd, pi, bo, bl, bm, np.int64(num_docs), q_indptr, q_terms, q_weights, allow_indptr,
-                          allow_docs, np.int64(g), np.int64(groups), np.int64(WINDOW), out_idx, out_scores)
-    elif method == "approx":
-        from heron.indexing.inverted import approx
-
+    if method == "approx":
         run = approx.batch_runner(arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, allow_docs, groups,
                                   out_idx, out_scores, **extra)
     else:
-        raise ValueError(f"method must be 'taat', 'pruned' or 'approx', not {method!r}")
+        pd, pi = readonly(arrays["postings_docs"], np.int32), readonly(arrays["postings_impacts"])
+        maxscore = method == "exact"
+        if maxscore:
+            bo, bl, bm = (readonly(arrays["block_offsets"], np.int64), readonly(arrays["block_last_doc"], np.int32),
+                          readonly(arrays["block_max"]))
+        else:  # term at a time reads no block arrays: empty ones of the same types (one specialisation)
+            bo, bl, bm = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, pi.dtype)
+
+        def run(g):
+            _exact_group(po, pd, pi, bo, bl, bm, maxscore, np.int64(num_docs), q_indptr, q_terms, q_weights,
+                         allow_indptr, allow_docs, np.int64(g), np.int64(groups), np.int64(WINDOW), out_idx,
+                         out_scores)
     run_groups(run, groups, threads)
     return out_idx, out_scores
 
 
-def run_groups(run, groups: int, threads: int) -> None:
-    """``run(g)`` for every group ``g`` on ``threads`` threads (the kernels release the GIL)."""
-    if threads <= 1 or groups <= 1:
-        for g in range(groups):
-            run(g)
-        return
-    with ThreadPoolExecutor(max_workers=min(threads, groups)) as pool:
-        for future in [pool.submit(run, g) for g in range(groups)]:
-            future.result()
-
-
-def _no_extra(method: str, extra: dict) -> None:
-    if extra:
-        raise TypeError(f"method {method!r} takes no extra arguments, got {sorted(extra)}")
-
-
-__all__ = ["WINDOW", "build_block_max", "search_batch", "search_pruned", "search_taat"]
+__all__ = ["MODES", "WINDOW", "build_block_max", "search_batch", "search_exact", "search_taat"]

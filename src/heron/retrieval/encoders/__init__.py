@@ -6,7 +6,11 @@
   IDF query mode.
 - :mod:`~heron.retrieval.encoders.dense`: Hugging Face / sentence-transformers bi-encoders.
 - :mod:`~heron.retrieval.encoders.csr`: CSR sparse codes (TopK autoencoder over a dense encoder).
+- :mod:`~heron.retrieval.encoders.multivector`: ColBERT-style token vectors (PyLate layout).
 - :mod:`~heron.retrieval.encoders.cache`: corpus embeddings computed once per model and dataset.
+- :mod:`~heron.retrieval.encoders.hf`: the Hugging Face plumbing they share (model folders, loading,
+  device and precision, checkpoint copies, ``heron_encoder.json``).
+- :mod:`~heron.retrieval.encoders.pooling`: SPLADE pooling, the one definition encoder and trainer use.
 
 An index stores its query encoder in ``encoder/``; :func:`load_query_encoder` brings it back.
 """

@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,7 +36,8 @@ import torch
 from torch import nn
 
 from heron.errors import HeronError
-from heron.formats import read_versioned_json
+from heron.retrieval.encoders.hf import read_encoder_config, write_encoder_config
+from heron.storage import read_versioned_json, staged, write_json_atomic
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -120,7 +120,7 @@ class SparseAutoencoder(nn.Module):
                   str(directory / WEIGHTS_FILE))
         info = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "dim": self.dim, "hidden": self.hidden,
                 "k": self.k, "dead_threshold": self.dead_threshold, **(config or {})}
-        (directory / CONFIG_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
+        write_json_atomic(directory / CONFIG_FILE, info)
         return directory
 
     @classmethod
@@ -220,14 +220,9 @@ class CSREncoder:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.base.save(directory / "base")
-        target = directory / "csr"
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir()
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            shutil.copy2(self.checkpoint / name, target / name)
-        from heron.retrieval.encoders.splade import write_encoder_config
-
+        with staged(directory / "csr") as target:
+            for name in (CONFIG_FILE, WEIGHTS_FILE):
+                shutil.copy2(self.checkpoint / name, target / name)
         write_encoder_config(directory, self.describe(), {"base": "base", "csr": "csr"})
         return directory
 
@@ -235,7 +230,6 @@ class CSREncoder:
     def load(cls, directory: str | Path, *, device: str | None = "auto", threads: int | None = None,
              batch_size: int = 64) -> CSREncoder:
         from heron.retrieval.encoders.dense import DenseEncoder
-        from heron.retrieval.encoders.splade import read_encoder_config
 
         directory = Path(directory)
         config = read_encoder_config(directory, "csr", "CSR")

@@ -25,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -33,17 +32,10 @@ import numpy as np
 import torch
 
 from heron.errors import HeronError
-from heron.retrieval.encoders.splade import (
-    _read_json,
-    _resolve,
-    read_encoder_config,
-    resolve_device,
-    write_encoder_config,
-)
+from heron.retrieval.encoders import hf
 
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len", "lasttoken")
 _TEXT_CHUNK = 8192
-_MODEL_FILE_SUFFIXES = (".json", ".txt", ".safetensors", ".model")
 _POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
                  "pooling_mode_max_tokens": "max", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
                  "pooling_mode_lasttoken": "lasttoken"}
@@ -53,23 +45,20 @@ def _read_st_layout(folder: Path) -> dict:
     """Pooling, normalisation, max length, lower-casing and prompts of a sentence-transformers folder."""
     layout = {"transformer": folder, "pooling": "mean", "normalize": False, "max_length": None,
               "lowercase": False, "query_prompt": "", "document_prompt": ""}
-    modules_file = folder / "modules.json"
-    if not modules_file.is_file():
+    modules = hf.read_modules(folder)
+    if modules is None:
         return layout
-    entries = sorted(_read_json(modules_file), key=lambda e: e.get("idx", 0))
     seen_transformer = False
-    for entry in entries:
-        cls = str(entry.get("type", "")).rsplit(".", 1)[-1]
-        path = folder / entry.get("path", "")
+    for cls, path in modules:
         if cls == "Transformer":
             seen_transformer = True
             layout["transformer"] = path
-            config = _read_json(path / "sentence_bert_config.json") if (path / "sentence_bert_config.json").is_file() \
-                else {}
+            st_file = path / "sentence_bert_config.json"
+            config = hf.read_json(st_file) if st_file.is_file() else {}
             layout["max_length"] = config.get("max_seq_length")
             layout["lowercase"] = bool(config.get("do_lower_case", False))
         elif cls == "Pooling":
-            config = _read_json(path / "config.json")
+            config = hf.read_json(path / "config.json")
             modes = [mode for key, mode in _POOLING_KEYS.items() if config.get(key)]
             if len(modes) != 1:
                 raise HeronError(f"{path / 'config.json'}: heron supports exactly one pooling mode, found "
@@ -81,10 +70,10 @@ def _read_st_layout(folder: Path) -> dict:
             raise HeronError(f"{folder}: module {cls!r} is not supported by heron's dense encoder "
                              f"(expected Transformer, Pooling and optionally Normalize)")
     if not seen_transformer:
-        raise HeronError(f"{modules_file}: no Transformer module")
+        raise HeronError(f"{folder / 'modules.json'}: no Transformer module")
     st_config = folder / "config_sentence_transformers.json"
     if st_config.is_file():
-        prompts = _read_json(st_config).get("prompts") or {}
+        prompts = hf.read_json(st_config).get("prompts") or {}
         layout["query_prompt"] = prompts.get("query", "") or ""
         layout["document_prompt"] = prompts.get("document", prompts.get("passage", "")) or ""
     return layout
@@ -117,14 +106,13 @@ class DenseEncoder:
                  threads: int | None = None, device: str | None = "auto", fp16: bool | None = None,
                  pooling: str | None = None, normalize: bool | None = None, query_prompt: str | None = None,
                  document_prompt: str | None = None, lowercase: bool | None = None):
-        from transformers import AutoModel, AutoTokenizer
-
         self.model_name = str(model)
-        folder = _resolve(model)
+        folder = hf.resolve_model_folder(model)
         layout = _read_st_layout(folder) if isinstance(folder, Path) else \
             {"transformer": folder, "pooling": "mean", "normalize": False, "max_length": None, "lowercase": False,
              "query_prompt": "", "document_prompt": ""}
         self.path = Path(str(folder))
+        self.transformer_path = Path(str(layout["transformer"]))  # the Hugging Face checkpoint inside
         self.pooling = pooling or layout["pooling"]
         if self.pooling not in POOLINGS:
             raise HeronError(f"{model}: unsupported pooling {self.pooling!r} (choose from {', '.join(POOLINGS)})")
@@ -134,23 +122,14 @@ class DenseEncoder:
         self.document_prompt = layout["document_prompt"] if document_prompt is None else document_prompt
         if threads:
             torch.set_num_threads(int(threads))
-        self.device = resolve_device(device)
-        self.fp16 = (self.device.type == "cuda") if fp16 is None else bool(fp16)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(layout["transformer"]), trust_remote_code=False)
-            net = AutoModel.from_pretrained(str(layout["transformer"]), trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            raise HeronError(f"{model}: cannot load an encoder checkpoint from {layout['transformer']} ({exc})") \
-                from None
+        self.device = hf.resolve_device(device)
+        self.fp16 = hf.resolve_fp16(self.device, fp16)
+        self.tokenizer, net = hf.load_checkpoint(layout["transformer"], masked_lm=False, name=str(model))
         net.eval()
         if self.fp16:
             net.half()
         self.net = net.to(self.device)
-        limit = layout["max_length"] or getattr(self.tokenizer, "model_max_length", 512)
-        if not limit or limit > 100_000:
-            limit = 512
-        positions = getattr(net.config, "max_position_embeddings", None)
-        self.model_max_length = int(min(limit, positions) if positions else limit)
+        self.model_max_length = hf.model_max_length(layout["max_length"], self.tokenizer, net.config)
         if max_length is not None and max_length > self.model_max_length:
             raise HeronError(f"{model}: max_length {max_length} exceeds the model's {self.model_max_length} tokens")
         self.max_length = int(max_length or self.model_max_length)
@@ -173,20 +152,10 @@ class DenseEncoder:
 
     def _encode_chunk(self, texts: Sequence[str]) -> np.ndarray:
         prepared = [t.lower() if self.lowercase else t for t in texts]
-        ids = self.tokenizer(prepared, truncation=True, max_length=self.max_length, add_special_tokens=True,
-                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(-lengths, kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            sel = order[start:start + self.batch_size]
-            width = max(int(lengths[sel[0]]), 1)
-            input_ids = np.full((len(sel), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(sel), width), dtype=np.int64)
-            for r, j in enumerate(sel):
-                input_ids[r, : lengths[j]] = ids[j]
-                mask[r, : lengths[j]] = 1
-            out[sel] = self.embed(torch.from_numpy(input_ids), torch.from_numpy(mask)).cpu().numpy()
+        for sel, input_ids, mask in hf.length_sorted_batches(self.tokenizer, prepared, self.max_length,
+                                                             self.batch_size, self.pad_id):
+            out[sel] = self.embed(input_ids, mask).cpu().numpy()
         return out
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -210,15 +179,15 @@ class DenseEncoder:
         """Write the model files (``model/``) and the settings (``heron_encoder.json``) into ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        copy_checkpoint(self.path, directory / "model", self)
-        write_encoder_config(directory, self.describe(), {"model": "model"})
+        hf.copy_checkpoint(self.transformer_path, directory / "model", masked_lm=False, tokenizer=self.tokenizer)
+        hf.write_encoder_config(directory, self.describe(), {"model": "model"})
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, *, device: str | None = "auto", fp16: bool | None = None,
              threads: int | None = None, batch_size: int = 64) -> DenseEncoder:
         directory = Path(directory)
-        config = read_encoder_config(directory, "dense", "dense")
+        config = hf.read_encoder_config(directory, "dense", "dense")
         info = config["encoder"]
         enc = cls(directory / config["layout"]["model"], max_length=info.get("max_length"), batch_size=batch_size,
                   threads=threads, device=device, fp16=fp16, pooling=info.get("pooling"),
@@ -226,26 +195,3 @@ class DenseEncoder:
                   document_prompt=info.get("document_prompt"), lowercase=info.get("lowercase"))
         enc.model_name = info.get("model", enc.model_name)
         return enc
-
-
-def copy_checkpoint(source: Path, target: Path, encoder: DenseEncoder) -> None:
-    """A plain Hugging Face folder at ``target``: safetensors, configs and tokenizer (never pickle files)."""
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    folder = Path(str(source))
-    layout = _read_st_layout(folder) if folder.is_dir() else {"transformer": folder}
-    transformer = Path(str(layout["transformer"]))
-    copied = []
-    if transformer.is_dir():
-        for path in sorted(transformer.iterdir()):
-            if path.is_file() and path.suffix in _MODEL_FILE_SUFFIXES and not path.name.startswith(".") \
-                    and path.name not in ("modules.json", "heron-model.json"):
-                shutil.copy2(path, target / path.name)
-                copied.append(path.name)
-    if not any(name.endswith(".safetensors") for name in copied):
-        from transformers import AutoModel
-
-        AutoModel.from_pretrained(str(transformer), trust_remote_code=False).save_pretrained(
-            str(target), safe_serialization=True)
-        encoder.tokenizer.save_pretrained(str(target))

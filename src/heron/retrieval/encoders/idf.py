@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,10 +34,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from heron.errors import HeronError
+from heron.storage import read_versioned_json, save_array_atomic, write_json_atomic
 
 IDF_CONFIG = "idf_query.json"
 IDF_WEIGHTS = "idf.npy"
 IDF_DF = "df.npy"
+IDF_FORMAT = "heron-idf-query"
+IDF_VERSION = 1
 FORMULAS = ("log", "bm25")
 
 
@@ -80,9 +82,9 @@ def document_frequencies_from_shards(directory: str | Path) -> tuple[np.ndarray,
 def _load_tokenizer(tokenizer):
     if not isinstance(tokenizer, (str, Path)):
         return tokenizer
-    from transformers import AutoTokenizer
+    from heron.retrieval.encoders.hf import load_tokenizer
 
-    return AutoTokenizer.from_pretrained(str(tokenizer), trust_remote_code=False)
+    return load_tokenizer(tokenizer)
 
 
 class IDFQueryEncoder:
@@ -202,26 +204,20 @@ class IDFQueryEncoder:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(str(directory))
-        np.save(directory / IDF_WEIGHTS, self.idf, allow_pickle=False)
+        save_array_atomic(directory / IDF_WEIGHTS, self.idf)
         if self.df is not None:
-            np.save(directory / IDF_DF, self.df, allow_pickle=False)
-        config = {"format": "heron-idf-query", "version": 1, **self.describe()}
-        (directory / IDF_CONFIG).write_text(json.dumps(config, indent=1), encoding="utf-8")
+            save_array_atomic(directory / IDF_DF, self.df)
+        write_json_atomic(directory / IDF_CONFIG, {"format": IDF_FORMAT, "version": IDF_VERSION, **self.describe()})
 
     @classmethod
     def load(cls, directory: str | Path) -> IDFQueryEncoder:
         directory = Path(directory)
-        path = directory / IDF_CONFIG
-        if not path.is_file():
-            raise HeronError(f"{path}: missing (not a saved IDF query encoder)")
+        config = read_versioned_json(directory / IDF_CONFIG, IDF_FORMAT, IDF_VERSION, "heron IDF query encoder")
         try:
-            config = json.loads(path.read_text(encoding="utf-8"))
             idf = np.load(directory / IDF_WEIGHTS, allow_pickle=False)
             df = np.load(directory / IDF_DF, allow_pickle=False) if (directory / IDF_DF).is_file() else None
         except (OSError, ValueError) as exc:
             raise HeronError(f"{directory}: unreadable IDF query encoder ({exc})") from None
-        if config.get("format") != "heron-idf-query":
-            raise HeronError(f"{path}: not a heron IDF query encoder")
         if len(idf) != config.get("vocab_size", len(idf)):
             raise HeronError(f"{directory / IDF_WEIGHTS}: {len(idf)} weights, config says {config['vocab_size']}")
         return cls(directory, idf, max_length=config.get("max_length"), lowercase=config.get("lowercase", False),

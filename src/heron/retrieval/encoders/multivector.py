@@ -25,8 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import json
-import shutil
 import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -36,7 +34,15 @@ import torch
 from torch import nn
 
 from heron.errors import HeronError
-from heron.retrieval.encoders.splade import _read_json, _resolve, resolve_device
+from heron.retrieval.encoders.hf import (
+    load_checkpoint,
+    read_json,
+    read_modules,
+    resolve_device,
+    resolve_model_folder,
+    save_pretrained,
+)
+from heron.storage import staged, write_json_atomic
 
 DEFAULTS = {"query_prefix": "[unused0] ", "document_prefix": "[unused1] ", "query_length": 32,
             "document_length": 180, "skiplist_words": list(string.punctuation)}
@@ -57,7 +63,7 @@ class ColBERTModel(nn.Module):
 
 
 def _load_dense(folder: Path, in_features: int) -> nn.Linear:
-    config = _read_json(folder / "config.json")
+    config = read_json(folder / "config.json")
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise HeronError(f"{folder}: no model.safetensors (pickle weights are not loaded)")
@@ -82,41 +88,31 @@ class MultiVectorEncoder:
     def __init__(self, model: str | Path, *, batch_size: int = 32, threads: int | None = None,
                  device: str | None = "auto", query_length: int | None = None, document_length: int | None = None,
                  projection_dim: int = 128, seed: int = 0):
-        from transformers import AutoModel, AutoTokenizer
-
         self.model_name = str(model)
-        folder = Path(str(_resolve(model)))
+        folder = Path(str(resolve_model_folder(model)))
         if threads:
             torch.set_num_threads(int(threads))
         self.device = resolve_device(device)
         backbone_dir, dense_dir, settings = folder, None, dict(DEFAULTS)
         configured = set()
         pooled = False
-        modules_file = folder / "modules.json"
-        if modules_file.is_file():
-            for entry in sorted(_read_json(modules_file), key=lambda e: e.get("idx", 0)):
-                cls = str(entry.get("type", "")).rsplit(".", 1)[-1]
-                path = folder / entry.get("path", "")
-                if cls == "Transformer":
-                    backbone_dir = path
-                elif cls == "Dense":
-                    dense_dir = path
-                elif cls in ("Pooling", "Normalize"):
-                    pooled = True  # a bi-encoder folder: only its Transformer is used, as a backbone
-                else:
-                    raise HeronError(f"{folder}: module {cls!r} is not supported by the multi-vector encoder "
-                                     f"(a ColBERT folder has Transformer and Dense)")
+        for cls, path in read_modules(folder) or []:
+            if cls == "Transformer":
+                backbone_dir = path
+            elif cls == "Dense":
+                dense_dir = path
+            elif cls in ("Pooling", "Normalize"):
+                pooled = True  # a bi-encoder folder: only its Transformer is used, as a backbone
+            else:
+                raise HeronError(f"{folder}: module {cls!r} is not supported by the multi-vector encoder "
+                                 f"(a ColBERT folder has Transformer and Dense)")
         if pooled and dense_dir is not None:
             raise HeronError(f"{folder}: has both Pooling and Dense modules; not a ColBERT folder")
         if (folder / ST_CONFIG).is_file() and not pooled:
-            st = _read_json(folder / ST_CONFIG)
+            st = read_json(folder / ST_CONFIG)
             settings.update({k: st[k] for k in DEFAULTS if st.get(k) is not None})
             configured = {k for k in DEFAULTS if st.get(k) is not None}
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(backbone_dir), trust_remote_code=False)
-            backbone = AutoModel.from_pretrained(str(backbone_dir), trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            raise HeronError(f"{model}: cannot load a backbone from {backbone_dir} ({exc})") from None
+        self.tokenizer, backbone = load_checkpoint(backbone_dir, masked_lm=False, name=str(model), what="a backbone")
         hidden = int(backbone.config.hidden_size)
         if dense_dir is not None:
             projection = _load_dense(dense_dir, hidden)
@@ -220,18 +216,19 @@ class MultiVectorEncoder:
                 "document_prefix": self.document_prefix}
 
     def save(self, directory: str | Path) -> Path:
-        """Write a PyLate-layout folder: backbone files, ``1_Dense/``, ``modules.json`` and the ST config."""
+        """Write a PyLate-layout folder (see :meth:`write_files`), published atomically: a previous
+        ``directory`` stays whole until the new one replaces it."""
+        with staged(directory) as tmp:
+            self.write_files(tmp)
+        return Path(directory)
+
+    def write_files(self, directory: str | Path) -> Path:
+        """Backbone files, ``1_Dense/``, ``modules.json`` and the ST config, into the existing folder
+        ``directory`` (a staging folder: the caller publishes it)."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
-        backbone = self.model.backbone
-        backbone.save_pretrained(str(directory), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(directory))
-        for leftover in directory.glob("*.bin"):
-            leftover.unlink()
+        save_pretrained(self.model.backbone, self.tokenizer, directory)
         dense = directory / "1_Dense"
         dense.mkdir()
         proj = self.model.projection
@@ -239,17 +236,17 @@ class MultiVectorEncoder:
         if proj.bias is not None:
             state["linear.bias"] = proj.bias.detach().cpu().contiguous()
         save_file(state, str(dense / "model.safetensors"))
-        (dense / "config.json").write_text(json.dumps({
+        write_json_atomic(dense / "config.json", {
             "in_features": proj.in_features, "out_features": proj.out_features, "bias": proj.bias is not None,
-            "activation_function": "torch.nn.modules.linear.Identity"}, indent=1))
-        (directory / "modules.json").write_text(json.dumps([
+            "activation_function": "torch.nn.modules.linear.Identity"}, durable=False)
+        write_json_atomic(directory / "modules.json", [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}], indent=1))
-        (directory / "sentence_bert_config.json").write_text(json.dumps(
-            {"max_seq_length": self.document_length, "do_lower_case": False}))
-        (directory / ST_CONFIG).write_text(json.dumps({
+            {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}], durable=False)
+        write_json_atomic(directory / "sentence_bert_config.json",
+                          {"max_seq_length": self.document_length, "do_lower_case": False}, durable=False)
+        write_json_atomic(directory / ST_CONFIG, {
             "query_prefix": self.query_prefix, "document_prefix": self.document_prefix,
             "query_length": self.query_length, "document_length": self.document_length,
             "attend_to_expansion_tokens": True, "skiplist_words": self.skiplist_words,
-            "similarity_fn_name": "MaxSim"}, indent=1))
+            "similarity_fn_name": "MaxSim"}, durable=False)
         return directory

@@ -38,8 +38,6 @@ Example::
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,24 +47,33 @@ import scipy.sparse as sp
 import torch
 
 from heron.errors import HeronError
+from heron.retrieval.encoders.hf import (
+    ENCODER_CONFIG,
+    class_name,
+    copy_checkpoint,
+    length_sorted_batches,
+    load_checkpoint,
+    model_max_length,
+    read_encoder_config,
+    read_json,
+    read_modules,
+    resolve_device,
+    resolve_fp16,
+    resolve_model_folder,
+    write_encoder_config,
+)
 from heron.retrieval.encoders.idf import IDFQueryEncoder
+from heron.retrieval.encoders.pooling import ACTIVATIONS, POOLINGS, splade_activation, splade_pool
 
-ENCODER_CONFIG = "heron_encoder.json"
-ENCODER_FORMAT = "heron-encoder"
-ENCODER_VERSION = 1
-POOLINGS = ("max", "sum")
-ACTIVATIONS = ("relu", "log1p_relu")
 _ST_CONFIGS = ("sentence_bert_config.json", "sentence_roberta_config.json", "sentence_distilbert_config.json",
                "sentence_camembert_config.json", "sentence_albert_config.json", "sentence_xlm-roberta_config.json")
 _HEAD_CHUNK = 256  # tokens per projection block on CPU
 _TEXT_CHUNK = 8192  # texts tokenised and length-sorted together in encode_documents / encode_queries
-# files copied when an encoder is saved (pickle formats are never copied)
-_MODEL_FILE_SUFFIXES = (".json", ".txt", ".safetensors", ".model")
 
 
 # -- model folders -------------------------------------------------------------------------------------
 @dataclass
-class _SpladeSpec:
+class SpladeSpec:
     """Where a SPLADE model's transformer lives and how its logits are pooled."""
 
     path: Path | str
@@ -77,63 +84,32 @@ class _SpladeSpec:
 
 
 @dataclass
-class _StaticSpec:
+class StaticSpec:
     """A sentence-transformers ``SparseStaticEmbedding`` folder (inference-free query weights)."""
 
     path: Path
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HeronError(f"{path}: missing") from None
-    except (OSError, ValueError) as exc:
-        raise HeronError(f"{path}: unreadable JSON ({exc})") from None
-
-
-def write_encoder_config(directory: Path, info: dict, layout: dict) -> None:
-    """``heron_encoder.json``: what every saved heron encoder folder (SPLADE, dense, CSR) starts from."""
-    config = {"format": ENCODER_FORMAT, "version": ENCODER_VERSION, "encoder": info, "layout": layout}
-    (Path(directory) / ENCODER_CONFIG).write_text(json.dumps(config, indent=1), encoding="utf-8")
-
-
-def read_encoder_config(directory: Path, kind: str, what: str) -> dict:
-    """The ``heron_encoder.json`` of a saved ``kind`` encoder (format, type and version checked)."""
-    path = Path(directory) / ENCODER_CONFIG
-    config = _read_json(path)
-    if config.get("format") != ENCODER_FORMAT or config.get("encoder", {}).get("type") != kind:
-        raise HeronError(f"{path}: not a saved heron {what} encoder")
-    if config.get("version") != ENCODER_VERSION:
-        raise HeronError(f"{path}: encoder format version {config.get('version')} "
-                         f"is not supported (this heron reads version {ENCODER_VERSION})")
-    return config
-
-
-def _class_name(type_name: str) -> str:
-    return str(type_name).rsplit(".", 1)[-1]
-
-
-def _parse_pipeline(folder: Path, modules: list[tuple[str, Path]]) -> _SpladeSpec | _StaticSpec:
+def _parse_pipeline(folder: Path, modules: list[tuple[str, Path]]) -> SpladeSpec | StaticSpec:
     if [cls for cls, _ in modules] == ["SparseStaticEmbedding"]:
-        return _StaticSpec(modules[0][1])
-    spec: _SpladeSpec | None = None
+        return StaticSpec(modules[0][1])
+    spec: SpladeSpec | None = None
     pooled = False
     for cls, path in modules:
         if cls in ("Transformer", "MLMTransformer"):
             if spec is not None:
                 raise HeronError(f"{folder}: more than one Transformer module in one route")
-            config = next((_read_json(path / n) for n in _ST_CONFIGS if (path / n).is_file()), {})
+            config = next((read_json(path / n) for n in _ST_CONFIGS if (path / n).is_file()), {})
             task = config.get("transformer_task", "fill-mask" if cls == "MLMTransformer" else None)
             if task != "fill-mask":
                 raise HeronError(f"{folder}: the Transformer module is not a fill-mask (masked-LM) model "
                                  f"(transformer_task={task!r}); SPLADE needs MLM logits")
-            spec = _SpladeSpec(path, max_length=config.get("max_seq_length"),
-                               lowercase=bool(config.get("do_lower_case", False)))
+            spec = SpladeSpec(path, max_length=config.get("max_seq_length"),
+                              lowercase=bool(config.get("do_lower_case", False)))
         elif cls == "SpladePooling":
             if spec is None:
                 raise HeronError(f"{folder}: SpladePooling comes before any Transformer module")
-            config = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
+            config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
             spec.pooling = config.get("pooling_strategy", "max")
             spec.activation = config.get("activation_function", "relu")
             pooled = True
@@ -145,65 +121,35 @@ def _parse_pipeline(folder: Path, modules: list[tuple[str, Path]]) -> _SpladeSpe
     return spec
 
 
-def _read_layout(folder: Path | str) -> tuple[_SpladeSpec, _SpladeSpec | _StaticSpec | None]:
-    """The document-side spec of a model folder and, for a query/document Router, the query side."""
+def read_layout(folder: Path | str) -> tuple[SpladeSpec, SpladeSpec | StaticSpec | None]:
+    """The document-side spec of a SPLADE model and, for a query/document Router, the query side.
+
+    ``folder`` is what :func:`~heron.retrieval.encoders.hf.resolve_model_folder` gives: a local folder
+    (a plain masked-LM checkpoint, a sentence-transformers ``SparseEncoder`` or ``Router`` folder) or a
+    hub id (taken as a plain masked LM).
+    """
     if not isinstance(folder, Path) or not folder.is_dir():
-        return _SpladeSpec(folder), None  # a hub id handed to transformers as it is
-    modules_file = folder / "modules.json"
-    if not modules_file.is_file():
-        return _SpladeSpec(folder), None
-    entries = sorted(_read_json(modules_file), key=lambda e: e.get("idx", 0))
-    if len(entries) == 1 and _class_name(entries[0].get("type", "")) == "Router":
-        router = folder / entries[0].get("path", "")
-        config = _read_json(router / "router_config.json")
+        return SpladeSpec(folder), None  # a hub id handed to transformers as it is
+    modules = read_modules(folder)
+    if modules is None:
+        return SpladeSpec(folder), None
+    if len(modules) == 1 and modules[0][0] == "Router":
+        router = modules[0][1]
+        config = read_json(router / "router_config.json")
         types, structure = config.get("types", {}), config.get("structure", {})
 
         def route(key: str):
-            return _parse_pipeline(folder, [(_class_name(types.get(n, "")), router / n) for n in structure[key]])
+            return _parse_pipeline(folder, [(class_name(types.get(n, "")), router / n) for n in structure[key]])
 
         doc_key = "document" if "document" in structure else config.get("parameters", {}).get("default_route")
         if doc_key not in structure:
             raise HeronError(f"{router / 'router_config.json'}: no 'document' route")
         doc = route(doc_key)
-        if not isinstance(doc, _SpladeSpec):
+        if not isinstance(doc, SpladeSpec):
             raise HeronError(f"{folder}: the document route must be a SPLADE model")
         query = route("query") if "query" in structure and "query" != doc_key else None
         return doc, query
-    modules = [(_class_name(e.get("type", "")), folder / e.get("path", "")) for e in entries]
     return _parse_pipeline(folder, modules), None
-
-
-def _resolve(name_or_path: str | Path) -> Path | str:
-    """A local folder for a model name: heron's registry when there is one, else the path (or hub id)."""
-    local = Path(str(name_or_path)).expanduser()
-    if local.is_dir():
-        return local
-    try:
-        from heron.models import resolve_model
-    except ImportError:  # pragma: no cover - heron.models ships with heron
-        return str(name_or_path)
-    return Path(resolve_model(str(name_or_path)))
-
-
-def resolve_device(device: str | None = "auto") -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise HeronError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
-def _default_max_length(spec_length: int | None, tokenizer, config) -> int:
-    length = spec_length
-    if not length:
-        length = getattr(tokenizer, "model_max_length", None)
-        if not length or length > 100_000:  # "unset" in transformers is a huge number
-            length = 512
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions and positions > 0:
-        length = min(int(length), int(positions))
-    return int(length)
 
 
 def _vocabulary(tokenizer, size: int) -> list[str]:
@@ -215,10 +161,8 @@ def _vocabulary(tokenizer, size: int) -> list[str]:
 class _MLMSide:
     """A loaded masked-LM with its tokenizer and pooling: turns texts into SPLADE vectors."""
 
-    def __init__(self, name: str, spec: _SpladeSpec, device: torch.device, fp16: bool,
+    def __init__(self, name: str, spec: SpladeSpec, device: torch.device, fp16: bool,
                  pooling: str | None = None, activation: str | None = None, lowercase: bool | None = None):
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
-
         self.name = name
         self.path = spec.path
         self.pooling = pooling or spec.pooling
@@ -229,15 +173,11 @@ class _MLMSide:
             raise HeronError(f"{name}: unsupported SPLADE activation {self.activation!r} "
                              f"(choose from {', '.join(ACTIVATIONS)})")
         self.lowercase = spec.lowercase if lowercase is None else bool(lowercase)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(spec.path), trust_remote_code=False)
-            model = AutoModelForMaskedLM.from_pretrained(str(spec.path), trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            raise HeronError(f"{name}: cannot load a masked-LM checkpoint from {spec.path} ({exc})") from None
+        self.tokenizer, model = load_checkpoint(spec.path, masked_lm=True, name=name)
         model.eval()
         out = model.get_output_embeddings()
         self.vocab_size = int(out.weight.shape[0]) if out is not None else int(model.config.vocab_size)
-        self.max_length = _default_max_length(spec.max_length, self.tokenizer, model.config)
+        self.max_length = model_max_length(spec.max_length, self.tokenizer, model.config)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         # the final vocabulary projection is done by heron (see module docstring) when it can be split off
         self.head = self._split_head(model) if self.pooling == "max" else None
@@ -254,6 +194,10 @@ class _MLMSide:
             weight = weight.to(device, torch.float16 if self.fp16 else torch.float32)
             self.head = (weight.t().contiguous() if self.per_document_head else weight,
                          None if bias is None else bias.to(device, torch.float32))
+
+    def copy_to(self, target: Path) -> None:
+        """This side's checkpoint as a plain masked-LM folder at ``target`` (published atomically)."""
+        copy_checkpoint(self.path, target, masked_lm=True, tokenizer=self.tokenizer)
 
     def _split_head(self, model) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """Replace the output projection by the identity, if that provably gives the same logits."""
@@ -293,20 +237,10 @@ class _MLMSide:
         if len(live) == 0:
             return sp.csr_matrix((n, width), dtype=np.float32)
         batch_texts = [texts[i].lower() if self.lowercase else texts[i] for i in live]
-        ids = self.tokenizer(batch_texts, truncation=True, max_length=max_length, add_special_tokens=True,
-                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(-lengths, kind="stable")  # longest first: a batch too big fails at once
         rows, cols, vals = [], [], []
-        for start in range(0, len(order), batch_size):
-            sel = order[start:start + batch_size]
-            width_l = max(int(lengths[sel[0]]), 1)
-            input_ids = np.full((len(sel), width_l), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(sel), width_l), dtype=np.int64)
-            for r, j in enumerate(sel):
-                input_ids[r, : lengths[j]] = ids[j]
-                mask[r, : lengths[j]] = 1
-            pooled = self.pool(torch.from_numpy(input_ids), torch.from_numpy(mask))
+        for sel, input_ids, mask in length_sorted_batches(self.tokenizer, batch_texts, max_length, batch_size,
+                                                          self.pad_id):
+            pooled = self.pool(input_ids, mask)
             r_idx, c_idx, v = _nonzeros(pooled, top_k)
             rows.append(live[sel][r_idx])
             cols.append(c_idx)
@@ -322,20 +256,10 @@ class _MLMSide:
             input_ids = input_ids.to(self.device, non_blocking=True)
             attention_mask = attention_mask.to(self.device, non_blocking=True)
             output = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-            if self.head is not None:
-                maxima = self._project_max(output, attention_mask)
-            elif self.pooling == "max":
-                output = output.masked_fill_(attention_mask.unsqueeze(-1) == 0, float("-inf"))
-                maxima = output.amax(dim=1).float()
-            else:  # sum of the activated logits over real tokens
-                weights = torch.log1p(torch.relu(output.float()))
-                if self.activation == "log1p_relu":
-                    weights = torch.log1p(weights)
-                return (weights * attention_mask.unsqueeze(-1)).sum(dim=1)
-            weights = torch.log1p(torch.relu(maxima))
-            if self.activation == "log1p_relu":
-                weights = torch.log1p(weights)
-            return weights
+            if self.head is not None:  # output: hidden states; the max of the projection, then the activation
+                return splade_activation(self._project_max(output, attention_mask), self.activation)
+            return splade_pool(output, attention_mask, pooling=self.pooling, activation=self.activation,
+                               overwrite=True)
 
     def _project_max(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``max_i (h_i · W_j) + b_j`` over the real tokens, without the full logits tensor."""
@@ -421,7 +345,7 @@ class SpladeEncoder:
         self.device = resolve_device(device)
         if fp16 and self.device.type != "cuda":
             raise HeronError("fp16 needs a CUDA device (use fp16=None or False on CPU)")
-        self.fp16 = self.device.type == "cuda" if fp16 is None else bool(fp16)
+        self.fp16 = resolve_fp16(self.device, fp16)
         self.batch_size = int(batch_size)
         self.threads = threads
         self.doc_top_k, self.query_top_k = doc_top_k, query_top_k
@@ -430,23 +354,23 @@ class SpladeEncoder:
         self._doc: _MLMSide | None = None
         route_query = None
         if doc_model is not None:
-            doc_spec, route_query = _read_layout(_resolve(doc_model))
+            doc_spec, route_query = read_layout(resolve_model_folder(doc_model))
             self._doc = _MLMSide(str(doc_model), doc_spec, self.device, self.fp16, **overrides)
 
         self._query: _MLMSide | IDFQueryEncoder
         if isinstance(query_model, IDFQueryEncoder):
             self._query, self.query_mode = query_model, "idf"
         elif query_model is not None:
-            spec, _ = _read_layout(_resolve(query_model))
+            spec, _ = read_layout(resolve_model_folder(query_model))
             self._query = _MLMSide(str(query_model), spec, self.device, self.fp16, **overrides)
             self.query_mode = "model"
         elif (saved_idf := _saved_idf_query_side(doc_model)) is not None:
             # a heron inference-free checkpoint: its own query side (the training corpus's IDF, or binary)
             self._query, self.query_mode = saved_idf, "idf"
-        elif isinstance(route_query, _StaticSpec):
+        elif isinstance(route_query, StaticSpec):
             self._query = IDFQueryEncoder.from_sentence_transformers(route_query.path, lowercase=self._doc.lowercase)
             self.query_mode = "idf"
-        elif isinstance(route_query, _SpladeSpec):
+        elif isinstance(route_query, SpladeSpec):
             self._query = _MLMSide(f"{doc_model}#query", route_query, self.device, self.fp16, **overrides)
             self.query_mode = "model"
         else:
@@ -575,10 +499,10 @@ class SpladeEncoder:
         directory.mkdir(parents=True, exist_ok=True)
         layout: dict[str, str | None] = {"model": None, "query": None, "documents": None}
         if self.query_mode == "shared":
-            _copy_model(self._doc, directory / "model")
+            self._doc.copy_to(directory / "model")
             layout["model"] = "model"
         elif self.query_mode == "model":
-            _copy_model(self._query, directory / "query")
+            self._query.copy_to(directory / "query")
             layout["query"] = "query"
         else:
             self._query.save(directory / "query")
@@ -586,7 +510,7 @@ class SpladeEncoder:
         if include_documents and self.query_mode != "shared":
             if self._doc is None:
                 raise HeronError("this encoder has no document model to save")
-            _copy_model(self._doc, directory / "documents")
+            self._doc.copy_to(directory / "documents")
             layout["documents"] = "documents"
         write_encoder_config(directory, self.describe(), layout)
         return directory
@@ -628,28 +552,6 @@ def _saved_idf_query_side(doc_model) -> IDFQueryEncoder | None:
     if config["encoder"].get("query_mode") != "idf" or not query_dir:
         return None
     return IDFQueryEncoder.load(folder / query_dir)
-
-
-def _copy_model(side: _MLMSide, target: Path) -> None:
-    """The checkpoint's files (safetensors, configs, tokenizer); a safetensors copy is written if needed."""
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    source = Path(str(side.path))
-    copied = []
-    if source.is_dir():
-        for path in sorted(source.iterdir()):
-            if path.is_file() and path.suffix in _MODEL_FILE_SUFFIXES and not path.name.startswith("."):
-                shutil.copy2(path, target / path.name)
-                copied.append(path.name)
-    if not any(name.endswith(".safetensors") for name in copied):
-        from transformers import AutoModelForMaskedLM
-
-        fresh = AutoModelForMaskedLM.from_pretrained(str(side.path), trust_remote_code=False)  # fp32 copy
-        fresh.save_pretrained(str(target), safe_serialization=True)
-        side.tokenizer.save_pretrained(str(target))
-    for name in ("modules.json", "heron-model.json"):  # the copy is a plain masked-LM folder
-        (target / name).unlink(missing_ok=True)
 
 
 # -- streaming to shards ---------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The multi-vector experiments of issue 5 (docs/RESULTS.md, docs/BENCHMARKS.md). Trains a MiniLM ColBERT
-# with and without training-time CRISP (C25) on each dataset's train qrels, encodes the corpus once (token
-# vectors cached), builds brute-force/MUVERA (FDEs in FAISS Flat and HNSW), post-hoc CRISP and pruning
-# indexes, evaluates them, and runs the two benchmarks (FDE recall against fastembed; per-query latency).
+# The multi-vector experiments (ColBERT, MUVERA, CRISP) of docs/RESULTS.md and docs/BENCHMARKS.md.
+# Trains a MiniLM ColBERT with and without training-time CRISP (C25) on each dataset's train qrels,
+# encodes the corpus once (token vectors cached), builds brute-force/MUVERA (FDEs in FAISS Flat and
+# HNSW), post-hoc CRISP and pruning indexes, evaluates them, and runs the two benchmarks (FDE recall
+# against fastembed; per-query latency).
 # CPU cost (2026-12-01, 2 cores): a training step (16 queries, 16 positives + 16 BM25 hard negatives,
 # 180-token documents) takes 3.5 s on 2 threads, ~5.8 s on 1 thread, so the run trained the two models of
 # a dataset side by side with THREADS=1 (two lanes, ~20 min per model at 200 steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 H=.venv/bin/heron
-R=${RESULTS:-results/issue5}
+R=${RESULTS:-results/multivector}
 STEPS=${STEPS:-200}
 T=${THREADS:+--threads $THREADS}
 for ds in ${DATASETS:-scifact nfcorpus}; do
@@ -27,7 +28,7 @@ for ds in ${DATASETS:-scifact nfcorpus}; do
     --index indexes/$ds-colbert-C25-trained-full --index indexes/$ds-colbert-C25-posthoc \
     --index indexes/$ds-colbert-tail --index indexes/$ds-colbert-spacing --results-dir $R
   for n in 50 100 200 500 1000; do
-    $H eval -d $ds --index indexes/$ds-colbert-muvera --index indexes/$ds-colbert-muvera-hnsw --candidates $n --results-dir $R
+    $H eval -d $ds --index indexes/$ds-colbert-muvera --index indexes/$ds-colbert-muvera-hnsw --search candidates=$n --results-dir $R
   done
   .venv/bin/python bench/muvera_recall.py --index indexes/$ds-colbert-muvera --dataset $ds
   .venv/bin/python bench/multivector_latency.py --dataset $ds --index indexes/$ds-colbert-muvera \

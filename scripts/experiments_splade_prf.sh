@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Issue 6 experiments: SPLADE regularisation sweeps (FLOPS vs IDF-aware FLOPS, siamese and inference-free)
+# SPLADE and PRF experiments: SPLADE regularisation sweeps (FLOPS vs IDF-aware FLOPS, siamese and inference-free)
 # and PRF (Rocchio, learned PRF with and without LoL) on SciFact and NFCorpus. Run from the repo root with
 # the venv active and HERON_DATA pointing at the BEIR folder. Each function is one step; the sweep was run
 # in two single-thread lanes on the 2-core machine:
-#   bash scripts/issue6_experiments.sh point sflops-1e-3 --lambda-d 1e-3 --lambda-q 3e-3
-#   bash scripts/issue6_experiments.sh base;  bash scripts/issue6_experiments.sh plot
-#   bash scripts/issue6_experiments.sh prf
+#   bash scripts/experiments_splade_prf.sh point sflops-1e-3 --lambda-d 1e-3 --lambda-q 3e-3
+#   bash scripts/experiments_splade_prf.sh base;  bash scripts/experiments_splade_prf.sh plot
+#   bash scripts/experiments_splade_prf.sh prf
 set -euo pipefail
 DATASETS=(scifact nfcorpus)
-OUT=results/issue6
+OUT=results/splade-prf
 
 train() {  # train LABEL [heron train splade flags...]: one fine-tune of splade-tiny on SciFact + NFCorpus train
   local label=$1; shift
@@ -41,7 +41,7 @@ base() {  # the starting points: splade-tiny (siamese) and its documents with ID
 }
 
 plot() {
-  python bench/splade_tradeoff.py "$OUT/splade" --out docs/img/issue6
+  python bench/splade_tradeoff.py "$OUT/splade" --out docs/img/splade-prf
 }
 
 dense() {  # the dense PRF base: MiniLM in a flat FAISS index

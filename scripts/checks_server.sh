@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The product checks of issue 7 on SciFact (docs/BENCHMARKS.md): build the bundle from one config, serve it,
+# The product checks on SciFact (docs/BENCHMARKS.md): build the bundle from one config, serve it,
 # check that the server, the Python API and `heron query` agree for every retriever and a fused one, run
 # schemathesis against the server's own OpenAPI spec, and run the load test next to in-process search.
 set -euo pipefail

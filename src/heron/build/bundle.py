@@ -2,7 +2,7 @@
 builds them all into one directory that :class:`heron.Index` and ``heron serve`` open.
 
 A bundle config names its members under ``indexes:``; each member is a single-index config
-(:class:`~heron.indexing.build.IndexConfig` without ``dataset``/``output``) plus, for encoders that
+(:class:`~heron.build.config.IndexConfig` without ``dataset``/``output``) plus, for encoders that
 need a trained checkpoint (``multivector``, ``csr``), an optional ``train:`` stage, and ``search:``
 options the member is opened with::
 
@@ -31,7 +31,6 @@ moved to ``output`` in one rename, replacing an older bundle only then.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -39,15 +38,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from heron.errors import HeronError
-from heron.indexing.build import EncoderConfig, FaissConfig, IndexConfig, MultiVectorConfig, read_config_file
+from heron.build.config import EncoderConfig, FaissConfig, IndexConfig, MultiVectorConfig, read_config_file
+from heron.errors import HeronError, config_error
+from heron.indexing.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, MEMBER_NAME, is_bundle
+from heron.retrieval.options import SEARCH_KEYS, SearchOptions
+from heron.storage import publish, recover, sha256_file, write_json_atomic
 
-BUNDLE_FORMAT = "heron-index-bundle"
-BUNDLE_VERSION = 1
-MANIFEST_FILE = "manifest.json"
 STAGE_FILE = "stage.json"
-_SEARCH_OPTIONS = {"mode", "preset", "query_cut", "heap_factor", "ef_search", "nprobe", "truncate_dims",
-                   "candidates"}
 
 
 class TrainStage(BaseModel):
@@ -75,10 +72,14 @@ class MemberConfig(BaseModel):
     @field_validator("search")
     @classmethod
     def _known_search_options(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - _SEARCH_OPTIONS)
+        unknown = sorted(set(value) - set(SEARCH_KEYS))
         if unknown:
-            raise ValueError(f"unknown search option(s) {', '.join(unknown)} "
-                             f"(known: {', '.join(sorted(_SEARCH_OPTIONS))})")
+            raise ValueError(f"unknown search option(s) {', '.join(unknown)} (known: {', '.join(SEARCH_KEYS)})")
+        try:  # values checked now, not when the bundle is first searched
+            SearchOptions.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
         return value
 
 
@@ -100,10 +101,8 @@ class BundleConfig(BaseModel):
     @field_validator("indexes")
     @classmethod
     def _names(cls, value: dict) -> dict:
-        from heron.api import _NAME
-
         for name in value:
-            if not _NAME.match(name):
+            if not MEMBER_NAME.match(name):
                 raise ValueError(f"member name {name!r}: use letters, digits, '_', '-' or '.' (no '+', not "
                                  f"ending in .json)")
         return value
@@ -131,9 +130,7 @@ def load_bundle_config(path: str | Path, raw: dict | None = None, **overrides) -
     try:
         config = BundleConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "config"
-        raise HeronError(f"{path}: field {field!r}: {first['msg']}") from None
+        raise config_error(exc, path) from None
     if config.default is not None:
         parts = [part.strip() for part in config.default.split("+")]
         for part in parts:
@@ -157,14 +154,15 @@ def partial_dir(output: Path) -> Path:
 
 def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path:
     """Build (or resume) every member of ``config``; returns the published bundle directory."""
+    from heron.build.index import build_index
     from heron.eval import load_dataset
-    from heron.indexing.build import build_index
 
     output = Path(config.output).absolute()
-    if output.exists() and not _is_any_bundle(output):
+    if output.exists() and not is_bundle(output):
         raise HeronError(f"{output}: exists and is not a heron index bundle; choose another output directory")
     dataset = load_dataset(config.dataset)
     work = partial_dir(output)
+    recover(output)
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     members = {}
@@ -186,9 +184,7 @@ def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path
             record.unlink(missing_ok=True)
             log(f"{step} {name}: building a {member.encoder.type} index")
             build_index(index_config, progress=progress)
-            tmp = record.with_name(record.name + ".tmp")
-            tmp.write_text(json.dumps({"stage": stage}, indent=1), encoding="utf-8")
-            os.replace(tmp, record)
+            write_json_atomic(record, {"stage": stage})
         members[name] = {"path": name, "search": member.search, "kind": member.encoder.type,
                          "index": _summary(work / name), "models": models}
     manifest = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION,
@@ -201,14 +197,8 @@ def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path
     for entry in work.iterdir():  # only the members of this config are published
         if entry.name not in config.indexes:
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    (work / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    if output.exists():
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.rename(output, old)
-        os.rename(work, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(work, output)
+    write_json_atomic(work / MANIFEST_FILE, manifest, durable=False)  # publish fsyncs the whole tree
+    publish(work, output)
     return output
 
 
@@ -217,35 +207,6 @@ def _read_record(record: Path) -> dict | None:
         return json.loads(record.read_text(encoding="utf-8")).get("stage")
     except (OSError, ValueError, AttributeError):
         return None  # missing or torn: the member is rebuilt
-
-
-def _is_any_bundle(root: Path) -> bool:
-    """True for a directory whose manifest says it is a bundle, of any version or state (it may be replaced)."""
-    try:
-        return json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8")).get("format") == BUNDLE_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def read_bundle(root: Path) -> dict | None:
-    """The bundle manifest of ``root``, or None when ``root`` is not a bundle (e.g. a single index)."""
-    where = Path(root) / MANIFEST_FILE
-    try:
-        manifest = json.loads(where.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        return None
-    if manifest.get("format_version") != BUNDLE_VERSION:
-        raise HeronError(f"{root}: bundle format version {manifest.get('format_version')}, this heron reads "
-                         f"{BUNDLE_VERSION}; rebuild it")
-    indexes = manifest.get("indexes")
-    if not isinstance(indexes, dict) or not indexes:
-        raise HeronError(f"{where}: lists no indexes")
-    for name, entry in indexes.items():
-        if not (Path(root) / entry.get("path", name) / MANIFEST_FILE).is_file():
-            raise HeronError(f"{root / entry.get('path', name)}: member {name!r} of the bundle is missing")
-    return manifest
 
 
 def _train(config: BundleConfig, name: str, model: Path, progress: bool, log, step: str) -> None:
@@ -276,9 +237,7 @@ def _train(config: BundleConfig, name: str, model: Path, progress: bool, log, st
             raise HeronError(f"indexes.{name}.train: only multivector and csr encoders are trained in a bundle "
                              f"(train {member.encoder.type} models with heron train)")
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise HeronError(f"indexes.{name}.train: field {where!r}: {first['msg']}") from None
+        raise config_error(exc, f"indexes.{name}.train") from None
     log(f"{step} {name}: training {member.encoder.type} ({train_config.steps} steps) into {model}")
     trainer(train_config, model, progress=progress)
 
@@ -293,8 +252,7 @@ def _summary(path: Path) -> dict:
 
 def _model_revisions(config: IndexConfig) -> dict:
     """For each model a member uses: where it came from and a content hash of its weights."""
-    from heron.checksums import sha256_file
-    from heron.models import _read_manifest, resolve_model
+    from heron.models import read_model_manifest, resolve_model
 
     out = {}
     enc = config.encoder
@@ -304,7 +262,7 @@ def _model_revisions(config: IndexConfig) -> dict:
             continue
         folder = resolve_model(name)
         info: dict = {"name": name, "path": str(folder)}
-        cached = _read_manifest(folder, check="size")
+        cached = read_model_manifest(folder, check="size")
         if cached:
             info.update({k: cached[k] for k in ("hf_id", "source", "wheel_sha256") if k in cached})
         weights = sorted(folder.rglob("*.safetensors"))

@@ -1,23 +1,8 @@
-"""``heron build-index``: dataset → encoder → shards on disk → inverted index, in one call.
+"""``heron build-index``: dataset → encoder → encoded shards → index (inverted, FAISS or multi-vector).
 
-The configuration is a pydantic model, read from YAML (``configs/*.yaml``) or built from CLI flags::
-
-    dataset: scifact
-    output: indexes/scifact-splade-tiny
-    encoder:
-      type: splade                 # splade | bm25
-      model: splade-tiny           # alias, Hugging Face id or folder
-      query_mode: model            # model | idf (inference-free queries)
-      doc_max_length: 256
-    quantization: uint8
-    approx: {}                     # add Seismic-style approximate structures (default parameters)
-
-Dense (FAISS) and CSR (inverted index over sparse autoencoder codes)::
-
-    encoder: {type: dense, model: minilm}
-    faiss: {type: hnsw, m: 32, ef_construction: 200, ef_search: 128}   # flat | hnsw | ivf-flat | ivf-pq | sq8
-
-    encoder: {type: csr, model: checkpoints/scifact-csr-k32}          # a heron train csr checkpoint
+:func:`build_index` takes an :class:`~heron.build.config.IndexConfig` and dispatches on the encoder type:
+``splade``, ``bm25`` and ``csr`` vectors go to heron's inverted index, ``dense`` embeddings to FAISS,
+``multivector`` token vectors to the multi-vector store (optionally with MUVERA FDEs in FAISS).
 
 Dense and CSR builds read the corpus embeddings from heron's embedding cache
 (:mod:`heron.retrieval.encoders.cache`), encoding them only the first time.
@@ -30,148 +15,19 @@ complete shard) and are removed once the index is published. The index carries i
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from heron.build.config import FaissConfig, IndexConfig, MultiVectorConfig
 from heron.errors import HeronError
 from heron.indexing.docstore import write_docstore
 from heron.indexing.inverted import build_inverted_index
-
-
-class EncoderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["splade", "bm25", "dense", "csr", "multivector"] = "splade"
-    model: str | None = Field(None, description="splade / dense: alias, HF id or folder (default splade-tiny / "
-                              "minilm); csr: a checkpoint folder from heron train csr")
-    query_model: str | None = Field(None, description="separate query model (efficient SPLADE)")
-    query_mode: Literal["model", "idf"] = Field("model", description="idf: inference-free queries")
-    doc_max_length: int = Field(256, ge=8, le=8192)
-    query_max_length: int = Field(64, ge=4, le=8192)
-    doc_top_k: int | None = Field(None, ge=1, description="keep only the k largest weights per document")
-    query_top_k: int | None = Field(None, ge=1)
-    batch_size: int = Field(32, ge=1)
-    threads: int | None = Field(None, ge=1)
-    device: str = "auto"
-    k1: float = Field(0.9, gt=0)
-    b: float = Field(0.4, ge=0, le=1)
-    k: int | None = Field(None, ge=1, description="csr: active latents per vector (default: the checkpoint's)")
-    max_length: int | None = Field(None, ge=4, le=8192, description="dense: max tokens (default: the model's)")
-
-
-class FaissConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["flat", "hnsw", "ivf-flat", "ivf-pq", "sq8"] = "flat"
-    m: int | None = Field(None, ge=2, description="hnsw: links per node (32)")
-    ef_construction: int | None = Field(None, ge=1, description="hnsw (200)")
-    ef_search: int | None = Field(None, ge=1, description="hnsw (128)")
-    nlist: int | None = Field(None, ge=1, description="ivf: lists (about 4 sqrt(N))")
-    nprobe: int | None = Field(None, ge=1, description="ivf: lists searched (16)")
-    pq_m: int | None = Field(None, ge=1, description="ivf-pq: sub-quantisers (dim / 8)")
-    pq_bits: int | None = Field(None, ge=1, le=16, description="ivf-pq: bits per code (8)")
-    train_size: int | None = Field(None, ge=1, description="vectors sampled to train (min(N, 100000))")
-    seed: int = 0
-    store_vectors: bool = Field(True, description="keep vectors.npy in the bundle (rescoring, truncation, PRF)")
-
-    def params(self) -> dict:
-        return {k: v for k, v in self.model_dump(exclude={"type", "store_vectors"}).items() if v is not None}
-
-
-class MultiVectorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    crisp: str | None = Field(None, description="post-hoc CRISP clustering: C4x8, C8x32 (query x document "
-                              "clusters), C25, C50 (share of tokens)")
-    prune: Literal["tail", "spacing"] | None = Field(None, description="pruning baseline instead of clustering")
-    doc_k: int | None = Field(None, ge=1, description="vectors kept per document (with prune)")
-    doc_fraction: float | None = Field(None, gt=0, le=1, description="share of tokens kept (with prune)")
-    muvera: dict | None = Field(None, description="MUVERA FDE parameters ({} = R 20, k_sim 5, d_proj 16) "
-                                "and faiss type, for candidate generation")
-
-    def reductions(self) -> tuple[dict | None, dict | None]:
-        """The document and query reductions this config asks for."""
-        from heron.retrieval.crisp import parse_setting
-
-        if self.crisp and self.prune:
-            raise HeronError("multivector: choose crisp or prune, not both")
-        if self.crisp:
-            s = parse_setting(self.crisp)
-            doc = {"method": "kmeans", "k": s["doc_k"], "fraction": s["fraction"], "setting": self.crisp}
-            query = {"method": "kmeans", "k": s["query_k"], "fraction": s["fraction"], "setting": self.crisp}
-            return doc, query
-        if self.prune:
-            if (self.doc_k is None) == (self.doc_fraction is None):
-                raise HeronError("multivector: prune needs exactly one of doc_k and doc_fraction")
-            return {"method": self.prune, "k": self.doc_k, "fraction": self.doc_fraction}, None
-        return None, None
-
-
-class IndexConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str
-    output: Path
-    encoder: EncoderConfig = EncoderConfig()
-    quantization: Literal["uint8", "uint16"] | None = Field(
-        None, description="impact type; default uint8 for splade, uint16 for bm25")
-    scale: float | None = Field(None, gt=0)
-    block_size: int = Field(64, ge=1)
-    approx: dict | None = Field(None, description="parameters of the approximate structures ({} = defaults)")
-    faiss: FaissConfig | None = Field(None, description="dense: the FAISS index (default flat)")
-    multivector: MultiVectorConfig | None = Field(None, description="multivector: CRISP / pruning and MUVERA")
-    shard_docs: int = Field(1024, ge=1, description="documents per encoded shard (and progress step)")
-
-
-def read_config_file(path: str | Path) -> dict:
-    """The top-level mapping of a YAML config file (one index or a bundle); one-line errors otherwise."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise HeronError(f"{path}: config file does not exist") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise HeronError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(raw, dict):
-        raise HeronError(f"{path}: expected a mapping at the top level")
-    return raw
-
-
-def load_config(path: str | Path, raw: dict | None = None, **overrides) -> IndexConfig:
-    """An :class:`IndexConfig` from a YAML file (or its already-read mapping ``raw``), with non-None
-    ``overrides`` applied on top."""
-    path = Path(path)
-    raw = dict(read_config_file(path) if raw is None else raw)
-    encoder_overrides = overrides.pop("encoder", None) or {}
-    for section in ("faiss", "multivector"):
-        given = overrides.pop(section, None)
-        if given:
-            raw[section] = {**(raw.get(section) or {}), **{k: v for k, v in given.items() if v is not None}}
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    if encoder_overrides:
-        raw["encoder"] = {**(raw.get("encoder") or {}), **{k: v for k, v in encoder_overrides.items()
-                                                           if v is not None}}
-    return make_config(raw, source=str(path))
-
-
-def make_config(raw: dict, source: str = "build-index") -> IndexConfig:
-    try:
-        return IndexConfig.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "config"
-        raise HeronError(f"{source}: field {field!r}: {first['msg']}") from None
+from heron.storage import scratch
 
 
 def build_index(config: IndexConfig, progress: bool = True) -> Path:
-    """Encode ``config.dataset`` and build the inverted index at ``config.output``; returns its path."""
+    """Encode ``config.dataset`` and build the index ``config`` describes at ``config.output``; returns its path."""
     from heron.eval import load_dataset
 
     dataset = load_dataset(config.dataset)
@@ -179,8 +35,7 @@ def build_index(config: IndexConfig, progress: bool = True) -> Path:
     enc = config.encoder
     source = {"name": dataset.name, "fingerprint": dataset.fingerprint(), "num_docs": None}
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.aux-") as aux:
-        aux = Path(aux)
+    with scratch(output, "aux") as aux:  # removed at the end, or by the next build if this one is killed
         docstore = aux / "docstore"
         source["num_docs"] = write_docstore(docstore, ((d.id, d.title, d.text) for d in dataset.iter_corpus()))
         if enc.type == "bm25":

@@ -1,0 +1,149 @@
+"""Build configs: pydantic models of what ``heron build-index`` builds, read from YAML or CLI flags.
+
+One index (:class:`IndexConfig`)::
+
+    dataset: scifact
+    output: indexes/scifact-splade-tiny
+    encoder:
+      type: splade                 # splade | bm25 | dense | csr | multivector
+      model: splade-tiny           # alias, Hugging Face id or folder
+      query_mode: model            # model | idf (inference-free queries)
+      doc_max_length: 256
+    quantization: uint8
+    approx: {}                     # add Seismic-style approximate structures (default parameters)
+
+Dense (FAISS), CSR (inverted index over sparse autoencoder codes) and multi-vector::
+
+    encoder: {type: dense, model: minilm}
+    faiss: {type: hnsw, m: 32, ef_construction: 200, ef_search: 128}   # flat | hnsw | ivf-flat | ivf-pq | sq8
+
+    encoder: {type: csr, model: checkpoints/scifact-csr-k32}          # a heron train csr checkpoint
+
+    encoder: {type: multivector, model: checkpoints/scifact-colbert}
+    multivector: {crisp: C4x8, muvera: {}}
+
+A bundle of several indexes of one corpus is :class:`heron.build.bundle.BundleConfig`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from heron.errors import HeronError, config_error
+from heron.storage import read_yaml_mapping
+
+
+class EncoderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["splade", "bm25", "dense", "csr", "multivector"] = "splade"
+    model: str | None = Field(None, description="splade / dense: alias, HF id or folder (default splade-tiny / "
+                              "minilm); csr: a checkpoint folder from heron train csr")
+    query_model: str | None = Field(None, description="separate query model (efficient SPLADE)")
+    query_mode: Literal["model", "idf"] = Field("model", description="idf: inference-free queries")
+    doc_max_length: int = Field(256, ge=8, le=8192)
+    query_max_length: int = Field(64, ge=4, le=8192)
+    doc_top_k: int | None = Field(None, ge=1, description="keep only the k largest weights per document")
+    query_top_k: int | None = Field(None, ge=1)
+    batch_size: int = Field(32, ge=1)
+    threads: int | None = Field(None, ge=1)
+    device: str = "auto"
+    k1: float = Field(0.9, gt=0)
+    b: float = Field(0.4, ge=0, le=1)
+    k: int | None = Field(None, ge=1, description="csr: active latents per vector (default: the checkpoint's)")
+    max_length: int | None = Field(None, ge=4, le=8192, description="dense: max tokens (default: the model's)")
+
+
+class FaissConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["flat", "hnsw", "ivf-flat", "ivf-pq", "sq8"] = "flat"
+    m: int | None = Field(None, ge=2, description="hnsw: links per node (32)")
+    ef_construction: int | None = Field(None, ge=1, description="hnsw (200)")
+    ef_search: int | None = Field(None, ge=1, description="hnsw (128)")
+    nlist: int | None = Field(None, ge=1, description="ivf: lists (about 4 sqrt(N))")
+    nprobe: int | None = Field(None, ge=1, description="ivf: lists searched (16)")
+    pq_m: int | None = Field(None, ge=1, description="ivf-pq: sub-quantisers (dim / 8)")
+    pq_bits: int | None = Field(None, ge=1, le=16, description="ivf-pq: bits per code (8)")
+    train_size: int | None = Field(None, ge=1, description="vectors sampled to train (min(N, 100000))")
+    seed: int = 0
+    store_vectors: bool = Field(True, description="keep vectors.npy in the bundle (rescoring, truncation, PRF)")
+
+    def params(self) -> dict:
+        return {k: v for k, v in self.model_dump(exclude={"type", "store_vectors"}).items() if v is not None}
+
+
+class MultiVectorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    crisp: str | None = Field(None, description="post-hoc CRISP clustering: C4x8, C8x32 (query x document "
+                              "clusters), C25, C50 (share of tokens)")
+    prune: Literal["tail", "spacing"] | None = Field(None, description="pruning baseline instead of clustering")
+    doc_k: int | None = Field(None, ge=1, description="vectors kept per document (with prune)")
+    doc_fraction: float | None = Field(None, gt=0, le=1, description="share of tokens kept (with prune)")
+    muvera: dict | None = Field(None, description="MUVERA FDE parameters ({} = R 20, k_sim 5, d_proj 16) "
+                                "and faiss type, for candidate generation")
+
+    def reductions(self) -> tuple[dict | None, dict | None]:
+        """The document and query reductions this config asks for."""
+        from heron.multivector.crisp import parse_setting
+
+        if self.crisp and self.prune:
+            raise HeronError("multivector: choose crisp or prune, not both")
+        if self.crisp:
+            s = parse_setting(self.crisp)
+            doc = {"method": "kmeans", "k": s["doc_k"], "fraction": s["fraction"], "setting": self.crisp}
+            query = {"method": "kmeans", "k": s["query_k"], "fraction": s["fraction"], "setting": self.crisp}
+            return doc, query
+        if self.prune:
+            if (self.doc_k is None) == (self.doc_fraction is None):
+                raise HeronError("multivector: prune needs exactly one of doc_k and doc_fraction")
+            return {"method": self.prune, "k": self.doc_k, "fraction": self.doc_fraction}, None
+        return None, None
+
+
+class IndexConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    output: Path
+    encoder: EncoderConfig = EncoderConfig()
+    quantization: Literal["uint8", "uint16"] | None = Field(
+        None, description="impact type; default uint8 for splade, uint16 for bm25")
+    scale: float | None = Field(None, gt=0)
+    block_size: int = Field(64, ge=1)
+    approx: dict | None = Field(None, description="parameters of the approximate structures ({} = defaults)")
+    faiss: FaissConfig | None = Field(None, description="dense: the FAISS index (default flat)")
+    multivector: MultiVectorConfig | None = Field(None, description="multivector: CRISP / pruning and MUVERA")
+    shard_docs: int = Field(1024, ge=1, description="documents per encoded shard (and progress step)")
+
+
+#: the top-level mapping of a YAML config file (one index or a bundle)
+read_config_file = read_yaml_mapping
+
+
+def load_config(path: str | Path, raw: dict | None = None, **overrides) -> IndexConfig:
+    """An :class:`IndexConfig` from a YAML file (or its already-read mapping ``raw``), with non-None
+    ``overrides`` applied on top."""
+    path = Path(path)
+    raw = dict(read_config_file(path) if raw is None else raw)
+    encoder_overrides = overrides.pop("encoder", None) or {}
+    for section in ("faiss", "multivector"):
+        given = overrides.pop(section, None)
+        if given:
+            raw[section] = {**(raw.get(section) or {}), **{k: v for k, v in given.items() if v is not None}}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    if encoder_overrides:
+        raw["encoder"] = {**(raw.get("encoder") or {}), **{k: v for k, v in encoder_overrides.items()
+                                                           if v is not None}}
+    return make_config(raw, source=str(path))
+
+
+def make_config(raw: dict, source: str = "build-index") -> IndexConfig:
+    try:
+        return IndexConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise config_error(exc, source) from None

@@ -1,0 +1,57 @@
+"""Command-line pieces several commands share: ``--search KEY=VALUE`` (``heron eval``, ``heron query``)."""
+
+from __future__ import annotations
+
+from heron.errors import HeronError, config_error
+
+SEARCH_HELP = ("Search option KEY=VALUE (repeatable; pairs may be joined by commas): mode, preset, "
+               "query_cut, heap_factor, ef_search, nprobe, truncate_dims, candidates (see above).")
+
+
+def parse_search(values: list[str] | None) -> dict:
+    """``--search`` values (``key=value``, several per value when comma-separated) as checked search options
+    (:class:`heron.retrieval.options.SearchOptions`); a one-line HeronError names a bad key or value."""
+    from pydantic import ValidationError
+
+    from heron.retrieval.options import SEARCH_KEYS, SearchOptions
+
+    raw: dict[str, str] = {}
+    for value in values or []:
+        for item in value.split(","):
+            key, sep, setting = (part.strip() for part in item.partition("="))
+            if not item.strip():
+                continue
+            if not sep or not key or not setting:
+                raise HeronError(f"--search {item.strip()!r}: expected KEY=VALUE, e.g. mode=approx")
+            key = key.replace("-", "_")
+            if key not in SEARCH_KEYS:
+                raise HeronError(f"--search {item.strip()}: unknown key {key!r} (known: {', '.join(SEARCH_KEYS)})")
+            if raw.get(key, setting) != setting:
+                raise HeronError(f"--search {key}: given twice ({raw[key]} and {setting})")
+            raw[key] = setting
+    try:
+        return SearchOptions.model_validate(raw).given()
+    except ValidationError as exc:
+        raise config_error(exc, "--search", show_input=True) from None
+
+
+#: the --search keys, one block of the help of each command that takes --search (lines fit 80 columns)
+SEARCH_KEYS_HELP = """\
+--search KEY=VALUE (repeat it, or join pairs with commas) sets how an index
+is searched; each index type takes its own keys:
+  inverted index: mode=exact|taat|approx. exact (the default) is exact
+    top-k with block-max pruning; taat is exhaustive term-at-a-time, with
+    the same results; approx is Seismic-style approximate search, tuned by
+    preset=recall90|recall95|recall99, or by query_cut=N (query terms
+    visited) and heap_factor=X (any X > 0: below 1 faster, above 1 more
+    recall; recall99 uses 1.1).
+  FAISS index: ef_search=N (HNSW), nprobe=N (IVF), truncate_dims=N (score
+    by the first N dimensions).
+  multi-vector index: candidates=N (MUVERA candidates reranked by MaxSim)."""
+
+
+def with_search_keys(command):
+    """Decorator: ``command``'s docstring with :data:`SEARCH_KEYS_HELP` where it says ``{search_keys}``."""
+    indent = "\n    "
+    command.__doc__ = command.__doc__.replace("{search_keys}", SEARCH_KEYS_HELP.replace("\n", indent))
+    return command

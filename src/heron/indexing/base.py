@@ -1,0 +1,239 @@
+"""The one index interface every heron index type implements, and how an index directory is opened.
+
+Every index is a directory with ``manifest.json`` (``format``, ``format_version``, ``num_docs``, the
+``encoder`` it was built with, ``files``: {relative path: {bytes, sha256, …}}), ``doc_ids.txt`` or
+equivalent, and optionally ``encoder/`` (its query encoder) and ``docstore/`` (titles and text). Each
+index type subclasses :class:`SearchIndex` and names its manifest ``format``;
+:func:`heron.indexing.registry.open_index` reads the manifest once and opens the right type — nothing
+probes files or tests types to decide what an index is.
+
+The interface:
+
+* ``open(path, verify=False, **options)`` — validate and open (``verify``: every file's sha256 too);
+* ``search_batch(queries, k, allow=None, **options)`` → ``(doc ids per query, float32 scores per query)``;
+  ``search(query, …)`` → ``(doc ids, scores)`` of one query;
+* ``check_queries(raw)`` — precomputed query vectors from a user (JSON), validated for this index;
+* ``describe()`` — what the API and ``GET /v1/indexes`` show;
+* ``vectors(positions)`` — the stored document vectors (sparse rows, dense rows or token matrices);
+* ``search_options`` — the option names ``search_batch`` accepts (``heron eval --search``, bundle configs).
+
+Example::
+
+    >>> from heron.indexing.registry import INDEX_TYPES
+    >>> sorted(INDEX_TYPES)
+    ['heron-faiss-index', 'heron-inverted-index', 'heron-multivector-index']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from heron.errors import HeronError
+from heron.storage import publish, read_versioned_json, sha256_file, staging_dir, write_json_atomic
+
+MANIFEST_FILE = "manifest.json"
+#: the largest magnitude of a precomputed query vector's entries (keeps every score finite in float32)
+MAX_WEIGHT = 1e6
+
+SearchResult = tuple[list[str], np.ndarray]
+BatchResult = tuple[list[list[str]], list[np.ndarray]]
+
+
+def manifest_field(*keys: str, cast=int, doc: str | None = None) -> property:
+    """A read-only property: ``cast(manifest[keys[0]][keys[1]]…)`` of the index's manifest."""
+
+    def get(self):
+        value = self.manifest
+        for key in keys:
+            value = value[key]
+        return cast(value)
+
+    return property(get, doc=doc or f"``{'.'.join(keys)}`` of the manifest.")
+
+
+class SearchIndex(ABC):
+    """Base of every index type: metadata from the manifest, and the search interface (module docstring)."""
+
+    #: manifest ``format`` of this index type
+    format_name: ClassVar[str]
+    #: short name of the kind of index (``inverted``, ``faiss``, ``multivector``), used in messages and describe
+    kind: ClassVar[str]
+    #: option names ``search_batch`` accepts
+    search_options: ClassVar[frozenset[str]] = frozenset()
+
+    path: Path
+    manifest: dict
+
+    # -- opening and searching (each type implements these) ------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def open(cls, path: str | os.PathLike, verify: bool = False, **options) -> SearchIndex:
+        """Open and validate the index at ``path`` (``verify``: check every file's sha256 too)."""
+
+    @abstractmethod
+    def search_batch(self, queries, k: int = 10, allow: Sequence[str] | None = None, **options) -> BatchResult:
+        """Top-``k`` doc ids and scores per query vector; with ``allow`` (document ids), only those documents
+        are ranked (each index type documents which search methods support an allow-list)."""
+
+    @abstractmethod
+    def check_queries(self, raw: list) -> object:
+        """Precomputed query vectors (as parsed from JSON) checked for this index; QueryError otherwise."""
+
+    @abstractmethod
+    def vectors(self, positions: Sequence[int]) -> object:
+        """The stored vectors of the documents at ``positions``."""
+
+    def search(self, query, k: int = 10, allow: Sequence[str] | None = None, **options) -> SearchResult:
+        """:meth:`search_batch` for one query vector."""
+        ids, scores = self.search_batch([query], k, allow=allow, **options)
+        return ids[0], scores[0]
+
+    def check_options(self, options: dict) -> dict:
+        """``options`` without ``None`` values; a one-line error for any this index type does not take."""
+        options = {key: value for key, value in options.items() if value is not None}
+        unknown = sorted(set(options) - self.search_options)
+        if unknown:
+            takes = ", ".join(sorted(self.search_options)) or "no search options"
+            raise HeronError(f"{self.path}: a {self.kind} index takes {takes}; not {', '.join(unknown)}")
+        return options
+
+    def describe(self) -> dict:
+        """Kind, format, size and encoder of this index (no filesystem paths)."""
+        return {"kind": self.kind, "format": self.manifest.get("format"),
+                "format_version": self.manifest.get("format_version"), "num_docs": self.num_docs,
+                "encoder": self.encoder}
+
+    # -- metadata shared by every type ----------------------------------------------------------------------
+    num_docs = manifest_field("num_docs", doc="Number of documents in the index.")
+
+    @property
+    def encoder(self) -> dict:
+        """What the index was built with (type, model, dataset fingerprint …)."""
+        return dict(self.manifest.get("encoder") or {})
+
+    @property
+    def encoder_dir(self) -> Path | None:
+        """The query encoder folder inside the index, if it holds one."""
+        rel = self.manifest.get("encoder_dir")
+        return self.path / rel if rel else None
+
+    @property
+    def docstore_dir(self) -> Path | None:
+        """The document store (titles and text) inside the index, if it holds one."""
+        rel = self.manifest.get("docstore_dir")
+        return self.path / rel if rel else None
+
+    @property
+    def doc_ids(self) -> list[str]:
+        return self._doc_ids
+
+    def _position_map(self) -> dict[str, int]:
+        if getattr(self, "_positions", None) is None:
+            self._positions = {d: i for i, d in enumerate(self.doc_ids)}
+        return self._positions
+
+    def doc_index(self, doc_id: str) -> int:
+        """The position of document ``doc_id``."""
+        try:
+            return self._position_map()[doc_id]
+        except KeyError:
+            raise HeronError(f"{self.path}: unknown document id {doc_id!r}") from None
+
+    def positions_of(self, doc_ids: Sequence[str]) -> np.ndarray:
+        """Sorted positions of the known ids among ``doc_ids`` (unknown ids are skipped)."""
+        positions = self._position_map()
+        known = {positions[d] for d in doc_ids if d in positions}
+        return np.array(sorted(known), dtype=np.int64)
+
+
+# -- helpers for index directories whose manifest lists {bytes, sha256} per file ---------------------------
+def read_index_manifest(root: Path, format_name: str, version: int, what: str) -> dict:
+    """The manifest of a ``what`` index at ``root``; one-line errors for missing, corrupt, foreign, old."""
+    return read_versioned_json(Path(root) / MANIFEST_FILE, format_name, version, f"heron {what} index",
+                               "rebuild the index", version_key="format_version")
+
+
+def check_files(root: Path, files: dict, verify: bool) -> None:
+    """Every listed file exists with its recorded size (and sha256 when ``verify``)."""
+    for rel, entry in files.items():
+        file = root / rel
+        if not file.is_file():
+            raise HeronError(f"{file}: file listed in {MANIFEST_FILE} is missing; rebuild the index")
+        if file.stat().st_size != entry.get("bytes"):
+            raise HeronError(f"{file}: {file.stat().st_size} bytes, the manifest records {entry.get('bytes')} "
+                             f"(truncated or replaced file); rebuild the index")
+        if verify and sha256_file(file) != entry.get("sha256"):
+            raise HeronError(f"{file}: checksum mismatch (the file was modified or is corrupt); rebuild the index")
+
+
+def describe_files(root: Path) -> dict:
+    """``{relative path: {bytes, sha256[, dtype, shape]}}`` for every file under ``root`` (for the manifest)."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(root).as_posix()
+            entry: dict = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+            if rel.endswith(".npy"):
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+                entry.update(dtype=array.dtype.name, shape=list(array.shape))
+            files[rel] = entry
+    return files
+
+
+def start_build(output_dir) -> tuple[Path, Path]:
+    """``(output, staging)``: the absolute output path and a fresh staging sibling to build into
+    (:func:`heron.storage.staging_dir`). An existing ``output`` must be a heron index: it is replaced only
+    when the build publishes (:func:`heron.storage.publish`)."""
+    output = Path(output_dir).absolute()
+    if output.exists() and not (output / MANIFEST_FILE).is_file():
+        raise HeronError(f"{output}: exists and is not a heron index; choose another output directory")
+    return output, staging_dir(output)
+
+
+@contextlib.contextmanager
+def building(output_dir) -> Iterator[tuple[Path, Path]]:
+    """``with building(output) as (output, staging):`` build into ``staging``; it is removed on any error, so a
+    failed or interrupted build leaves the previous index as it was. Finish with :func:`publish_index`."""
+    output, staging = start_build(output_dir)
+    try:
+        yield output, staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def publish_index(staging: Path, output: Path, manifest: dict, *, encoder_dir=None, docstore_dir=None,
+                  started: float | None = None) -> Path:
+    """Copy the query encoder and document store into ``staging``, list every file with its checksum in
+    ``manifest.json``, and publish ``staging`` as ``output`` (:func:`heron.storage.publish`)."""
+    for name, source in (("encoder", encoder_dir), ("docstore", docstore_dir)):
+        if source is not None:
+            shutil.copytree(source, staging / name)
+        manifest[f"{name}_dir"] = name if source is not None else None
+    if started is not None:
+        manifest.setdefault("build", {})["seconds"] = round(time.monotonic() - started, 3)
+    manifest["files"] = describe_files(staging)
+    write_json_atomic(staging / MANIFEST_FILE, manifest, durable=False)  # publish fsyncs the whole tree
+    return publish(staging, output)
+
+
+def read_doc_ids(path: Path) -> list[str]:
+    """One document id per line (the ``doc_ids.txt`` of an index)."""
+    try:
+        return path.read_text(encoding="utf-8").split("\n")[:-1]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HeronError(f"{path}: unreadable document ids ({exc}); rebuild the index") from None
+
+
+def finite_within(array: np.ndarray, limit: float = MAX_WEIGHT) -> bool:
+    """True when every entry of ``array`` is finite and within ``±limit`` (query vectors from users)."""
+    return bool(np.all(np.isfinite(array)) and (not array.size or np.abs(array).max() <= limit))

@@ -1,0 +1,39 @@
+"""heron's storage layer: the one way every writer publishes files and every reader checks them.
+
+Every index type, bundle, model fetch, encoded-shard cache and trainer writes through this package:
+
+* :func:`staged` / :func:`publish` — build a directory beside its target, fsync every file and the
+  directory, then swap it into place atomically (``renameat2(RENAME_EXCHANGE)`` where the kernel has it,
+  otherwise two renames that :func:`recover` finishes or undoes). The previous version stays complete and
+  readable until the new one is in place; a process killed at any point leaves one of the two whole.
+* :func:`write_json_atomic`, :func:`write_text_atomic`, :func:`save_array_atomic` — one file, written to a
+  temporary sibling, fsynced and renamed over the target.
+* :func:`read_versioned_json` — the one reader of heron's versioned JSON files (manifests, model and
+  checkpoint configs), with one error wording.
+* :func:`sha256_file` — the checksum every manifest records.
+
+Example::
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> with staged(root / "out") as tmp:
+    ...     write_json_atomic(tmp / "m.json", {"format": "heron-x", "version": 2})
+    >>> read_versioned_json(root / "out" / "m.json", "heron-x", 2, "heron X folder")["version"]
+    2
+"""
+
+from heron.storage.checksums import sha256_file
+from heron.storage.directories import KILL_ENV, publish, recover, scratch, staged, staging_dir
+from heron.storage.files import (
+           commit_file,
+           fsync_path,
+           fsync_tree,
+           save_array_atomic,
+           write_json_atomic,
+           write_text_atomic,
+)
+from heron.storage.manifest import read_json, read_versioned_json, read_yaml_mapping
+
+__all__ = ["KILL_ENV", "atomic_file", "commit_file", "fsync_path", "fsync_tree", "publish", "read_json",
+           "read_versioned_json", "read_yaml_mapping", "recover", "save_array_atomic", "scratch", "sha256_file",
+           "staged", "staging_dir", "write_json_atomic", "write_text_atomic"]
