@@ -97,7 +97,7 @@ def test_truncated_dense_baseline(built, tiny_beir):
 def test_bad_dense_inputs(built, tiny_beir):
     root, env = built
     assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(root / "csr"), "-s", "truncate_dims=8",
-                                env=env), "do not apply to an inverted index")
+                                env=env), "not apply to an inverted index")
     assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(root / "flat"), "-s", "truncate_dims=999",
                                 env=env), "truncate_dims=999 must be between 1 and the dimension 384")
     assert_one_line_error(heron("eval", "-d", str(tiny_beir), "-r", "bm25+", env=env), "empty member")

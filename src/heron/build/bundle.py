@@ -30,7 +30,6 @@ moved to ``output`` in one rename, replacing an older bundle only then.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ from heron.build.config import EncoderConfig, FaissConfig, IndexConfig, MultiVec
 from heron.errors import HeronError, config_error
 from heron.indexing.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, MEMBER_NAME, is_bundle
 from heron.retrieval.options import SEARCH_KEYS, SearchOptions
-from heron.storage import publish, recover, sha256_file, write_json_atomic
+from heron.storage import publish, read_json, recover, sha256_file, write_json_atomic
 
 STAGE_FILE = "stage.json"
 
@@ -204,8 +203,8 @@ def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path
 
 def _read_record(record: Path) -> dict | None:
     try:
-        return json.loads(record.read_text(encoding="utf-8")).get("stage")
-    except (OSError, ValueError, AttributeError):
+        return read_json(record, "stage record").get("stage")
+    except (HeronError, AttributeError):
         return None  # missing or torn: the member is rebuilt
 
 
@@ -214,8 +213,8 @@ def _train(config: BundleConfig, name: str, model: Path, progress: bool, log, st
     fields = {**member.train.model_dump(), "datasets": [config.dataset]}
     if (model / "training.json").is_file():
         try:
-            recorded = json.loads((model / "training.json").read_text(encoding="utf-8")).get("config") or {}
-        except (OSError, ValueError):
+            recorded = read_json(model / "training.json", "training record").get("config") or {}
+        except (HeronError, AttributeError):
             recorded = {}
         changed = sorted(key for key, value in member.train.model_dump().items() if recorded.get(key) != value)
         if changed:
@@ -243,9 +242,11 @@ def _train(config: BundleConfig, name: str, model: Path, progress: bool, log, st
 
 
 def _summary(path: Path) -> dict:
-    manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
-    keep = ("format", "format_version", "num_docs", "num_vectors", "nnz", "dim", "faiss", "muvera", "reduction")
-    out = {k: manifest[k] for k in keep if k in manifest}
+    """What the bundle manifest records of a built member: its index's description (the member is opened, so a
+    broken build fails here) without the encoder, and its size on disk."""
+    from heron.indexing.registry import open_index
+
+    out = {k: v for k, v in open_index(path).describe().items() if k != "encoder"}
     out["bytes"] = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return out
 

@@ -175,11 +175,11 @@ def eval_command(
     if tests:
         print_table(significance_table(tests))
     if costs:
-        import json
+        from heron.storage import write_json_atomic
 
         print_table(cost_table(costs))
         Path(results_dir).mkdir(parents=True, exist_ok=True)
-        (Path(results_dir) / "cost.json").write_text(json.dumps(costs, indent=1), encoding="utf-8")
+        write_json_atomic(Path(results_dir) / "cost.json", costs)
     typer.echo(f"runs and metrics written under {results_dir}/ (summary: {results_dir}/results.md)")
 
 

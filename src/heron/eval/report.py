@@ -21,6 +21,7 @@ from heron import __version__
 from heron.eval.metrics import EvalResult
 from heron.eval.runs import Run, write_trec_run
 from heron.eval.significance import PairedTest
+from heron.storage import write_json_atomic, write_text_atomic
 
 LABELS = {"ndcg@10": "nDCG@10", "recall@100": "R@100", "recall@1000": "R@1k", "mrr@10": "MRR@10", "map": "MAP"}
 
@@ -40,9 +41,7 @@ def save_result(results_dir: Path, dataset: str, split: str, retriever: dict, ru
         "heron_version": __version__, "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, **result.to_dict(),
     }
-    tmp = folder / "metrics.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(folder / "metrics.json")
+    write_json_atomic(folder / "metrics.json", record)
     write_markdown_summary(Path(results_dir))
     return folder
 
@@ -70,7 +69,7 @@ def write_markdown_summary(results_dir: Path) -> Path:
     records = load_records(results_dir)
     metrics = [m for m in LABELS if any(m in r["mean"] for r in records)]
     path = Path(results_dir) / "results.md"
-    path.write_text("# heron results\n\n" + markdown_table(records, metrics))
+    write_text_atomic(path, "# heron results\n\n" + markdown_table(records, metrics))
     return path
 
 

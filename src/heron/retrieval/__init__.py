@@ -117,7 +117,9 @@ def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
     if extra:
         takes = ", ".join(sorted(kind.search_options))
         article = "an" if kind.kind[0] in "aeiou" else "a"
-        raise HeronError(f"{path}: {', '.join(extra)} do not apply to {article} {kind.kind} index (it takes {takes})")
+        verb = "does" if len(extra) == 1 else "do"
+        raise HeronError(f"{path}: {', '.join(extra)} {verb} not apply to {article} {kind.kind} index (it takes "
+                         f"{takes})")
     module, name = RETRIEVER_FOR_KIND[kind.kind]
     retriever_class = getattr(importlib.import_module(module), name)
     if kind.kind == "inverted":
