@@ -33,7 +33,9 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   has_cuda=1
 fi
 
-if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+# torch is imported here before numpy is installed: -W ignore keeps its "Failed to initialize NumPy" warning,
+# harmless at this point, out of the setup log
+if ! "$VENV/bin/python" -W ignore -c "import torch" >/dev/null 2>&1; then
   if [[ $has_cuda == 1 ]]; then
     echo "[setup] CUDA GPU found: installing torch==$TORCH_VERSION (CUDA build) and faiss-gpu"
     "${PIP[@]}" install -q "torch==$TORCH_VERSION"
@@ -45,7 +47,7 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     "${PIP[@]}" install -q "torch==$TORCH_VERSION"
   fi
 fi
-if [[ $has_cuda == 0 ]] && "$VENV/bin/python" -c "import torch,sys; sys.exit(0 if torch.version.cuda else 1)"; then
+if [[ $has_cuda == 0 ]] && "$VENV/bin/python" -W ignore -c "import torch,sys; sys.exit(0 if torch.version.cuda else 1)"; then
   echo "[setup] warning: a CUDA build of torch is installed on a machine without a CUDA GPU (set TORCH_INDEX)" >&2
 fi
 if [[ $has_cuda == 1 && ",$EXTRAS," != *",gpu,"* ]]; then
@@ -53,7 +55,7 @@ if [[ $has_cuda == 1 && ",$EXTRAS," != *",gpu,"* ]]; then
 fi
 
 echo "[setup] installing heron[$EXTRAS] (the lucene extra builds pyserini: a few minutes the first time)"
-installed_torch="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"
+installed_torch="$("$VENV/bin/python" -W ignore -c 'import torch; print(torch.__version__.split("+")[0])')"
 # pin the torch just installed so no dependency can swap it for another build
 "${PIP[@]}" install -q -e ".[$EXTRAS]" "torch==$installed_torch"
 

@@ -20,6 +20,19 @@ def test_analyzer():
     assert EnglishAnalyzer(stopwords=None, stemmer=None)("The Cats") == ["the", "cats"]
 
 
+def test_analyzer_matches_lucene_porter_and_tokenizer():
+    """Expected tokens copied from Lucene (Pyserini's ``Analyzer(get_lucene_analyzer())``, Anserini 1.7.1)."""
+    a = EnglishAnalyzer()
+    # Lucene's PorterStemmer: -logi → -log (only when the stem before it has m() > 0: "bio" has none),
+    # -bli → -ble, and words of one or two letters are not stemmed
+    assert a("anthropology anthropological ecology biology assembly possibly irreversibly vs us") == [
+        "anthropolog", "anthropolog", "ecolog", "biologi", "assembl", "possibl", "irrevers", "vs", "us"]
+    # StandardTokenizer: super-/subscripts and fractions split words, · joins letters, combining marks stick,
+    # emoji symbols are tokens, possessives go, _ joins but is no token alone
+    assert a("U.S. m² B₁₂ 1½ mg·dl⁻¹ açaí ©2014 Crohn’s snake_case _") == [
+        "u.", "m", "b", "1", "mg·dl", "açaí", "©", "2014", "crohn", "snake_cas"]
+
+
 def test_lucene_length_quantisation():
     assert [lucene_length(i) for i in range(25)] == list(range(25))  # small lengths are exact
     assert lucene_length(100) == 96  # by hand: 24 + ((76 >> 3 & 7) | 8) << 3 = 24 + 72

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -29,13 +30,29 @@ def test_help_is_complete():
     assert out.returncode == 0
     for cmd in ("build-index", "query", "eval", "compare", "models", "serve", "train"):
         assert cmd in out.stdout
-    helps = {}
-    for sub in (["eval"], ["compare"], ["models"], ["models", "fetch"], ["models", "list"], ["build-index"],
-                ["query"], ["train", "csr"], ["train", "colbert"], ["train", "splade"], ["train", "prf"]):
+    import click
+    import typer
+
+    from heron.cli import app
+
+    helps, root = {}, typer.main.get_command(app)
+    for sub in ([], ["eval"], ["compare"], ["serve"], ["models"], ["models", "fetch"], ["models", "list"],
+                ["build-index"], ["query"], ["train"], ["train", "csr"], ["train", "colbert"], ["train", "splade"],
+                ["train", "prf"]):
         proc = heron(*sub, "--help", env={"COLUMNS": "80"})
         assert proc.returncode == 0 and "Usage" in proc.stdout, sub
         assert max(len(line) for line in proc.stdout.splitlines()) <= 80, sub  # readable in 80 columns
+        # rich cuts what does not fit with "…": no option name (nor any other word) may be cut
+        assert not re.search(r"[\w/-]…", proc.stdout), (sub, [line for line in proc.stdout.splitlines() if "…" in line])
+        command = root
+        for name in sub:
+            command = command.commands[name]
+        words = set(re.findall(r"-[\w-]+", proc.stdout))
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                assert set(param.opts + param.secondary_opts) <= words, (sub, param.opts, param.secondary_opts)
         helps[" ".join(sub)] = " ".join(proc.stdout.split())
+    assert all(preset in helps["eval"].split("--search")[-1] for preset in ("recall90", "recall95", "recall99"))
     # build-index says what it builds; eval and query group the search knobs into --search
     assert all(kind in helps["build-index"] for kind in ("inverted index", "FAISS", "multi-vector", "bundle"))
     for command in ("eval", "query"):
@@ -217,3 +234,71 @@ def test_train_config_errors(trainer, tmp_path):
     bad.write_text("steps: 5\n")
     assert_one_line_error(heron("train", trainer, "-c", str(bad), "-o", str(tmp_path / "o")),
                           "bad.yaml: field 'datasets'")
+
+
+# -- self-hits: decided from the data, whatever the folder is called ------------------------------------------
+def make_debates(root, scifact):
+    """An ArguAna-like BEIR folder cut from SciFact: each query is a document (same id, same text) whose
+    relevant document is another one, so BM25 ranks the query's own document first."""
+    docs = []
+    for doc in scifact.iter_corpus():
+        docs.append(doc)
+        if len(docs) == 20:
+            break
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n"
+                                               for d in docs))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": d.id, "text": d.contents}) + "\n"
+                                                for d in docs[:10]))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{docs[i].id}\t{docs[i + 10].id}\t1\n" for i in range(10)))
+    return [d.id for d in docs[:10]]
+
+
+def test_eval_removes_self_hits_found_in_the_data(scifact, tmp_path):
+    query_ids = make_debates(tmp_path / "debates", scifact)
+    env = {"HERON_CACHE": str(tmp_path / "cache")}
+    results = {}
+    for flag in ([], ["--keep-self-hits"]):
+        out = tmp_path / ("kept" if flag else "default")
+        proc = heron("eval", "-d", str(tmp_path / "debates"), "-r", "bm25", "-k", "10", "--results-dir", str(out),
+                     *flag, env=env)
+        assert proc.returncode == 0, proc.stderr
+        run = [line.split() for line in (out / "debates" / "bm25" / "run.trec").read_text().splitlines()]
+        results[bool(flag)] = (proc.stdout, run, json.loads((out / "debates" / "bm25" / "metrics.json").read_text()))
+    stdout, run, record = results[False]
+    lines = [line for line in stdout.splitlines() if "self-hits" in line]
+    assert len(lines) == 1 and "10 of 10 test query ids are corpus ids" in lines[0], stdout
+    assert "--keep-self-hits" in lines[0]
+    assert not any(qid == docid for qid, _, docid, *_ in run) and {row[0] for row in run} == set(query_ids)
+    assert record["self_hits"] == {"removed": True, "reason": "detected: 10 of 10 test query ids are corpus ids "
+                                                              "holding the query's text"}
+    stdout, run, record = results[True]
+    assert "self-hits" not in stdout
+    top = {qid: docid for qid, _, docid, rank, *_ in run if rank == "1"}
+    assert all(top[q] == q for q in query_ids)  # kept: each query's own document ranks first
+    assert record["self_hits"] == {"removed": False, "reason": "forced by --keep-self-hits"}
+
+
+def test_result_names_follow_one_rule():
+    """``-r splade``, ``-i`` an index of splade-tiny and either with PRF are recognisably the same model."""
+    from heron.eval.report import result_name
+    from heron.retrieval import RETRIEVERS
+
+    named = RETRIEVERS["splade"][0]().describe()
+    assert named["name"] == "splade" and result_name(named) == "splade-tiny"
+    assert result_name(RETRIEVERS["dense"][0]().describe()) == "minilm"
+    assert result_name({"name": "bm25", "k1": 0.9, "b": 0.4}) == "bm25"
+    index = {"name": "splade-tiny", "index": "indexes/scifact-splade-tiny", "mode": "exact"}
+    assert result_name(index) == "splade-tiny"
+    assert result_name({**index, "name": "splade-tiny-approx-recall95"}) == "splade-tiny-approx-recall95"
+    prf = {"method": "rocchio", "docs": 3, "alpha": 1.0, "beta": 0.5, "terms": 100}
+    assert result_name({**index, "name": "splade-tiny-prf-rocchio3-a1-b0.5", "prf": prf}) == \
+        "splade-tiny+prf-rocchio-k3"
+    assert result_name({**index, "name": "splade-tiny-prf-rocchio5-a1-b0.8",
+                        "prf": {**prf, "docs": 5, "beta": 0.8, "terms": 0}}) == "splade-tiny+prf-rocchio-k5-a1-b0.8-t0"
+    assert result_name({**index, "name": "splade-tiny-prf-average3", "prf": {**prf, "method": "average"}}) == \
+        "splade-tiny+prf-average-k3"
+    fused = {"name": "splade+dense-rrf", "fusion": "rrf",
+             "members": [named, RETRIEVERS["dense"][0]().describe()]}
+    assert result_name(fused) == "splade-tiny+minilm-rrf"

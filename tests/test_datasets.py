@@ -6,7 +6,7 @@ import json
 import pytest
 
 from heron.errors import HeronError, InputFormatError
-from heron.eval.datasets import load_dataset, open_dataset
+from heron.eval.datasets import SelfHits, load_dataset, open_dataset
 from heron.eval.runs import read_trec_run, remove_self_hits, write_trec_run
 
 
@@ -43,7 +43,9 @@ def test_beir_folder(tmp_path, gz):
     assert ds.qrels("test") == {"q1": {"d1": 1}, "q2": {"d2": 2}}
     assert ds.splits() == ["test"]
     assert ds.corpus_size() == 3
-    assert not ds.remove_self_hits
+    assert ds.remove_self_hits is None  # decided from the data: no query id is a corpus id here
+    assert ds.self_hits("test") == SelfHits(False, "not detected: 0 of 2 test query ids are corpus ids holding "
+                                                   "the query's text", 0, 2)
 
 
 def test_malformed_jsonl_names_file_and_line(tmp_path):
@@ -106,8 +108,31 @@ def test_name_resolution_and_self_hits(tmp_path, monkeypatch):
     monkeypatch.setenv("HERON_DATA", str(tmp_path))
     monkeypatch.setenv("HERON_CACHE", str(tmp_path / "cache"))
     ds = load_dataset("ArguAna")
-    assert ds.root == tmp_path / "arguana" and ds.remove_self_hits
-    assert not load_dataset("arguana", remove_self_hits=False).remove_self_hits
+    assert ds.root == tmp_path / "arguana"
+    assert not ds.self_hits().removed  # the data decides, not the name: no query here is a document
+    assert load_dataset("arguana", remove_self_hits=True).self_hits() == SelfHits(True, "forced by --remove-self-hits")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_self_hits_detected_from_the_data(tmp_path, gz):
+    """ArguAna-like: queries are documents (same id, same text) → removal on, whatever the folder is called;
+    ids that are corpus ids only by coincidence (FiQA numbers both from 0) do not count."""
+    docs = [("a1", "Vegetarian diets", "help the environment by cutting emissions"),
+            ("a2", "Zoos", "protect endangered species from extinction"),
+            ("a3", "Nuclear power", "is a low carbon source of electricity"),
+            ("7", "", "an unrelated answer about mortgage rates and banks")]
+    lines = [json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in docs]
+    lines.insert(1, json.dumps({"title": "Key order", "text": "id last", "_id": "a9"}))  # "_id" not first
+    root = make_beir(tmp_path, corpus_lines=lines, gz=gz, name="copy-of-args",
+                     qrels_lines=["query-id\tcorpus-id\tscore", "a1\ta2\t1", "a2\ta1\t1", "7\ta3\t1"])
+    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in [
+        {"_id": "a1", "text": "Vegetarian diets help the environment by cutting emissions"},
+        {"_id": "a2", "text": "Zoos protect endangered species from extinction."},
+        {"_id": "7", "text": "what is the best way to save for retirement?"}]) + "\n")
+    hits = open_dataset(root).self_hits("test")
+    assert hits == SelfHits(True, "detected: 2 of 3 test query ids are corpus ids holding the query's text", 2, 3)
+    assert hits.to_dict() == {"removed": True, "reason": hits.reason}
+    assert open_dataset(root, remove_self_hits=False).self_hits("test") == SelfHits(False, "forced by --keep-self-hits")
 
 
 def test_offline_not_found_says_where_it_looked(tmp_path, monkeypatch):

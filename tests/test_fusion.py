@@ -65,3 +65,66 @@ def test_fused_retriever_runs_members():
     ret = FusedRetriever([Fixed(A, "a"), Fixed(B, "b")], "rrf")
     assert ret.retrieve(None, {"q1": ""}, k=2)["q1"] == pytest.approx({"a": 1 / 61 + 1 / 62, "c": 1 / 63 + 1 / 61})
     assert ret.describe()["name"] == "a+b-rrf"
+
+
+@pytest.mark.models
+def test_fused_and_plain_retrievers_share_models_and_query_encodings(tmp_path, tiny_beir, monkeypatch):
+    """``-r splade -r dense -r splade+dense -r bm25+splade+dense`` in one process: each model loads once and
+    each query set is encoded once per model; a fused run costs the members' searches, nothing more."""
+    import os
+    from collections import Counter
+    from pathlib import Path
+
+    from heron.build.config import IndexConfig
+    from heron.build.index import build_index
+    from heron.eval import load_dataset
+    from heron.retrieval import CachedIndexRetriever, clear_retriever_cache, get_retriever
+    from heron.retrieval.encoders.dense import DenseEncoder
+    from heron.retrieval.encoders.splade import SpladeEncoder
+
+    models = Path(os.environ.get("HERON_CACHE", Path.home() / ".cache" / "heron")) / "models"
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "models").symlink_to(models)
+    monkeypatch.setenv("HERON_CACHE", str(tmp_path / "cache"))
+    splade = build_index(IndexConfig(dataset=str(tiny_beir), output=str(tmp_path / "splade"),
+                                     encoder={"type": "splade", "model": "splade-tiny", "doc_max_length": 64}),
+                         progress=False)
+    dense = build_index(IndexConfig(dataset=str(tiny_beir), output=str(tmp_path / "dense"),
+                                    encoder={"type": "dense", "model": "minilm"}), progress=False)
+
+    loads, encodings = Counter(), Counter()
+    for kind, cls in (("splade", SpladeEncoder), ("dense", DenseEncoder)):
+        def counted(original, counter, key):
+            def wrapper(*args, **kwargs):
+                counter[key] += 1
+                return original(*args, **kwargs)
+            return wrapper
+
+        monkeypatch.setattr(cls, "__init__", counted(cls.__init__, loads, kind))
+        monkeypatch.setattr(cls, "encode_queries", counted(cls.encode_queries, encodings, kind))
+    # the named "splade" retriever, served by the index built above as if it were its cache index
+    monkeypatch.setattr(CachedIndexRetriever, "index_path",
+                        lambda self, dataset: splade if self.name == "splade" else dense)
+    clear_retriever_cache()
+    try:
+        ds = load_dataset(tiny_beir)
+        queries = ds.queries("test")
+        specs = [str(splade), str(dense), f"{splade}+{dense}", f"bm25+{splade}+{dense}", "splade", "splade+dense"]
+        retrievers = [get_retriever(spec) for spec in specs]
+        runs = [r.retrieve(ds, queries, k=10) for r in retrievers]
+        assert loads == {"splade": 1, "dense": 1}
+        assert encodings == {"splade": 1, "dense": 1}
+        plain_splade, plain_dense, fused = retrievers[:3]
+        assert fused.members == [plain_splade, plain_dense] and retrievers[3].members[1:] == fused.members
+        assert get_retriever("splade") is retrievers[4] and retrievers[4].for_dataset(ds) is plain_splade
+        # the fused run is the fusion of the members' runs
+        members = [m.retrieve(ds, queries, k=1000) for m in fused.members]
+        assert runs[2] == rrf(members, depth=10) and runs[5] == runs[2]
+        assert encodings == {"splade": 1, "dense": 1}
+        # another query set is encoded anew (once per model again)
+        other = dict(list(queries.items())[:3])
+        for r in retrievers[:3]:
+            r.retrieve(ds, other, k=5)
+        assert encodings == {"splade": 2, "dense": 2} and loads == {"splade": 1, "dense": 1}
+    finally:
+        clear_retriever_cache()

@@ -222,11 +222,11 @@ def test_cli_train_prf_and_eval_with_prf(tiny_beir, bm25_index, tmp_path):
     proc = _heron("eval", "-d", str(tiny_beir), "--index", str(bm25_index), "--prf", "rocchio", "--prf-docs", "2",
                   "--threads", "1", "--results-dir", str(results))
     assert proc.returncode == 0, proc.stderr
-    assert "prf-rocchio2" in proc.stdout
+    assert "+prf-rocchio-k2" in proc.stdout
     proc = _heron("eval", "-d", str(tiny_beir), "--index", str(bm25_index), "--prf", f"model:{out}", "--threads", "1",
                   "--results-dir", str(results))
     assert proc.returncode == 0, proc.stderr
-    assert "prf-model2" in proc.stdout
+    assert "+prf-model-k2" in proc.stdout
     for bad, fragment in ((["--prf", "rm3"], "unknown PRF"), (["-r", "bm25", "--prf", "rocchio"], "index-backed")):
         proc = _heron("eval", "-d", str(tiny_beir), *bad, "--results-dir", str(results))
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr

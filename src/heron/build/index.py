@@ -15,6 +15,7 @@ complete shard) and are removed once the index is published. The index carries i
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,21 @@ from heron.indexing.inverted import build_inverted_index
 from heron.storage import scratch
 
 
+def _say(progress: bool, message: str) -> None:
+    """One progress line on stderr (a step with no bar of its own), unless ``progress`` is off."""
+    if progress:
+        print(f"heron: {message}", file=sys.stderr, flush=True)
+
+
+def _docstore_rows(dataset, total: int | None, progress: bool):
+    """``(id, title, text)`` rows of the corpus, with a progress bar (the docstore is written first)."""
+    from tqdm.auto import tqdm
+
+    rows = ((d.id, d.title, d.text) for d in dataset.iter_corpus())
+    yield from tqdm(rows, total=total, unit="doc", desc=f"docstore {dataset.name}", disable=not progress,
+                    dynamic_ncols=True, mininterval=1.0)
+
+
 def build_index(config: IndexConfig, progress: bool = True) -> Path:
     """Encode ``config.dataset`` and build the index ``config`` describes at ``config.output``; returns its path."""
     from heron.eval import load_dataset
@@ -33,11 +49,14 @@ def build_index(config: IndexConfig, progress: bool = True) -> Path:
     dataset = load_dataset(config.dataset)
     output = Path(config.output).absolute()
     enc = config.encoder
+    _check_config(config)  # a bad combination fails before any output or progress line
     source = {"name": dataset.name, "fingerprint": dataset.fingerprint(), "num_docs": None}
     output.parent.mkdir(parents=True, exist_ok=True)
     with scratch(output, "aux") as aux:  # removed at the end, or by the next build if this one is killed
         docstore = aux / "docstore"
-        source["num_docs"] = write_docstore(docstore, ((d.id, d.title, d.text) for d in dataset.iter_corpus()))
+        _say(progress, f"building a {enc.type} index of {dataset.name} into {output}")
+        total = dataset.corpus_size() if progress else None
+        source["num_docs"] = write_docstore(docstore, _docstore_rows(dataset, total, progress))
         if enc.type == "bm25":
             return _build_bm25(config, dataset, source, output, aux, docstore, progress)
         if enc.type == "dense":
@@ -47,6 +66,24 @@ def build_index(config: IndexConfig, progress: bool = True) -> Path:
         if enc.type == "multivector":
             return _build_multivector(config, dataset, source, output, aux, docstore, progress)
         return _build_splade(config, dataset, source, output, aux, docstore, progress)
+
+
+def _check_config(config: IndexConfig) -> None:
+    """The checks of the per-type builders below that need nothing but the config, made up front."""
+    enc = config.encoder
+    if enc.type == "dense" and (config.approx is not None or config.quantization is not None):
+        raise HeronError("approx and quantization apply to inverted indexes, not to dense (FAISS) ones")
+    if enc.type == "csr":
+        if not enc.model:
+            raise HeronError("a csr index needs encoder.model: a checkpoint folder from heron train csr")
+        if config.faiss is not None:
+            raise HeronError("faiss applies to dense indexes; csr codes go to heron's inverted index")
+    if enc.type == "multivector":
+        if not enc.model:
+            raise HeronError("a multivector index needs encoder.model: a ColBERT / PyLate folder (heron train "
+                             "colbert)")
+        if config.faiss is not None and (config.multivector or MultiVectorConfig()).muvera is None:
+            raise HeronError("faiss applies to a multivector index's MUVERA FDEs: add multivector.muvera (--muvera)")
 
 
 def _build_bm25(config, dataset, source, output, aux, docstore, progress) -> Path:
@@ -60,7 +97,8 @@ def _build_bm25(config, dataset, source, output, aux, docstore, progress) -> Pat
             doc_ids.append(doc.id)
             yield doc.contents
 
-    encoder = BM25Encoder(enc.k1, enc.b).fit(texts())
+    _say(progress, f"BM25: analysing {source['num_docs']:,} documents")
+    encoder = BM25Encoder(enc.k1, enc.b).fit(_bar(texts(), source["num_docs"], "BM25 analysis", progress))
     encoder.save(aux / "encoder")
     vocab = sorted(encoder.vocab, key=encoder.vocab.__getitem__)
     matrix = encoder.document_vectors()
@@ -87,10 +125,13 @@ def _build_splade(config, dataset, source, output, aux, docstore, progress) -> P
     meta = {"encoder": encoder.describe(), "dataset": source}
     writer = SparseShardWriter.resume(shards_dir, encoder.vocab_size, meta=meta)
     splade.encode_to_shards(encoder, ((d.id, d.contents) for d in dataset.iter_corpus()), writer,
-                            chunk_size=config.shard_docs, progress=progress)
+                            chunk_size=config.shard_docs, progress=progress, total=source["num_docs"])
     if enc.query_mode == "idf":
+        _say(progress, "fitting the IDF query weights")
         encoder.fit_idf_queries(_document_frequencies(shards_dir, encoder.vocab_size), writer.num_docs)
+    _say(progress, "saving the query encoder into the index")
     encoder.save(aux / "encoder")
+    _say(progress, f"building the inverted index ({writer.num_docs:,} documents)")
     name = Path(enc.model or "splade-tiny").name + ("-idf" if enc.query_mode == "idf" else "")
     info = {**encoder.describe(), "name": name, "dataset": source}
     path = build_inverted_index(shards_dir, output, vocab=list(encoder.vocabulary), encoder=info,
@@ -112,8 +153,11 @@ def _build_dense(config, dataset, source, output, aux, docstore, progress) -> Pa
     encoder = DenseEncoder(enc.model or "minilm", max_length=enc.max_length, batch_size=enc.batch_size,
                            threads=enc.threads, device=enc.device)
     shards = ensure_corpus_embeddings(encoder, dataset, chunk_size=config.shard_docs, progress=progress)
+    _say(progress, "saving the query encoder into the index")
     encoder.save(aux / "encoder")
     faiss_cfg = config.faiss or FaissConfig()
+    trained = " (training it first)" if faiss_cfg.type != "flat" else ""
+    _say(progress, f"building a FAISS {faiss_cfg.type} index of {source['num_docs']:,} vectors{trained}")
     info = {**encoder.describe(), "name": Path(enc.model or "minilm").name, "dataset": source}
     return build_faiss_index(shards, output, dim=encoder.dim, index_type=faiss_cfg.type, params=faiss_cfg.params(),
                              encoder=info, encoder_dir=aux / "encoder", docstore_dir=docstore,
@@ -132,7 +176,9 @@ def _build_csr(config, dataset, source, output, aux, docstore, progress) -> Path
         raise HeronError("faiss applies to dense indexes; csr codes go to heron's inverted index")
     encoder = CSREncoder(enc.model, k=enc.k, batch_size=enc.batch_size, threads=enc.threads, device=enc.device)
     shards = ensure_corpus_embeddings(encoder.base, dataset, chunk_size=config.shard_docs, progress=progress)
+    _say(progress, "saving the query encoder into the index")
     encoder.save(aux / "encoder")
+    _say(progress, f"CSR codes and the inverted index ({source['num_docs']:,} documents)")
     chunks = ((ids, encoder.codes(vectors)) for ids, vectors in iter_dense_shards(shards))
     info = {**encoder.describe(), "name": f"csr-k{encoder.k}-{Path(enc.model).name}", "dataset": source}
     return build_inverted_index(chunks, output, vocab=encoder.vocabulary, encoder=info,
@@ -175,6 +221,13 @@ def _build_multivector(config, dataset, source, output, aux, docstore, progress)
     return build_multivector_index(chunks(), output, dim=encoder.dim, encoder=info, encoder_dir=aux / "encoder",
                                    docstore_dir=docstore, reduction=doc_reduction, query_reduction=query_reduction,
                                    muvera=muvera, progress=progress)
+
+
+def _bar(items, total: int | None, desc: str, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, total=total, unit="doc", desc=desc, disable=not progress, dynamic_ncols=True,
+                mininterval=1.0)
 
 
 def _document_frequencies(shards_dir: Path, vocab_size: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from heron.cli.options import SEARCH_HELP, parse_search, with_search_keys
 from heron.errors import HeronError
 from heron.eval import evaluate, load_dataset, paired_test, read_trec_run, remove_self_hits
 from heron.eval.metrics import DEFAULT_METRICS, METRICS
-from heron.eval.report import cost_table, print_table, results_table, save_result, significance_table
+from heron.eval.report import cost_table, print_table, result_name, results_table, save_result, significance_table
 from heron.retrieval import RETRIEVERS, check_retriever_spec, get_retriever
 
 
@@ -39,6 +39,19 @@ def _with_prf_for_dataset(ret, ds, method, options):
     return with_prf(ret, method, **options)
 
 
+def _self_hits(ds, split: str):
+    """Whether to drop self-hits on ``ds`` (forced by a flag, else found in the data); says so when found."""
+    hits = ds.self_hits(split)
+    if hits.found and hits.removed:
+        typer.echo(f"{ds.name}: self-hits likely ({hits.found} of {hits.total} {split} query ids are corpus ids "
+                   f"holding the query's text): dropping a retrieved document whose id is the query id, as "
+                   f"BEIR does; --keep-self-hits keeps them")
+    elif hits.found:
+        typer.echo(f"{ds.name}: {hits.found} of {hits.total} {split} query ids are corpus ids holding the "
+                   f"query's text; self-hits kept (--remove-self-hits drops them)")
+    return hits
+
+
 def _cost_row(ret, dataset: str, queries: dict[str, str]) -> dict:
     """The retrieval cost of an inverted-index retriever on ``queries`` (before any PRF)."""
     from heron.eval.cost import index_cost
@@ -46,48 +59,52 @@ def _cost_row(ret, dataset: str, queries: dict[str, str]) -> dict:
     base = getattr(ret, "base", ret)
     if not hasattr(getattr(base, "index", None), "df"):
         raise HeronError(f"--cost: {ret.describe()['name']!r} is not a heron inverted index (SPLADE, CSR, BM25)")
-    return {"dataset": dataset, "retriever": ret.describe()["name"], **index_cost(base, queries.values())}
+    return {"dataset": dataset, "retriever": result_name(ret.describe()), **index_cost(base, queries.values())}
 
 
 @with_search_keys
 def eval_command(
-    dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="BEIR name (resolved via $HERON_DATA, "
-                                               "the cache, then download) or a dataset folder; repeatable.")],
-    retriever: Annotated[list[str], typer.Option("--retriever", "-r", help="Retriever name; repeatable. Known: "
-                                                 + ", ".join(RETRIEVERS) + ", or an index directory; join "
-                                                 "members with '+' to fuse them (splade+dense). Default: bm25 "
-                                                 "when no --index.")] = None,
-    index: Annotated[list[Path] | None, typer.Option("--index", "-i", help="Index directory from heron "
+    dataset: Annotated[list[str], typer.Option("--dataset", "-d", metavar="NAME", help="BEIR name (resolved via "
+                                               "$HERON_DATA, the cache, then download) or a dataset folder; "
+                                               "repeatable.")],
+    retriever: Annotated[list[str], typer.Option("--retriever", "-r", metavar="NAME", help="Retriever name; "
+                                                 "repeatable. Known: " + ", ".join(RETRIEVERS) + ", or an index "
+                                                 "directory; join members with '+' to fuse them (splade+dense). "
+                                                 "Default: bm25 when no --index.")] = None,
+    index: Annotated[list[Path] | None, typer.Option("--index", "-i", metavar="DIR", help="Index directory from heron "
                                                      "build-index, searched with its own query encoder; "
                                                      "repeatable.")] = None,
     search: Annotated[list[str] | None, typer.Option("--search", "-s", metavar="KEY=VALUE",
                                                      help=SEARCH_HELP)] = None,
-    threads: Annotated[int | None, typer.Option(help="Search threads (default: all cores).")] = None,
+    threads: Annotated[int | None, typer.Option(metavar="N", help="Search threads (default: all cores).")] = None,
     fusion: Annotated[str, typer.Option(help="How '+' retrievers are fused: rrf or linear (min-max).")] = "rrf",
-    fusion_weight: Annotated[list[float] | None, typer.Option(help="Weight of each fused member, in order; "
-                                                              "repeatable (default: equal).")] = None,
+    fusion_weight: Annotated[list[float] | None, typer.Option(metavar="W", help="Weight of each fused member, in "
+                                                              "order; repeatable (default: equal).")] = None,
     rrf_k: Annotated[float, typer.Option(help="RRF constant k.")] = 60.0,
     engine: Annotated[str, typer.Option(help="Serve --index with heron's kernels (heron) or with a Lucene "
                                         "impact index built from it (lucene; needs the lucene extra).")] = "heron",
     split: Annotated[str, typer.Option(help="Qrels split to evaluate on.")] = "test",
-    k: Annotated[int, typer.Option("--k", "-k", min=1, max=10000, help="Documents retrieved per query.")] = 1000,
-    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metrics to show; repeatable. "
-                                                        "Known: " + ", ".join(METRICS) + ".")] = None,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=10000, metavar="N",
+                                   help="Documents retrieved per query.")] = 1000,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", metavar="NAME", help="Metrics to show; "
+                                                        "repeatable. Known: " + ", ".join(METRICS) + ".")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where runs, metrics JSON and results.md go.")] = Path("results"),
-    self_hits: Annotated[bool | None, typer.Option(
-        "--remove-self-hits/--keep-self-hits",
-        help="Drop retrieved docs whose id equals the query id (default: on for ArguAna and Quora, as BEIR)."
-    )] = None,
+    remove_hits: Annotated[bool, typer.Option(
+        "--remove-self-hits", help="Drop a retrieved doc whose id is the query id (BEIR's ArguAna and Quora "
+        "rule). Default: on when the data shows it (most query ids are corpus ids holding the query's text).")
+    ] = False,
+    keep_hits: Annotated[bool, typer.Option("--keep-self-hits", help="Never drop self-hits, even when found.")
+                         ] = False,
     k1: Annotated[float, typer.Option(help="BM25 k1 (bm25, bm25-lucene).")] = 0.9,
     b: Annotated[float, typer.Option(help="BM25 b (bm25, bm25-lucene).")] = 0.4,
     prf: Annotated[str | None, typer.Option(help="Pseudo-relevance feedback on every index-backed retriever: "
                                             "rocchio, average, or model:PATH (heron train prf).")] = None,
-    prf_docs: Annotated[int | None, typer.Option(min=1, help="PRF: feedback documents (default 3, or the "
+    prf_docs: Annotated[int | None, typer.Option(min=1, metavar="N", help="PRF: feedback documents (default 3, or the "
                                                  "model's).")] = None,
     prf_alpha: Annotated[float, typer.Option(help="Rocchio: weight of the query.")] = 1.0,
     prf_beta: Annotated[float, typer.Option(help="Rocchio: weight of the feedback centroid.")] = 0.5,
-    prf_terms: Annotated[int | None, typer.Option(min=0, help="PRF on sparse indexes: weights kept per revised "
-                                                  "query (default 100; 0 = all).")] = None,
+    prf_terms: Annotated[int | None, typer.Option(min=0, metavar="N", help="PRF on sparse indexes: weights kept "
+                                                  "per revised query (default 100; 0 = all).")] = None,
     cost: Annotated[bool, typer.Option("--cost/--no-cost", help="Also report each sparse index's retrieval cost: "
                                        "terms per query and document, postings traversed per query, FLOPS "
                                        "(written to cost.json).")] = False,
@@ -96,6 +113,20 @@ def eval_command(
 
     With two or more retrievers, each is compared with the first by a paired
     t-test and a Wilcoxon signed-rank test over per-query nDCG@10.
+
+    Results go to RESULTS_DIR/DATASET/NAME/ (run.trec, metrics.json, which
+    records the retriever and whether self-hits were dropped). NAME is
+    MODEL[-SEARCH][+prf-METHOD-kDOCS...]: MODEL is the index's model, the same
+    for -r splade and -i an index of splade-tiny (splade-tiny); SEARCH a
+    non-default search (approx-recall95); PRF settings other than the
+    defaults are spelled out (splade-tiny+prf-rocchio-k3-a1-b0.8). Fused
+    retrievers join their members' names with '+', then -rrf or -linear.
+
+    Self-hits (a retrieved document whose id is the query id): dropped, as
+    BEIR does for ArguAna and Quora, when at least half the evaluated
+    query ids are corpus ids holding the query's text, whatever the folder
+    is called; a line says so. --keep-self-hits or --remove-self-hits
+    decides instead.
 
     {search_keys}
     It applies to every --index. --threads stays a top-level option: every
@@ -114,6 +145,9 @@ def eval_command(
           --prf model:checkpoints/scifact-prf-lol
     """
     metrics = _check_metrics(metric or DEFAULT_METRICS)
+    if remove_hits and keep_hits:
+        raise HeronError("--remove-self-hits and --keep-self-hits contradict each other: give one")
+    self_hits = True if remove_hits else False if keep_hits else None
     retriever = list(retriever or ([] if index else ["bm25"]))
     indexes = []
     if fusion not in ("rrf", "linear"):
@@ -147,7 +181,8 @@ def eval_command(
     for ds_name in dataset:
         ds = load_dataset(ds_name, remove_self_hits=self_hits)
         queries, qrels = ds.queries(split), ds.qrels(split)
-        per_ret = []
+        hits = _self_hits(ds, split)
+        per_ret, used = [], set()
         chosen = [(name, None) for name in retriever] + [(ix.describe()["name"], ix) for ix in indexes]
         for name, ret in chosen:
             if ret is None:
@@ -157,16 +192,23 @@ def eval_command(
                     ret = _with_prf_for_dataset(ret, ds, prf_method, prf_options)
             start = time.perf_counter()
             run = ret.retrieve(ds, queries, k=k)
+            info = ret.describe()
+            label = result_name(info)
+            if label in used:  # the same model twice (say -r splade and -i an index of splade-tiny)
+                label = f"{label}@{Path(info['index']).name}" if info.get("index") else f"{label}#{len(used) + 1}"
+            used.add(label)
+            info = {**info, "name": label, **({"described_as": info["name"]} if info.get("name") != label else {})}
             seconds = time.perf_counter() - start
-            if ds.remove_self_hits:
+            if hits.removed:
                 run = remove_self_hits(run)
             result = evaluate(run, qrels, metrics)
             if cost:
                 costs.append(_cost_row(ret, ds.name, queries))
-            save_result(results_dir, ds.name, split, ret.describe(), run, result, seconds, command)
-            rows.append({"dataset": ds.name, "retriever": ret.describe(), "num_queries": result.num_queries,
+            save_result(results_dir, ds.name, split, info, run, result, seconds, command,
+                        self_hits=hits.to_dict())
+            rows.append({"dataset": ds.name, "retriever": info, "num_queries": result.num_queries,
                          "mean": result.mean, "seconds": seconds})
-            per_ret.append((name, result))
+            per_ret.append((label, result))
         base_name, base = per_ret[0]
         for name, result in per_ret[1:]:
             m = "ndcg@10" if "ndcg@10" in metrics else metrics[0]
@@ -198,7 +240,7 @@ def compare_command(
     ds = load_dataset(dataset)
     qrels = ds.qrels(split)
     runs = [read_trec_run(run_a), read_trec_run(run_b)]
-    if ds.remove_self_hits:
+    if _self_hits(ds, split).removed:
         runs = [remove_self_hits(r) for r in runs]
     res_a, res_b = (evaluate(r, qrels, metrics) for r in runs)
     pair = f"{run_a.parent.name or run_a.name} → {run_b.parent.name or run_b.name}"

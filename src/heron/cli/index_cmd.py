@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from heron.cli.options import SEARCH_HELP, parse_search, with_search_keys
 from heron.errors import HeronError
@@ -72,7 +73,9 @@ def build_index_command(
           -o indexes/scifact-colbert-muvera
     """
     from heron.build import build_index, load_config, make_config, reindex
+    from heron.models import quiet_model_loading
 
+    quiet_model_loading()  # the encoders' bars say what is happening; no per-tensor bar from transformers
     if config is not None and config_option is not None:
         raise HeronError("give the config once: as the argument or with --config")
     config = config or config_option
@@ -130,6 +133,14 @@ def _build_bundle(path: Path, raw: dict, dataset: str | None, output: Path | Non
     cfg = load_bundle_config(path, raw, dataset=dataset, output=output)
     out = build_bundle(cfg, log=lambda line: console.print(line, highlight=False, soft_wrap=True))
     console.print(f"bundle ready: {out} ({', '.join(cfg.indexes)})", soft_wrap=True)
+
+
+def _snippet(text: str, limit: int = 300) -> str:
+    """The start of a document with no title: ``limit`` characters, cut at a word, ``…`` when shortened."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 @with_search_keys
@@ -195,7 +206,7 @@ def query_command(
     table.add_column("score", justify="right")
     table.add_column("title / text")
     for hit in hits:
-        table.add_row(str(hit.rank), hit.doc_id, f"{hit.score:.3f}", hit.title or (hit.text or "")[:100])
+        table.add_row(str(hit.rank), Text(hit.doc_id), f"{hit.score:.3f}", Text(hit.title or _snippet(hit.text or "")))
     console.print(table)
     if not hits:
         console.print("no results: the query encodes to no term the index knows")

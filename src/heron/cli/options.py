@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from heron.errors import HeronError, config_error
 
-SEARCH_HELP = ("Search option KEY=VALUE (repeatable; pairs may be joined by commas): mode, preset, "
-               "query_cut, heap_factor, ef_search, nprobe, truncate_dims, candidates (see above).")
+
+def _preset_names() -> list[str]:
+    """The approximate-search presets ``--search preset=`` takes (from :class:`SearchOptions`'s field type)."""
+    from typing import get_args
+
+    from heron.retrieval.options import SearchOptions
+
+    names: list[str] = []
+    for arg in get_args(SearchOptions.model_fields["preset"].annotation):
+        names.extend(get_args(arg))
+    return names
+
+
+SEARCH_HELP = ("Search option KEY=VALUE (repeatable; pairs may be joined by commas): mode (exact, taat, "
+               f"approx), preset ({', '.join(_preset_names())}; with mode=approx), query_cut, heap_factor, "
+               "ef_search, nprobe, truncate_dims, candidates (see above).")
 
 
 def parse_search(values: list[str] | None) -> dict:
@@ -55,3 +69,30 @@ def with_search_keys(command):
     indent = "\n    "
     command.__doc__ = command.__doc__.replace("{search_keys}", SEARCH_KEYS_HELP.replace("\n", indent))
     return command
+
+
+#: short metavars by value type (typer's own read ``<list[float]>``, ``<int range>``, …)
+_METAVARS = {"int": "N", "float": "X", "Path": "PATH", "str": "TEXT"}
+
+
+def _short_metavar_command():
+    from typer.core import TyperCommand
+
+    class ShortMetavarCommand(TyperCommand):
+        """A command whose help names option values by short metavars (N, X, PATH, TEXT), not typer's
+        ``<list[float]>`` or ``<int range>``: the narrower type column leaves room for whole option names and
+        a readable help column at 80 columns. An option's own ``metavar=`` wins."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for param in self.params:
+                if getattr(param, "is_flag", True) or param.metavar is not None:
+                    continue
+                bare = param.bare_type().removeprefix("list[").removesuffix("]")
+                param.metavar = _METAVARS.get(bare)  # None (typer's own) for any other type
+
+    return ShortMetavarCommand
+
+
+#: ``app.command(..., cls=ShortMetavarCommand)``: help readable at 80 columns (see the class docstring)
+ShortMetavarCommand = _short_metavar_command()

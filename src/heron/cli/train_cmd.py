@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from heron.cli.options import ShortMetavarCommand
 from heron.errors import HeronError
 
 app = typer.Typer(help="Train encoders on a dataset's train qrels (never its test qrels).", no_args_is_help=True)
@@ -24,7 +25,7 @@ Seed = Annotated[int | None, typer.Option(help="Random seed.")]
 Threads = Annotated[int | None, typer.Option(help="Torch threads.")]
 
 
-@app.command("csr")
+@app.command("csr", cls=ShortMetavarCommand)
 def train_csr_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder to write.")],
     dataset: Datasets = None,
@@ -61,7 +62,7 @@ def train_csr_command(
     console.print(f"checkpoint written: {path}", soft_wrap=True)
 
 
-@app.command("colbert")
+@app.command("colbert", cls=ShortMetavarCommand)
 def train_colbert_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder to write (PyLate layout).")],
     dataset: Datasets = None,
@@ -96,7 +97,7 @@ def train_colbert_command(
     console.print(f"checkpoint written: {path}", soft_wrap=True)
 
 
-@app.command("splade")
+@app.command("splade", cls=ShortMetavarCommand)
 def train_splade_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder to write (Hugging Face "
                                          "masked-LM layout).")],
@@ -155,7 +156,7 @@ def train_splade_command(
     console.print(f"checkpoint written: {path}", soft_wrap=True)
 
 
-@app.command("prf")
+@app.command("prf", cls=ShortMetavarCommand)
 def train_prf_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write (safetensors + JSON).")],
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="BEIR name or folder (train qrels).")]

@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -52,8 +53,43 @@ BEIR_DATASETS = frozenset({
     "cqadupstack", "quora", "dbpedia-entity", "scidocs", "fever", "climate-fever", "scifact",
 })
 
-#: datasets whose queries are also documents: BEIR drops a hit whose id equals the query id.
+#: BEIR datasets whose queries are also documents (BEIR drops a hit whose id equals the query id). heron
+#: does not go by the name: :meth:`Dataset.self_hits` finds the case in the data, whatever the folder is called.
 SELF_HIT_DATASETS = frozenset({"arguana", "quora"})
+
+#: a BEIR corpus line's leading ``{"_id": ...`` (read without parsing the rest of the line)
+_LEADING_ID = re.compile(r'\s*\{\s*"_id"\s*:\s*(?:("(?:[^"\\]|\\.)*")|(-?\d+)\b)')
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def _same_text(query: str, doc: Document) -> bool:
+    """Whether a query is (mostly) the text of ``doc``: their shared words are at least half of each side's.
+
+    True for ArguAna (the query is the argument) and Quora (the query is the question); false for an id that is
+    a corpus id by coincidence (FiQA, say, numbers both queries and documents from 0).
+    """
+    q, d = _words(query), _words(doc.contents)
+    if not q or not d:
+        return False
+    shared = len(q & d)
+    return shared >= 0.5 * len(q) and shared >= 0.5 * len(d)
+
+
+@dataclass(frozen=True, slots=True)
+class SelfHits:
+    """Whether evaluation drops a retrieved document whose id equals the query id, and why."""
+
+    removed: bool
+    reason: str
+    #: evaluated queries whose id is a corpus id holding the query's own text, and evaluated queries
+    found: int | None = None
+    total: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"removed": self.removed, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,15 +209,17 @@ def _read_tsv_pairs(path: Path, what: str) -> Iterator[tuple[int, str, str]]:
 class Dataset:
     """A retrieval test collection on disk (BEIR or MS MARCO layout).
 
-    ``remove_self_hits`` (default: on for ArguAna and Quora, as BEIR does) asks evaluation to drop a
-    retrieved document whose id equals the query id.
+    ``remove_self_hits`` asks evaluation to drop a retrieved document whose id equals the query id (BEIR's
+    ``ignore_identical_ids``): ``None`` (the default) decides from the data (:meth:`self_hits`), ``True`` or
+    ``False`` forces it.
     """
 
     root: Path
     name: str
     format: str  # "beir" | "msmarco"
-    remove_self_hits: bool = False
+    remove_self_hits: bool | None = None
     _queries: dict[str, str] | None = field(default=None, repr=False)
+    _self_hits: dict[str, SelfHits] = field(default_factory=dict, repr=False)
 
     # -- corpus ---------------------------------------------------------------------------------
     @property
@@ -217,6 +255,61 @@ class Dataset:
         stat = path.stat()
         key = f"{path}|{stat.st_size}|{int(stat.st_mtime)}"
         return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    def _corpus_docs_among(self, wanted: set[str]) -> Iterator[Document]:
+        """The documents whose ids are in ``wanted``, found by reading only each line's id (plus the lines
+        that match): one light pass over the corpus, which stops once every wanted id is found."""
+        path, left = self.corpus_path, set(wanted)
+        with _open_text(path) as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not left:
+                    return
+                if self.format == "beir":
+                    m = _LEADING_ID.match(line)
+                    if m is None:  # "_id" is not the first key: parse the line
+                        if not line.strip():
+                            continue
+                        doc_id = None
+                    else:
+                        doc_id = json.loads(m.group(1)) if m.group(1) else m.group(2)
+                    if doc_id is None or doc_id in left:
+                        try:
+                            obj = json.loads(line)
+                        except json.JSONDecodeError as exc:
+                            raise InputFormatError(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})"
+                                                   ) from None
+                        if not isinstance(obj, dict):
+                            raise InputFormatError(path, lineno, "expected a JSON object")
+                        doc = Document(id=_field(obj, "_id", path, lineno),
+                                       title=_field(obj, "title", path, lineno, required=False),
+                                       text=_field(obj, "text", path, lineno, required=False))
+                        if doc.id in left:
+                            left.discard(doc.id)
+                            yield doc
+                else:
+                    doc_id, _, text = line.rstrip("\n\r").partition("\t")
+                    if doc_id.strip() in left:
+                        left.discard(doc_id.strip())
+                        yield Document(id=doc_id.strip(), title="", text=text)
+
+    def self_hits(self, split: str = "test") -> SelfHits:
+        """Whether to drop a retrieved document whose id equals the query id when evaluating ``split``.
+
+        Forced by ``remove_self_hits`` when that is set; else decided from the data: on when at least half of
+        the split's queries have an id that is a corpus id whose document holds the query's own text (ArguAna,
+        Quora, or a copy of them under any name), as BEIR does for those datasets.
+        """
+        if self.remove_self_hits is not None:
+            flag = "--remove-self-hits" if self.remove_self_hits else "--keep-self-hits"
+            return SelfHits(self.remove_self_hits, f"forced by {flag}")
+        if split not in self._self_hits:
+            queries = self.queries(split)
+            found = sum(_same_text(queries[d.id], d) for d in self._corpus_docs_among(set(queries)))
+            removed = bool(queries) and found >= 0.5 * len(queries)
+            detail = f"{found} of {len(queries)} {split} query ids are corpus ids holding the query's text"
+            reason = f"detected: {detail}" if removed else f"not detected: {detail}"
+            self._self_hits[split] = SelfHits(removed, reason, found, len(queries))
+        return self._self_hits[split]
 
     # -- queries and judgments --------------------------------------------------------------------
     def all_queries(self) -> dict[str, str]:
@@ -303,8 +396,6 @@ def open_dataset(root: Path, name: str | None = None, remove_self_hits: bool | N
             f"{root}: not a dataset folder (expected corpus.jsonl for BEIR or collection.tsv for MS MARCO)"
         )
     name = name or root.name
-    if remove_self_hits is None:
-        remove_self_hits = name.lower() in SELF_HIT_DATASETS
     return Dataset(root=root, name=name, format=fmt, remove_self_hits=remove_self_hits)
 
 

@@ -26,20 +26,67 @@ from heron.storage import write_json_atomic, write_text_atomic
 LABELS = {"ndcg@10": "nDCG@10", "recall@100": "R@100", "recall@1000": "R@1k", "mrr@10": "MRR@10", "map": "MAP"}
 
 
+#: PRF settings left out of a result name when they have these values (the ``--prf-*`` defaults)
+_PRF_DEFAULTS = {"alpha": 1.0, "beta": 0.5, "terms": 100}
+
+
+def result_name(retriever: dict) -> str:
+    """The name a retriever's results go by (folder, tables, ``results.md``), from its ``describe()``.
+
+    The rule: ``MODEL[-SEARCH][+prf-METHOD-kDOCS[-aALPHA-bBETA][-tTERMS]]``, fused retrievers as their members'
+    names joined by ``+`` then ``-rrf`` or ``-linear``.
+
+    - ``MODEL`` is the model the index was built with (``splade-tiny``, ``minilm``), the same whether the
+      index comes from a named retriever (``-r splade``, ``-r dense``) or a folder (``-i indexes/…``); a
+      retriever with no index is its own name (``bm25``, ``bm25-lucene``).
+    - ``SEARCH`` says a non-default search (``approx-recall95``, ``taat``), as the index reports it.
+    - PRF settings are shown only where they differ from the ``--prf-*`` defaults (alpha 1, beta 0.5,
+      terms 100): ``splade-tiny+prf-rocchio-k3``, ``splade-tiny+prf-rocchio-k5-a1-b0.8``.
+
+    >>> result_name({"name": "splade", "index_config": {"encoder": {"type": "splade", "model": "splade-tiny"}}})
+    'splade-tiny'
+    >>> result_name({"name": "splade-tiny-prf-rocchio3-a1-b0.5",
+    ...              "prf": {"method": "rocchio", "docs": 3, "alpha": 1.0, "beta": 0.5, "terms": 100}})
+    'splade-tiny+prf-rocchio-k3'
+    """
+    if retriever.get("members"):
+        fused = "+".join(result_name(m) for m in retriever["members"])
+        return f"{fused}-{retriever.get('fusion', 'rrf')}"
+    name = str(retriever.get("name", "retriever"))
+    model = (retriever.get("index_config") or {}).get("encoder", {}).get("model")
+    if model:
+        name = str(model)
+    prf = retriever.get("prf")
+    if not prf:
+        return name
+    base = name.rsplit("-prf-", 1)[0]
+    label = f"{base}+prf-{prf.get('method', 'prf')}-k{prf.get('docs')}"
+    if prf.get("method") == "rocchio" and (prf.get("alpha"), prf.get("beta")) != (_PRF_DEFAULTS["alpha"],
+                                                                                  _PRF_DEFAULTS["beta"]):
+        label += f"-a{prf['alpha']:g}-b{prf['beta']:g}"
+    if prf.get("terms") not in (None, _PRF_DEFAULTS["terms"]):
+        label += f"-t{prf['terms']}"
+    return label
+
+
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
+    return "".join(c if c.isalnum() or c in "-_.+@" else "_" for c in name)
 
 
 def save_result(results_dir: Path, dataset: str, split: str, retriever: dict, run: Run, result: EvalResult,
-                seconds: float, command: str | None = None) -> Path:
-    """Write the run, the metrics JSON and refresh ``results.md``; returns the result folder."""
+                seconds: float, command: str | None = None, self_hits: dict | None = None) -> Path:
+    """Write the run, the metrics JSON and refresh ``results.md``; returns the result folder.
+
+    ``self_hits`` (``{"removed": bool, "reason": str}``, :class:`heron.eval.datasets.SelfHits`) records
+    whether the run had self-hits dropped before scoring, and why."""
     folder = Path(results_dir) / _safe(dataset) / _safe(retriever["name"])
     folder.mkdir(parents=True, exist_ok=True)
     write_trec_run(run, folder / "run.trec", tag=_safe(retriever["name"]))
     record = {
         "dataset": dataset, "split": split, "retriever": retriever, "seconds": round(seconds, 3),
         "heron_version": __version__, "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, **result.to_dict(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
+        **({"self_hits": self_hits} if self_hits is not None else {}), **result.to_dict(),
     }
     write_json_atomic(folder / "metrics.json", record)
     write_markdown_summary(Path(results_dir))

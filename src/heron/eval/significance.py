@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from scipy import stats
-
 from heron.errors import HeronError
 
 
@@ -36,6 +34,8 @@ class PairedTest:
 
 def paired_test(a: dict[str, float], b: dict[str, float]) -> PairedTest:
     """Paired t-test and Wilcoxon signed-rank test (two-sided) over the queries both runs scored."""
+    from scipy import stats  # imported here: scipy.stats takes about a second to import, most commands need none
+
     common = sorted(set(a) & set(b))
     if len(common) < 2:
         raise HeronError(f"a paired test needs at least 2 common queries, got {len(common)}")

@@ -57,14 +57,18 @@ class CachedIndexRetriever(Retriever):
         return cache_dir() / "indexes" / f"{dataset.name}-{dataset.fingerprint()}" / self.name
 
     def for_dataset(self, dataset) -> Retriever:
+        """The opened retriever over this dataset's cached index (built on first use, opened once per
+        process: every CachedIndexRetriever of the same name and options shares it)."""
         path = self.index_path(dataset)
         if str(path) not in self._opened:
             if not path.is_dir():
                 if _index_builder is None:
                     raise HeronError(f"{self.name}: no index of {dataset.name} in the cache yet ({path}); import "
                                      f"heron.build (or use the heron command) to build it on first use")
+                _note(f"building the {self.name} index of {dataset.name} into {path} (first use)")
                 _index_builder({**self.config, "dataset": str(dataset.root), "output": str(path)})
-            self._opened[str(path)] = open_index_retriever(path, **self.options)
+                _note(f"built the {self.name} index of {dataset.name}")
+            self._opened[str(path)] = _open_shared(path, self.options)
         return self._opened[str(path)]
 
     def describe(self) -> dict:
@@ -127,12 +131,58 @@ def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
     return retriever_class(path, **options)
 
 
+def _note(message: str) -> None:
+    """One line on stderr about a slow step (building a cached index)."""
+    import sys
+
+    print(f"heron: {message}", file=sys.stderr, flush=True)
+
+
+#: retrievers shared within the process: one model load per index, one query encoding per query set
+#: (see :func:`get_retriever`); keys: ``("name", name, options)`` and ``("index", path, identity, options)``
+_SHARED: dict[tuple, Retriever] = {}
+
+
+def clear_retriever_cache() -> None:
+    """Forget the retrievers :func:`get_retriever` shares within the process (their models are freed
+    once nothing else holds them)."""
+    _SHARED.clear()
+
+
+def _frozen(options: dict) -> tuple:
+    items = []
+    for key, value in sorted(options.items()):
+        if isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(value, dict):
+            value = tuple(sorted(value.items()))
+        items.append((key, value))
+    return tuple(items)
+
+
+def _open_shared(path: str | os.PathLike, options: dict) -> Retriever:
+    """:func:`open_index_retriever`, opened once per process for one index folder and options (an index
+    rebuilt in place since, a new folder, is opened anew)."""
+    path = Path(path)
+    stat = path.stat()
+    key = ("index", str(path.resolve()), (stat.st_ino, stat.st_mtime_ns),
+           _frozen({k: v for k, v in options.items() if v is not None}))
+    if key not in _SHARED:
+        _SHARED[key] = open_index_retriever(path, **options)
+    return _SHARED[key]
+
+
 def get_retriever(name: str, fusion: str = "rrf", fusion_weights=None, rrf_k: float = 60.0, depth: int = 1000,
                   **options) -> Retriever:
     """The retriever for ``name`` (a registered name, an index path, or ``a+b+…`` fused).
 
     ``options`` go to every member that accepts them (BM25's ``k1``/``b``); unknown names raise a
     one-line HeronError.
+
+    Within one process the same member (name or index folder, with the same options) is the same
+    retriever object, in plain and fused specs alike (``-r splade -r splade+dense``): each model loads
+    once, and an index retriever encodes a query set once (:meth:`~heron.retrieval.base.IndexRetriever.encode_cached`).
+    :func:`clear_retriever_cache` forgets them.
     """
     parts = [p.strip() for p in name.split("+")]
     if len(parts) > 1:
@@ -145,9 +195,13 @@ def get_retriever(name: str, fusion: str = "rrf", fusion_weights=None, rrf_k: fl
     entry = RETRIEVERS.get(name)
     if entry is not None:
         accepted = {"k1", "b"} if name.startswith("bm25") else set()
-        return entry[0](**{k: v for k, v in options.items() if k in accepted})
+        chosen = {k: v for k, v in options.items() if k in accepted}
+        key = ("name", name, entry[0], _frozen(chosen))
+        if key not in _SHARED:
+            _SHARED[key] = entry[0](**chosen)
+        return _SHARED[key]
     if Path(name).is_dir():
-        return open_index_retriever(name)
+        return _open_shared(name, {})
     raise HeronError(f"unknown retriever '{name}' (known: {', '.join(RETRIEVERS)}, an index directory, "
                      f"or members joined by '+')")
 
@@ -163,5 +217,5 @@ def check_retriever_spec(name: str) -> None:
                              f"or members joined by '+')")
 
 
-__all__ = ["RETRIEVERS", "Retriever", "Run", "check_retriever_spec", "get_retriever", "open_index_retriever",
-           "set_index_builder"]
+__all__ = ["RETRIEVERS", "Retriever", "Run", "check_retriever_spec", "clear_retriever_cache", "get_retriever",
+           "open_index_retriever", "set_index_builder"]

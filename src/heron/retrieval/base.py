@@ -65,9 +65,41 @@ class IndexRetriever(Retriever):
                              f"build it with heron build-index")
         return self.index.encoder_dir
 
+    def encode_cached(self, texts):
+        """:meth:`encode`, remembered for the last query set (keyed by the texts): a retriever shared by
+        several runs (``heron eval -r splade -r splade+dense``) encodes the same queries once. The
+        vectors returned are shared; callers must not modify them in place."""
+        key = tuple(texts)
+        cached = self.__dict__.get("_encoded")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        vectors = self._encode_with_progress(list(key))
+        self._encoded = (key, vectors)
+        return vectors
+
+    #: show a bar on stderr while encoding a large query set (``progress=False`` to silence it)
+    progress: bool = True
+    _QUERY_CHUNK = 256
+
+    def _encode_with_progress(self, texts: list):
+        """:meth:`encode`, in chunks with a progress bar when there are many queries."""
+        step = self._QUERY_CHUNK
+        if not self.progress or len(texts) <= 2 * step:
+            return self.encode(texts)
+        from tqdm.auto import tqdm
+
+        name = getattr(self, "name", None) or type(self).__name__
+        parts = []
+        with tqdm(total=len(texts), unit="query", desc=f"encoding queries ({name})", dynamic_ncols=True,
+                  mininterval=1.0, leave=False) as bar:
+            for start in range(0, len(texts), step):
+                parts.append(self.encode(texts[start:start + step]))
+                bar.update(min(step, len(texts) - start))
+        return _stack(parts)
+
     def search(self, texts, k: int = 10, allow=None) -> list:
         """Top-``k`` ``(doc ids, scores)`` per query text."""
-        return self.search_vectors(self.encode(texts), k, allow=allow)
+        return self.search_vectors(self.encode_cached(texts), k, allow=allow)
 
     def check_dataset(self, dataset) -> None:
         """Refuse to evaluate an index on a dataset other than the one it was built from."""
@@ -84,3 +116,15 @@ class IndexRetriever(Retriever):
         qids = list(queries)
         results = self.search([queries[q] for q in qids], k=k)
         return {qid: dict(zip(ids, map(float, scores))) for qid, (ids, scores) in zip(qids, results)}
+
+
+def _stack(parts: list):
+    """Query vectors encoded in chunks, as one: sparse matrices stacked, arrays concatenated, lists joined."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    if all(sp.issparse(p) for p in parts):
+        return sp.vstack(parts, format="csr")
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    return [row for part in parts for row in part]

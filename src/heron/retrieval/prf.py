@@ -226,8 +226,9 @@ class FeedbackSpace:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """``Q × D`` dense float32 query vectors (sparse ones densified)."""
-        q = self.base.encode(list(texts))
-        q = q.toarray() if sp.issparse(q) else np.asarray(q)
+        encode = getattr(self.base, "encode_cached", self.base.encode)
+        q = encode(list(texts))  # may be shared with plain runs of the base: copied below
+        q = q.toarray() if sp.issparse(q) else np.array(q, dtype=np.float32)
         return np.asarray(q, dtype=np.float32)
 
     def search(self, q: np.ndarray, k: int, allow=None) -> list[tuple[list[str], np.ndarray]]:

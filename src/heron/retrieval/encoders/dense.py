@@ -138,24 +138,27 @@ class DenseEncoder:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     # -- encoding ------------------------------------------------------------------------------------
-    def encode_documents(self, texts: Iterable[str]) -> np.ndarray:
-        return self._encode([self.document_prompt + t for t in texts])
+    def encode_documents(self, texts: Iterable[str], on_batch=None) -> np.ndarray:
+        """``N × dim`` document vectors; ``on_batch(n)`` (progress) is called after each batch of ``n``."""
+        return self._encode([self.document_prompt + t for t in texts], on_batch)
 
     def encode_queries(self, texts: Iterable[str]) -> np.ndarray:
         return self._encode([self.query_prompt + t for t in texts])
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], on_batch=None) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), _TEXT_CHUNK):
-            out[start:start + _TEXT_CHUNK] = self._encode_chunk(texts[start:start + _TEXT_CHUNK])
+            out[start:start + _TEXT_CHUNK] = self._encode_chunk(texts[start:start + _TEXT_CHUNK], on_batch)
         return out
 
-    def _encode_chunk(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode_chunk(self, texts: Sequence[str], on_batch=None) -> np.ndarray:
         prepared = [t.lower() if self.lowercase else t for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for sel, input_ids, mask in hf.length_sorted_batches(self.tokenizer, prepared, self.max_length,
                                                              self.batch_size, self.pad_id):
             out[sel] = self.embed(input_ids, mask).cpu().numpy()
+            if on_batch is not None:
+                on_batch(len(sel))
         return out
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

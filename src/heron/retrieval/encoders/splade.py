@@ -230,10 +230,15 @@ class _MLMSide:
         return out.weight.detach().clone(), None if out.bias is None else out.bias.detach().clone().float()
 
     # -- encoding ------------------------------------------------------------------------------------
-    def encode(self, texts: Sequence[str], max_length: int, top_k: int | None, batch_size: int) -> sp.csr_matrix:
+    def encode(self, texts: Sequence[str], max_length: int, top_k: int | None, batch_size: int,
+               on_batch=None) -> sp.csr_matrix:
+        """``len(texts) × V`` SPLADE vectors; ``on_batch(n)`` (progress) is called after each batch of ``n``
+        texts (blank texts count with the first batch)."""
         n = len(texts)
         width = self.vocab_size
         live = np.asarray([i for i, t in enumerate(texts) if t.strip()], dtype=np.int64)
+        if on_batch is not None and n > len(live):
+            on_batch(n - len(live))
         if len(live) == 0:
             return sp.csr_matrix((n, width), dtype=np.float32)
         batch_texts = [texts[i].lower() if self.lowercase else texts[i] for i in live]
@@ -245,6 +250,8 @@ class _MLMSide:
             rows.append(live[sel][r_idx])
             cols.append(c_idx)
             vals.append(v)
+            if on_batch is not None:
+                on_batch(len(sel))
         matrix = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                shape=(n, width), dtype=np.float32)
         matrix.sort_indices()
@@ -432,11 +439,12 @@ class SpladeEncoder:
         return self._query
 
     # -- encoding ----------------------------------------------------------------------------------------
-    def encode_documents(self, texts: Iterable[str]) -> sp.csr_matrix:
-        """``N × V`` CSR float32 SPLADE document vectors (blank texts give empty rows)."""
+    def encode_documents(self, texts: Iterable[str], on_batch=None) -> sp.csr_matrix:
+        """``N × V`` CSR float32 SPLADE document vectors (blank texts give empty rows); ``on_batch(n)`` is
+        called as each batch of ``n`` documents is done (a progress bar's ``update``)."""
         if self._doc is None:
             raise HeronError("this encoder has no document model (it was saved for queries only)")
-        return self._encode(self._doc, _as_texts(texts), self.doc_max_length, self.doc_top_k)
+        return self._encode(self._doc, _as_texts(texts), self.doc_max_length, self.doc_top_k, on_batch)
 
     def encode_queries(self, texts: Iterable[str]) -> sp.csr_matrix:
         """``Q × V`` CSR float32 query vectors (blank queries give empty rows)."""
@@ -445,10 +453,11 @@ class SpladeEncoder:
             return self._query.encode(texts)
         return self._encode(self._query, texts, self.query_max_length, self.query_top_k)
 
-    def _encode(self, side: _MLMSide, texts: list[str], max_length: int, top_k: int | None) -> sp.csr_matrix:
+    def _encode(self, side: _MLMSide, texts: list[str], max_length: int, top_k: int | None,
+                on_batch=None) -> sp.csr_matrix:
         if len(texts) <= _TEXT_CHUNK:
-            return side.encode(texts, max_length, top_k, self.batch_size)
-        parts = [side.encode(texts[s:s + _TEXT_CHUNK], max_length, top_k, self.batch_size)
+            return side.encode(texts, max_length, top_k, self.batch_size, on_batch)
+        parts = [side.encode(texts[s:s + _TEXT_CHUNK], max_length, top_k, self.batch_size, on_batch)
                  for s in range(0, len(texts), _TEXT_CHUNK)]
         return sp.vstack(parts, format="csr", dtype=np.float32)
 
@@ -562,13 +571,15 @@ def _written_ids(writer) -> Iterator[str]:
 
 
 def encode_to_shards(encoder: SpladeEncoder, docs: Iterable[tuple[str, str]], writer, *,
-                     chunk_size: int = 4096, progress: bool = True, close: bool = True) -> dict:
+                     chunk_size: int = 4096, progress: bool = True, close: bool = True,
+                     total: int | None = None) -> dict:
     """Encode ``(doc_id, text)`` pairs chunk by chunk into a :class:`~heron.indexing.shards.SparseShardWriter`.
 
     ``writer`` may also be a directory: it is then opened with ``SparseShardWriter.resume`` (vocabulary
     size and ``encoder.describe()`` as metadata). Documents the writer already holds (after a resume)
     are skipped, after checking that their ids match the ones on disk. Memory stays bounded by one
-    chunk. ``close=True`` marks the shards complete at the end. Returns counts:
+    chunk. ``close=True`` marks the shards complete at the end. ``total``: the number of documents, for the
+    progress bar (default ``len(docs)`` when it has one); the bar advances with every encoder batch. Returns counts:
     ``{"num_docs", "written", "skipped", "nnz"}``.
     """
     from heron.indexing.shards import SparseShardWriter
@@ -578,10 +589,19 @@ def encode_to_shards(encoder: SpladeEncoder, docs: Iterable[tuple[str, str]], wr
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     skip = int(writer.num_docs)
-    total = len(docs) if hasattr(docs, "__len__") else None
+    if total is None and hasattr(docs, "__len__"):
+        total = len(docs)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, unit="doc", desc="SPLADE encoding", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total, unit="doc", desc="SPLADE encoding", disable=not progress, dynamic_ncols=True,
+               mininterval=1.0)
+    # advance with every batch (not every chunk) when the encoder reports batches
+    import inspect
+
+    try:
+        per_batch = "on_batch" in inspect.signature(encoder.encode_documents).parameters
+    except (TypeError, ValueError):
+        per_batch = False
     stream = iter(docs)
     written = nnz = 0
     try:
@@ -602,11 +622,14 @@ def encode_to_shards(encoder: SpladeEncoder, docs: Iterable[tuple[str, str]], wr
 
         def flush() -> None:
             nonlocal written, nnz
-            matrix = encoder.encode_documents(texts)
+            if per_batch:
+                matrix = encoder.encode_documents(texts, on_batch=bar.update)
+            else:
+                matrix = encoder.encode_documents(texts)
+                bar.update(len(ids))
             writer.add(ids, matrix)
             written += len(ids)
             nnz += int(matrix.nnz)
-            bar.update(len(ids))
             ids.clear()
             texts.clear()
 
