@@ -148,8 +148,11 @@ class Index:
         out = {"path": str(self.path), "retrievers": self.retrievers, "default": self.default,
                "fusion": self.fusion, "members": {}}
         for name, member in self.members.items():
-            out["members"][name] = {"path": str(member.path), "search": member.search,
-                                    **self.retriever(name).index.describe()}
+            from heron.indexing.registry import open_index
+
+            opened = self._opened.get((name, None))  # an opened member describes itself; else open its index only
+            index = opened.index if opened is not None else open_index(member.path)
+            out["members"][name] = {"path": str(member.path), "search": member.search, **index.describe()}
         if self.manifest:
             out["bundle"] = {k: self.manifest.get(k) for k in ("format", "format_version", "dataset", "config",
                                                               "models", "created")}

@@ -38,7 +38,7 @@ from typing import ClassVar
 import numpy as np
 
 from heron.errors import HeronError
-from heron.storage import publish, read_versioned_json, sha256_file, staging_dir, write_json_atomic
+from heron.storage import read_versioned_json, sha256_file, staged, write_json_atomic
 
 MANIFEST_FILE = "manifest.json"
 #: the largest magnitude of a precomputed query vector's entries (keeps every score finite in float32)
@@ -189,32 +189,22 @@ def describe_files(root: Path) -> dict:
     return files
 
 
-def start_build(output_dir) -> tuple[Path, Path]:
-    """``(output, staging)``: the absolute output path and a fresh staging sibling to build into
-    (:func:`heron.storage.staging_dir`). An existing ``output`` must be a heron index: it is replaced only
-    when the build publishes (:func:`heron.storage.publish`)."""
+@contextlib.contextmanager
+def building(output_dir) -> Iterator[tuple[Path, Path]]:
+    """``with building(output) as (output, staging):`` build into ``staging``, which is published as ``output``
+    when the block ends normally and removed on any error (:func:`heron.storage.staged`), so a failed or
+    interrupted build leaves the previous index as it was. An existing ``output`` must be a heron index."""
     output = Path(output_dir).absolute()
     if output.exists() and not (output / MANIFEST_FILE).is_file():
         raise HeronError(f"{output}: exists and is not a heron index; choose another output directory")
-    return output, staging_dir(output)
-
-
-@contextlib.contextmanager
-def building(output_dir) -> Iterator[tuple[Path, Path]]:
-    """``with building(output) as (output, staging):`` build into ``staging``; it is removed on any error, so a
-    failed or interrupted build leaves the previous index as it was. Finish with :func:`publish_index`."""
-    output, staging = start_build(output_dir)
-    try:
+    with staged(output) as staging:
         yield output, staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
-def publish_index(staging: Path, output: Path, manifest: dict, *, encoder_dir=None, docstore_dir=None,
-                  started: float | None = None) -> Path:
-    """Copy the query encoder and document store into ``staging``, list every file with its checksum in
-    ``manifest.json``, and publish ``staging`` as ``output`` (:func:`heron.storage.publish`)."""
+def finish_index(staging: Path, manifest: dict, *, encoder_dir=None, docstore_dir=None,
+                 started: float | None = None) -> None:
+    """Copy the query encoder and document store into ``staging`` and write ``manifest.json`` listing every
+    file with its checksum (the last step inside :func:`building`)."""
     for name, source in (("encoder", encoder_dir), ("docstore", docstore_dir)):
         if source is not None:
             shutil.copytree(source, staging / name)
@@ -222,8 +212,7 @@ def publish_index(staging: Path, output: Path, manifest: dict, *, encoder_dir=No
     if started is not None:
         manifest.setdefault("build", {})["seconds"] = round(time.monotonic() - started, 3)
     manifest["files"] = describe_files(staging)
-    write_json_atomic(staging / MANIFEST_FILE, manifest, durable=False)  # publish fsyncs the whole tree
-    return publish(staging, output)
+    write_json_atomic(staging / MANIFEST_FILE, manifest, durable=False)  # publishing fsyncs the whole tree
 
 
 def read_doc_ids(path: Path) -> list[str]:

@@ -62,9 +62,9 @@ from heron.indexing.base import (
     SearchIndex,
     building,
     check_files,
+    finish_index,
     finite_within,
     manifest_field,
-    publish_index,
     read_doc_ids,
     read_index_manifest,
 )
@@ -226,8 +226,8 @@ def build_faiss_index(
             "encoder": encoder or {}, "has_vectors": bool(store_vectors),
             "build": {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         }
-        return publish_index(build, output, manifest, encoder_dir=encoder_dir, docstore_dir=docstore_dir,
-                             started=started)
+        finish_index(build, manifest, encoder_dir=encoder_dir, docstore_dir=docstore_dir, started=started)
+    return output  # published as the with block ended
 
 
 class FaissIndex(SearchIndex):
@@ -332,8 +332,8 @@ class FaissIndex(SearchIndex):
                              f"has {self.dim}")
         if ef_search is not None or nprobe is not None:
             self.set_search_params(ef_search=ef_search, nprobe=nprobe)
-        if truncate_dims is not None and not 1 <= truncate_dims <= self.dim:
-            raise HeronError(f"truncate_dims={truncate_dims} must be between 1 and the dimension {self.dim}")
+        if truncate_dims is not None:
+            self.check_truncation(truncate_dims)
         if allow is None and not truncate_dims:
             scores, positions = self.search_arrays(queries, k)
             ids, out = [], []
@@ -343,8 +343,8 @@ class FaissIndex(SearchIndex):
                 out.append(row_scores[keep].astype(np.float32))
             return ids, out
         if self.stored is None:
-            raise HeronError(f"{self.path}: {'an allow-list' if allow is not None else 'truncation'} needs the "
-                             f"stored vectors (this index was built with store_vectors: false)")
+            raise HeronError(f"{self.path}: an allow-list needs the stored vectors (this index was built with "
+                             f"store_vectors: false)")
         positions = self.positions_of(allow) if allow is not None else np.arange(self.num_docs)
         if truncate_dims:
             docs = self._truncated_vectors(truncate_dims)[positions]
@@ -353,6 +353,14 @@ class FaissIndex(SearchIndex):
             docs = np.asarray(self.stored[positions], dtype=np.float32)
         results = [_top_k(row, positions, self._doc_ids, k) for row in queries @ docs.T]
         return [r[0] for r in results], [r[1] for r in results]
+
+    def check_truncation(self, n: int) -> None:
+        """A one-line error unless ``truncate_dims=n`` can be searched: 1 ≤ n ≤ dim, vectors stored."""
+        if not 1 <= n <= self.dim:
+            raise HeronError(f"truncate_dims={n} must be between 1 and the dimension {self.dim}")
+        if self.stored is None:
+            raise HeronError(f"{self.path}: truncation needs the stored vectors (this index was built with "
+                             f"store_vectors: false)")
 
     def _truncated_vectors(self, n: int) -> np.ndarray:
         if n not in self._truncated:

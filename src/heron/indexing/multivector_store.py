@@ -114,8 +114,8 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
                     "reduction": reduction, "query_reduction": query_reduction,
                     "muvera": None if fde_encoder is None else {**fde_encoder.describe(), "faiss": faiss_type,
                                                                  "faiss_params": faiss_params}}
-        return base.publish_index(build, output, manifest, encoder_dir=encoder_dir, docstore_dir=docstore_dir,
-                             started=started)
+        base.finish_index(build, manifest, encoder_dir=encoder_dir, docstore_dir=docstore_dir, started=started)
+    return output  # published as the with block ended
 
 
 class MultiVectorIndex(base.SearchIndex):

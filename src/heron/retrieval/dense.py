@@ -34,10 +34,7 @@ class DenseIndexRetriever(IndexRetriever):
                                                  "truncate_dims": truncate_dims})
         self.index.set_search_params(ef_search=ef_search, nprobe=nprobe)
         if truncate_dims is not None:
-            if self.index.stored is None:
-                raise HeronError(f"{self.index.path}: truncation needs the stored vectors (built without them)")
-            if not 1 <= truncate_dims <= self.index.dim:
-                raise HeronError(f"truncate_dims={truncate_dims} must be between 1 and the dimension {self.index.dim}")
+            self.index.check_truncation(truncate_dims)
         if threads:
             import faiss
 
