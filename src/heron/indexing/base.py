@@ -215,12 +215,16 @@ def finish_index(staging: Path, manifest: dict, *, encoder_dir=None, docstore_di
     write_json_atomic(staging / MANIFEST_FILE, manifest, durable=False)  # publishing fsyncs the whole tree
 
 
-def read_doc_ids(path: Path) -> list[str]:
-    """One document id per line (the ``doc_ids.txt`` of an index)."""
+def read_doc_ids(path: Path, count: int | None = None) -> list[str]:
+    """One document id per line (the ``doc_ids.txt`` of an index); with ``count``, the file must end with a
+    newline and hold exactly that many lines."""
     try:
-        return path.read_text(encoding="utf-8").split("\n")[:-1]
+        ids = path.read_bytes().decode("utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise HeronError(f"{path}: unreadable document ids ({exc}); rebuild the index") from None
+    if count is not None and (ids[-1] != "" or len(ids) - 1 != count):
+        raise HeronError(f"{path}: {len(ids) - 1} lines for {count} documents (corrupt file)")
+    return ids[:-1]
 
 
 def finite_within(array: np.ndarray, limit: float = MAX_WEIGHT) -> bool:

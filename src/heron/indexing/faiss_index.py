@@ -347,7 +347,8 @@ class FaissIndex(SearchIndex):
                              f"store_vectors: false)")
         positions = self.positions_of(allow) if allow is not None else np.arange(self.num_docs)
         if truncate_dims:
-            docs = self._truncated_vectors(truncate_dims)[positions]
+            docs = self._truncated_vectors(truncate_dims)
+            docs = docs if allow is None else docs[positions]  # the whole cached matrix is not copied
             queries = _unit(queries[:, :truncate_dims])
         else:
             docs = np.asarray(self.stored[positions], dtype=np.float32)

@@ -49,7 +49,6 @@ class CachedIndexRetriever(Retriever):
 
     def __init__(self, name: str, config: dict, **options):
         self.name, self.config, self.options = name, config, options
-        self._opened: dict[str, Retriever] = {}
 
     def index_path(self, dataset) -> Path:
         from heron.settings import cache_dir
@@ -60,16 +59,14 @@ class CachedIndexRetriever(Retriever):
         """The opened retriever over this dataset's cached index (built on first use, opened once per
         process: every CachedIndexRetriever of the same name and options shares it)."""
         path = self.index_path(dataset)
-        if str(path) not in self._opened:
-            if not path.is_dir():
-                if _index_builder is None:
-                    raise HeronError(f"{self.name}: no index of {dataset.name} in the cache yet ({path}); import "
-                                     f"heron.build (or use the heron command) to build it on first use")
-                _note(f"building the {self.name} index of {dataset.name} into {path} (first use)")
-                _index_builder({**self.config, "dataset": str(dataset.root), "output": str(path)})
-                _note(f"built the {self.name} index of {dataset.name}")
-            self._opened[str(path)] = _open_shared(path, self.options)
-        return self._opened[str(path)]
+        if not path.is_dir():
+            if _index_builder is None:
+                raise HeronError(f"{self.name}: no index of {dataset.name} in the cache yet ({path}); import "
+                                 f"heron.build (or use the heron command) to build it on first use")
+            _note(f"building the {self.name} index of {dataset.name} into {path} (first use)")
+            _index_builder({**self.config, "dataset": str(dataset.root), "output": str(path)})
+            _note(f"built the {self.name} index of {dataset.name}")
+        return _open_shared(path, self.options)
 
     def describe(self) -> dict:
         return {"name": self.name, "index_config": self.config}

@@ -26,8 +26,8 @@ class LuceneImpactRetriever(IndexRetriever):
     """Queries encoded by the inverted index's own encoder, searched by Lucene over the same impacts."""
 
     def __init__(self, index: str | os.PathLike, threads: int | None = None):
-        self.heron = SparseIndexRetriever(index)
         self.index = LuceneImpactIndex.open(index, threads=threads)
+        self.heron = SparseIndexRetriever(self.index.source)  # the query encoder; the inverted index opened once
         self.options = self.index.check_options({"threads": threads})
         self.name = f"{self.heron.name}-lucene"
 

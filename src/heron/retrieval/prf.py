@@ -226,10 +226,8 @@ class FeedbackSpace:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """``Q × D`` dense float32 query vectors (sparse ones densified)."""
-        encode = getattr(self.base, "encode_cached", self.base.encode)
-        q = encode(list(texts))  # may be shared with plain runs of the base: copied below
-        q = q.toarray() if sp.issparse(q) else np.array(q, dtype=np.float32)
-        return np.asarray(q, dtype=np.float32)
+        q = self.base.encode_cached(list(texts))  # may be shared with plain runs of the base: copied here
+        return q.toarray().astype(np.float32, copy=False) if sp.issparse(q) else np.array(q, dtype=np.float32)
 
     def search(self, q: np.ndarray, k: int, allow=None) -> list[tuple[list[str], np.ndarray]]:
         vectors = sp.csr_matrix(q) if self.kind == "sparse" else np.asarray(q, dtype=np.float32)

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from heron.errors import HeronError, QueryError
-from heron.indexing.base import MAX_WEIGHT, SearchIndex, manifest_field
+from heron.indexing.base import MAX_WEIGHT, SearchIndex, manifest_field, read_doc_ids
 from heron.indexing.inverted import approx as approx_search
 from heron.indexing.inverted import format as fmt
 from heron.indexing.inverted import kernels
@@ -114,33 +114,22 @@ class InvertedIndex(SearchIndex):
         """The dimension of the vectors: the vocabulary size."""
         return self.vocab_size
 
-    def _read_text(self, key: str, default: str) -> tuple[Path, str]:
-        path = self.path / self.manifest.get(key, default)
-        try:
-            return path, path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            raise HeronError(f"{path}: not valid utf-8 (corrupt file); rebuild the index") from None
-
     @property
     def doc_ids(self) -> list[str]:
         """External document ids, index order (read on first use)."""
         if self._doc_ids is None:
-            path, text = self._read_text("doc_ids_file", fmt.DOC_IDS_FILE)
-            ids = text.split("\n")
-            if ids[-1] != "" or len(ids) - 1 != self.num_docs:
-                raise HeronError(f"{path}: {len(ids) - 1} lines for {self.num_docs} documents (corrupt file)")
-            ids.pop()
-            self._doc_ids = ids
+            self._doc_ids = read_doc_ids(self.path / self.manifest.get("doc_ids_file", fmt.DOC_IDS_FILE),
+                                         self.num_docs)
         return self._doc_ids
 
     @property
     def vocab(self) -> list[str]:
         """Term strings by term id (read on first use)."""
         if self._vocab is None:
-            path, text = self._read_text("vocab_file", fmt.VOCAB_FILE)
+            path = self.path / self.manifest.get("vocab_file", fmt.VOCAB_FILE)
             try:
-                vocab = json.loads(text)
-            except json.JSONDecodeError:
+                vocab = json.loads(path.read_bytes().decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 raise HeronError(f"{path}: corrupt vocabulary file; rebuild the index") from None
             if not isinstance(vocab, list) or len(vocab) != self.vocab_size:
                 raise HeronError(f"{path}: vocabulary does not have {self.vocab_size} terms (corrupt file)")
@@ -169,12 +158,9 @@ class InvertedIndex(SearchIndex):
 
     def vectors(self, positions) -> sp.csr_matrix:
         """Dequantized stored rows (``len(positions) × V``) of the documents at ``positions``."""
-        rows = [self.row(int(p)) for p in positions]
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(terms) for terms, _ in rows], out=indptr[1:])
-        terms = np.concatenate([t for t, _ in rows] or [np.zeros(0, np.int32)])
-        weights = np.concatenate([w for _, w in rows] or [np.zeros(0, np.float32)]).astype(np.float32)
-        return sp.csr_matrix((weights, terms, indptr), shape=(len(rows), self.vocab_size))
+        rows = self.forward_matrix()[np.asarray(list(positions), dtype=np.int64)]
+        rows.data = self._dequantize(rows.data)
+        return rows
 
     def describe(self) -> dict:
         return {**super().describe(), "vocab_size": self.vocab_size, "nnz": self.nnz,

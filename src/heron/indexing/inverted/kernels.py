@@ -54,13 +54,13 @@ from heron.indexing.inverted.topk import (
     SLACK,
     begin_query,
     end_query,
+    heap_replace_root,
     outputs,
     prepare_query,
     readonly,
     run_groups,
     scratch,
     search_one,
-    sift_down,
 )
 
 #: the search methods, by the one name each has from these kernels to the CLI: ``exact`` (block-max
@@ -144,7 +144,6 @@ def _scan_term(pd, pi, p, e, hi, lo, w, wacc, wbits):
 @njit(cache=True, nogil=True)
 def _push_window(wacc, wbits, nwords, lo, mask, hs, hd):
     """Offer every document of the window (ascending; complete scores) to the heap; clear the window."""
-    kk = hs.shape[0]
     theta = hs[0]
     has_mask = mask.shape[0] > 0
     for word in range(nwords):
@@ -164,9 +163,7 @@ def _push_window(wacc, wbits, nwords, lo, mask, hs, hd):
                 continue
             f = np.float32(s)
             if f > theta:  # ascending documents: an equal score never beats a lower index
-                hs[0] = f
-                hd[0] = d
-                sift_down(hs, hd, 0, kk)
+                heap_replace_root(hs, hd, f, d)
                 theta = hs[0]
 
 
@@ -229,7 +226,6 @@ def _maxscore(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, ma
     (``window`` entries) and ``wcum`` (at least ``(n + 2) * window / 64`` entries for ``n`` terms).
     """
     n = qhi - qlo
-    kk = hs.shape[0]
     # per term: its postings [start, end), blocks [b0, b0 + nb) of bsz postings, current block and posting,
     # first document (block j > 0 starts after block j-1's last), postings estimated in the window
     state = np.zeros((9, n), np.int64)
@@ -435,9 +431,7 @@ def _maxscore(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, ma
         for c in range(nc):
             f = np.float32(cand_s[c])
             if f > theta:  # ascending documents: an equal score never beats a lower index
-                hs[0] = f
-                hd[0] = cand_d[c]
-                sift_down(hs, hd, 0, kk)
+                heap_replace_root(hs, hd, f, cand_d[c])
                 theta = hs[0]
         lo = hi
 
@@ -452,14 +446,13 @@ def _exact_group(po, pd, pi, bo, bl, bm, maxscore, num_docs, q_indptr, q_terms, 
     kk = min(out_idx.shape[1], num_docs)
     wacc = np.zeros(window, np.float64)
     wbits = np.zeros(window // 64, np.uint64)
-    longest = -2  # no MaxScore scratch for term at a time
+    longest = 0
     if maxscore:
-        longest = 0
         for q in range(g, nq, groups):
             longest = max(longest, q_indptr[q + 1] - q_indptr[q])
     cand_d = np.empty(window if maxscore else 0, np.int64)
     cand_s = np.empty(window if maxscore else 0, np.float64)
-    wcum = np.empty((longest + 2) * (window // 64), np.float64)
+    wcum = np.empty((longest + 2) * (window // 64) if maxscore else 0, np.float64)
     mask = np.zeros(num_docs if allow_indptr.shape[0] > 0 else 0, np.uint8)
     hs = np.empty(kk, np.float32)
     hd = np.empty(kk, np.int32)
@@ -561,8 +554,9 @@ def search_batch(method, arrays, q_indptr, q_terms, q_weights, k, allow_indptr, 
         if maxscore:
             bo, bl, bm = (readonly(arrays["block_offsets"], np.int64), readonly(arrays["block_last_doc"], np.int32),
                           readonly(arrays["block_max"]))
-        else:  # term at a time reads no block arrays: empty ones of the same types (one specialisation)
-            bo, bl, bm = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, pi.dtype)
+        else:  # term at a time reads no block arrays: empty read-only ones of the same types (one specialisation)
+            bo, bl, bm = (readonly(np.zeros(0, np.int64)), readonly(np.zeros(0, np.int32)),
+                          readonly(np.zeros(0, pi.dtype)))
 
         def run(g):
             _exact_group(po, pd, pi, bo, bl, bm, maxscore, np.int64(num_docs), q_indptr, q_terms, q_weights,

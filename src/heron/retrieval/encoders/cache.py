@@ -51,21 +51,11 @@ def ensure_corpus_embeddings(encoder, dataset, *, chunk_size: int = 1024, progre
         skip = writer.num_docs
         bar = tqdm(total=dataset.corpus_size(), initial=skip, unit="doc", desc=f"dense encoding {dataset.name}",
                    disable=not progress, dynamic_ncols=True, mininterval=1.0)
-        import inspect
-
-        try:  # advance with every encoder batch, not every chunk, when the encoder reports batches
-            per_batch = "on_batch" in inspect.signature(encoder.encode_documents).parameters
-        except (TypeError, ValueError):
-            per_batch = False
         ids: list[str] = []
         texts: list[str] = []
 
         def flush() -> None:
-            if per_batch:
-                writer.add(ids, encoder.encode_documents(texts, on_batch=bar.update))
-            else:
-                writer.add(ids, encoder.encode_documents(texts))
-                bar.update(len(ids))
+            writer.add(ids, encoder.encode_documents(texts, on_batch=bar.update))  # the bar moves per batch
             ids.clear()
             texts.clear()
 

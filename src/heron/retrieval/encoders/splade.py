@@ -595,13 +595,6 @@ def encode_to_shards(encoder: SpladeEncoder, docs: Iterable[tuple[str, str]], wr
 
     bar = tqdm(total=total, unit="doc", desc="SPLADE encoding", disable=not progress, dynamic_ncols=True,
                mininterval=1.0)
-    # advance with every batch (not every chunk) when the encoder reports batches
-    import inspect
-
-    try:
-        per_batch = "on_batch" in inspect.signature(encoder.encode_documents).parameters
-    except (TypeError, ValueError):
-        per_batch = False
     stream = iter(docs)
     written = nnz = 0
     try:
@@ -622,11 +615,7 @@ def encode_to_shards(encoder: SpladeEncoder, docs: Iterable[tuple[str, str]], wr
 
         def flush() -> None:
             nonlocal written, nnz
-            if per_batch:
-                matrix = encoder.encode_documents(texts, on_batch=bar.update)
-            else:
-                matrix = encoder.encode_documents(texts)
-                bar.update(len(ids))
+            matrix = encoder.encode_documents(texts, on_batch=bar.update)  # the bar moves with every batch
             writer.add(ids, matrix)
             written += len(ids)
             nnz += int(matrix.nnz)
