@@ -35,11 +35,8 @@ def _say(progress: bool, message: str) -> None:
 
 def _docstore_rows(dataset, total: int | None, progress: bool):
     """``(id, title, text)`` rows of the corpus, with a progress bar (the docstore is written first)."""
-    from tqdm.auto import tqdm
-
-    rows = ((d.id, d.title, d.text) for d in dataset.iter_corpus())
-    yield from tqdm(rows, total=total, unit="doc", desc=f"docstore {dataset.name}", disable=not progress,
-                    dynamic_ncols=True, mininterval=1.0)
+    yield from _bar(((d.id, d.title, d.text) for d in dataset.iter_corpus()), total, f"docstore {dataset.name}",
+                    progress)
 
 
 def build_index(config: IndexConfig, progress: bool = True) -> Path:
@@ -147,9 +144,7 @@ def _build_dense(config, dataset, source, output, aux, docstore, progress) -> Pa
     from heron.retrieval.encoders.cache import ensure_corpus_embeddings
     from heron.retrieval.encoders.dense import DenseEncoder
 
-    enc = config.encoder
-    if config.approx is not None or config.quantization is not None:
-        raise HeronError("approx and quantization apply to inverted indexes, not to dense (FAISS) ones")
+    enc = config.encoder  # the combinations are checked up front (_check_config)
     encoder = DenseEncoder(enc.model or "minilm", max_length=enc.max_length, batch_size=enc.batch_size,
                            threads=enc.threads, device=enc.device)
     shards = ensure_corpus_embeddings(encoder, dataset, chunk_size=config.shard_docs, progress=progress)
@@ -169,11 +164,7 @@ def _build_csr(config, dataset, source, output, aux, docstore, progress) -> Path
     from heron.retrieval.encoders.cache import ensure_corpus_embeddings
     from heron.retrieval.encoders.csr import CSREncoder
 
-    enc = config.encoder
-    if not enc.model:
-        raise HeronError("a csr index needs encoder.model: a checkpoint folder from heron train csr")
-    if config.faiss is not None:
-        raise HeronError("faiss applies to dense indexes; csr codes go to heron's inverted index")
+    enc = config.encoder  # the combinations are checked up front (_check_config)
     encoder = CSREncoder(enc.model, k=enc.k, batch_size=enc.batch_size, threads=enc.threads, device=enc.device)
     shards = ensure_corpus_embeddings(encoder.base, dataset, chunk_size=config.shard_docs, progress=progress)
     _say(progress, "saving the query encoder into the index")
@@ -192,15 +183,11 @@ def _build_multivector(config, dataset, source, output, aux, docstore, progress)
     from heron.retrieval.encoders.cache import ensure_token_vectors
     from heron.retrieval.encoders.multivector import MultiVectorEncoder
 
-    enc = config.encoder
-    if not enc.model:
-        raise HeronError("a multivector index needs encoder.model: a ColBERT / PyLate folder (heron train colbert)")
+    enc = config.encoder  # the combinations are checked up front (_check_config)
     mv = config.multivector or MultiVectorConfig()
     doc_reduction, query_reduction = mv.reductions()
     muvera = mv.muvera
     if config.faiss is not None:
-        if muvera is None:
-            raise HeronError("faiss applies to a multivector index's MUVERA FDEs: add multivector.muvera (--muvera)")
         muvera = {**muvera, "faiss": config.faiss.type, "faiss_params": config.faiss.params()}
     encoder = MultiVectorEncoder(enc.model, batch_size=enc.batch_size, threads=enc.threads, device=enc.device,
                                  document_length=enc.max_length)

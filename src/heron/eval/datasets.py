@@ -53,9 +53,8 @@ BEIR_DATASETS = frozenset({
     "cqadupstack", "quora", "dbpedia-entity", "scidocs", "fever", "climate-fever", "scifact",
 })
 
-#: BEIR datasets whose queries are also documents (BEIR drops a hit whose id equals the query id). heron
-#: does not go by the name: :meth:`Dataset.self_hits` finds the case in the data, whatever the folder is called.
-SELF_HIT_DATASETS = frozenset({"arguana", "quora"})
+# BEIR drops a hit whose id equals the query id on ArguAna and Quora, whose queries are also documents;
+# heron does not go by the name: :meth:`Dataset.self_hits` finds the case in the data.
 
 #: a BEIR corpus line's leading ``{"_id": ...`` (read without parsing the rest of the line)
 _LEADING_ID = re.compile(r'\s*\{\s*"_id"\s*:\s*(?:("(?:[^"\\]|\\.)*")|(-?\d+)\b)')
@@ -245,9 +244,11 @@ class Dataset:
                 yield Document(id=pid, title="", text=text)
 
     def corpus_size(self) -> int:
-        """Number of documents (counts lines; cheap relative to encoding)."""
-        with _open_text(self.corpus_path) as handle:
-            return sum(1 for line in handle if line.strip())
+        """Number of documents (counts lines once per opened dataset; cheap relative to encoding)."""
+        if getattr(self, "_corpus_size", None) is None:
+            with _open_text(self.corpus_path) as handle:
+                self._corpus_size = sum(1 for line in handle if line.strip())
+        return self._corpus_size
 
     def fingerprint(self) -> str:
         """A short id of the corpus file's identity (path, size, mtime) for naming cached indexes."""

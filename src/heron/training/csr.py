@@ -172,5 +172,6 @@ def train_csr(config: CSRTrainConfig, output: str | Path, progress: bool = True)
             "seconds": round(time.monotonic() - started, 1), "first": history[0], "last": history[-1]}
     with staged(output) as tmp:  # a previous checkpoint stays whole until the new one replaces it
         sae.save(tmp, info)
-        write_json_atomic(tmp / "training.json", {"datasets": summaries, "history": history}, durable=False)
+        write_json_atomic(tmp / "training.json", {"config": config.model_dump(mode="json"), "datasets": summaries,
+                                                  "history": history}, durable=False)
     return output

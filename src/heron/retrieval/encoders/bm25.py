@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from heron.errors import HeronError
 from heron.retrieval.encoders.analyzer import EnglishAnalyzer
 
 _NUM_FREE_VALUES = 24  # 255 - SmallFloat.longToInt4(Integer.MAX_VALUE)
@@ -149,6 +150,9 @@ class BM25Encoder:
         directory = Path(directory)
         meta = json.loads((directory / "bm25.json").read_text())
         enc = cls(k1=meta["k1"], b=meta["b"], lucene_norms=meta["lucene_norms"])
+        if meta.get("analyzer") != enc.analyzer.describe():  # its vocabulary holds another analyzer's terms
+            raise HeronError(f"{directory}: built with another text analysis ({meta.get('analyzer')}, this heron "
+                             f"uses {enc.analyzer.describe()}); rebuild the index")
         enc.vocab = {t: i for i, t in enumerate(meta["vocab"])}
         enc.num_docs, enc.avgdl = meta["num_docs"], meta["avgdl"]
         enc.df = np.load(directory / "bm25_df.npy")
