@@ -46,3 +46,17 @@ def config_error(exc, source: object, show_input: bool = False) -> HeronError:
     if show_input and isinstance(value, (str, int, float, bool)):
         message += f" (got {value!r})"
     return HeronError(message)
+
+
+class IntegrityError(HeronError):
+    """A stored file does not match what its manifest recorded (size, header or checksum), or is missing.
+
+    The message names the file and what differs. Never answered from: the index (or server member) that
+    raised it is unusable until rebuilt or restored; a server reports the member as failed (HTTP 503 for
+    searches on it) and keeps serving the others.
+    """
+
+    def __init__(self, path: object, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
