@@ -101,21 +101,32 @@ class BM25Encoder:
         return self
 
     def idf(self) -> np.ndarray:
+        """``idf(t)`` per term, as Lucene computes it: in double precision, then rounded to float32."""
         df = self.df.astype(np.float64)
-        return np.log1p((self.num_docs - df + 0.5) / (df + 0.5))
+        return np.log(1.0 + (self.num_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
     def document_vectors(self) -> sp.csr_matrix:
-        """``N × V`` CSR matrix of BM25 document weights (rows in corpus order)."""
+        """``N × V`` CSR matrix of BM25 document weights (rows in corpus order).
+
+        Computed in float32 in the order of operations of Lucene's ``BM25Scorer`` (``1 / norm`` from a
+        float table, then ``idf − idf / (1 + tf · (1 / norm))``), so that each term's score is the very
+        float Lucene computes: with :func:`bm25_scores` (sums in double, rounded to float) documents tie
+        exactly where Lucene's tie, and trec_eval orders them the same way.
+        """
         if self._tf is None:
             raise RuntimeError("fit() the encoder first")
         lengths = self._lengths
         if self.lucene_norms:
             lengths = np.fromiter((lucene_length(int(x)) for x in lengths), dtype=np.float64, count=len(lengths))
-        norm = self.k1 * (1.0 - self.b + self.b * lengths / max(self.avgdl, 1e-9))
+        f32 = np.float32
+        k1, b = f32(self.k1), f32(self.b)
+        avgdl = f32(max(self.avgdl, 1e-9))
+        inverse_norm = f32(1) / (k1 * ((f32(1) - b) + b * lengths.astype(f32) / avgdl))
         tf = self._tf
-        row_norm = np.repeat(norm, np.diff(tf.indptr))
-        weights = self.idf()[tf.indices] * tf.data / (tf.data + row_norm)
-        return sp.csr_matrix((weights.astype(np.float32), tf.indices.copy(), tf.indptr.copy()), shape=tf.shape)
+        row_inverse_norm = np.repeat(inverse_norm, np.diff(tf.indptr))
+        idf = self.idf()[tf.indices]
+        weights = idf - idf / (f32(1) + tf.data.astype(f32) * row_inverse_norm)
+        return sp.csr_matrix((weights.astype(f32), tf.indices.copy(), tf.indptr.copy()), shape=tf.shape)
 
     # -- queries ----------------------------------------------------------------------------------
     def encode_queries(self, texts: Iterable[str]) -> sp.csr_matrix:
