@@ -384,3 +384,58 @@ def test_encode_to_shards_equals_encode_documents(tiny_encoder, tmp_path):
     open_again = SparseShardWriter.resume(tmp_path / "b", tiny_encoder.vocab_size, meta=tiny_encoder.describe())
     with pytest.raises(HeronError, match="input changed"):
         encode_to_shards(tiny_encoder, [("x", "cat")] * 9, open_again, progress=False)
+
+
+# -- the torch-free query encoder ------------------------------------------------------------------------
+def _numpy_vs_torch(encoder: SpladeEncoder, folder, texts: list[str]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    from heron.retrieval.encoders.bert_numpy import NumpySpladeQueries
+
+    encoder.save(folder)
+    numpy_encoder = NumpySpladeQueries.load(folder)
+    assert numpy_encoder is not None
+    return numpy_encoder.encode_queries(texts), SpladeEncoder.load(folder, device="cpu").encode_queries(texts)
+
+
+def test_numpy_queries_equal_torch_on_every_test_query(splade_tiny_path, tmp_path):
+    """splade-tiny on every SciFact and NFCorpus test query (and a blank one): the same non-zero terms, the
+    same weights within float32 rounding, whichever runtime encodes."""
+    from heron.eval import load_dataset
+
+    texts = [""]
+    for name in ("scifact", "nfcorpus"):
+        texts += list(load_dataset(name).queries("test").values())
+    encoder = SpladeEncoder(splade_tiny_path, device="cpu", query_max_length=64)
+    got, want = _numpy_vs_torch(encoder, tmp_path / "enc", texts)
+    assert len(texts) > 600 and want.nnz > 10_000 and want[0].nnz == 0
+    assert ((got != 0) != (want != 0)).nnz == 0
+    assert abs(got - want).max() < 2e-5
+
+
+@pytest.mark.parametrize("overrides", [{"query_top_k": 5}, {"activation": "log1p_relu", "query_max_length": 8}])
+def test_numpy_queries_follow_the_saved_settings(tiny_bert, tmp_path, overrides):
+    """A random BERT (gelu, lower-casing tokenizer) with top-k, the double log1p and truncation."""
+    encoder = SpladeEncoder(tiny_bert, device="cpu", **overrides)
+    got, want = _numpy_vs_torch(encoder, tmp_path / "enc", TEXTS + ["FEVER Virus"])
+    assert ((got != 0) != (want != 0)).nnz == 0
+    assert abs(got - want).max() < 2e-5
+    if "query_top_k" in overrides:
+        assert np.diff(got.indptr).max() == 5
+
+
+def test_query_encoder_runtime_choice(tiny_bert, tiny_distilbert, tmp_path, monkeypatch):
+    """numpy for BERT masked-LMs on a CPU machine; torch when asked, or for another architecture."""
+    from heron.retrieval.encoders import load_query_encoder
+    from heron.retrieval.encoders.bert_numpy import NumpySpladeQueries
+
+    bert, distil = tmp_path / "bert", tmp_path / "distil"
+    SpladeEncoder(tiny_bert, device="cpu").save(bert)
+    SpladeEncoder(tiny_distilbert, device="cpu").save(distil)
+    info = {"type": "splade"}
+    monkeypatch.setenv("HERON_QUERY_ENCODER", "numpy")
+    assert isinstance(load_query_encoder(info, bert), NumpySpladeQueries)
+    assert isinstance(load_query_encoder(info, distil), SpladeEncoder)
+    monkeypatch.setenv("HERON_QUERY_ENCODER", "torch")
+    assert isinstance(load_query_encoder(info, bert), SpladeEncoder)
+    monkeypatch.setenv("HERON_QUERY_ENCODER", "cuda")
+    with pytest.raises(HeronError, match="HERON_QUERY_ENCODER"):
+        load_query_encoder(info, bert)

@@ -282,9 +282,13 @@ def list_models() -> list[dict]:
 
 
 def quiet_model_loading() -> None:
-    """Turn off the progress bar transformers draws for every model load (a query or server start needs none)."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover - transformers is a core dependency
+    """Turn off the progress bar transformers draws for every model load (a query or server start needs none).
+
+    Before transformers is imported, through the environment it reads at import (importing it here would
+    cost a cold ``heron query`` most of a second it may not need)."""
+    if "transformers" not in sys.modules:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         return
+    from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()

@@ -3,6 +3,8 @@
 - ``HERON_CACHE``: the cache root (default ``~/.cache/heron``): models, datasets, indexes heron builds for itself.
 - ``HERON_DATA``: one or more directories (``os.pathsep``-separated) holding BEIR datasets by name.
 - ``HERON_OFFLINE=1``: never try a network download.
+- ``HERON_QUERY_ENCODER``: ``auto`` (default), ``numpy`` or ``torch`` — how SPLADE queries are encoded
+  (:func:`query_encoder_runtime`).
 """
 
 from __future__ import annotations
@@ -24,3 +26,23 @@ def data_dirs() -> list[Path]:
 
 def offline() -> bool:
     return os.environ.get("HERON_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+QUERY_ENCODER_RUNTIMES = ("auto", "numpy", "torch")
+
+
+def query_encoder_runtime() -> str:
+    """``numpy`` or ``torch``: which runtime encodes SPLADE queries of a BERT masked-LM index.
+
+    ``auto`` (the default) is ``numpy`` unless the machine has an NVIDIA GPU (``/dev/nvidiactl``), where
+    torch runs the query model on it; ``numpy`` saves a query process the ~3 s of importing torch and
+    transformers. Models the numpy encoder cannot read always use torch.
+    """
+    value = os.environ.get("HERON_QUERY_ENCODER", "auto").strip().lower() or "auto"
+    if value not in QUERY_ENCODER_RUNTIMES:
+        from heron.errors import HeronError
+
+        raise HeronError(f"HERON_QUERY_ENCODER={value!r}: choose one of {', '.join(QUERY_ENCODER_RUNTIMES)}")
+    if value == "auto":
+        return "torch" if Path("/dev/nvidiactl").exists() else "numpy"
+    return value

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from rich.progress import Progress
 
-import numpy as np
-
 from heron.retrieval.base import Retriever, Run
 from heron.retrieval.encoders.bm25 import BM25Encoder
 from heron.retrieval.scoring import sparse_search

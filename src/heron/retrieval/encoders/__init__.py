@@ -11,6 +11,8 @@
 - :mod:`~heron.retrieval.encoders.hf`: the Hugging Face plumbing they share (model folders, loading,
   device and precision, checkpoint copies, ``heron_encoder.json``).
 - :mod:`~heron.retrieval.encoders.pooling`: SPLADE pooling, the one definition encoder and trainer use.
+- :mod:`~heron.retrieval.encoders.bert_numpy`: SPLADE queries of BERT masked-LMs without torch (cold
+  query processes; see :func:`heron.settings.query_encoder_runtime`).
 
 An index stores its query encoder in ``encoder/``; :func:`load_query_encoder` brings it back.
 """
@@ -30,6 +32,14 @@ def load_query_encoder(info: dict, directory: str | Path):
 
         return BM25Encoder.load(directory)
     if kind == "splade":
+        from heron import settings
+
+        if settings.query_encoder_runtime() == "numpy":
+            from heron.retrieval.encoders.bert_numpy import NumpySpladeQueries
+
+            numpy_encoder = NumpySpladeQueries.load(directory)
+            if numpy_encoder is not None:
+                return numpy_encoder
         from heron.retrieval.encoders.splade import SpladeEncoder
 
         return SpladeEncoder.load(directory)

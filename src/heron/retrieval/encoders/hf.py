@@ -28,12 +28,15 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from heron.errors import HeronError
 from heron.storage import read_json, read_versioned_json, staged, write_json_atomic
+
+if TYPE_CHECKING:  # torch is imported where it is used: reading an encoder's config needs none
+    import torch
 
 ENCODER_CONFIG = "heron_encoder.json"
 ENCODER_FORMAT = "heron-encoder"
@@ -122,6 +125,8 @@ def length_sorted_batches(tokenizer, texts: Sequence[str], max_length: int, batc
     Yields ``(positions, input_ids, attention_mask)``: ``positions`` index ``texts``; the tensors are
     ``int64``, ``len(positions) × width`` with ``width`` the longest text in the batch (at least 1).
     """
+    import torch
+
     ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True,
                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
@@ -140,6 +145,8 @@ def length_sorted_batches(tokenizer, texts: Sequence[str], max_length: int, batc
 # -- runtime -----------------------------------------------------------------------------------------------
 def resolve_device(device: str | None = "auto") -> torch.device:
     """``"auto"`` / ``None``: CUDA when available, else CPU; an explicit CUDA device must exist."""
+    import torch
+
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)

@@ -8,6 +8,8 @@ For a text with real tokens ``i`` (``attention_mask`` = 1) and masked-LM logits 
 ``log1p ∘ ReLU`` is monotone, so the max is taken over the logits first and the activation applied to the
 ``V`` maxima only (the same numbers, ``L`` times less work). ``activation="log1p_relu"`` (OpenSearch
 models) applies ``log1p`` once more. Everything is differentiable; the result is float32.
+:func:`splade_activation_numpy` is the same activation on numpy arrays (the torch-free query encoder,
+:mod:`heron.retrieval.encoders.bert_numpy`); this module itself does not import torch.
 
 Example::
 
@@ -21,7 +23,12 @@ Example::
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 POOLINGS = ("max", "sum")
 ACTIVATIONS = ("relu", "log1p_relu")
@@ -29,9 +36,17 @@ ACTIVATIONS = ("relu", "log1p_relu")
 
 def splade_activation(x: torch.Tensor, activation: str = "relu") -> torch.Tensor:
     """``log(1 + ReLU(x))`` (``activation="relu"``), or ``log1p`` of that (``"log1p_relu"``)."""
-    weights = torch.log1p(torch.relu(x))
+    weights = x.relu().log1p()
     if activation == "log1p_relu":
-        weights = torch.log1p(weights)
+        weights = weights.log1p()
+    return weights
+
+
+def splade_activation_numpy(x: np.ndarray, activation: str = "relu") -> np.ndarray:
+    """:func:`splade_activation` on a numpy array (float32)."""
+    weights = np.log1p(np.maximum(x, 0, dtype=np.float32))
+    if activation == "log1p_relu":
+        weights = np.log1p(weights)
     return weights
 
 
