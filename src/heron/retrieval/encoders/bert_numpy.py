@@ -35,6 +35,7 @@ _ARCHITECTURES = {"BertForMaskedLM"}
 _WEIGHTS = "model.safetensors"
 _TOKENIZER = "tokenizer.json"
 _BATCH = 32
+_HEAD_TOKENS = 256  # tokens per vocabulary-projection block
 
 
 def supported(folder: str | Path) -> bool:
@@ -86,6 +87,9 @@ class NumpyBertMaskedLM:
         tensors = load_file(folder / _WEIGHTS)
         self._weights = {self._canonical(name): value.astype(np.float32, copy=False)
                          for name, value in tensors.items()}
+        for name in [n for n in self._weights if n.endswith(".weight") and self._weights[n].ndim == 2]:
+            # linear layers as (in × out), contiguous: one BLAS call on the (tokens × in) matrix
+            self._weights[name + "_t"] = np.ascontiguousarray(self._weights[name].T)
         self.eps = float(self.config.get("layer_norm_eps", 1e-12))
         self.heads = int(self.config["num_attention_heads"])
         self.layers = int(self.config["num_hidden_layers"])
@@ -109,7 +113,8 @@ class NumpyBertMaskedLM:
             raise HeronError(f"BERT checkpoint lacks the tensor {name!r}") from None
 
     def _linear(self, x: np.ndarray, prefix: str) -> np.ndarray:
-        return x @ self._get(f"{prefix}.weight").T + self._get(f"{prefix}.bias")
+        flat = x.reshape(-1, x.shape[-1]) @ self._get(f"{prefix}.weight_t") + self._get(f"{prefix}.bias")
+        return flat.reshape(*x.shape[:-1], flat.shape[-1])
 
     def _norm(self, x: np.ndarray, prefix: str) -> np.ndarray:
         return _layer_norm(x, self._get(f"{prefix}.weight"), self._get(f"{prefix}.bias"), self.eps)
@@ -191,6 +196,25 @@ class NumpySpladeQueries:
                    top_k=info.get("query_top_k"), activation=info.get("activation", "relu"),
                    lowercase=bool(info.get("lowercase")))
 
+    def _max_logits(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``B × V``: each text's maximum logit over its real tokens, the vocabulary projection done for
+        ~``_HEAD_TOKENS`` tokens at a time (whole texts), never for the padding."""
+        lengths = np.maximum(mask.sum(axis=1), 1)
+        maxima = np.empty((hidden.shape[0], self.vocab_size), dtype=np.float32)
+        r = 0
+        while r < len(lengths):
+            stop, tokens = r, 0
+            while stop < len(lengths) and (stop == r or tokens + lengths[stop] <= _HEAD_TOKENS):
+                tokens += int(lengths[stop])
+                stop += 1
+            block = np.concatenate([hidden[i, :lengths[i]] for i in range(r, stop)]) @ self.model.decoder_t
+            starts = np.concatenate([[0], np.cumsum(lengths[r:stop - 1])])
+            maxima[r:stop] = np.maximum.reduceat(block, starts, axis=0)
+            r = stop
+        if self.model.decoder_bias is not None:
+            maxima += self.model.decoder_bias  # max(x + b) = max(x) + b
+        return maxima
+
     def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
         """``Q × V`` CSR float32 query vectors (blank queries give empty rows)."""
         from heron.retrieval.encoders.pooling import splade_activation_numpy
@@ -210,21 +234,17 @@ class NumpySpladeQueries:
             for r, e in enumerate(encodings):
                 input_ids[r, :len(e.ids)] = e.ids
                 mask[r, :len(e.ids)] = 1
-            hidden = self.model.hidden(input_ids, mask)
-            for r, row in enumerate(chunk):
-                n = max(int(mask[r].sum()), 1)
-                maxima = (hidden[r, :n] @ self.model.decoder_t).max(axis=0)
-                if self.model.decoder_bias is not None:
-                    maxima += self.model.decoder_bias
-                weights = splade_activation_numpy(maxima, self.activation)
-                if self.top_k is not None and self.top_k < len(weights):
-                    top = np.argpartition(-weights, self.top_k - 1)[:self.top_k]
-                    cand = np.sort(top[weights[top] > 0])
-                else:
-                    cand = np.flatnonzero(weights > 0)
-                rows.append(np.full(len(cand), row, dtype=np.int64))
-                cols.append(cand.astype(np.int32))
-                vals.append(weights[cand].astype(np.float32))
+            pooled = splade_activation_numpy(self._max_logits(self.model.hidden(input_ids, mask), mask),
+                                             self.activation)
+            if self.top_k is not None and self.top_k < pooled.shape[1]:
+                top = np.argpartition(-pooled, self.top_k - 1, axis=1)[:, :self.top_k]
+                kept = np.zeros_like(pooled)
+                np.put_along_axis(kept, top, np.take_along_axis(pooled, top, axis=1), axis=1)
+                pooled = kept
+            r_idx, c_idx = np.nonzero(pooled > 0)
+            rows.append(np.asarray(chunk, dtype=np.int64)[r_idx])
+            cols.append(c_idx.astype(np.int32))
+            vals.append(pooled[r_idx, c_idx].astype(np.float32))
         if not rows:
             return sp.csr_matrix((len(texts), self.vocab_size), dtype=np.float32)
         matrix = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
