@@ -270,6 +270,9 @@ class PRFRetriever(IndexRetriever):
 
     def __init__(self, base: IndexRetriever, method: str | PRFModel = "rocchio", *, docs: int | None = None,
                  alpha: float = 1.0, beta: float = 0.5, terms: int | None = None):
+        from heron.retrieval.options import PRFOptions, checked
+
+        checked(PRFOptions, "prf", docs=docs, alpha=alpha, beta=beta, terms=terms)  # finite, in range
         self.base = base
         self.space = FeedbackSpace(base)
         self.index = base.index
