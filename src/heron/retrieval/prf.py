@@ -294,13 +294,9 @@ class PRFRetriever(IndexRetriever):
             self.method = method
         else:
             raise HeronError(f"unknown PRF method {method!r} (choose rocchio, average or model:PATH)")
-        self.docs = 3 if docs is None else int(docs)
-        if self.docs < 1:
-            raise HeronError(f"PRF needs at least 1 feedback document, not {self.docs}")
+        self.docs = 3 if docs is None else int(docs)  # docs, alpha, beta and terms were checked above
         self.alpha, self.beta = float(alpha), float(beta)
         self.terms = 100 if terms is None else int(terms)
-        if self.terms < 0:
-            raise HeronError(f"terms must be ≥ 0 (0 keeps all), not {self.terms}")
         self.name = f"{getattr(base, 'name', 'index')}-prf-{self.method}"
 
     def describe(self) -> dict:
