@@ -113,24 +113,33 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
 
 
 def text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of every line of a UTF-8 text file (``.gz`` too), lines split on ``\\n``.
+    """``(line number, text)`` of every line of a UTF-8 text file (``.gz`` too), lines split on ``\\n`` only.
 
-    Each line is decoded on its own, so that undecodable bytes are reported with their line (a one-line
-    :class:`InputFormatError`, never a ``UnicodeDecodeError``); so is a damaged ``.gz`` file. A leading
-    byte-order mark is dropped.
+    Undecodable bytes are a one-line :class:`InputFormatError` naming their line (never a
+    ``UnicodeDecodeError``); so is a damaged ``.gz`` file. A leading byte-order mark is dropped. The file is
+    read at full speed; only when it fails to decode is it scanned again, line by line, for the bad line.
     """
     lineno = 0
     try:
-        with _open_binary(path) as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputFormatError(path, lineno, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte "
-                                                         f"{exc.start + 1} of the line)") from None
-                yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
+        with io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="\n") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                yield lineno, line
+    except UnicodeDecodeError:
+        _raise_undecodable(path)
+        raise  # pragma: no cover - the scan finds the line the decoder stopped at
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise InputFormatError(path, lineno + 1, f"damaged gzip data ({exc})") from None
+
+
+def _raise_undecodable(path: Path) -> None:
+    """The one-line error for the first line of ``path`` that is not UTF-8 (its line, byte and offset)."""
+    with _open_binary(path) as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputFormatError(path, lineno, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte "
+                                                     f"{exc.start + 1} of the line)") from None
 
 
 def count_lines(path: Path) -> int:
@@ -221,15 +230,18 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             yield lineno, parse_json_object(line, path, lineno)
 
 
+_WHITE_SPACE = re.compile(r"\s")
+
+
 def check_id(value: str, path: Path, lineno: int, field: str) -> str:
     """An id as read (a query, document or run id): empty ids and ids holding white space are refused, since
     a TREC run or qrels line could not hold them (and qrels ids are read stripped)."""
+    if value and _WHITE_SPACE.search(value) is None:
+        return value
     if not value.strip():
         raise InputFormatError(path, lineno, f"field '{field}' is empty")
-    if any(ch.isspace() for ch in value):
-        raise InputFormatError(path, lineno, f"field '{field}' holds white space ({value!r}); ids may not, since "
-                                             f"run and qrels files separate fields by it")
-    return value
+    raise InputFormatError(path, lineno, f"field '{field}' holds white space ({value!r}); ids may not, since "
+                                         f"run and qrels files separate fields by it")
 
 
 def _field(obj: dict, key: str, path: Path, lineno: int, required: bool = True) -> str:
@@ -268,22 +280,25 @@ class _Qrels:
     """Judgments as read, line by line: a (query, document) pair judged twice must agree (the same grade
     twice is harmless and kept once; two grades are refused, naming both lines)."""
 
-    def __init__(self, path: Path):
-        self.path, self.qrels, self.lines = path, {}, {}
+    def __init__(self, path: Path, doc_field: int, tabs: bool):
+        self.path, self.doc_field, self.tabs, self.qrels = path, doc_field, tabs, {}
 
     def add(self, qid: str, docid: str, grade: int, lineno: int) -> None:
-        docs = self.qrels.setdefault(qid, {})
-        if docid in docs and docs[docid] != grade:
-            first = self.lines[(qid, docid)]
+        docs = self.qrels.get(qid)
+        if docs is None:
+            docs = self.qrels[qid] = {}
+        elif docs.get(docid, grade) != grade:
+            d = self.doc_field
+            first = next(n for n, parts in text_rows(self.path, tabs=self.tabs)
+                         if len(parts) > d and parts[0].strip() == qid and parts[d].strip() == docid)
             raise InputFormatError(self.path, lineno, f"field 'score': query {qid!r} and document {docid!r} "
                                                       f"judged {grade} here and {docs[docid]} on line {first}")
         docs[docid] = grade
-        self.lines.setdefault((qid, docid), lineno)
 
 
 def read_beir_qrels(path: Path) -> dict[str, dict[str, int]]:
     """Read a BEIR qrels TSV (``query-id corpus-id score``, header optional)."""
-    qrels = _Qrels(path)
+    qrels = _Qrels(path, doc_field=1, tabs=True)
     for lineno, parts in text_rows(path):
         if lineno == 1 and parts[0].strip().lower() in {"query-id", "query_id", "qid"}:
             continue
@@ -291,15 +306,17 @@ def read_beir_qrels(path: Path) -> dict[str, dict[str, int]]:
             raise InputFormatError(
                 path, lineno, f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(parts)}"
             )
-        qid, docid, score = (p.strip() for p in parts)
-        qrels.add(check_id(qid, path, lineno, "query-id"), check_id(docid, path, lineno, "corpus-id"),
-                  _parse_grade(score, path, lineno), lineno)
+        qid, docid, score = parts[0].strip(), parts[1].strip(), parts[2].strip()
+        if not (qid and docid) or _WHITE_SPACE.search(qid) or _WHITE_SPACE.search(docid):
+            check_id(qid, path, lineno, "query-id")
+            check_id(docid, path, lineno, "corpus-id")
+        qrels.add(qid, docid, _parse_grade(score, path, lineno), lineno)
     return qrels.qrels
 
 
 def read_trec_qrels(path: Path) -> dict[str, dict[str, int]]:
     """Read TREC qrels (``qid iter docid relevance``, whitespace-separated)."""
-    qrels = _Qrels(path)
+    qrels = _Qrels(path, doc_field=2, tabs=False)
     for lineno, parts in text_rows(path, tabs=False):
         if len(parts) != 4:
             raise InputFormatError(
@@ -320,9 +337,12 @@ _GRADE = re.compile(r"[+-]?\d+(?:\.0*)?")
 def _parse_grade(value: str, path: Path, lineno: int) -> int:
     """A judgment grade: an integer (``2``, or ``2.0``) within ±:data:`MAX_GRADE`; ``nan``, ``inf``, ``1.5``
     and the like raise a one-line InputFormatError."""
-    if not _GRADE.fullmatch(value.strip()):
+    if value.isascii() and value.isdigit():  # the common case, at full speed
+        grade = int(value)
+    elif _GRADE.fullmatch(value.strip()):
+        grade = int(value.strip().partition(".")[0])
+    else:
         raise InputFormatError(path, lineno, f"field 'score' must be an integer, got {value!r}")
-    grade = int(value.strip().partition(".")[0])
     if abs(grade) > MAX_GRADE:
         raise InputFormatError(path, lineno, f"field 'score' must be between -{MAX_GRADE} and {MAX_GRADE}, "
                                              f"got {value!r}")
