@@ -120,14 +120,13 @@ ENCODER_FIELDS: dict[str, frozenset[str]] = {
 _SECTIONS: dict[str, frozenset[str]] = {
     "quantization": frozenset({"splade", "bm25", "csr"}), "scale": frozenset({"splade", "bm25", "csr"}),
     "block_size": frozenset({"splade", "bm25", "csr"}), "approx": frozenset({"splade", "bm25", "csr"}),
-    "faiss": frozenset({"dense", "csr", "multivector"}), "multivector": frozenset({"multivector"}),
+    "faiss": frozenset({"dense", "multivector"}), "multivector": frozenset({"multivector"}),
 }
 
 
 def check_applies(config: BaseModel) -> None:
     """Refuse a setting the config's encoder type does not read (``encoder.k1`` on a splade index, ``faiss`` on
-    bm25, …): it would be ignored without a word. A field left at its default passes (it changes nothing).
-    (faiss is listed for csr so that the build names the right fix: csr codes go to the inverted index.)"""
+    bm25, …): it would be ignored without a word. A field left at its default passes (it changes nothing)."""
     encoder, kind = config.encoder, config.encoder.type
     for name, field in type(encoder).model_fields.items():
         if name != "type" and name not in ENCODER_FIELDS[kind] and getattr(encoder, name) != field.default:
