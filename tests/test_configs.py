@@ -38,7 +38,7 @@ def test_overrides_merge_sections(tmp_path):
                    "encoder: {type: multivector}\n")
     with pytest.raises(HeronError, match="choose crisp or prune"):
         load_config(bad).multivector.reductions()
-    bad.write_text("dataset: scifact\noutput: x\nfaiss: {type: hnsw, nlist: 4}\n")
+    bad.write_text("dataset: scifact\noutput: x\nencoder: {type: dense}\nfaiss: {type: hnsw, nlist: 4}\n")
     with pytest.raises(HeronError, match="faiss.nlist|unknown parameter"):
         from heron.indexing.faiss_index import default_params
 

@@ -105,8 +105,10 @@ def test_prf_errors_are_one_line(base, tmp_path):
             with_prf(base, spec)
     with pytest.raises(HeronError, match="unknown PRF option"):
         with_prf(base, "rocchio", depth=3)
-    with pytest.raises(HeronError, match="at least 1"):
+    with pytest.raises(HeronError, match="prf: field 'docs': Input should be greater than or equal to 1"):
         with_prf(base, "rocchio", docs=0)
+    with pytest.raises(HeronError, match="prf: field 'beta': Input should be a finite number"):
+        with_prf(base, "rocchio", beta=float("inf"))
     wrong = PRFModel("sparse", base.index.vocab_size + 1, 3)
     with pytest.raises(HeronError, match="dimensions"):
         with_prf(base, wrong)

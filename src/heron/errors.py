@@ -40,8 +40,8 @@ def config_error(exc, source: object, show_input: bool = False) -> HeronError:
     the bad value is a scalar (for values typed on a command line). Raise it ``from None``.
     """
     first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "config"
-    message = f"{source}: field {field!r}: {first['msg']}"
+    field = ".".join(str(part) for part in first["loc"])
+    message = f"{source}: field {field!r}: {first['msg']}" if field else f"{source}: {first['msg']}"
     value = first.get("input")
     if show_input and isinstance(value, (str, int, float, bool)):
         message += f" (got {value!r})"

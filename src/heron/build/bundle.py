@@ -35,9 +35,16 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from heron.build.config import EncoderConfig, FaissConfig, IndexConfig, MultiVectorConfig, read_config_file
+from heron.build.config import (
+    EncoderConfig,
+    FaissConfig,
+    IndexConfig,
+    MultiVectorConfig,
+    check_applies,
+    read_config_file,
+)
 from heron.errors import HeronError, config_error
 from heron.indexing.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, MEMBER_NAME, is_bundle
 from heron.retrieval.options import SEARCH_KEYS, SearchOptions
@@ -54,7 +61,7 @@ class TrainStage(BaseModel):
 
 
 class MemberConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     encoder: EncoderConfig = EncoderConfig()
     quantization: Literal["uint8", "uint16"] | None = None
@@ -67,6 +74,11 @@ class MemberConfig(BaseModel):
     train: TrainStage | None = Field(None, description="multivector / csr: train encoder.model first if missing")
     search: dict = Field(default_factory=dict, description="options the member is searched with (mode, "
                          "preset, ef_search, nprobe, candidates, …)")
+
+    @model_validator(mode="after")
+    def _settings_apply(self) -> MemberConfig:
+        check_applies(self)
+        return self
 
     @field_validator("search")
     @classmethod
@@ -83,13 +95,13 @@ class MemberConfig(BaseModel):
 
 
 class FusionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     method: Literal["rrf", "linear"] = "rrf"
 
 
 class BundleConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dataset: str
     output: Path

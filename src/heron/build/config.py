@@ -30,14 +30,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from heron.errors import HeronError, config_error
+from heron.retrieval.options import BM25B, BM25K1
 from heron.storage import read_yaml_mapping
 
 
 class EncoderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: Literal["splade", "bm25", "dense", "csr", "multivector"] = "splade"
     model: str | None = Field(None, description="splade / dense: alias, HF id or folder (default splade-tiny / "
@@ -51,14 +53,14 @@ class EncoderConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     threads: int | None = Field(None, ge=1)
     device: str = "auto"
-    k1: float = Field(0.9, gt=0)
-    b: float = Field(0.4, ge=0, le=1)
+    k1: BM25K1 = Field(0.9, description="bm25: term-frequency saturation")
+    b: BM25B = Field(0.4, description="bm25: length normalisation")
     k: int | None = Field(None, ge=1, description="csr: active latents per vector (default: the checkpoint's)")
     max_length: int | None = Field(None, ge=4, le=8192, description="dense: max tokens (default: the model's)")
 
 
 class FaissConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: Literal["flat", "hnsw", "ivf-flat", "ivf-pq", "sq8"] = "flat"
     m: int | None = Field(None, ge=2, description="hnsw: links per node (32)")
@@ -77,7 +79,7 @@ class FaissConfig(BaseModel):
 
 
 class MultiVectorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     crisp: str | None = Field(None, description="post-hoc CRISP clustering: C4x8, C8x32 (query x document "
                               "clusters), C25, C50 (share of tokens)")
@@ -105,8 +107,40 @@ class MultiVectorConfig(BaseModel):
         return None, None
 
 
+#: the encoder fields each encoder type reads; any other keeps its default (a changed one is refused)
+ENCODER_FIELDS: dict[str, frozenset[str]] = {
+    "splade": frozenset({"model", "query_model", "query_mode", "doc_max_length", "query_max_length", "doc_top_k",
+                         "query_top_k", "batch_size", "threads", "device"}),
+    "bm25": frozenset({"k1", "b"}),
+    "dense": frozenset({"model", "max_length", "batch_size", "threads", "device"}),
+    "csr": frozenset({"model", "k", "batch_size", "threads", "device"}),
+    "multivector": frozenset({"model", "max_length", "batch_size", "threads", "device"}),
+}
+#: the sections of an index config each encoder type reads (inverted index, FAISS, multi-vector store)
+_SECTIONS: dict[str, frozenset[str]] = {
+    "quantization": frozenset({"splade", "bm25", "csr"}), "scale": frozenset({"splade", "bm25", "csr"}),
+    "block_size": frozenset({"splade", "bm25", "csr"}), "approx": frozenset({"splade", "bm25", "csr"}),
+    "faiss": frozenset({"dense", "multivector"}), "multivector": frozenset({"multivector"}),
+}
+
+
+def check_applies(config: BaseModel) -> None:
+    """Refuse a setting the config's encoder type does not read (``encoder.k1`` on a splade index, ``faiss`` on
+    bm25, …): it would be ignored without a word. A field left at its default passes (it changes nothing)."""
+    encoder, kind = config.encoder, config.encoder.type
+    for name, field in type(encoder).model_fields.items():
+        if name != "type" and name not in ENCODER_FIELDS[kind] and getattr(encoder, name) != field.default:
+            users = [t for t, fields in ENCODER_FIELDS.items() if name in fields]
+            raise PydanticCustomError("not_applicable", "encoder.{name} does not apply to a {kind} encoder (only "
+                                      "to {users})", {"name": name, "kind": kind, "users": ", ".join(users)})
+    for name, kinds in _SECTIONS.items():
+        if kind not in kinds and getattr(config, name) != type(config).model_fields[name].default:
+            raise PydanticCustomError("not_applicable", "{name} does not apply to a {kind} index (only to {users})",
+                                      {"name": name, "kind": kind, "users": ", ".join(sorted(kinds))})
+
+
 class IndexConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dataset: str
     output: Path
@@ -119,6 +153,11 @@ class IndexConfig(BaseModel):
     faiss: FaissConfig | None = Field(None, description="dense: the FAISS index (default flat)")
     multivector: MultiVectorConfig | None = Field(None, description="multivector: CRISP / pruning and MUVERA")
     shard_docs: int = Field(1024, ge=1, description="documents per encoded shard (and progress step)")
+
+    @model_validator(mode="after")
+    def _settings_apply(self) -> IndexConfig:
+        check_applies(self)
+        return self
 
 
 #: the top-level mapping of a YAML config file (one index or a bundle)

@@ -68,6 +68,18 @@ def build_index(config: IndexConfig, progress: bool = True) -> Path:
 def _check_config(config: IndexConfig) -> None:
     """The checks of the per-type builders below that need nothing but the config, made up front."""
     enc = config.encoder
+    output = Path(config.output).absolute()
+    for part in (output, *output.parents):  # a file where the index folder must go fails now, not after the build
+        if part.exists():
+            if not part.is_dir():
+                raise HeronError(f"{config.output}: {part} exists and is not a directory")
+            break
+    folders = [m for m in (enc.model, enc.query_model) if m and Path(m).is_dir()]
+    if folders:
+        from heron.retrieval.encoders.hf import refuse_pickle_weights
+
+        for folder in folders:
+            refuse_pickle_weights(folder)
     if enc.type == "dense" and (config.approx is not None or config.quantization is not None):
         raise HeronError("approx and quantization apply to inverted indexes, not to dense (FAISS) ones")
     if enc.type == "csr":

@@ -47,16 +47,44 @@ def _register() -> None:
 _register()
 
 
+def _click_exceptions():
+    try:  # typer ≥ 0.20 carries its own copy of click
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - older typer runs on click
+        from click import exceptions
+    return exceptions
+
+
+def _error(message: str, code: int = 2) -> None:
+    """``message`` as one line on stderr (``error: …``), then exit with ``code``."""
+    one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    err_console.print(f"[bold red]error:[/] {one_line}", markup=True, highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Entry point: run the app, turning heron's one-line errors into exit code 2."""
+    """Entry point: run the app; every user mistake is one line on stderr and exit code 2.
+
+    heron's own errors (:class:`~heron.errors.HeronError`), files that cannot be opened, and command-line
+    usage errors (a missing option, a value out of range: typer's multi-line box otherwise) alike.
+    """
+    exceptions = _click_exceptions()
     try:
-        app()
+        code = app(standalone_mode=False)
+    except exceptions.NoArgsIsHelpError:
+        sys.exit(2)  # the help was printed
+    except exceptions.UsageError as exc:
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        _error(f"{exc.format_message()}{hint}", exc.exit_code)
+    except exceptions.ClickException as exc:
+        _error(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        _error("aborted", 1)
     except HeronError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc.filename}: {exc.strerror}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _error(str(exc))
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        _error(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

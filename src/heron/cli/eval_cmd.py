@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -10,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from heron.cli.options import SEARCH_HELP, parse_search, with_search_keys
+from heron.cli.options import SEARCH_HELP, checked_flags, parse_search, refuse_unused, with_search_keys
 from heron.errors import HeronError
 from heron.eval import evaluate, load_dataset, paired_test, read_trec_run, remove_self_hits
 from heron.eval.metrics import DEFAULT_METRICS, METRICS
@@ -62,6 +63,50 @@ def _cost_row(ret, dataset: str, queries: dict[str, str]) -> dict:
     return {"dataset": dataset, "retriever": result_name(ret.describe()), **index_cost(base, queries.values())}
 
 
+def _check_numeric_options(retriever: list[str], index, *, fusion, fusion_weight, rrf_k, k1, b, threads, engine,
+                           prf, prf_docs, prf_alpha, prf_beta, prf_terms):
+    """Every numeric option of ``heron eval`` checked (finite, in range: :mod:`heron.retrieval.options`) and
+    every option refused where no retriever of the command takes it; the fusion and BM25 options as checked."""
+    from heron.retrieval import accepted_options
+    from heron.retrieval.options import BM25Options, FusionOptions, PRFOptions
+
+    members = [part.strip() for name in retriever for part in name.split("+")]
+    if not any("+" in name for name in retriever):
+        refuse_unused({"--fusion": fusion, "--fusion-weight": fusion_weight, "--rrf-k": rrf_k},
+                      "to a fused retriever (members joined by '+', e.g. -r bm25+splade)")
+    if fusion == "linear":
+        refuse_unused({"--rrf-k": rrf_k}, "to --fusion rrf")
+    fusion_options = checked_flags(FusionOptions, method=("--fusion", fusion), rrf_k=("--rrf-k", rrf_k),
+                                   weights=("--fusion-weight", fusion_weight or None))
+    if not any("k1" in accepted_options(m) for m in members):
+        refuse_unused({"--k1": k1, "--b": b}, "to the bm25 and bm25-lucene retrievers")
+    bm25_options = checked_flags(BM25Options, k1=("--k1", k1), b=("--b", b))
+    if not index and not any("threads" in accepted_options(m) for m in members):
+        refuse_unused({"--threads": threads}, "to index-backed retrievers and bm25-lucene (bm25 scores on one thread)")
+    if not index:
+        refuse_unused({"--engine": None if engine == "heron" else engine}, "to --index")
+    if not prf:
+        refuse_unused({"--prf-docs": prf_docs, "--prf-alpha": prf_alpha, "--prf-beta": prf_beta,
+                       "--prf-terms": prf_terms}, "with --prf")
+    elif prf.strip() != "rocchio":
+        refuse_unused({"--prf-alpha": prf_alpha, "--prf-beta": prf_beta}, "to --prf rocchio")
+    checked_flags(PRFOptions, docs=("--prf-docs", prf_docs), alpha=("--prf-alpha", prf_alpha),
+                  beta=("--prf-beta", prf_beta), terms=("--prf-terms", prf_terms))
+    return fusion_options, bm25_options
+
+
+def _check_results_dir(results_dir: Path) -> None:
+    """``--results-dir`` made (or found) up front, before any slow work: a file there is a one-line error."""
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise HeronError(f"--results-dir {results_dir}: exists and is not a directory") from None
+    except OSError as exc:
+        raise HeronError(f"--results-dir {results_dir}: cannot create it ({exc.strerror}: {exc.filename})") from None
+    if not os.access(results_dir, os.W_OK | os.X_OK):
+        raise HeronError(f"--results-dir {results_dir}: not writable")
+
+
 @with_search_keys
 def eval_command(
     dataset: Annotated[list[str], typer.Option("--dataset", "-d", metavar="NAME", help="BEIR name (resolved via "
@@ -76,11 +121,13 @@ def eval_command(
                                                      "repeatable.")] = None,
     search: Annotated[list[str] | None, typer.Option("--search", "-s", metavar="KEY=VALUE",
                                                      help=SEARCH_HELP)] = None,
-    threads: Annotated[int | None, typer.Option(metavar="N", help="Search threads (default: all cores).")] = None,
-    fusion: Annotated[str, typer.Option(help="How '+' retrievers are fused: rrf or linear (min-max).")] = "rrf",
+    threads: Annotated[int | None, typer.Option(min=1, metavar="N", help="Search threads (default: all cores).")]
+    = None,
+    fusion: Annotated[str | None, typer.Option(help="How '+' retrievers are fused: rrf (the default) or linear "
+                                               "(min-max).")] = None,
     fusion_weight: Annotated[list[float] | None, typer.Option(metavar="W", help="Weight of each fused member, in "
                                                               "order; repeatable (default: equal).")] = None,
-    rrf_k: Annotated[float, typer.Option(help="RRF constant k.")] = 60.0,
+    rrf_k: Annotated[float | None, typer.Option(help="RRF constant k (default 60).")] = None,
     engine: Annotated[str, typer.Option(help="Serve --index with heron's kernels (heron) or with a Lucene "
                                         "impact index built from it (lucene; needs the lucene extra).")] = "heron",
     split: Annotated[str, typer.Option(help="Qrels split to evaluate on.")] = "test",
@@ -95,14 +142,15 @@ def eval_command(
     ] = False,
     keep_hits: Annotated[bool, typer.Option("--keep-self-hits", help="Never drop self-hits, even when found.")
                          ] = False,
-    k1: Annotated[float, typer.Option(help="BM25 k1 (bm25, bm25-lucene).")] = 0.9,
-    b: Annotated[float, typer.Option(help="BM25 b (bm25, bm25-lucene).")] = 0.4,
+    k1: Annotated[float | None, typer.Option(help="BM25 k1 ≥ 0 (bm25, bm25-lucene; default 0.9).")] = None,
+    b: Annotated[float | None, typer.Option(help="BM25 b in [0, 1] (bm25, bm25-lucene; default 0.4).")] = None,
     prf: Annotated[str | None, typer.Option(help="Pseudo-relevance feedback on every index-backed retriever: "
                                             "rocchio, average, or model:PATH (heron train prf).")] = None,
     prf_docs: Annotated[int | None, typer.Option(min=1, metavar="N", help="PRF: feedback documents (default 3, or the "
                                                  "model's).")] = None,
-    prf_alpha: Annotated[float, typer.Option(help="Rocchio: weight of the query.")] = 1.0,
-    prf_beta: Annotated[float, typer.Option(help="Rocchio: weight of the feedback centroid.")] = 0.5,
+    prf_alpha: Annotated[float | None, typer.Option(help="Rocchio: weight of the query (default 1).")] = None,
+    prf_beta: Annotated[float | None, typer.Option(help="Rocchio: weight of the feedback centroid (default "
+                                                   "0.5).")] = None,
     prf_terms: Annotated[int | None, typer.Option(min=0, metavar="N", help="PRF on sparse indexes: weights kept "
                                                   "per revised query (default 100; 0 = all).")] = None,
     cost: Annotated[bool, typer.Option("--cost/--no-cost", help="Also report each sparse index's retrieval cost: "
@@ -150,8 +198,12 @@ def eval_command(
     self_hits = True if remove_hits else False if keep_hits else None
     retriever = list(retriever or ([] if index else ["bm25"]))
     indexes = []
-    if fusion not in ("rrf", "linear"):
+    if fusion not in (None, "rrf", "linear"):
         raise HeronError(f"unknown fusion {fusion!r} (choose rrf or linear)")
+    fusion_options, bm25_options = _check_numeric_options(
+        retriever, index, fusion=fusion, fusion_weight=fusion_weight, rrf_k=rrf_k, k1=k1, b=b, threads=threads,
+        engine=engine, prf=prf, prf_docs=prf_docs, prf_alpha=prf_alpha, prf_beta=prf_beta, prf_terms=prf_terms)
+    _check_results_dir(results_dir)
     search_options = parse_search(search)
     if search_options and (not index or engine != "heron"):
         raise HeronError("--search applies to --index searched by heron's engine (named retrievers and "
@@ -186,8 +238,9 @@ def eval_command(
         chosen = [(name, None) for name in retriever] + [(ix.describe()["name"], ix) for ix in indexes]
         for name, ret in chosen:
             if ret is None:
-                ret = get_retriever(name, fusion=fusion, fusion_weights=fusion_weight or None, rrf_k=rrf_k,
-                                    depth=max(k, 1000), k1=k1, b=b)
+                ret = get_retriever(name, fusion=fusion_options.method, fusion_weights=fusion_options.weights,
+                                    rrf_k=fusion_options.rrf_k, depth=max(k, 1000), k1=bm25_options.k1,
+                                    b=bm25_options.b, threads=threads)
                 if prf_options is not None:
                     ret = _with_prf_for_dataset(ret, ds, prf_method, prf_options)
             start = time.perf_counter()

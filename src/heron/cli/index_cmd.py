@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from heron.cli.options import SEARCH_HELP, parse_search, with_search_keys
+from heron.cli.options import SEARCH_HELP, checked_flags, parse_search, refuse_unused, with_search_keys
 from heron.errors import HeronError
 
 console = Console()
@@ -184,10 +184,16 @@ def query_command(
     quiet_model_loading()
     opened = Index.open(index)
     options = parse_search(search)
+    names = opened.parse_retriever(retriever)
+    if len(names) == 1:
+        refuse_unused({"--fusion": fusion}, f"to a fused retriever (members joined by '+'); {names[0]} is one index")
+    elif fusion is not None:
+        from heron.retrieval.options import FusionOptions
+
+        checked_flags(FusionOptions, method=("--fusion", fusion))
     if options:
         from heron.retrieval.options import APPROX_KEYS
 
-        names = opened.parse_retriever(retriever)
         if len(names) != 1:
             raise HeronError(f"--search {', '.join(options)}: name one retriever, not a fusion")
         stored = opened.members[names[0]].search

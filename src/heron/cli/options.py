@@ -1,4 +1,5 @@
-"""Command-line pieces several commands share: ``--search KEY=VALUE`` (``heron eval``, ``heron query``)."""
+"""Command-line pieces several commands share: ``--search KEY=VALUE`` (``heron eval``, ``heron query``), numeric
+options checked by the models of :mod:`heron.retrieval.options`, options refused where they do not apply."""
 
 from __future__ import annotations
 
@@ -47,6 +48,30 @@ def parse_search(values: list[str] | None) -> dict:
         return SearchOptions.model_validate(raw).given()
     except ValidationError as exc:
         raise config_error(exc, "--search", show_input=True) from None
+
+
+def checked_flags(model, **fields):
+    """``model`` (:mod:`heron.retrieval.options`: BM25Options, FusionOptions, PRFOptions) from command-line
+    values given as ``field=(flag, value)``, ``None`` meaning not given. A bad value is a one-line HeronError
+    naming the flag: ``--k1: Input should be a finite number (got nan)``, ``--fusion-weight (value 2): …``."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate({name: value for name, (_, value) in fields.items() if value is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name, *rest = first["loc"]
+        flag = fields[name][0] + (f" (value {rest[0] + 1})" if rest and isinstance(rest[0], int) else "")
+        raise HeronError(f"{flag}: {first['msg']} (got {first['input']!r})") from None
+
+
+def refuse_unused(given: dict[str, object], reason: str) -> None:
+    """A one-line HeronError when any of ``given`` (flag → value; ``None`` / ``False`` / empty = not given) was
+    given: they do not apply, for ``reason``, and would be ignored without a word."""
+    used = [flag for flag, value in given.items() if value not in (None, False, [], ())]
+    if used:
+        verb = "applies" if len(used) == 1 else "apply"
+        raise HeronError(f"{', '.join(used)} {verb} {reason}")
 
 
 #: the --search keys, one block of the help of each command that takes --search (lines fit 80 columns)

@@ -26,7 +26,8 @@ def serve_command(
     max_batch: Annotated[int, typer.Option(min=1, help="Most queries in one batch request.")] = 64,
     max_query_chars: Annotated[int, typer.Option(min=1, help="Longest query text.")] = 2000,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body.")] = 1 << 20,
-    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds a search may take before a 503.")] = 30.0,
+    timeout: Annotated[float, typer.Option(min=0.001, max=86400.0, help="Seconds a search may take before a "
+                                           "503.")] = 30.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve indexes over HTTP: POST /v1/search, /v1/search/batch; GET /v1/indexes, /healthz, /metrics, /docs.

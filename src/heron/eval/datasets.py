@@ -31,12 +31,14 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,20 +108,56 @@ class Document:
         return self.text.strip()
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every line of a UTF-8 text file (``.gz`` too), lines split on ``\\n`` only.
+
+    Undecodable bytes are a one-line :class:`InputFormatError` naming their line (never a
+    ``UnicodeDecodeError``); so is a damaged ``.gz`` file. A leading byte-order mark is dropped. The file is
+    read at full speed; only when it fails to decode is it scanned again, line by line, for the bad line.
+    """
+    lineno = 0
+    try:
+        with io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="\n") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                yield lineno, line
+    except UnicodeDecodeError:
+        _raise_undecodable(path)
+        raise  # pragma: no cover - the scan finds the line the decoder stopped at
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputFormatError(path, lineno + 1, f"damaged gzip data ({exc})") from None
+
+
+def _raise_undecodable(path: Path) -> None:
+    """The one-line error for the first line of ``path`` that is not UTF-8 (its line, byte and offset)."""
+    with _open_binary(path) as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputFormatError(path, lineno, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte "
+                                                     f"{exc.start + 1} of the line)") from None
+
+
+def count_lines(path: Path) -> int:
+    """Non-blank lines of a text file (``.gz`` too), counted without decoding."""
+    try:
+        with _open_binary(path) as handle:
+            return sum(1 for line in handle if line.strip())
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputFormatError(path, None, f"damaged gzip data ({exc})") from None
 
 
 def text_rows(path: Path, tabs: bool = True) -> Iterator[tuple[int, list[str]]]:
     """``(line number, fields)`` for each non-blank line of a text file (``.gz`` too): fields split on tabs,
     or on any white space with ``tabs=False``."""
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            line = line.rstrip("\n\r")
-            if line.strip():
-                yield lineno, line.split("\t") if tabs else line.split()
+    for lineno, line in text_lines(path):
+        line = line.rstrip("\n\r")
+        if line.strip():
+            yield lineno, line.split("\t") if tabs else line.split()
 
 
 def _first_existing(root: Path, names: list[str]) -> Path | None:
@@ -130,19 +168,80 @@ def _first_existing(root: Path, names: list[str]) -> Path | None:
     return None
 
 
+class _NonFinite(ValueError):
+    """A JSON number that is not finite (``NaN``, ``Infinity``, or too large for a float)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text)
+    return value
+
+
+def _reject_constant(text: str):
+    raise _NonFinite(text)
+
+
+#: the JSON-lines parser: like ``json.loads``, but a non-finite number raises :class:`_NonFinite`
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _non_finite_field(line: str) -> str:
+    """The dotted path of the first non-finite number in a JSON line (for the error message)."""
+    bad = object()
+    obj = json.loads(line, parse_constant=lambda _: bad,
+                     parse_float=lambda t: bad if not math.isfinite(float(t)) else 0.0)
+
+    def find(value, path):
+        if value is bad:
+            return path
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            found = find(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+        return None
+
+    return find(obj, "") or "?"
+
+
+def parse_json_object(line: str, path: Path, lineno: int) -> dict:
+    """One JSON-lines line as an object; invalid JSON, a non-object or a non-finite number (``NaN``,
+    ``Infinity``, ``1e999``: JSON has none) raise a one-line InputFormatError."""
+    try:
+        obj = _STRICT_JSON.decode(line)
+    except _NonFinite as exc:
+        raise InputFormatError(path, lineno, f"field '{_non_finite_field(line)}': non-finite number {exc} "
+                                             f"(JSON numbers are finite)") from None
+    except json.JSONDecodeError as exc:
+        raise InputFormatError(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise InputFormatError(path, lineno, "invalid JSON (nested too deeply)") from None
+    if not isinstance(obj, dict):
+        raise InputFormatError(path, lineno, "expected a JSON object")
+    return obj
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line; malformed lines raise InputFormatError."""
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputFormatError(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise InputFormatError(path, lineno, "expected a JSON object")
-            yield lineno, obj
+    for lineno, line in text_lines(path):
+        if line.strip():
+            yield lineno, parse_json_object(line, path, lineno)
+
+
+_WHITE_SPACE = re.compile(r"\s")
+
+
+def check_id(value: str, path: Path, lineno: int, field: str) -> str:
+    """An id as read (a query, document or run id): empty ids and ids holding white space are refused, since
+    a TREC run or qrels line could not hold them (and qrels ids are read stripped)."""
+    if value and _WHITE_SPACE.search(value) is None:
+        return value
+    if not value.strip():
+        raise InputFormatError(path, lineno, f"field '{field}' is empty")
+    raise InputFormatError(path, lineno, f"field '{field}' holds white space ({value!r}); ids may not, since "
+                                         f"run and qrels files separate fields by it")
 
 
 def _field(obj: dict, key: str, path: Path, lineno: int, required: bool = True) -> str:
@@ -151,16 +250,55 @@ def _field(obj: dict, key: str, path: Path, lineno: int, required: bool = True) 
         if required:
             raise InputFormatError(path, lineno, f"missing field '{key}'")
         return ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and key == "_id":
-        return str(value)
+    if key == "_id":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise InputFormatError(path, lineno, f"field '_id' must be a string or an integer, got "
+                                                 f"{type(value).__name__}")
+        return check_id(value, path, lineno, key)
     if not isinstance(value, str):
         raise InputFormatError(path, lineno, f"field '{key}' must be a string, got {type(value).__name__}")
     return value
 
 
+class _UniqueIds:
+    """Refuses a second occurrence of an id in one file, naming both lines (one set of ids in memory)."""
+
+    def __init__(self, path: Path, field: str, find_first):
+        self.path, self.field, self.find_first, self.seen = path, field, find_first, set()
+
+    def add(self, value: str, lineno: int) -> None:
+        if value in self.seen:
+            first = self.find_first(value)
+            raise InputFormatError(self.path, lineno, f"field '{self.field}': duplicate id {value!r} (first on "
+                                                      f"line {first}); ids must be unique")
+        self.seen.add(value)
+
+
+class _Qrels:
+    """Judgments as read, line by line: a (query, document) pair judged twice must agree (the same grade
+    twice is harmless and kept once; two grades are refused, naming both lines)."""
+
+    def __init__(self, path: Path, doc_field: int, tabs: bool):
+        self.path, self.doc_field, self.tabs, self.qrels = path, doc_field, tabs, {}
+
+    def add(self, qid: str, docid: str, grade: int, lineno: int) -> None:
+        docs = self.qrels.get(qid)
+        if docs is None:
+            docs = self.qrels[qid] = {}
+        elif docs.get(docid, grade) != grade:
+            d = self.doc_field
+            first = next(n for n, parts in text_rows(self.path, tabs=self.tabs)
+                         if len(parts) > d and parts[0].strip() == qid and parts[d].strip() == docid)
+            raise InputFormatError(self.path, lineno, f"field 'score': query {qid!r} and document {docid!r} "
+                                                      f"judged {grade} here and {docs[docid]} on line {first}")
+        docs[docid] = grade
+
+
 def read_beir_qrels(path: Path) -> dict[str, dict[str, int]]:
     """Read a BEIR qrels TSV (``query-id corpus-id score``, header optional)."""
-    qrels: dict[str, dict[str, int]] = {}
+    qrels = _Qrels(path, doc_field=1, tabs=True)
     for lineno, parts in text_rows(path):
         if lineno == 1 and parts[0].strip().lower() in {"query-id", "query_id", "qid"}:
             continue
@@ -168,40 +306,59 @@ def read_beir_qrels(path: Path) -> dict[str, dict[str, int]]:
             raise InputFormatError(
                 path, lineno, f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(parts)}"
             )
-        qid, docid, score = (p.strip() for p in parts)
-        if not qid or not docid:
-            raise InputFormatError(path, lineno, "empty query-id or corpus-id")
-        qrels.setdefault(qid, {})[docid] = _parse_grade(score, path, lineno)
-    return qrels
+        qid, docid, score = parts[0].strip(), parts[1].strip(), parts[2].strip()
+        if not (qid and docid) or _WHITE_SPACE.search(qid) or _WHITE_SPACE.search(docid):
+            check_id(qid, path, lineno, "query-id")
+            check_id(docid, path, lineno, "corpus-id")
+        qrels.add(qid, docid, _parse_grade(score, path, lineno), lineno)
+    return qrels.qrels
 
 
 def read_trec_qrels(path: Path) -> dict[str, dict[str, int]]:
     """Read TREC qrels (``qid iter docid relevance``, whitespace-separated)."""
-    qrels: dict[str, dict[str, int]] = {}
+    qrels = _Qrels(path, doc_field=2, tabs=False)
     for lineno, parts in text_rows(path, tabs=False):
         if len(parts) != 4:
             raise InputFormatError(
                 path, lineno, f"expected 4 fields (query-id, iteration, doc-id, relevance), got {len(parts)}"
             )
-        qrels.setdefault(parts[0], {})[parts[2]] = _parse_grade(parts[3], path, lineno)
-    return qrels
+        qrels.add(parts[0], parts[2], _parse_grade(parts[3], path, lineno), lineno)
+    return qrels.qrels
+
+
+#: the largest judgment grade (trec_eval reads grades as C ints: a larger one would wrap around)
+MAX_GRADE = 2**31 - 1
+
+
+#: a judgment grade as written: an integer, or a float with nothing after the point but zeros (``2.0``)
+_GRADE = re.compile(r"[+-]?\d+(?:\.0*)?")
 
 
 def _parse_grade(value: str, path: Path, lineno: int) -> int:
-    try:
-        grade = float(value)
-    except ValueError:
-        raise InputFormatError(path, lineno, f"field 'score' must be an integer, got {value!r}") from None
-    if grade != int(grade):
+    """A judgment grade: an integer (``2``, or ``2.0``) within ±:data:`MAX_GRADE`; ``nan``, ``inf``, ``1.5``
+    and the like raise a one-line InputFormatError."""
+    if value.isascii() and value.isdigit():  # the common case, at full speed
+        grade = int(value)
+    elif _GRADE.fullmatch(value.strip()):
+        grade = int(value.strip().partition(".")[0])
+    else:
         raise InputFormatError(path, lineno, f"field 'score' must be an integer, got {value!r}")
-    return int(grade)
+    if abs(grade) > MAX_GRADE:
+        raise InputFormatError(path, lineno, f"field 'score' must be between -{MAX_GRADE} and {MAX_GRADE}, "
+                                             f"got {value!r}")
+    return grade
 
 
 def _read_tsv_pairs(path: Path, what: str) -> Iterator[tuple[int, str, str]]:
+    """``(line, id, text)`` of an ``id<TAB>text`` file; ids are checked (:func:`check_id`) and unique."""
+    unique = _UniqueIds(path, f"{what}-id", lambda value: next(
+        n for n, parts in text_rows(path) if parts[0].strip() == value))
     for lineno, parts in text_rows(path):
         if len(parts) < 2:
             raise InputFormatError(path, lineno, f"expected '{what}-id<TAB>text', found no tab")
-        yield lineno, parts[0].strip(), "\t".join(parts[1:])
+        ident = check_id(parts[0].strip(), path, lineno, f"{what}-id")
+        unique.add(ident, lineno)
+        yield lineno, ident, "\t".join(parts[1:])
 
 
 @dataclass
@@ -230,24 +387,32 @@ class Dataset:
         return path
 
     def iter_corpus(self) -> Iterator[Document]:
-        """Stream the corpus in file order; memory stays constant whatever the corpus size."""
-        path = self.corpus_path
+        """Stream the corpus in file order; memory stays constant whatever the corpus size, but for the set
+        of ids seen, which refuses a duplicate id (naming both lines). An empty corpus is refused at the end."""
+        path, count = self.corpus_path, 0
         if self.format == "beir":
+            unique = _UniqueIds(path, "_id", lambda value: next(
+                n for n, obj in iter_jsonl(path) if _field(obj, "_id", path, n) == value))
             for lineno, obj in iter_jsonl(path):
-                yield Document(
+                doc = Document(
                     id=_field(obj, "_id", path, lineno),
                     title=_field(obj, "title", path, lineno, required=False),
                     text=_field(obj, "text", path, lineno, required=False),
                 )
+                unique.add(doc.id, lineno)
+                count += 1
+                yield doc
         else:
             for _, pid, text in _read_tsv_pairs(path, "passage"):
+                count += 1
                 yield Document(id=pid, title="", text=text)
+        if count == 0:
+            raise InputFormatError(path, None, "no documents: the corpus is empty (an empty corpus is refused)")
 
     def corpus_size(self) -> int:
         """Number of documents (counts lines once per opened dataset; cheap relative to encoding)."""
         if getattr(self, "_corpus_size", None) is None:
-            with _open_text(self.corpus_path) as handle:
-                self._corpus_size = sum(1 for line in handle if line.strip())
+            self._corpus_size = count_lines(self.corpus_path)
         return self._corpus_size
 
     def fingerprint(self) -> str:
@@ -261,37 +426,30 @@ class Dataset:
         """The documents whose ids are in ``wanted``, found by reading only each line's id (plus the lines
         that match): one light pass over the corpus, which stops once every wanted id is found."""
         path, left = self.corpus_path, set(wanted)
-        with _open_text(path) as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not left:
-                    return
-                if self.format == "beir":
-                    m = _LEADING_ID.match(line)
-                    if m is None:  # "_id" is not the first key: parse the line
-                        if not line.strip():
-                            continue
-                        doc_id = None
-                    else:
-                        doc_id = json.loads(m.group(1)) if m.group(1) else m.group(2)
-                    if doc_id is None or doc_id in left:
-                        try:
-                            obj = json.loads(line)
-                        except json.JSONDecodeError as exc:
-                            raise InputFormatError(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})"
-                                                   ) from None
-                        if not isinstance(obj, dict):
-                            raise InputFormatError(path, lineno, "expected a JSON object")
-                        doc = Document(id=_field(obj, "_id", path, lineno),
-                                       title=_field(obj, "title", path, lineno, required=False),
-                                       text=_field(obj, "text", path, lineno, required=False))
-                        if doc.id in left:
-                            left.discard(doc.id)
-                            yield doc
+        for lineno, line in text_lines(path):
+            if not left:
+                return
+            if self.format == "beir":
+                m = _LEADING_ID.match(line)
+                if m is None:  # "_id" is not the first key: parse the line
+                    if not line.strip():
+                        continue
+                    doc_id = None
                 else:
-                    doc_id, _, text = line.rstrip("\n\r").partition("\t")
-                    if doc_id.strip() in left:
-                        left.discard(doc_id.strip())
-                        yield Document(id=doc_id.strip(), title="", text=text)
+                    doc_id = json.loads(m.group(1)) if m.group(1) else m.group(2)
+                if doc_id is None or doc_id in left:
+                    obj = parse_json_object(line, path, lineno)
+                    doc = Document(id=_field(obj, "_id", path, lineno),
+                                   title=_field(obj, "title", path, lineno, required=False),
+                                   text=_field(obj, "text", path, lineno, required=False))
+                    if doc.id in left:
+                        left.discard(doc.id)
+                        yield doc
+            else:
+                doc_id, _, text = line.rstrip("\n\r").partition("\t")
+                if doc_id.strip() in left:
+                    left.discard(doc_id.strip())
+                    yield Document(id=doc_id.strip(), title="", text=text)
 
     def self_hits(self, split: str = "test") -> SelfHits:
         """Whether to drop a retrieved document whose id equals the query id when evaluating ``split``.
@@ -325,15 +483,25 @@ class Dataset:
             path = _first_existing(self.root, ["queries.jsonl"])
             if path is None:
                 raise HeronError(f"{self.root}: no queries.jsonl in dataset folder")
+            unique = _UniqueIds(path, "_id", lambda value: next(
+                n for n, obj in iter_jsonl(path) if _field(obj, "_id", path, n) == value))
             for lineno, obj in iter_jsonl(path):
-                queries[_field(obj, "_id", path, lineno)] = _field(obj, "text", path, lineno)
+                qid = _field(obj, "_id", path, lineno)
+                unique.add(qid, lineno)
+                queries[qid] = _field(obj, "text", path, lineno)
         else:
             paths = sorted(self.root.glob("queries*.tsv")) + sorted(self.root.glob("queries*.tsv.gz"))
             if not paths:
                 raise HeronError(f"{self.root}: no queries*.tsv in dataset folder")
-            for path in paths:
-                for _, qid, text in _read_tsv_pairs(path, "query"):
+            where: dict[str, tuple[Path, int]] = {}
+            for path in paths:  # a query in several files (dev and dev.small) must have one text
+                for lineno, qid, text in _read_tsv_pairs(path, "query"):
+                    if qid in queries and queries[qid] != text:
+                        first_path, first_line = where[qid]
+                        raise InputFormatError(path, lineno, f"field 'query-id': query {qid!r} has another text "
+                                                             f"in {first_path}:{first_line}")
                     queries[qid] = text
+                    where.setdefault(qid, (path, lineno))
         return queries
 
     def splits(self) -> list[str]:

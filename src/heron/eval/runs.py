@@ -7,6 +7,7 @@ TREC run format, one line per retrieved document::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from heron.errors import InputFormatError
@@ -56,5 +57,13 @@ def read_trec_run(path: str | Path) -> Run:
             score = float(parts[4])
         except ValueError:
             raise InputFormatError(path, lineno, f"field 'score' is not a number: {parts[4]!r}") from None
-        run.setdefault(parts[0], {})[parts[2]] = score
+        if not math.isfinite(score):
+            raise InputFormatError(path, lineno, f"field 'score' must be a finite number, got {parts[4]!r}")
+        qid, docid = parts[0], parts[2]
+        docs = run.setdefault(qid, {})
+        if docid in docs:
+            first = next(n for n, row in text_rows(path, tabs=False) if row[0] == qid and row[2] == docid)
+            raise InputFormatError(path, lineno, f"field 'docid': document {docid!r} retrieved twice for query "
+                                                 f"{qid!r} (first on line {first})")
+        docs[docid] = score
     return run

@@ -173,8 +173,8 @@ def get_retriever(name: str, fusion: str = "rrf", fusion_weights=None, rrf_k: fl
                   **options) -> Retriever:
     """The retriever for ``name`` (a registered name, an index path, or ``a+b+…`` fused).
 
-    ``options`` go to every member that accepts them (BM25's ``k1``/``b``); unknown names raise a
-    one-line HeronError.
+    ``options`` go to every member that accepts them (:func:`accepted_options`: BM25's ``k1``/``b``,
+    ``threads`` for index-backed members and bm25-lucene); unknown names raise a one-line HeronError.
 
     Within one process the same member (name or index folder, with the same options) is the same
     retriever object, in plain and fused specs alike (``-r splade -r splade+dense``): each model loads
@@ -191,16 +191,27 @@ def get_retriever(name: str, fusion: str = "rrf", fusion_weights=None, rrf_k: fl
         return FusedRetriever(members, fusion, fusion_weights, rrf_k=rrf_k, depth=depth)
     entry = RETRIEVERS.get(name)
     if entry is not None:
-        accepted = {"k1", "b"} if name.startswith("bm25") else set()
-        chosen = {k: v for k, v in options.items() if k in accepted}
+        accepted = accepted_options(name)
+        chosen = {k: v for k, v in options.items() if k in accepted and v is not None}
         key = ("name", name, entry[0], _frozen(chosen))
         if key not in _SHARED:
             _SHARED[key] = entry[0](**chosen)
         return _SHARED[key]
     if Path(name).is_dir():
-        return _open_shared(name, {})
+        return _open_shared(name, {k: v for k, v in options.items() if k in accepted_options(name)})
     raise HeronError(f"unknown retriever '{name}' (known: {', '.join(RETRIEVERS)}, an index directory, "
                      f"or members joined by '+')")
+
+
+def accepted_options(member: str) -> frozenset[str]:
+    """The options a retriever member (a registered name or an index folder) takes from :func:`get_retriever`:
+    ``k1``/``b`` for bm25 and bm25-lucene, ``threads`` for bm25-lucene and every index-backed member (bm25
+    scores with scipy, on one thread)."""
+    if member == "bm25":
+        return frozenset({"k1", "b"})
+    if member == "bm25-lucene":
+        return frozenset({"k1", "b", "threads"})
+    return frozenset({"threads"})
 
 
 def check_retriever_spec(name: str) -> None:
@@ -214,5 +225,5 @@ def check_retriever_spec(name: str) -> None:
                              f"or members joined by '+')")
 
 
-__all__ = ["RETRIEVERS", "Retriever", "Run", "check_retriever_spec", "clear_retriever_cache", "get_retriever",
-           "open_index_retriever", "set_index_builder"]
+__all__ = ["RETRIEVERS", "Retriever", "Run", "accepted_options", "check_retriever_spec", "clear_retriever_cache",
+           "get_retriever", "open_index_retriever", "set_index_builder"]

@@ -14,6 +14,7 @@ from rich.progress import Progress
 
 from heron.retrieval.base import Retriever, Run
 from heron.retrieval.encoders.bm25 import BM25Encoder
+from heron.retrieval.options import BM25Options, checked
 from heron.retrieval.scoring import sparse_search
 
 
@@ -30,6 +31,7 @@ class BM25Retriever(Retriever):
     name = "bm25"
 
     def __init__(self, k1: float = 0.9, b: float = 0.4, lucene_norms: bool = True):
+        checked(BM25Options, "bm25", k1=k1, b=b)
         self.k1, self.b, self.lucene_norms = k1, b, lucene_norms
         self._fitted: tuple[str, BM25Encoder, list[str]] | None = None
 

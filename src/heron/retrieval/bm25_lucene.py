@@ -26,6 +26,9 @@ class LuceneBM25Retriever(Retriever):
     name = "bm25-lucene"
 
     def __init__(self, k1: float = 0.9, b: float = 0.4, threads: int | None = None):
+        from heron.retrieval.options import BM25Options, checked
+
+        checked(BM25Options, "bm25-lucene", k1=k1, b=b)
         self.k1, self.b, self.threads = k1, b, threads
 
     def describe(self) -> dict:

@@ -109,6 +109,9 @@ class FusedRetriever(Retriever):
             raise HeronError("fusion needs at least two retrievers")
         if method not in FUSIONS:
             raise HeronError(f"unknown fusion {method!r} (choose from {', '.join(FUSIONS)})")
+        from heron.retrieval.options import FusionOptions, checked
+
+        checked(FusionOptions, "fusion", method=method, weights=weights, rrf_k=rrf_k, depth=depth)
         _weights(members, weights)
         self.members, self.method, self.weights = list(members), method, weights
         self.rrf_k, self.norm, self.depth = rrf_k, norm, depth

@@ -270,6 +270,9 @@ class PRFRetriever(IndexRetriever):
 
     def __init__(self, base: IndexRetriever, method: str | PRFModel = "rocchio", *, docs: int | None = None,
                  alpha: float = 1.0, beta: float = 0.5, terms: int | None = None):
+        from heron.retrieval.options import PRFOptions, checked
+
+        checked(PRFOptions, "prf", docs=docs, alpha=alpha, beta=beta, terms=terms)  # finite, in range
         self.base = base
         self.space = FeedbackSpace(base)
         self.index = base.index
@@ -291,13 +294,9 @@ class PRFRetriever(IndexRetriever):
             self.method = method
         else:
             raise HeronError(f"unknown PRF method {method!r} (choose rocchio, average or model:PATH)")
-        self.docs = 3 if docs is None else int(docs)
-        if self.docs < 1:
-            raise HeronError(f"PRF needs at least 1 feedback document, not {self.docs}")
+        self.docs = 3 if docs is None else int(docs)  # docs, alpha, beta and terms were checked above
         self.alpha, self.beta = float(alpha), float(beta)
         self.terms = 100 if terms is None else int(terms)
-        if self.terms < 0:
-            raise HeronError(f"terms must be ≥ 0 (0 keeps all), not {self.terms}")
         self.name = f"{getattr(base, 'name', 'index')}-prf-{self.method}"
 
     def describe(self) -> dict:

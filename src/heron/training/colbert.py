@@ -31,7 +31,7 @@ from heron.storage import staged, write_json_atomic
 
 
 class ColBERTTrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     datasets: list[str] = Field(min_length=1)
     base: str = "minilm"

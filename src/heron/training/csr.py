@@ -41,7 +41,7 @@ from heron.training.losses import info_nce, nmse
 
 
 class CSRTrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     datasets: list[str] = Field(min_length=1)
     base: str = "minilm"

@@ -100,7 +100,7 @@ def reformulation_loss(revised: torch.Tensor, candidates: torch.Tensor, positive
 
 
 class PRFTrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dataset: str
     index: str = Field(description="an index of the dataset (inverted or FAISS) whose vectors PRF works on")

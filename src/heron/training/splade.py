@@ -63,7 +63,7 @@ from heron.training.regularizers import (
 
 
 class SpladeTrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     datasets: list[str] = Field(default_factory=list, description="BEIR datasets whose train qrels are used")
     triples: str | None = Field(None, description="MS MARCO-style text triples file (query, positive, negative)")

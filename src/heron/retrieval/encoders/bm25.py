@@ -63,6 +63,9 @@ class BM25Encoder:
 
     def __init__(self, k1: float = 0.9, b: float = 0.4, analyzer: EnglishAnalyzer | None = None,
                  lucene_norms: bool = True):
+        from heron.retrieval.options import BM25Options, checked
+
+        checked(BM25Options, "bm25", k1=k1, b=b)  # finite, k1 ≥ 0, b in [0, 1]: else a one-line error
         self.k1, self.b, self.lucene_norms = float(k1), float(b), lucene_norms
         self.analyzer = analyzer or EnglishAnalyzer()
         self.vocab: dict[str, int] = {}

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -79,6 +80,21 @@ def read_modules(folder: Path) -> list[tuple[str, Path]] | None:
 
 
 # -- loading -----------------------------------------------------------------------------------------------
+def refuse_pickle_weights(folder: str | os.PathLike, name: str | None = None) -> None:
+    """A one-line HeronError when a local model folder holds its weights only as pickle files
+    (``pytorch_model.bin``, ``*.pt``, …): heron loads safetensors only, since unpickling can run code (torch
+    refuses most such files anyway, with a long traceback)."""
+    folder = Path(str(folder))
+    if not folder.is_dir():
+        return
+    files = [p.name for p in folder.iterdir() if p.is_file()]
+    pickles = sorted(n for n in files if n.endswith(PICKLE_SUFFIXES))
+    if pickles and not any(n.endswith(".safetensors") for n in files):
+        raise HeronError(f"{name or folder}: the weights in {folder} are pickle files ({', '.join(pickles)}), "
+                         f"which heron refuses to load (unpickling can run code): it loads safetensors only; "
+                         f"convert them to model.safetensors")
+
+
 def load_tokenizer(path: str | os.PathLike):
     """``AutoTokenizer.from_pretrained(path)`` without remote code."""
     from transformers import AutoTokenizer
@@ -94,10 +110,11 @@ def load_checkpoint(path: str | os.PathLike, *, masked_lm: bool, name: str | Non
 
     what = what or ("a masked-LM checkpoint" if masked_lm else "an encoder checkpoint")
     auto = AutoModelForMaskedLM if masked_lm else AutoModel
+    refuse_pickle_weights(path, name)
     try:
         tokenizer = load_tokenizer(path)
         model = auto.from_pretrained(str(path), trust_remote_code=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:
         raise HeronError(f"{name or path}: cannot load {what} from {path} ({exc})") from None
     return tokenizer, model
 
