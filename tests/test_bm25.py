@@ -89,5 +89,16 @@ def test_native_bm25_matches_pyserini_published(name, ndcg, recall, request):
     run = get_retriever("bm25").retrieve(ds, ds.queries("test"), k=1000)
     assert all(len(docs) <= 1000 for docs in run.values())
     res = evaluate(run, ds.qrels("test"))
-    assert abs(res.mean["ndcg@10"] - ndcg) <= 0.01, res.mean
-    assert abs(res.mean["recall@100"] - recall) <= 0.01, res.mean
+    # Pyserini's numbers (Anserini 1.7.1, same settings): within 0.001 is the target; equal is what we get
+    assert abs(res.mean["ndcg@10"] - ndcg) <= 0.001, res.mean
+    assert abs(res.mean["recall@100"] - recall) <= 0.001, res.mean
+
+
+def test_anserini_tie_convention():
+    """Scores rounded to 4 places; where rounding makes them equal, each later one lowered by 1e-6, in score
+    order (equal raw scores by document id) — so trec_eval keeps the order whatever the ids."""
+    from heron.retrieval.bm25 import anserini_ties
+
+    got = anserini_ties({"z": 2.00001, "b": 2.0, "a": 2.0, "c": 1.23456, "d": 3.0})
+    assert list(got) == ["d", "z", "a", "b", "c"]
+    assert got == {"d": 3.0, "z": 2.0, "a": 1.999999, "b": 1.999998, "c": 1.2346}
