@@ -110,7 +110,7 @@ def test_missing_and_corrupt_files(tmp_path):
     ids, docs, _ = _data(n=40)
     path = build_faiss_index([(ids, docs)], tmp_path / "ix", dim=32, progress=False)
     (path / "index.faiss").rename(tmp_path / "moved")
-    with pytest.raises(HeronError, match=r"index\.faiss: file listed in manifest\.json is missing"):
+    with pytest.raises(HeronError, match=r"index\.faiss: file listed in the manifest is missing"):
         FaissIndex.open(path)
     (tmp_path / "moved").rename(path / "index.faiss")
     raw = bytearray((path / "vectors.npy").read_bytes())
