@@ -49,5 +49,6 @@ def read_bundle(root: str | Path) -> dict | None:
         if not MEMBER_NAME.match(str(name)) or not isinstance(entry, dict):
             raise HeronError(f"{where}: malformed member {name!r}")
         if not (root / entry.get("path", name) / MANIFEST_FILE).is_file():
-            raise IntegrityError(root / entry.get("path", name), f"member {name!r} of the bundle is missing")
+            raise IntegrityError(root / entry.get("path", name) / MANIFEST_FILE,
+                                 f"missing: member {name!r} of the bundle has no index manifest; rebuild the bundle")
     return manifest
