@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import make_writable
 
 from heron.errors import HeronError, IntegrityError
 from heron.storage import integrity
@@ -34,11 +35,7 @@ DAMAGES = ("flip", "edit", "truncate", "delete")
 # -- damage ----------------------------------------------------------------------------------------------------
 def writable_copy(src: Path, dst: Path) -> Path:
     """A copy of an index whose files can be damaged (published files are read-only)."""
-    shutil.copytree(src, dst)
-    for path in dst.rglob("*"):
-        if path.is_file():
-            path.chmod(path.stat().st_mode | stat.S_IWUSR)
-    return dst
+    return make_writable(shutil.copytree(src, dst))
 
 
 def damage(path: Path, how: str) -> None:
@@ -249,11 +246,7 @@ def test_large_file_mode_checks_ends_at_open_and_everything_in_full(built, tmp_p
     from heron.indexing.registry import verify_index
 
     monkeypatch.setattr(integrity, "EDGE_BYTES", 256)  # a small index's files then count as large ones
-    case = tmp_path / "bm25"
-    shutil.copytree(built["bm25"], case)
-    for path in case.rglob("*"):
-        if path.is_file():
-            path.chmod(0o644)
+    case = writable_copy(built["bm25"], tmp_path / "bm25")
     # re-describe with 256-byte edges, as a build of large files does, and seal the manifest again
     manifest = json.loads((case / "manifest.json").read_text())
     for rel, entry in manifest["files"].items():

