@@ -379,6 +379,9 @@ def test_damaged_cached_model_is_detected_before_use(tmp_path, monkeypatch):
     monkeypatch.setenv("HERON_CACHE", str(tmp_path / "cache"))
     folder = writable_copy(source, models.model_dir("splade-tiny"))
     assert models.resolve_model("splade-tiny") == folder
+    assert models.fetch("splade-tiny").source == "cache"  # a verified copy: kept, its manifest brought up to date
+    manifest = json.loads((folder / models.MANIFEST).read_text())
+    assert manifest["checksum"] and all({"sha256", "xxh3_128"} <= set(e) for e in manifest["files"].values())
     damage(folder / "model.safetensors", "flip")
     with pytest.raises(IntegrityError, match=r"model\.safetensors: checksum mismatch.*heron models fetch splade-tiny"):
         models.resolve_model("splade-tiny")

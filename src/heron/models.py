@@ -51,7 +51,7 @@ from heron.storage import (
     staged,
     write_manifest,
 )
-from heron.storage.integrity import safe_relative
+from heron.storage.integrity import DIGEST, SEAL, safe_relative
 
 MANIFEST = "heron-model.json"
 # pickle-based weight formats are never extracted or loaded
@@ -145,7 +145,8 @@ class FetchResult:
 
 
 def fetch(name: str, force: bool = False, log=None) -> FetchResult:
-    """Put the model named ``name`` into the cache and verify it; a verified copy is left alone."""
+    """Put the model named ``name`` into the cache and verify it; a verified copy is left alone (its manifest
+    gains xxh3 sums and a seal if an older heron wrote it: later checks then hash ~10× faster)."""
     log = log or (lambda message: None)
     spec = spec_for(name)
     if spec is None and not _looks_like_hf_id(name):
@@ -155,7 +156,10 @@ def fetch(name: str, force: bool = False, log=None) -> FetchResult:
     target = model_dir(hf_id)
     refetched = False
     if target.exists() and not force:
-        if read_model_manifest(target, check="sha256") is not None:
+        cached = read_model_manifest(target, check="sha256")
+        if cached is not None:
+            if any(DIGEST not in entry for entry in cached["files"].values()):  # fetched by an older heron
+                _write_manifest(target, {k: v for k, v in cached.items() if k not in ("files", SEAL)})
             return FetchResult(name, target, "cache")
         log(f"{target}: cached copy fails its checksums; fetching it again")
         refetched = True
