@@ -1,9 +1,9 @@
 """The one index interface every heron index type implements, and how an index directory is opened.
 
 Every index is a directory with ``manifest.json`` (``format``, ``format_version``, ``num_docs``, the
-``encoder`` it was built with, ``files``: {relative path: {bytes, xxh3_128, …}}, and its own
-``checksum``), ``doc_ids.txt`` or
-equivalent, and optionally ``encoder/`` (its query encoder) and ``docstore/`` (titles and text). Each
+``encoder`` it was built with, ``files``: {relative path: {bytes, xxh3_128, …}}, and its own ``checksum``),
+``doc_ids.txt`` or equivalent, and optionally ``encoder/`` (its query encoder) and ``docstore/`` (titles
+and text). Each
 index type subclasses :class:`SearchIndex` and names its manifest ``format``;
 :func:`heron.indexing.registry.open_index` reads the manifest once and opens the right type — nothing
 probes files or tests types to decide what an index is.
