@@ -74,6 +74,17 @@ def make_tiny_beir(root: Path, num_docs: int = 60, num_train: int = 30, num_test
     return root
 
 
+def make_writable(root: Path) -> Path:
+    """Give write permission back to ``root`` and every file under it (heron publishes files read-only), for
+    tests that damage or edit an index, model or checkpoint on purpose."""
+    import stat
+
+    for path in [Path(root), *Path(root).rglob("*")]:
+        if path.is_file():
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    return Path(root)
+
+
 @pytest.fixture(scope="session")
 def tiny_beir(tmp_path_factory):
     return make_tiny_beir(tmp_path_factory.mktemp("tiny") / "tiny")

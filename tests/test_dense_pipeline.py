@@ -112,6 +112,6 @@ def test_bad_dense_inputs(built, tiny_beir):
     (root / "flat" / "index.faiss").rename(root / "moved.faiss")
     try:
         assert_one_line_error(heron("query", "--index", str(root / "flat"), "cancer", env=env),
-                              "index.faiss: file listed in manifest.json is missing")
+                              "index.faiss: file listed in the manifest is missing")
     finally:
         (root / "moved.faiss").rename(root / "flat" / "index.faiss")

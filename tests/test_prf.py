@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import make_writable
 
 from heron.errors import HeronError
 from heron.retrieval.prf import PRFModel, PRFRetriever, average, prune_rows, rocchio, with_prf
@@ -140,6 +141,7 @@ def test_model_starts_as_rocchio_and_round_trips(space, tmp_path):
     assert loaded.config() == model.config() and loaded.info == {"docs": 2}
     with torch.no_grad():
         torch.testing.assert_close(loaded(q, docs, scores, mask), moved)
+    make_writable(tmp_path / "m")
     (tmp_path / "m" / "prf_model.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(HeronError, match="not a heron PRF model"):
         PRFModel.load(tmp_path / "m")
@@ -285,6 +287,7 @@ def test_prf_model_never_subtracts_feedback_and_its_loss_ignores_query_scale(tmp
     model.save(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "prf_model.json").read_text())
     assert config["version"] == 2 and config["learned"]["beta"] >= 0
+    make_writable(tmp_path / "m")
     (tmp_path / "m" / "prf_model.json").write_text(json.dumps({**config, "version": 1}))
     with pytest.raises(HeronError, match="version 1 is not supported"):
         PRFModel.load(tmp_path / "m")

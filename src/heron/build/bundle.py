@@ -48,7 +48,7 @@ from heron.build.config import (
 from heron.errors import HeronError, config_error
 from heron.indexing.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, MEMBER_NAME, is_bundle
 from heron.retrieval.options import SEARCH_KEYS, SearchOptions
-from heron.storage import publish, read_json, recover, sha256_file, write_json_atomic
+from heron.storage import publish, read_json, recover, sha256_file, write_json_atomic, write_manifest
 
 STAGE_FILE = "stage.json"
 
@@ -167,6 +167,7 @@ def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path
     """Build (or resume) every member of ``config``; returns the published bundle directory."""
     from heron.build.index import build_index
     from heron.eval import load_dataset
+    from heron.indexing.registry import verify_index
 
     output = Path(config.output).absolute()
     if output.exists() and not is_bundle(output):
@@ -208,8 +209,9 @@ def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path
     for entry in work.iterdir():  # only the members of this config are published
         if entry.name not in config.indexes:
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    write_json_atomic(work / MANIFEST_FILE, manifest, durable=False)  # publish fsyncs the whole tree
+    write_manifest(work / MANIFEST_FILE, manifest, durable=False)  # sealed; publish fsyncs the whole tree
     publish(work, output)
+    verify_index(output)  # every byte of every member, resumed ones included
     return output
 
 

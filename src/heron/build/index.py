@@ -14,6 +14,7 @@ complete shard) and are removed once the index is published. The index carries i
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 from pathlib import Path
@@ -39,6 +40,21 @@ def _docstore_rows(dataset, total: int | None, progress: bool):
                     progress)
 
 
+def _verified(build):
+    """A builder whose result is checked in full (every byte of every file, :func:`verify_index`) once built."""
+
+    @functools.wraps(build)
+    def run(*args, **kwargs) -> Path:
+        from heron.indexing.registry import verify_index
+
+        path = build(*args, **kwargs)
+        verify_index(path)
+        return path
+
+    return run
+
+
+@_verified
 def build_index(config: IndexConfig, progress: bool = True) -> Path:
     """Encode ``config.dataset`` and build the index ``config`` describes at ``config.output``; returns its path."""
     from heron.eval import load_dataset
@@ -238,6 +254,7 @@ def _document_frequencies(shards_dir: Path, vocab_size: int) -> np.ndarray:
     return df
 
 
+@_verified
 def reindex(source: str | Path, output: str | Path, *, approx: dict | None = None, block_size: int | None = None,
             progress: bool = True, chunk_docs: int = 65536) -> Path:
     """Rebuild an index from another one's stored vectors (no re-encoding), e.g. to add ``approx``.

@@ -40,6 +40,7 @@ def _register() -> None:
     app.command("eval")(eval_cmd.eval_command)
     app.command("compare")(eval_cmd.compare_command)
     app.command("serve")(serve_cmd.serve_command)
+    app.add_typer(index_cmd.index_app, name="index")
     app.add_typer(models_cmd.app, name="models")
     app.add_typer(train_cmd.app, name="train")
 

@@ -1,15 +1,18 @@
 """The one index interface every heron index type implements, and how an index directory is opened.
 
 Every index is a directory with ``manifest.json`` (``format``, ``format_version``, ``num_docs``, the
-``encoder`` it was built with, ``files``: {relative path: {bytes, sha256, …}}), ``doc_ids.txt`` or
-equivalent, and optionally ``encoder/`` (its query encoder) and ``docstore/`` (titles and text). Each
+``encoder`` it was built with, ``files``: {relative path: {bytes, xxh3_128, …}}, and its own ``checksum``),
+``doc_ids.txt`` or equivalent, and optionally ``encoder/`` (its query encoder) and ``docstore/`` (titles
+and text). Each
 index type subclasses :class:`SearchIndex` and names its manifest ``format``;
 :func:`heron.indexing.registry.open_index` reads the manifest once and opens the right type — nothing
 probes files or tests types to decide what an index is.
 
 The interface:
 
-* ``open(path, verify=False, **options)`` — validate and open (``verify``: every file's sha256 too);
+* ``open(path, verify=False, **options)`` — validate and open: every file's size, header and content hash
+  (small files in full, large files' ends; ``verify``: every byte of every file, :mod:`heron.storage.integrity`);
+* ``verify()`` — every byte of every file against the manifest (IntegrityError naming the first bad one);
 * ``search_batch(queries, k, allow=None, **options)`` → ``(doc ids per query, float32 scores per query)``;
   ``search(query, …)`` → ``(doc ids, scores)`` of one query;
 * ``check_queries(raw)`` — precomputed query vectors from a user (JSON), validated for this index;
@@ -37,10 +40,20 @@ from typing import ClassVar
 
 import numpy as np
 
-from heron.errors import HeronError
-from heron.storage import read_versioned_json, sha256_file, staged, write_json_atomic
+from heron.errors import HeronError, IntegrityError
+from heron.storage import (
+    SizeGuard,
+    check_file,
+    describe_file,
+    describe_tree,
+    read_versioned_json,
+    staged,
+    write_manifest,
+)
+from heron.storage.integrity import check_bytes, safe_relative
 
 MANIFEST_FILE = "manifest.json"
+ENCODER_DIR = "encoder"
 #: the largest magnitude of a precomputed query vector's entries (keeps every score finite in float32)
 MAX_WEIGHT = 1e6
 
@@ -77,7 +90,7 @@ class SearchIndex(ABC):
     @classmethod
     @abstractmethod
     def open(cls, path: str | os.PathLike, verify: bool = False, **options) -> SearchIndex:
-        """Open and validate the index at ``path`` (``verify``: check every file's sha256 too)."""
+        """Open and validate the index at ``path`` (``verify``: hash every byte of every file)."""
 
     @abstractmethod
     def search_batch(self, queries, k: int = 10, allow: Sequence[str] | None = None, **options) -> BatchResult:
@@ -96,6 +109,17 @@ class SearchIndex(ABC):
         """:meth:`search_batch` for one query vector."""
         ids, scores = self.search_batch([query], k, allow=allow, **options)
         return ids[0], scores[0]
+
+    def verify(self) -> None:
+        """Hash every byte of every file the manifest lists; IntegrityError naming the first that differs."""
+        check_files(self.path, self.manifest.get("files") or {}, verify=True)
+
+    def check_in_use(self) -> None:
+        """IntegrityError when a memory-mapped file of this index changed size since it was opened (a file
+        truncated in place would otherwise end the process with SIGBUS). Every search calls it first."""
+        guard = getattr(self, "_guard", None)
+        if guard is not None:
+            guard.check()
 
     def check_options(self, options: dict) -> dict:
         """``options`` without ``None`` values; a one-line error for any this index type does not take."""
@@ -155,38 +179,84 @@ class SearchIndex(ABC):
         return np.array(sorted(known), dtype=np.int64)
 
 
-# -- helpers for index directories whose manifest lists {bytes, sha256} per file ---------------------------
+# -- helpers for index directories whose manifest lists {bytes, xxh3_128[, dtype, shape]} per file ----------
 def read_index_manifest(root: Path, format_name: str, version: int, what: str) -> dict:
-    """The manifest of a ``what`` index at ``root``; one-line errors for missing, corrupt, foreign, old."""
+    """The manifest of a ``what`` index at ``root``; one-line errors for missing, corrupt (an
+    :class:`~heron.errors.IntegrityError`, as is a broken seal), foreign, old."""
     return read_versioned_json(Path(root) / MANIFEST_FILE, format_name, version, f"heron {what} index",
                                "rebuild the index", version_key="format_version")
 
 
-def check_files(root: Path, files: dict, verify: bool) -> None:
-    """Every listed file exists with its recorded size (and sha256 when ``verify``)."""
+def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data offset)`` from a ``.npy`` header, without reading the data."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        if fortran and len(shape) > 1:
+            raise ValueError("Fortran-ordered arrays are not used by heron")
+        return tuple(shape), np.dtype(dtype), handle.tell()
+
+
+def check_npy(path: Path, entry: dict) -> None:
+    """The ``.npy`` file at ``path`` has the shape and dtype its manifest ``entry`` records, and its data
+    fills the file exactly."""
+    try:
+        shape, dtype, offset = npy_header(path)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise IntegrityError(path, f"not a readable .npy array ({exc}); rebuild the index") from None
+    if list(shape) != list(entry["shape"]) or dtype.name != entry.get("dtype"):
+        raise IntegrityError(path, f"array is {dtype.name}{list(shape)}, the manifest records "
+                                   f"{entry.get('dtype')}{entry['shape']}; rebuild the index")
+    if offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != path.stat().st_size:
+        raise IntegrityError(path, "array data does not match its header (corrupt file); rebuild the index")
+
+
+def check_files(root: Path, files: dict, verify: bool = False) -> None:
+    """Every file of a manifest's ``files`` checked under ``root``: present, its recorded size, ``.npy``
+    header, and content hash (:func:`heron.storage.check_file`: small files in full and large files' ends
+    at open, and every file of ``encoder/``, which loads whole; every byte with ``verify``). The first
+    problem is raised as an IntegrityError naming the file."""
+    if not isinstance(files, dict):
+        raise IntegrityError(root / MANIFEST_FILE, "malformed manifest (files is not a mapping); rebuild the index")
     for rel, entry in files.items():
-        file = root / rel
-        if not file.is_file():
-            raise HeronError(f"{file}: file listed in {MANIFEST_FILE} is missing; rebuild the index")
-        if file.stat().st_size != entry.get("bytes"):
-            raise HeronError(f"{file}: {file.stat().st_size} bytes, the manifest records {entry.get('bytes')} "
-                             f"(truncated or replaced file); rebuild the index")
-        if verify and sha256_file(file) != entry.get("sha256"):
-            raise HeronError(f"{file}: checksum mismatch (the file was modified or is corrupt); rebuild the index")
+        path = root / safe_relative(rel, root / MANIFEST_FILE)
+        if not isinstance(entry, dict):
+            raise IntegrityError(root / MANIFEST_FILE, f"malformed entry for {rel!r}; rebuild the index")
+        if "shape" in entry:  # a readable header first: its error says more than a checksum mismatch
+            check_file(path, entry, "size")
+            check_npy(path, entry)
+        # the query encoder's files are read whole when it loads: hashed in full whatever their size
+        check_file(path, entry, "full" if verify or rel.startswith(f"{ENCODER_DIR}/") else "open")
+
+
+def describe_index_file(root: Path, rel: str) -> dict:
+    """The manifest entry of one index file: bytes, xxh3 (:func:`heron.storage.describe_file`) and, for an
+    array, its dtype and shape."""
+    path = Path(root) / rel
+    entry = describe_file(path)
+    if rel.endswith(".npy"):
+        shape, dtype, _ = npy_header(path)
+        entry.update(dtype=dtype.name, shape=list(shape))
+    return entry
 
 
 def describe_files(root: Path) -> dict:
-    """``{relative path: {bytes, sha256[, dtype, shape]}}`` for every file under ``root`` (for the manifest)."""
-    files = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            rel = path.relative_to(root).as_posix()
-            entry: dict = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-            if rel.endswith(".npy"):
-                array = np.load(path, mmap_mode="r", allow_pickle=False)
-                entry.update(dtype=array.dtype.name, shape=list(array.shape))
-            files[rel] = entry
-    return files
+    """:func:`describe_index_file` of every file under ``root`` (the manifest's ``files``)."""
+    root = Path(root)
+    return {rel: describe_index_file(root, rel) for rel in describe_tree(root)}
+
+
+def watch_files(root: Path, rels) -> SizeGuard:
+    """A :class:`~heron.storage.SizeGuard` over the index files ``rels`` (those it memory-maps)."""
+    guard = SizeGuard()
+    for rel in rels:
+        guard.watch(Path(root) / rel)
+    return guard
 
 
 @contextlib.contextmanager
@@ -212,18 +282,21 @@ def finish_index(staging: Path, manifest: dict, *, encoder_dir=None, docstore_di
     if started is not None:
         manifest.setdefault("build", {})["seconds"] = round(time.monotonic() - started, 3)
     manifest["files"] = describe_files(staging)
-    write_json_atomic(staging / MANIFEST_FILE, manifest, durable=False)  # publishing fsyncs the whole tree
+    write_manifest(staging / MANIFEST_FILE, manifest, durable=False)  # publishing fsyncs the whole tree
 
 
-def read_doc_ids(path: Path, count: int | None = None) -> list[str]:
+def read_doc_ids(path: Path, count: int | None = None, entry: dict | None = None) -> list[str]:
     """One document id per line (the ``doc_ids.txt`` of an index); with ``count``, the file must end with a
-    newline and hold exactly that many lines."""
+    newline and hold exactly that many lines; with its manifest ``entry``, the bytes read must match its
+    size and hash (whatever the file's size: it is read whole anyway)."""
     try:
-        ids = path.read_bytes().decode("utf-8").split("\n")
+        data = path.read_bytes()
+        check_bytes(path, data, entry)
+        ids = data.decode("utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
-        raise HeronError(f"{path}: unreadable document ids ({exc}); rebuild the index") from None
+        raise IntegrityError(path, f"unreadable document ids ({exc}); rebuild the index") from None
     if count is not None and (ids[-1] != "" or len(ids) - 1 != count):
-        raise HeronError(f"{path}: {len(ids) - 1} lines for {count} documents (corrupt file)")
+        raise IntegrityError(path, f"{len(ids) - 1} lines for {count} documents (corrupt file); rebuild the index")
     return ids[:-1]
 
 

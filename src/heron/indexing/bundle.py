@@ -2,9 +2,9 @@
 
 ``manifest.json`` of format ``heron-index-bundle`` lists the members (``indexes``: name → ``path``,
 ``search`` options, ``kind``, summary), the default retriever, the fusion method, the resolved build
-config and the models' revisions. Each member is an index directory of any type
-(:mod:`heron.indexing.base`). Bundles are built by the build layer (``heron build-index --config``) and opened by
-:class:`heron.Index`.
+config and the models' revisions; it is sealed (its ``checksum``, :mod:`heron.storage.integrity`). Each
+member is an index directory of any type (:mod:`heron.indexing.base`). Bundles are built by the build
+layer (``heron build-index --config``) and opened by :class:`heron.Index`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from heron.errors import HeronError
+from heron.errors import HeronError, IntegrityError
 from heron.storage import read_json, read_versioned_json
 
 BUNDLE_FORMAT = "heron-index-bundle"
@@ -49,5 +49,6 @@ def read_bundle(root: str | Path) -> dict | None:
         if not MEMBER_NAME.match(str(name)) or not isinstance(entry, dict):
             raise HeronError(f"{where}: malformed member {name!r}")
         if not (root / entry.get("path", name) / MANIFEST_FILE).is_file():
-            raise HeronError(f"{root / entry.get('path', name)}: member {name!r} of the bundle is missing")
+            raise IntegrityError(root / entry.get("path", name) / MANIFEST_FILE,
+                                 f"missing: member {name!r} of the bundle has no index manifest; rebuild the bundle")
     return manifest

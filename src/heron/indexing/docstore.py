@@ -2,7 +2,8 @@
 
 Layout: ``docs.jsonl`` (one ``{"id", "title", "text"}`` object per line, in index order) and
 ``offsets.npy`` (int64 byte offset of each line, plus the file length). Opened lazily; reading one
-document is one seek.
+document is one seek. Both files are listed and checked with the index that holds the store; a damaged
+row or a file that changed size since it was opened is an :class:`~heron.errors.IntegrityError`.
 
 Example::
 
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from heron.errors import HeronError
+from heron.errors import IntegrityError
+from heron.storage import SizeGuard
 
 DOCS_FILE = "docs.jsonl"
 OFFSETS_FILE = "offsets.npy"
@@ -49,10 +51,18 @@ class DocStore:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
+        self._guard = SizeGuard()  # offsets.npy is memory-mapped: a change of size is an error, not SIGBUS
         try:
+            self._guard.watch(self.folder / OFFSETS_FILE)
+            self._guard.watch(self.folder / DOCS_FILE)
             self.offsets = np.load(self.folder / OFFSETS_FILE, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise HeronError(f"{self.folder / OFFSETS_FILE}: unreadable docstore offsets ({exc})") from None
+            raise IntegrityError(self.folder / OFFSETS_FILE, f"unreadable docstore ({exc}); rebuild the index") \
+                from None
+        size = (self.folder / DOCS_FILE).stat().st_size
+        if self.offsets.ndim != 1 or not len(self.offsets) or int(self.offsets[-1]) != size:
+            raise IntegrityError(self.folder / OFFSETS_FILE, f"offsets do not end at the size of {DOCS_FILE} "
+                                                             f"({size} bytes); rebuild the index")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -60,11 +70,15 @@ class DocStore:
     def get(self, position: int) -> dict:
         if not 0 <= position < len(self):
             raise IndexError(position)
+        self._guard.check()
         start, end = int(self.offsets[position]), int(self.offsets[position + 1])
         with open(self.folder / DOCS_FILE, "rb") as handle:
             handle.seek(start)
             raw = handle.read(end - start)
         try:
-            return json.loads(raw)
-        except ValueError:
-            raise HeronError(f"{self.folder / DOCS_FILE}: corrupt row {position + 1}") from None
+            row = json.loads(raw)
+        except ValueError:  # UnicodeDecodeError too
+            row = None
+        if not isinstance(row, dict) or not raw.endswith(b"\n"):
+            raise IntegrityError(self.folder / DOCS_FILE, f"corrupt row {position + 1}; rebuild the index")
+        return row

@@ -3,7 +3,7 @@
 An index is a directory::
 
     manifest.json     format name + version, FAISS type and parameters, dim, counts, metric, encoder,
-                      build info, and ``files``: {relative path: {bytes, sha256[, dtype, shape]}}
+                      build info, ``files``: {relative path: {bytes, xxh3_128[, dtype, shape]}}, ``checksum``
     index.faiss       the FAISS index (inner product), written by ``faiss.write_index``
     vectors.npy       optional: the float32 vectors (exact rescoring, PRF, truncation experiments)
     doc_ids.txt       one external document id per line, in index order
@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heron.errors import HeronError, QueryError
+from heron.errors import HeronError, IntegrityError, QueryError
 from heron.indexing.base import (
     MAX_WEIGHT,
     BatchResult,
@@ -67,6 +67,7 @@ from heron.indexing.base import (
     manifest_field,
     read_doc_ids,
     read_index_manifest,
+    watch_files,
 )
 
 FORMAT_NAME = "heron-faiss-index"
@@ -260,17 +261,20 @@ class FaissIndex(SearchIndex):
             if rel not in files:
                 raise HeronError(f"{root / rel}: not listed in {MANIFEST_FILE} (incomplete index); rebuild it")
         check_files(root, files, verify)
+        mapped = [INDEX_FILE] + ([VECTORS_FILE] if manifest.get("has_vectors") else [])
+        guard = watch_files(root, mapped)
         try:
             index = faiss.read_index(str(root / INDEX_FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:
             try:
                 index = faiss.read_index(str(root / INDEX_FILE))
             except RuntimeError as exc:
-                raise HeronError(f"{root / INDEX_FILE}: unreadable FAISS index ({str(exc).splitlines()[0]})") \
-                    from None
+                raise IntegrityError(root / INDEX_FILE, f"unreadable FAISS index ({str(exc).splitlines()[0]}); "
+                                                        f"rebuild the index") from None
         if index.d != int(manifest["dim"]) or index.ntotal != int(manifest["num_docs"]):
-            raise HeronError(f"{root / INDEX_FILE}: holds {index.ntotal} vectors of dimension {index.d}, the "
-                             f"manifest records {manifest['num_docs']} of {manifest['dim']}; rebuild the index")
+            raise IntegrityError(root / INDEX_FILE, f"holds {index.ntotal} vectors of dimension {index.d}, the "
+                                                    f"manifest records {manifest['num_docs']} of {manifest['dim']}; "
+                                                    f"rebuild the index")
         params = manifest["faiss"]["params"]
         if "ef_search" in params:
             faiss.downcast_index(index).hnsw.efSearch = int(params["ef_search"])
@@ -278,10 +282,9 @@ class FaissIndex(SearchIndex):
             faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
         vectors = np.load(root / VECTORS_FILE, mmap_mode="r", allow_pickle=False) \
             if manifest.get("has_vectors") else None
-        doc_ids = read_doc_ids(root / DOC_IDS_FILE)
-        if len(doc_ids) != index.ntotal:
-            raise HeronError(f"{root / DOC_IDS_FILE}: {len(doc_ids)} ids for {index.ntotal} vectors; rebuild it")
+        doc_ids = read_doc_ids(root / DOC_IDS_FILE, index.ntotal, files[DOC_IDS_FILE])
         opened = cls(root, manifest, index, vectors, doc_ids)
+        opened._guard = guard
         if device != "cpu":
             opened._gpu = _to_gpu(index, manifest["faiss"]["type"], device)
         return opened
@@ -306,6 +309,7 @@ class FaissIndex(SearchIndex):
     # -- search ---------------------------------------------------------------------------------------
     def search_arrays(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(Q × k' float32 scores, Q × k' int64 positions)``, ``k' = min(k, N)``; -1 marks no hit."""
+        self.check_in_use()
         queries = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
         if queries.shape[1] != self.dim:
             raise HeronError(f"{self.path}: queries have {queries.shape[1]} dimensions, the index has {self.dim} "
@@ -326,6 +330,7 @@ class FaissIndex(SearchIndex):
                      nprobe: int | None = None, truncate_dims: int | None = None) -> BatchResult:
         """Top-``k`` per query vector (``Q × dim``); ``allow`` (document ids): exact inner products over those
         documents; ``truncate_dims``: exact search on the first dimensions of the stored vectors."""
+        self.check_in_use()
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
             raise HeronError(f"{self.path}: query vectors have {queries.shape[1]} dimensions, the index "
@@ -383,6 +388,7 @@ class FaissIndex(SearchIndex):
         positions = [int(p) for p in positions]
         if not positions:
             return np.zeros((0, self.dim), np.float32)
+        self.check_in_use()
         if self.stored is not None:
             return np.asarray(self.stored[positions], dtype=np.float32)
         try:

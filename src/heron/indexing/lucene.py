@@ -65,7 +65,11 @@ import numpy as np
 
 from heron.errors import HeronError
 from heron.indexing.base import MANIFEST_FILE, SearchIndex
-from heron.storage import commit_file, scratch, staged
+from heron.storage import check_tree, commit_file, describe_tree, read_versioned_json, scratch, staged, write_manifest
+
+#: the file list heron writes into every Lucene index folder it builds
+LUCENE_MANIFEST = "heron-lucene.json"
+LUCENE_MANIFEST_FORMAT = "heron-lucene-files"
 
 #: value given to ``OPENAI_API_KEY`` when unset (Pyserini's import needs *a* value; heron never calls OpenAI)
 OPENAI_KEY_PLACEHOLDER = "heron-placeholder-not-a-real-key"
@@ -348,7 +352,30 @@ def build_bm25_index(
              "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads), *extra_args],
             "lucene: indexing (BM25)", writer.count,
         )
+        write_lucene_manifest(index)
     return output_dir
+
+
+def write_lucene_manifest(index_dir: Path) -> None:
+    """``heron-lucene.json`` in a finished Lucene index folder: the size and xxh3 of every file Lucene wrote
+    (Lucene checks its own footers only on a full CheckIndex), sealed."""
+    write_manifest(index_dir / LUCENE_MANIFEST, {"format": LUCENE_MANIFEST_FORMAT, "format_version": 1,
+                                                  "files": describe_tree(index_dir)}, durable=False)
+
+
+def check_lucene_dir(index_dir: str | os.PathLike, level: str = "open") -> None:
+    """Check a Lucene index folder against its ``heron-lucene.json`` (sizes, and xxh3 of small files and
+    large files' ends at ``"open"``; every byte at ``"full"``); an IntegrityError names a damaged file. A
+    folder built before heron recorded checksums has no such file and is not checked."""
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        raise HeronError(f"{index_dir}: no Lucene index there")
+    where = index_dir / LUCENE_MANIFEST
+    if not where.is_file():
+        return
+    manifest = read_versioned_json(where, LUCENE_MANIFEST_FORMAT, 1, "heron Lucene folder manifest",
+                                   "delete the folder to rebuild it", version_key="format_version")
+    check_tree(index_dir, manifest.get("files") or {}, level, f"delete {index_dir} to rebuild it")
 
 
 def _hits_to_python(results) -> Hits:
@@ -390,8 +417,7 @@ def search_bm25(
     term (empty, or only stop words) gets an empty list.
     """
     index_dir = Path(index_dir)
-    if not index_dir.is_dir():
-        raise HeronError(f"{index_dir}: no Lucene index there")
+    check_lucene_dir(index_dir)
     searcher = _jclass("io.anserini.search.SimpleSearcher")(str(index_dir))
     try:
         searcher.set_bm25(float(k1), float(b))
@@ -486,6 +512,7 @@ def build_impact_index(
              "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads), "-impact", "-pretokenized"],
             "lucene: indexing (impact)", total,
         )
+        write_lucene_manifest(index)
     return output_dir
 
 
@@ -518,17 +545,18 @@ def search_impact(
     k: int = 1000,
     threads: int | None = None,
     scale: float = 1.0,
+    check: str = "open",
 ) -> Hits:
     """Impact search with pre-encoded queries ``{qid: {token: weight}}`` → ``{qid: [(doc_id, score)]}``.
 
     Weights are quantised by :func:`quantize_query` (``round(w * scale)``; integer weights and
     ``scale=1`` are exact) and sent as ``Map<String, Integer>`` to Anserini's
     ``SimpleImpactSearcher.batch_search``; a document's score is ``Σ q[t] · impact[t]``. Every qid is
-    present; a query with no positive weight gets an empty list.
+    present; a query with no positive weight gets an empty list. ``check``: how the folder is checked
+    first (:func:`check_lucene_dir`; ``"size"`` for a folder already checked at open).
     """
     index_dir = Path(index_dir)
-    if not index_dir.is_dir():
-        raise HeronError(f"{index_dir}: no Lucene index there")
+    check_lucene_dir(index_dir, check)
     hash_map = _jclass("java.util.HashMap")
     integer = _jclass("java.lang.Integer")
 
@@ -586,6 +614,7 @@ class LuceneImpactIndex(SearchIndex):
             with scratch(target, "collection") as collection:
                 export_json_vectors(rows(), collection / "docs.jsonl")
                 build_impact_index(collection, target, threads=threads, total=source.num_docs)
+        check_lucene_dir(target, "full" if verify else "open")
         return cls(source, target, threads)
 
     @property
@@ -609,8 +638,9 @@ class LuceneImpactIndex(SearchIndex):
                        for i, (lo, hi) in enumerate(zip(queries.indptr[:-1], queries.indptr[1:]))}
         else:
             vectors = {str(i): dict(q) for i, q in enumerate(queries)}
+        self.source.check_in_use()
         hits = search_impact(self.lucene_path, vectors, k=k, threads=threads or self.threads,
-                             scale=self.source.scale)
+                             scale=self.source.scale, check="size")
         norm = float(self.source.scale) ** 2
         ids = [[d for d, _ in hits[str(i)]] for i in range(len(vectors))]
         scores = [np.asarray([s / norm for _, s in hits[str(i)]], dtype=np.float32) for i in range(len(vectors))]
@@ -630,6 +660,7 @@ __all__ = [
     "OPENAI_KEY_PLACEHOLDER",
     "anserini_jar",
     "build_bm25_index",
+    "check_lucene_dir",
     "build_impact_index",
     "default_threads",
     "ensure_lucene",

@@ -3,7 +3,7 @@
 An index is a directory::
 
     manifest.json   format name + version, dim, counts, encoder, reduction (CRISP / pruning), MUVERA
-                    config, and ``files``: {relative path: {bytes, sha256[, dtype, shape]}}
+                    config, ``files``: {relative path: {bytes, xxh3_128[, dtype, shape]}}, ``checksum``
     vectors.npy     float16[T × dim]   every document's (reduced) token vectors, document after document
     offsets.npy     int64[N + 1]       document i owns rows offsets[i]:offsets[i+1]
     doc_ids.txt     one external id per line
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heron.errors import HeronError, QueryError
+from heron.errors import HeronError, IntegrityError, QueryError
 from heron.indexing import base
 
 FORMAT_NAME = "heron-multivector-index"
@@ -135,18 +135,26 @@ class MultiVectorIndex(base.SearchIndex):
     def open(cls, path: str | os.PathLike, verify: bool = False) -> MultiVectorIndex:
         root = Path(path)
         manifest = base.read_index_manifest(root, FORMAT_NAME, FORMAT_VERSION, "multi-vector")
-        base.check_files(root, manifest.get("files") or {}, verify)
+        files = manifest.get("files") or {}
+        for rel in ("vectors.npy", "offsets.npy", "doc_ids.txt"):
+            if rel not in files:
+                raise IntegrityError(root / rel, f"not listed in {MANIFEST_FILE} (incomplete index); rebuild it")
+        base.check_files(root, files, verify)
+        guard = base.watch_files(root, ["vectors.npy"])
         vectors = np.load(root / "vectors.npy", mmap_mode="r", allow_pickle=False)
         offsets = np.load(root / "offsets.npy", allow_pickle=False)
-        doc_ids = base.read_doc_ids(root / "doc_ids.txt")
-        if len(offsets) != len(doc_ids) + 1 or int(offsets[-1]) != len(vectors):
-            raise HeronError(f"{root}: offsets, document ids and vectors disagree; rebuild the index")
+        doc_ids = base.read_doc_ids(root / "doc_ids.txt", entry=files["doc_ids.txt"])
+        if len(offsets) != len(doc_ids) + 1 or int(offsets[-1]) != len(vectors) or offsets[0] != 0 \
+                or np.any(np.diff(offsets) < 0):
+            raise IntegrityError(root / "offsets.npy", "offsets, document ids and vectors disagree; rebuild the index")
         fde = None
         if manifest.get("muvera"):
             from heron.indexing.faiss_index import FaissIndex
 
             fde = FaissIndex.open(root / "fde", verify=verify, device="cpu")
-        return cls(root, manifest, vectors, offsets, doc_ids, fde)
+        opened = cls(root, manifest, vectors, offsets, doc_ids, fde)
+        opened._guard = guard
+        return opened
 
     dim = base.manifest_field("dim", doc="Dimension of the token vectors.")
 
@@ -172,8 +180,14 @@ class MultiVectorIndex(base.SearchIndex):
                                                                           "fill_empty", "final_dim")}
         return MuveraEncoder(self.dim, **cfg)
 
+    def check_in_use(self) -> None:
+        super().check_in_use()
+        if self.fde is not None:
+            self.fde.check_in_use()
+
     def search_batch(self, queries, k: int = 10, allow=None, candidates: int | None = None) -> base.BatchResult:
         """:meth:`search` for each query's token-vector matrix."""
+        self.check_in_use()
         results = [self.search(q, k=k, allow=allow, candidates=candidates) for q in queries]
         return [r[0] for r in results], [r[1] for r in results]
 
@@ -193,6 +207,7 @@ class MultiVectorIndex(base.SearchIndex):
 
     def vectors(self, positions) -> list[np.ndarray]:
         """The token-vector matrix (float32) of each document at ``positions``."""
+        self.check_in_use()
         return [self.document(int(p)) for p in positions]
 
     def describe(self) -> dict:
@@ -205,6 +220,7 @@ class MultiVectorIndex(base.SearchIndex):
         ``allow`` (document ids) is given — over exactly those documents."""
         from heron.multivector.maxsim import rerank
 
+        self.check_in_use()
         query = np.asarray(query, dtype=np.float32)
         if query.ndim != 2 or query.shape[1] != self.dim:
             raise HeronError(f"{self.path}: query vectors of shape {query.shape}, the index has dimension {self.dim}")

@@ -10,7 +10,10 @@ Every index type, bundle, model fetch, encoded-shard cache and trainer writes th
   temporary sibling, fsynced and renamed over the target.
 * :func:`read_versioned_json` — the one reader of heron's versioned JSON files (manifests, model and
   checkpoint configs), with one error wording.
-* :func:`sha256_file` — the checksum every manifest records.
+* :mod:`heron.storage.integrity` — what every manifest records of each file (size, xxh3) and the checks at
+  open (:func:`check_tree`), in full (``level="full"``) and of memory-mapped files in use (:class:`SizeGuard`);
+  manifests are sealed (:func:`write_manifest`) and published files made read-only.
+* :func:`sha256_file` — the checksum older manifests and the pinned model wheels record.
 
 Example::
 
@@ -32,8 +35,21 @@ from heron.storage.files import (
            write_json_atomic,
            write_text_atomic,
 )
+from heron.storage.integrity import (
+           SizeGuard,
+           check_file,
+           check_seal,
+           check_tree,
+           describe_file,
+           describe_tree,
+           make_read_only,
+           seal,
+           tree_problems,
+           write_manifest,
+)
 from heron.storage.manifest import read_json, read_versioned_json, read_yaml_mapping
 
-__all__ = ["KILL_ENV", "atomic_file", "commit_file", "fsync_path", "fsync_tree", "publish", "read_json",
-           "read_versioned_json", "read_yaml_mapping", "recover", "save_array_atomic", "scratch", "sha256_file",
-           "staged", "staging_dir", "write_json_atomic", "write_text_atomic"]
+__all__ = ["KILL_ENV", "SizeGuard", "atomic_file", "check_file", "check_seal", "check_tree", "commit_file",
+           "describe_file", "describe_tree", "fsync_path", "fsync_tree", "make_read_only", "publish", "read_json",
+           "read_versioned_json", "read_yaml_mapping", "recover", "save_array_atomic", "scratch", "seal", "sha256_file",
+           "staged", "staging_dir", "tree_problems", "write_json_atomic", "write_manifest", "write_text_atomic"]

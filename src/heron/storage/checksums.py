@@ -1,4 +1,5 @@
-"""File checksums shared by everything heron verifies: model caches, encoded shards, indexes."""
+"""File checksums shared by everything heron verifies: model caches, encoded shards, indexes (older
+manifests and pinned wheels use sha256; new manifests record xxh3, see :mod:`heron.storage.integrity`)."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from heron.storage.files import fsync_path, fsync_tree
+from heron.storage.integrity import make_read_only
 
 KILL_ENV = "HERON_TEST_KILL_AT"
 
@@ -98,8 +99,10 @@ def staging_dir(target: str | os.PathLike) -> Path:
 
 def publish(staging: str | os.PathLike, target: str | os.PathLike, *, durable: bool = True) -> Path:
     """Make the finished directory ``staging`` the new ``target``; any previous ``target`` is replaced
-    only once the new one is in place, then deleted. Returns the target path."""
+    only once the new one is in place, then deleted. Its files are made read-only first (its folders stay
+    writable, so a later publish or clean-up can remove them). Returns the target path."""
     staging, target = Path(staging), Path(target)
+    make_read_only(staging)
     if durable:
         fsync_tree(staging)
     recover(target)

@@ -8,23 +8,30 @@ import json
 import os
 from pathlib import Path
 
-from heron.errors import HeronError
+from heron.errors import HeronError, IntegrityError
+from heron.storage.integrity import check_seal
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file"):
-    """The JSON value in ``path``; a missing, undecodable or malformed file is a one-line HeronError."""
+def read_json(path: str | os.PathLike, what: str = "JSON file", *, stored: bool = False):
+    """The JSON value in ``path``; a missing, undecodable or malformed file is a one-line HeronError (an
+    :class:`~heron.errors.IntegrityError` when ``stored``: a file heron wrote itself, so damage, not a
+    user's mistake)."""
     path = Path(path)
     if not path.is_file():
         raise HeronError(f"{path}: missing ({what})")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        if stored:
+            raise IntegrityError(path, f"unreadable {what} ({exc})") from None
         raise HeronError(f"{path}: unreadable {what} ({exc})") from None
 
 
 def read_versioned_json(path: str | os.PathLike, fmt: str, version: int, what: str, hint: str = "", *,
                         version_key: str = "version") -> dict:
-    """The mapping in ``path``, checked to be ``{"format": fmt, version_key: version, ...}``.
+    """The mapping in ``path``, checked to be ``{"format": fmt, version_key: version, ...}`` (and its
+    ``checksum`` when it is sealed, :func:`heron.storage.integrity.seal`: a damaged one is an
+    :class:`~heron.errors.IntegrityError`).
 
     ``what`` names the thing in the errors ("heron PRF model"); ``hint`` (e.g. "rebuild the index") is
     added to the missing-file and wrong-version errors.
@@ -33,13 +40,14 @@ def read_versioned_json(path: str | os.PathLike, fmt: str, version: int, what: s
     tail = f"; {hint}" if hint else ""
     if not path.is_file():
         raise HeronError(f"{path}: missing (not a {what}{tail})")
-    config = read_json(path, f"{what} JSON")
+    config = read_json(path, f"{what} JSON", stored=True)
     if not isinstance(config, dict) or config.get("format") != fmt:
         found = config.get("format") if isinstance(config, dict) else None
         raise HeronError(f"{path}: not a {what} (format {found!r})")
     if config.get(version_key) != version:
         raise HeronError(f"{path}: {what} format version {config.get(version_key)!r} is not supported (this heron "
                          f"reads version {version}{tail})")
+    check_seal(path, config, hint)
     return config
 
 

@@ -599,7 +599,7 @@ class _Build:
             },
             "files": files,
         }
-        storage.write_json_atomic(root / fmt.MANIFEST_FILE, manifest, durable=False)  # publish fsyncs the tree
+        storage.write_manifest(root / fmt.MANIFEST_FILE, manifest, durable=False)  # sealed; publish fsyncs the tree
 
 
 def _block_max_function():

@@ -3,7 +3,7 @@
 An index is a directory::
 
     manifest.json            format name + format_version, counts, quantisation, encoder, build info,
-                             and ``files``: {relative path: {dtype, shape, bytes, sha256}} for every file
+                             and ``files``: {relative path: {dtype, shape, bytes, xxh3_128}} for every file
     postings_offsets.npy     int64[V+1]   postings of term t are [offsets[t], offsets[t+1])
     postings_docs.npy        int32[nnz]   document indices, ascending within a term
     postings_impacts.npy     uint8|uint16[nnz]
@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from heron.errors import HeronError
-from heron.storage import read_versioned_json, sha256_file
+from heron.indexing.base import describe_index_file, read_index_manifest
+from heron.indexing.base import npy_header as npy_header  # the builder reads array headers through this module
 
 FORMAT_NAME = "heron-inverted-index"
 FORMAT_VERSION = 1
@@ -96,63 +97,12 @@ def quantize(weights: np.ndarray, scale: float, dtype: np.dtype) -> tuple[np.nda
 
 
 # -- files ------------------------------------------------------------------------------------------
-def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int]:
-    """``(shape, dtype, data offset)`` from a ``.npy`` header, without reading the data."""
-    with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-        if fortran and len(shape) > 1:
-            raise ValueError("Fortran-ordered arrays are not used by heron")
-        return tuple(shape), np.dtype(dtype), handle.tell()
-
-
-def describe_file(root: Path, rel: str) -> dict:
-    """The manifest entry of one file: dtype and shape (arrays only), bytes and sha256."""
-    path = root / rel
-    entry: dict = {"bytes": path.stat().st_size}
-    if rel.endswith(".npy"):
-        shape, dtype, _ = npy_header(path)
-        entry["dtype"] = dtype.name
-        entry["shape"] = list(shape)
-    entry["sha256"] = sha256_file(path)
-    return entry
-
-
-def check_file(root: Path, rel: str, entry: dict) -> None:
-    """Cheap check of one listed file: it exists with the recorded size, shape and dtype."""
-    path = root / rel
-    if not path.is_file():
-        raise HeronError(f"{path}: file listed in {MANIFEST_FILE} is missing; rebuild the index")
-    size = path.stat().st_size
-    if size != entry.get("bytes"):
-        raise HeronError(f"{path}: {size} bytes, the manifest records {entry.get('bytes')} "
-                         f"(truncated or replaced file); rebuild the index")
-    if "shape" in entry:
-        try:
-            shape, dtype, offset = npy_header(path)
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise HeronError(f"{path}: not a readable .npy array ({exc}); rebuild the index") from None
-        if list(shape) != list(entry["shape"]) or dtype.name != entry.get("dtype"):
-            raise HeronError(f"{path}: array is {dtype.name}{list(shape)}, the manifest records "
-                             f"{entry.get('dtype')}{entry['shape']}; rebuild the index")
-        if offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != size:
-            raise HeronError(f"{path}: array data does not match its header (corrupt file); rebuild the index")
-
-
-def check_sha256(root: Path, rel: str, entry: dict) -> None:
-    path = root / rel
-    if sha256_file(path) != entry.get("sha256"):
-        raise HeronError(f"{path}: checksum mismatch (the file was modified or is corrupt); rebuild the index")
+# An index file's manifest entry (bytes, xxh3_128, dtype, shape) and its checks are shared by every index type.
+describe_file = describe_index_file
 
 
 def read_manifest(root: str | Path) -> dict:
-    """Parse and validate ``manifest.json`` (format name and version); every error is one line."""
-    return read_versioned_json(Path(root) / MANIFEST_FILE, FORMAT_NAME, FORMAT_VERSION, "heron inverted index",
-                               "rebuild the index", version_key="format_version")
+    """Parse and validate ``manifest.json`` (format name and version, seal); every error is one line."""
+    return read_index_manifest(Path(root), FORMAT_NAME, FORMAT_VERSION, "inverted")
 
 

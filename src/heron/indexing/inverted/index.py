@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from heron.errors import HeronError, QueryError
-from heron.indexing.base import MAX_WEIGHT, SearchIndex, manifest_field, read_doc_ids
+from heron.errors import HeronError, IntegrityError, QueryError
+from heron.indexing.base import MAX_WEIGHT, SearchIndex, check_files, manifest_field, read_doc_ids, watch_files
 from heron.indexing.inverted import approx as approx_search
 from heron.indexing.inverted import format as fmt
 from heron.indexing.inverted import kernels
 from heron.indexing.inverted.kernels import MODES
+from heron.storage.integrity import check_bytes
 
 
 class InvertedIndex(SearchIndex):
@@ -47,8 +48,9 @@ class InvertedIndex(SearchIndex):
     # -- opening ------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = False) -> InvertedIndex:
-        """Open and validate an index: manifest, format version, and every listed file's size, shape
-        and dtype (cheap). ``verify=True`` also checks every file's sha256."""
+        """Open and validate an index: manifest (format version, seal), and every listed file's size, shape,
+        dtype and content hash (:func:`~heron.indexing.base.check_files`: small files in full, large ones
+        by their ends). ``verify=True`` hashes every byte of every file."""
         root = Path(path)
         if not root.is_dir():
             raise HeronError(f"{root}: no such index directory")
@@ -64,10 +66,6 @@ class InvertedIndex(SearchIndex):
             approx_names = list((manifest.get("approx") or {}).get("arrays", []))
         except (KeyError, TypeError, ValueError) as exc:
             raise HeronError(f"{where}: malformed manifest ({type(exc).__name__}: {exc})") from None
-        for rel in files:
-            parts = PurePosixPath(rel).parts
-            if PurePosixPath(rel).is_absolute() or ".." in parts or not parts:
-                raise HeronError(f"{where}: file entry {rel!r} points outside the index")
 
         shapes = fmt.expected_shapes(num_docs, vocab_size, nnz, num_blocks)
         required = [fmt.array_file(name) for name in fmt.ARRAYS]
@@ -83,24 +81,20 @@ class InvertedIndex(SearchIndex):
             if entry.get("dtype") != want or list(entry.get("shape", [])) != list(shapes[name]):
                 raise HeronError(f"{root / fmt.array_file(name)}: the manifest records {entry.get('dtype')}"
                                  f"{entry.get('shape')}, expected {want}{list(shapes[name])}; rebuild the index")
-        for rel, entry in files.items():
-            fmt.check_file(root, rel, entry)
-        if verify:
-            for rel, entry in files.items():
-                fmt.check_sha256(root, rel, entry)
+        check_files(root, files, verify)
 
+        mapped = [fmt.array_file(name) for name in fmt.ARRAYS]
+        mapped += [f"{fmt.APPROX_DIR}/{fmt.array_file(name)}" for name in approx_names]
+        guard = watch_files(root, mapped)  # before mapping: a later change of size is then always seen
         arrays = {name: _load(root / fmt.array_file(name)) for name in fmt.ARRAYS}
         approx = {name: _load(root / fmt.APPROX_DIR / fmt.array_file(name)) for name in approx_names}
         offsets = arrays["postings_offsets"]
         if len(offsets) and (offsets[0] != 0 or offsets[-1] != nnz):
-            raise HeronError(f"{root / 'postings_offsets.npy'}: offsets do not span the postings (corrupt file)")
-        return cls(root, manifest, arrays, approx)
-
-    def verify(self) -> None:
-        """Check the sha256 of every file listed in the manifest; raise HeronError naming a bad one."""
-        for rel, entry in self.manifest["files"].items():
-            fmt.check_file(self.path, rel, entry)
-            fmt.check_sha256(self.path, rel, entry)
+            raise IntegrityError(root / "postings_offsets.npy", "offsets do not span the postings (corrupt file); "
+                                                               "rebuild the index")
+        opened = cls(root, manifest, arrays, approx)
+        opened._guard = guard
+        return opened
 
     # -- metadata -----------------------------------------------------------------------------------
     nnz = manifest_field("nnz", doc="Number of postings.")
@@ -118,21 +112,25 @@ class InvertedIndex(SearchIndex):
     def doc_ids(self) -> list[str]:
         """External document ids, index order (read on first use)."""
         if self._doc_ids is None:
-            self._doc_ids = read_doc_ids(self.path / self.manifest.get("doc_ids_file", fmt.DOC_IDS_FILE),
-                                         self.num_docs)
+            rel = self.manifest.get("doc_ids_file", fmt.DOC_IDS_FILE)
+            self._doc_ids = read_doc_ids(self.path / rel, self.num_docs, self.manifest["files"].get(rel))
         return self._doc_ids
 
     @property
     def vocab(self) -> list[str]:
         """Term strings by term id (read on first use)."""
         if self._vocab is None:
-            path = self.path / self.manifest.get("vocab_file", fmt.VOCAB_FILE)
+            rel = self.manifest.get("vocab_file", fmt.VOCAB_FILE)
+            path = self.path / rel
             try:
-                vocab = json.loads(path.read_bytes().decode("utf-8"))
+                data = path.read_bytes()
+                check_bytes(path, data, self.manifest["files"].get(rel))
+                vocab = json.loads(data.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError):
-                raise HeronError(f"{path}: corrupt vocabulary file; rebuild the index") from None
+                raise IntegrityError(path, "corrupt vocabulary file; rebuild the index") from None
             if not isinstance(vocab, list) or len(vocab) != self.vocab_size:
-                raise HeronError(f"{path}: vocabulary does not have {self.vocab_size} terms (corrupt file)")
+                raise IntegrityError(path, f"vocabulary does not have {self.vocab_size} terms (corrupt file); "
+                                           f"rebuild the index")
             self._vocab = vocab
         return self._vocab
 
@@ -158,6 +156,7 @@ class InvertedIndex(SearchIndex):
 
     def vectors(self, positions) -> sp.csr_matrix:
         """Dequantized stored rows (``len(positions) × V``) of the documents at ``positions``."""
+        self.check_in_use()
         rows = self.forward_matrix()[np.asarray(list(positions), dtype=np.int64)]
         rows.data = self._dequantize(rows.data)
         return rows
@@ -184,6 +183,7 @@ class InvertedIndex(SearchIndex):
         doc_idx = int(doc_idx)
         if not 0 <= doc_idx < self.num_docs:
             raise IndexError(f"document index {doc_idx} out of range [0, {self.num_docs})")
+        self.check_in_use()
         offsets = self.arrays["forward_offsets"]
         lo, hi = int(offsets[doc_idx]), int(offsets[doc_idx + 1])
         terms = np.array(self.arrays["forward_terms"][lo:hi])
@@ -194,6 +194,7 @@ class InvertedIndex(SearchIndex):
         """Every document's ``(terms, weights)`` in index order, read a chunk of documents at a time."""
         offsets = self.arrays["forward_offsets"]
         for start in range(0, self.num_docs, chunk):
+            self.check_in_use()
             stop = min(start + chunk, self.num_docs)
             bounds = np.array(offsets[start:stop + 1])
             base = int(bounds[0])
@@ -229,6 +230,7 @@ class InvertedIndex(SearchIndex):
         allowed documents among those it visits).
         """
         knobs = self._knobs(mode, knobs)
+        self.check_in_use()
         terms, weights = self._prepare_query(q_terms, q_weights)
         if k <= 0 or not len(terms):
             return [], np.zeros(0, dtype=np.float32)
@@ -256,6 +258,7 @@ class InvertedIndex(SearchIndex):
         in :meth:`search`) for every query, or ``None``.
         """
         knobs = self._knobs(mode, knobs)
+        self.check_in_use()
         if sp.issparse(queries):
             queries = sp.csr_matrix(queries)
             pairs = [(queries.indices[queries.indptr[i]:queries.indptr[i + 1]],
@@ -369,7 +372,7 @@ def _load(path: Path) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise HeronError(f"{path}: unreadable array ({exc}); rebuild the index") from None
+        raise IntegrityError(path, f"unreadable array ({exc}); rebuild the index") from None
 
 
 def open_index(path: str | os.PathLike, verify: bool = False) -> InvertedIndex:

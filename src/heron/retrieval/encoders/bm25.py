@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from heron.errors import HeronError
+from heron.errors import HeronError, IntegrityError
 from heron.retrieval.encoders.analyzer import EnglishAnalyzer
+from heron.storage import read_json
 
 _NUM_FREE_VALUES = 24  # 255 - SmallFloat.longToInt4(Integer.MAX_VALUE)
 
@@ -162,7 +163,9 @@ class BM25Encoder:
     @classmethod
     def load(cls, directory: str | Path) -> BM25Encoder:
         directory = Path(directory)
-        meta = json.loads((directory / "bm25.json").read_text())
+        meta = read_json(directory / "bm25.json", "BM25 encoder settings", stored=True)
+        if not isinstance(meta, dict) or not {"k1", "b", "lucene_norms", "num_docs", "avgdl", "vocab"} <= meta.keys():
+            raise IntegrityError(directory / "bm25.json", "malformed BM25 encoder settings; rebuild the index")
         enc = cls(k1=meta["k1"], b=meta["b"], lucene_norms=meta["lucene_norms"])
         if meta.get("analyzer") != enc.analyzer.describe():  # its vocabulary holds another analyzer's terms
             raise HeronError(f"{directory}: built with another text analysis ({meta.get('analyzer')}, this heron "
