@@ -278,16 +278,7 @@ def create_app(indexes: dict[str, Index], settings: ServerSettings | None = None
     app.add_middleware(Guard, api_key=settings.api_key.get_secret_value() if settings.api_key else None,
                        allowed_hosts=settings.allowed_hosts)  # outside the body limit, inside _observe
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next):
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:
-            metrics.observe(_route_of(request), request.method, 500, time.perf_counter() - start)
-            raise
-        metrics.observe(_route_of(request), request.method, response.status_code, time.perf_counter() - start)
-        return response
+    app.add_middleware(Observe, metrics=metrics)  # outermost: every answer is counted, refusals too
 
     def pick(name: str | None) -> tuple[str, Index]:
         if name is None:
@@ -488,9 +479,30 @@ class _Paths:
         return self.value(info)
 
 
-def _route_of(request: Request) -> str:
-    route = request.scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
+class Observe:
+    """ASGI middleware: each answer's route, method, status and latency into :class:`Metrics` (a pure ASGI
+    middleware: no task or stream per request, unlike ``@app.middleware``)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+
+        async def observed(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe(route, scope["method"], status, time.perf_counter() - start)
 
 
 def _version() -> str:

@@ -1,18 +1,18 @@
 """Admission control and cooperative cancellation for the server's searches.
 
-Searches run on one thread pool of ``workers`` threads, through two lanes:
+Searches run in two lanes, each with its own threads, so that neither waits behind the other's tasks:
 
 - ``query``: single searches (``POST /v1/search``), up to ``workers`` running at once;
 - ``batch``: batch searches (``POST /v1/search/batch``), up to ``batch_workers`` requests running at once
-  (default half the workers, at least one), so heavy batches never hold every thread and a cheap query
-  always finds one soon. A batch runs its queries ``chunk`` at a time (default one), one chunk on the pool
-  at a time, and checks its deadline between chunks.
+  (default half the workers, at least one). A batch runs its queries ``chunk`` at a time (default one),
+  one chunk on its lane's threads at a time, and checks its deadline between chunks. Heavy batches thus
+  never hold more than ``batch_workers`` threads, and a cheap query never queues behind a batch's tasks.
 
 Each lane lets at most ``max_queue`` requests wait for a slot; one more is refused at once
 (:class:`Overloaded`: HTTP 429 with ``Retry-After``). A request's deadline counts from its arrival, queue
 wait included; past it the request is answered (:class:`Timeout`: HTTP 503) and its work stops: a task
 not yet started is cancelled, the task that is running (one query, or one chunk) finishes, and no further
-chunk starts. A lane slot is held until its pool task has really finished, so the work admitted never
+chunk starts. A lane slot is held until its task has really finished, so the work admitted never
 exceeds the threads, whatever was answered already.
 
 Example::
@@ -99,19 +99,20 @@ class Lane:
 
 
 class Scheduler:
-    """The server's thread pool behind two lanes; see the module docstring."""
+    """The server's two lanes and their threads; see the module docstring."""
 
     def __init__(self, workers: int, batch_workers: int | None = None, max_queue: int = 64, chunk: int = 1):
         self.workers, self.chunk = workers, chunk
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="heron-search")
-        self.lanes = {"query": Lane("query", workers, max_queue),
-                      "batch": Lane("batch", batch_workers or max(1, workers // 2), max_queue)}
+        slots = {"query": workers, "batch": batch_workers or max(1, workers // 2)}
+        self.lanes = {name: Lane(name, n, max_queue) for name, n in slots.items()}
+        self.pools = {name: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"heron-{name}")
+                      for name, n in slots.items()}
         self._busy = 0  # pool tasks executing now
         self._lock = threading.Lock()
 
     @property
     def busy(self) -> int:
-        """Pool threads executing a search task now."""
+        """Threads executing a search task now (both lanes)."""
         return self._busy
 
     async def run(self, fn: Callable[[], object], timeout: float, lane: str = "query"):
@@ -159,7 +160,7 @@ class Scheduler:
                 with self._lock:
                     self._busy -= 1
 
-        future = self.pool.submit(job)
+        future = self.pools[lane.name].submit(job)
         try:
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), left)
         except TimeoutError:
@@ -171,7 +172,8 @@ class Scheduler:
                 slot.hold(future)  # running: the slot is freed when it finishes
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self.pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Slot:
