@@ -6,12 +6,14 @@
 2. HTTP: ``heron serve`` started as a child process on a free loopback port; ``--clients`` concurrent
    clients (one ``httpx.AsyncClient`` each, keep-alive) send ``POST /v1/search`` for ``--duration``
    seconds, then stop by themselves. Any non-200 answer or transport error counts as an error.
-
-3. ``--overload``: instead of 2, the admission check: one client sends cheap single queries for
-   ``--idle-seconds`` (the idle latency), then ``--clients`` clients for ``--duration`` seconds, of which
-   ``--heavy-clients`` send batches of ``--heavy-batch`` queries at ``--heavy-k`` and the rest cheap single
-   queries. Reported: answers by status class (5xx must be zero), cheap p50 / p99 idle and under load and
-   their ratio (the acceptance bound is 10×), heavy batch latency and throughput.
+3. ``--overload`` (instead of 2): one client sends cheap single queries for ``--idle-seconds`` (the idle
+   latency); then the cheap clients alone for ``--duration`` seconds (the latency their own load gives);
+   then ``--clients`` clients for ``--duration`` seconds, ``--heavy-clients`` of them (in a process of their
+   own) sending batches of ``--heavy-batch`` queries at ``--heavy-k``, the rest cheap single queries.
+   ``--think-ms``: a cheap client's pause between queries under load (0: back to back, which saturates a
+   small machine by itself; the idle client never pauses). Reported: answers by status class (5xx must be zero), cheap p50 / p99 in each
+   phase, the loaded / idle p99 ratio (the acceptance bound is 10×), batch latency and throughput; JSON
+   to ``<out>/server_overload-<index>.json``.
 
 The mix cycles through the retrievers (``--retrievers``, default every member plus the first two
 fused) and the dataset's test queries. Reported per retriever and overall: requests, errors, p50 / p99
@@ -192,25 +194,29 @@ def overload(index_dir: str, queries: list[str], args) -> dict:
         server_args += ["--timeout", str(args.timeout)]
     server, url = start_heron_serve(server_args, timeout=300)
     try:
-        _phase(url, queries, 1, 0, min(5.0, args.idle_seconds), args)  # warm-up, not reported
-        idle = _phase(url, queries, 1, 0, args.idle_seconds, args)["cheap"]
+        back_to_back = argparse.Namespace(**{**vars(args), "think_ms": 0.0})  # idle: the lowest latency
+        _phase(url, queries, 1, 0, min(5.0, args.idle_seconds), back_to_back)  # warm-up, not reported
+        idle = _phase(url, queries, 1, 0, args.idle_seconds, back_to_back)["cheap"]
+        alone = _phase(url, queries, args.clients - args.heavy_clients, 0, args.duration, args)["cheap"]
         loaded = _phase(url, queries, args.clients - args.heavy_clients, args.heavy_clients, args.duration, args)
         metrics = httpx.get(f"{url}/metrics").text
     finally:
         server.terminate()
         server.wait(timeout=30)
     fives = sum(n for kind in ("cheap", "heavy") for s, n in loaded[kind]["statuses"].items() if s.startswith("5"))
-    return {"idle": idle, "loaded": loaded, "server_5xx": fives,
+    return {"idle": idle, "cheap_alone": alone, "loaded": loaded, "server_5xx": fives,
             "cheap_p99_ratio": loaded["cheap"]["p99_ms"] / idle["p99_ms"] if idle["p99_ms"] else float("inf"),
             "lane_metrics": [line for line in metrics.splitlines() if line.startswith("heron_search_")]}
 
 
 def overload_table(result: dict) -> str:
     o = result["overload"]
-    idle, cheap, heavy = o["idle"], o["loaded"]["cheap"], o["loaded"]["heavy"]
+    idle, alone, cheap, heavy = o["idle"], o["cheap_alone"], o["loaded"]["cheap"], o["loaded"]["heavy"]
     lines = ["| phase | clients | requests | answers by status | p50 / p99 ms | req/s |", "|---|---:|---:|---|---:|---:|",
              f"| idle, cheap queries | 1 | {idle['requests']} | {idle['statuses']} | {idle['p50_ms']:.1f} / "
              f"{idle['p99_ms']:.1f} | {idle['qps']:.1f} |",
+             f"| cheap clients alone | {result['clients'] - result['heavy_clients']} | {alone['requests']} | "
+             f"{alone['statuses']} | {alone['p50_ms']:.1f} / {alone['p99_ms']:.1f} | {alone['qps']:.1f} |",
              f"| loaded, cheap queries | {result['clients'] - result['heavy_clients']} | {cheap['requests']} | "
              f"{cheap['statuses']} | {cheap['p50_ms']:.1f} / {cheap['p99_ms']:.1f} | {cheap['qps']:.1f} |",
              f"| loaded, batches of {result['heavy_batch']} (k={result['heavy_k']}) | {result['heavy_clients']} | "
