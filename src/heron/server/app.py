@@ -276,8 +276,7 @@ def create_app(indexes: dict[str, Index], settings: ServerSettings | None = None
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Guard, api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-                       allowed_hosts=settings.allowed_hosts)  # outside the body limit, inside _observe
-
+                       allowed_hosts=settings.allowed_hosts)  # outside the body limit, inside Observe
     app.add_middleware(Observe, metrics=metrics)  # outermost: every answer is counted, refusals too
 
     def pick(name: str | None) -> tuple[str, Index]:

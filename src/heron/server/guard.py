@@ -15,16 +15,19 @@ Every refusal is the server's JSON error body ``{"error": {"type", "message"}}``
 from __future__ import annotations
 
 import hmac
+import json
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 #: routes open without the API key (liveness probes carry no credentials)
 OPEN_PATHS = frozenset({"/healthz"})
 
 
-def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The JSON error every refusal of the server answers with."""
-    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message}}, headers=headers)
+def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The JSON error every refusal of the server answers with (ASCII JSON: a message quoting a lone
+    surrogate from a request still encodes)."""
+    body = json.dumps({"error": {"type": kind, "message": message}})
+    return Response(content=body, status_code=status, headers=headers, media_type="application/json")
 
 
 def host_name(value: str) -> str:
@@ -61,7 +64,7 @@ class Guard:
             return await refusal(scope, receive, send)
         await self.app(scope, receive, send)
 
-    def refusal(self, headers: list[tuple[bytes, bytes]], path: str) -> JSONResponse | None:
+    def refusal(self, headers: list[tuple[bytes, bytes]], path: str) -> Response | None:
         if self.hosts is not None:
             hosts = [v.decode("latin-1") for k, v in headers if k.lower() == b"host"]
             if len(hosts) != 1 or not host_allowed(host_name(hosts[0]), self.hosts):
