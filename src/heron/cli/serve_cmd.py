@@ -39,9 +39,10 @@ def serve_command(
     allowed_host: Annotated[list[str] | None, typer.Option(help="Host header value clients may use (repeatable; "
                                                            "'*.example.com', '*' for any). Default on loopback: "
                                                            "localhost, 127.0.0.1, ::1.")] = None,
-    allow_unauthenticated: Annotated[bool, typer.Option(help="Serve beyond loopback without an API key.")] = False,
-    verify: Annotated[bool, typer.Option(help="Verify every file of every member in the background at start "
-                                         "(/healthz degraded until done).")] = True,
+    no_api_key: Annotated[bool, typer.Option("--no-api-key", help="Serve beyond loopback without an API key, "
+                                             "on purpose.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the full verification of every member's "
+                                            "files that runs in the background at start.")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve indexes over HTTP: POST /v1/search, /v1/search/batch; GET /v1/indexes, /healthz, /metrics, /docs.
@@ -58,8 +59,8 @@ def serve_command(
 
     settings = ServerSettings(max_k=max_k, max_batch=max_batch, max_query_chars=max_query_chars,
                               max_body_bytes=max_body_bytes, timeout_s=timeout, prf=prf, max_queue=max_queue,
-                              batch_workers=batch_workers, api_key=api_key or None, verify=verify,
-                              allowed_hosts=exposure(host, bool(api_key), allowed_host, allow_unauthenticated),
+                              batch_workers=batch_workers, api_key=api_key or None, verify=not no_verify,
+                              allowed_hosts=exposure(host, bool(api_key), allowed_host, no_api_key),
                               **({"workers": workers} if workers else {}))
     from heron.models import quiet_model_loading
 
@@ -92,14 +93,14 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve beyond loopback
 
 
-def exposure(host: str, has_key: bool, allowed_hosts: list[str] | None, allow_unauthenticated: bool) -> list[str]:
+def exposure(host: str, has_key: bool, allowed_hosts: list[str] | None, no_api_key: bool) -> list[str]:
     """The Host allow-list for binding ``host``; refuses to serve beyond loopback without an API key (unless
-    ``allow_unauthenticated``) or without an explicit ``--allowed-host`` list."""
+    ``no_api_key``) or without an explicit ``--allowed-host`` list."""
     if is_loopback(host):
         return list(allowed_hosts) if allowed_hosts else LOOPBACK_HOSTS + ([host] if host not in LOOPBACK_HOSTS else [])
-    if not has_key and not allow_unauthenticated:
+    if not has_key and not no_api_key:
         raise HeronError(f"--host {host} listens beyond loopback: give an API key (--api-key or HERON_API_KEY), or "
-                         f"--allow-unauthenticated to serve without one")
+                         f"--no-api-key to serve without one")
     if not allowed_hosts:
         raise HeronError(f"--host {host} listens beyond loopback: list the host names clients use with "
                          f"--allowed-host (repeatable; '*' accepts any)")
