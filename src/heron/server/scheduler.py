@@ -116,7 +116,7 @@ class Scheduler:
         return self._busy
 
     async def run(self, fn: Callable[[], object], timeout: float, lane: str = "query"):
-        """``fn()`` on the pool within ``timeout`` seconds (one task: a single search)."""
+        """``fn()`` on the lane's threads within ``timeout`` seconds (one task: a single search)."""
         lane_ = self.lanes[lane]
         deadline = time.monotonic() + timeout
         await lane_.acquire(deadline)
@@ -128,7 +128,7 @@ class Scheduler:
 
     async def run_batch(self, items: Sequence, fn: Callable[[Sequence], list], timeout: float,
                         lane: str = "batch") -> list:
-        """``fn(part)`` for consecutive parts of ``items`` (``chunk`` each), one at a time on the pool, the
+        """``fn(part)`` for consecutive parts of ``items`` (``chunk`` each), one at a time on the lane's threads, the
         results concatenated; stops at the deadline (between parts)."""
         lane_ = self.lanes[lane]
         deadline = time.monotonic() + timeout
