@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The product checks on SciFact (docs/BENCHMARKS.md): build the bundle from one config, serve it,
 # check that the server, the Python API and `heron query` agree for every retriever and a fused one, run
-# schemathesis against the server's own OpenAPI spec, and run the load test next to in-process search.
+# schemathesis (every check) against the server's own OpenAPI spec, run the load test next to in-process search,
+# and the overload test (16 clients, 4 of them sending batches: zero 5xx, cheap-query p99 against idle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -36,8 +37,10 @@ for retriever in index.retrievers + ["splade+dense", "bm25+dense+colbert"]:
     print(f"{retriever}: API == server == heron query: {same}; top-3 {[h.doc_id for h in api[:3]]}")
     assert same, retriever
 PY
-.venv/bin/schemathesis run "http://127.0.0.1:$PORT/openapi.json" --checks not_a_server_error \
+.venv/bin/schemathesis --config-file schemathesis.toml run "http://127.0.0.1:$PORT/openapi.json" --checks all \
   --max-examples "${EXAMPLES:-200}" --seed 7 --request-timeout 120 | tail -25 | tee "$OUT/schemathesis.txt"
 kill $SERVER; trap - EXIT
 $PY bench/server_load.py --index "$BUNDLE" --dataset scifact --clients 16 --duration 60 --inprocess-seconds 60 \
   --retrievers splade,bm25,dense,colbert,splade+dense --out "$OUT" | tee "$OUT/server_load.txt"
+$PY bench/server_load.py --index "$BUNDLE" --dataset scifact --overload --retriever bm25 --clients 16 --heavy-clients 4 \
+  --duration 60 --out "$OUT" | tee "$OUT/server_overload.txt"

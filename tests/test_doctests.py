@@ -11,7 +11,8 @@ import pytest
 MODULES = ["heron.multivector.muvera", "heron.multivector.crisp", "heron.multivector.maxsim", "heron.retrieval.fusion",
            "heron.indexing.faiss_index", "heron.retrieval.encoders.csr", "heron.indexing.shards",
            "heron.indexing.docstore", "heron.training.regularizers", "heron.training.losses", "heron.retrieval.prf",
-           "heron.training.prf"]
+           "heron.training.prf",
+           "heron.server.scheduler", "heron.server.health"]
 
 
 @pytest.mark.parametrize("name", MODULES)

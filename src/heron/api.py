@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heron.errors import HeronError, NotFoundError, QueryError
+from heron.errors import HeronError, IntegrityError, NotFoundError, QueryError
 from heron.indexing.bundle import MEMBER_NAME, read_bundle
 
 #: the most results one search may ask for
@@ -237,7 +237,7 @@ class Index:
             except QueryError as exc:
                 raise QueryError(f"{name} is {exc}") from None
             return r.search_vectors(checked, k=k, allow=allow)
-        except QueryError:
+        except (QueryError, IntegrityError):  # a damaged file is never a mistake of the request
             raise
         except HeronError as exc:
             if prf is None and allow is None:
@@ -301,7 +301,7 @@ def _with_prf(retriever, spec: str):
         raise QueryError("pseudo-relevance feedback is not available in this heron") from None
     try:
         return with_prf(retriever, spec)
-    except QueryError:
+    except (QueryError, IntegrityError):
         raise
     except HeronError as exc:
         raise QueryError(str(exc)) from None

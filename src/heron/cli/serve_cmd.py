@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -23,11 +24,25 @@ def serve_command(
     prf: Annotated[str, typer.Option(help="Feedback method for requests with prf=true: rocchio, average or "
                                      "model:PATH.")] = "rocchio",
     max_k: Annotated[int, typer.Option(min=1, max=1000, help="Largest k a request may ask for.")] = 1000,
-    max_batch: Annotated[int, typer.Option(min=1, help="Most queries in one batch request.")] = 64,
+    max_batch: Annotated[int, typer.Option(min=1, max=1000, help="Most queries in one batch request.")] = 64,
     max_query_chars: Annotated[int, typer.Option(min=1, help="Longest query text.")] = 2000,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body.")] = 1 << 20,
-    timeout: Annotated[float, typer.Option(min=0.001, max=86400.0, help="Seconds a search may take before a "
-                                           "503.")] = 30.0,
+    timeout: Annotated[float, typer.Option(min=0.001, max=86400.0, help="Seconds a search may take, queue wait included; "
+                                           "past it the answer is 503 and the work stops.")] = 30.0,
+    max_queue: Annotated[int, typer.Option(min=0, help="Requests each lane (single queries, batches) lets wait "
+                                           "for a search thread; one more gets 429 with Retry-After.")] = 64,
+    batch_workers: Annotated[int | None, typer.Option(min=1, help="Search threads batch requests may hold at "
+                                                      "once (default: half the workers).")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="HERON_API_KEY", show_envvar=True, help="Require this key "
+                                                "on every route but /healthz ('Authorization: Bearer KEY' or "
+                                                "'X-API-Key: KEY').")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(help="Host header value clients may use (repeatable; "
+                                                           "'*.example.com', '*' for any). Default on loopback: "
+                                                           "localhost, 127.0.0.1, ::1.")] = None,
+    no_api_key: Annotated[bool, typer.Option("--no-api-key", help="Serve beyond loopback without an API key, "
+                                             "on purpose.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the full verification of every member's "
+                                            "files that runs in the background at start.")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve indexes over HTTP: POST /v1/search, /v1/search/batch; GET /v1/indexes, /healthz, /metrics, /docs.
@@ -43,7 +58,9 @@ def serve_command(
     from heron.api import Index
 
     settings = ServerSettings(max_k=max_k, max_batch=max_batch, max_query_chars=max_query_chars,
-                              max_body_bytes=max_body_bytes, timeout_s=timeout, prf=prf,
+                              max_body_bytes=max_body_bytes, timeout_s=timeout, prf=prf, max_queue=max_queue,
+                              batch_workers=batch_workers, api_key=api_key or None, verify=not no_verify,
+                              allowed_hosts=exposure(host, bool(api_key), allowed_host, no_api_key),
                               **({"workers": workers} if workers else {}))
     from heron.models import quiet_model_loading
 
@@ -53,4 +70,38 @@ def serve_command(
         console.print(f"loading {name}: {path}", highlight=False)
         opened[name] = Index.open(path, device=device, threads=threads)
     app = create_app(opened, settings)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # cheap queries wait less for the GIL behind a batch's thread
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+#: seconds a thread holds the GIL before another may run (Python's default: 0.005); measured in
+#: docs/reliability/server.md: with batches running, cheap-query p99 and batch throughput both improve
+SWITCH_INTERVAL_S = 0.001
+#: Host names a loopback server answers by default (a DNS-rebinding page names another host)
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` listens on loopback only."""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve beyond loopback
+
+
+def exposure(host: str, has_key: bool, allowed_hosts: list[str] | None, no_api_key: bool) -> list[str]:
+    """The Host allow-list for binding ``host``; refuses to serve beyond loopback without an API key (unless
+    ``no_api_key``) or without an explicit ``--allowed-host`` list."""
+    if is_loopback(host):
+        return list(allowed_hosts) if allowed_hosts else LOOPBACK_HOSTS + ([host] if host not in LOOPBACK_HOSTS else [])
+    if not has_key and not no_api_key:
+        raise HeronError(f"--host {host} listens beyond loopback: give an API key (--api-key or HERON_API_KEY), or "
+                         f"--no-api-key to serve without one")
+    if not allowed_hosts:
+        raise HeronError(f"--host {host} listens beyond loopback: list the host names clients use with "
+                         f"--allowed-host (repeatable; '*' accepts any)")
+    return list(allowed_hosts)
