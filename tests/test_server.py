@@ -465,7 +465,12 @@ def test_damaged_member_is_failed_and_the_others_serve(small_bundle, tmp_path):
     bundle = _damage(small_bundle, tmp_path, "bm25b", "postings_impacts.npy")
     with _client(_app(bundle)) as client:
         deadline = time.monotonic() + 60
-        while (health := client.get("/healthz")).json()["status"] == "degraded" and time.monotonic() < deadline:
+
+        def settled(body: dict) -> bool:  # "failed" comes as soon as one member fails; wait for the others too
+            return body["status"] != "degraded" and all(
+                state["status"] != "verifying" for state in body["indexes"]["tiny"].values())
+
+        while not settled((health := client.get("/healthz")).json()) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert health.status_code == 503 and health.json()["status"] == "failed"
         states = health.json()["indexes"]["tiny"]

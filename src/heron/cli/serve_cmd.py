@@ -27,8 +27,8 @@ def serve_command(
     max_batch: Annotated[int, typer.Option(min=1, max=1000, help="Most queries in one batch request.")] = 64,
     max_query_chars: Annotated[int, typer.Option(min=1, help="Longest query text.")] = 2000,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body.")] = 1 << 20,
-    timeout: Annotated[float, typer.Option(min=0.001, max=86400.0, help="Seconds a search may take, queue wait included; "
-                                           "past it the answer is 503 and the work stops.")] = 30.0,
+    timeout: Annotated[float, typer.Option(min=0.001, max=86400.0, help="Seconds a search may take, queue wait "
+                                           "included; past it the answer is 503 and the work stops.")] = 30.0,
     max_queue: Annotated[int, typer.Option(min=0, help="Requests each lane (single queries, batches) lets wait "
                                            "for a search thread; one more gets 429 with Retry-After.")] = 64,
     batch_workers: Annotated[int | None, typer.Option(min=1, help="Search threads batch requests may hold at "
