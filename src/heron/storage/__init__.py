@@ -11,6 +11,9 @@ Every index type, bundle, model fetch, encoded-shard cache and trainer writes th
 * :func:`read_versioned_json` — the one reader of heron's versioned JSON files (manifests, model and
   checkpoint configs), with one error wording.
 * :func:`sha256_file` — the checksum every manifest records.
+* :func:`build_lock` — one build of a target at a time; :func:`recover` — finish a cut publish and remove
+  what dead builds left beside a target (their staging and scratch directories).
+* :func:`kill_point` — the named crash points of the kill tests (``HERON_TEST_KILL_AT``).
 
 Example::
 
@@ -23,7 +26,7 @@ Example::
 """
 
 from heron.storage.checksums import sha256_file
-from heron.storage.directories import KILL_ENV, publish, recover, scratch, staged, staging_dir
+from heron.storage.directories import build_lock, discard, publish, recover, scratch, staged, staging_dir
 from heron.storage.files import (
            commit_file,
            fsync_path,
@@ -32,8 +35,9 @@ from heron.storage.files import (
            write_json_atomic,
            write_text_atomic,
 )
+from heron.storage.killpoints import KILL_ENV, kill_point
 from heron.storage.manifest import read_json, read_versioned_json, read_yaml_mapping
 
-__all__ = ["KILL_ENV", "atomic_file", "commit_file", "fsync_path", "fsync_tree", "publish", "read_json",
-           "read_versioned_json", "read_yaml_mapping", "recover", "save_array_atomic", "scratch", "sha256_file",
-           "staged", "staging_dir", "write_json_atomic", "write_text_atomic"]
+__all__ = ["KILL_ENV", "atomic_file", "build_lock", "commit_file", "discard", "fsync_path", "fsync_tree", "kill_point",
+           "publish", "read_json", "read_versioned_json", "read_yaml_mapping", "recover", "save_array_atomic",
+           "scratch", "sha256_file", "staged", "staging_dir", "write_json_atomic", "write_text_atomic"]
