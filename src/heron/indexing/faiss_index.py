@@ -68,6 +68,7 @@ from heron.indexing.base import (
     read_doc_ids,
     read_index_manifest,
 )
+from heron.storage import kill_point
 
 FORMAT_NAME = "heron-faiss-index"
 FORMAT_VERSION = 1
@@ -188,6 +189,7 @@ def build_faiss_index(
                     raise HeronError("vectors contain NaN or infinite values")
                 handle.write(vectors.tobytes())
                 doc_ids.extend(str(i) for i in ids)
+        kill_point("faiss.spool")
         num_docs = len(doc_ids)
         if num_docs == 0:
             raise HeronError("no documents to index")
@@ -206,14 +208,17 @@ def build_faiss_index(
                 if owner is not None and hasattr(owner, "cp"):
                     owner.cp.seed = resolved["seed"]
             index.train(np.ascontiguousarray(vectors[sample]))
+            kill_point("faiss.train")
         step = 65536
         bar = tqdm(total=num_docs, unit="vec", desc=f"FAISS {index_type}", disable=not progress,
                    dynamic_ncols=True)
         for start in range(0, num_docs, step):
             index.add(np.ascontiguousarray(vectors[start:start + step]))
             bar.update(min(step, num_docs - start))
+            kill_point("faiss.add")
         bar.close()
         faiss.write_index(index, str(build / INDEX_FILE))
+        kill_point("faiss.write")
         if store_vectors:
             np.save(build / VECTORS_FILE, vectors)
         del vectors

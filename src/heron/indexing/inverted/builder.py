@@ -127,7 +127,7 @@ def build_inverted_index(
     output = Path(output_dir).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
     _check_output(output)
-    build = output.parent / f".{output.name}.building"
+    build = build_dir(output)
     with storage.build_lock(output):
         return _build_locked(shards, output, build, vocab=vocab, encoder=encoder, dtype=dtype, scale=scale,
                              block_size=block_size, approx=approx, encoder_dir=encoder_dir,
@@ -188,6 +188,11 @@ def _build_locked(shards, output: Path, build: Path, *, vocab, encoder, dtype, s
     except HeronError:
         shutil.rmtree(build, ignore_errors=True)  # bad input: the partial build cannot be resumed
         raise
+
+
+def build_dir(output: Path) -> Path:
+    """Where the index at ``output`` is built and its resumable state kept: ``.<name>.building`` beside it."""
+    return output.parent / f".{output.name}.building"
 
 
 # -- argument checks ------------------------------------------------------------------------------------
