@@ -24,8 +24,10 @@ Types (``type`` in the config; every one scores by inner product, so cosine for 
 
 Trained types (IVF, PQ, SQ8) are trained on a random sample of ``train_size`` vectors (default
 ``min(N, 100_000)``), seeded. The build writes into a temporary sibling directory and renames it into
-place, so an interrupted build leaves any previous index intact. Opening memory-maps ``index.faiss``
-where FAISS can (``IO_FLAG_MMAP``) and reads it otherwise.
+place, so an interrupted build leaves any previous index intact; it does not resume (the slow part, encoding,
+does: :mod:`heron.retrieval.encoders.cache`), and the next build removes what a killed one left. Kill points
+(``HERON_TEST_KILL_AT``): ``faiss.spool``, ``faiss.train``, ``faiss.add`` (per block of vectors added),
+``faiss.write``. Opening memory-maps ``index.faiss`` where FAISS can (``IO_FLAG_MMAP``) and reads it otherwise.
 
 On a CUDA machine with ``faiss-gpu``, flat, IVF and SQ8 indexes are searched on the GPU. FAISS's GPU
 search takes ``k ≤ 2048``; for a larger ``k`` heron searches document shards on the GPU and merges them,

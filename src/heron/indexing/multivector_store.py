@@ -13,7 +13,8 @@ An index is a directory::
 
 Search is exact MaxSim over all documents (brute force), or MUVERA: the query FDE fetches the top
 ``candidates`` documents from ``fde/`` and exact MaxSim reranks them (:mod:`heron.multivector.maxsim`).
-Built in a temporary sibling directory and renamed into place (atomic).
+Built in a temporary sibling directory and renamed into place (atomic); the next build removes what a killed
+one left. Kill points (``HERON_TEST_KILL_AT``): ``multivector.spool``, ``multivector.fde``.
 """
 
 from __future__ import annotations

@@ -237,11 +237,12 @@ def staged(target: str | os.PathLike, *, durable: bool = True) -> Iterator[Path]
 
 
 @contextlib.contextmanager
-def build_lock(target: str | os.PathLike) -> Iterator[Path]:
+def build_lock(target: str | os.PathLike, what: str = "index") -> Iterator[Path]:
     """``with build_lock(target):`` hold ``.<name>.lock`` (an exclusive ``flock``) so that one build of
-    ``target`` runs at a time; another process gets a one-line HeronError at once. Nested uses for the same
-    target in one call chain (a pipeline around a builder that locks too) share the outer lock. The lock file
-    is removed on release; a killed build leaves it behind unlocked, and the next build takes it."""
+    ``target`` runs at a time; another process gets a one-line HeronError at once, naming ``what`` it builds.
+    Nested uses for the same target in one call chain (a pipeline around a builder that locks too) share the
+    outer lock. The lock file is removed on release; a killed build leaves it behind unlocked, and the next
+    build takes it."""
     target = Path(target).absolute()
     path = target.parent / f".{target.name}.lock"
     held = _locks_held.get()
@@ -249,7 +250,7 @@ def build_lock(target: str | os.PathLike) -> Iterator[Path]:
         yield path
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _acquire_lock_file(path)
+    fd = _acquire_lock_file(path, what)
     token = _locks_held.set(held | {str(path)})
     try:
         yield path
@@ -261,7 +262,7 @@ def build_lock(target: str | os.PathLike) -> Iterator[Path]:
             os.close(fd)
 
 
-def _acquire_lock_file(path: Path) -> int | None:
+def _acquire_lock_file(path: Path, what: str) -> int | None:
     if fcntl is None:  # pragma: no cover
         return None
     while True:
@@ -270,7 +271,7 @@ def _acquire_lock_file(path: Path) -> int | None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise HeronError(f"{path}: another build of this index is running") from None
+            raise HeronError(f"{path}: another build of this {what} is running") from None
         try:
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 return fd
