@@ -28,7 +28,6 @@ and a Markdown table on stdout.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -42,6 +41,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO / "tests"))  # killing.py: configs, caches and checks shared with the tests
+from killing import beside, build_spec, hits, new_cache, snapshot  # noqa: E402
 
 SPLADE = {"type": "splade", "model": "splade-tiny", "doc_max_length": 128, "threads": 1}
 DENSE = {"type": "dense", "model": "minilm", "max_length": 128, "threads": 1}
@@ -77,45 +78,9 @@ def cut_dataset(name: str, docs: int, root: Path) -> tuple[Path, list[str]]:
     return folder, texts
 
 
-def config(kind: str, which: int, dataset: Path, output: Path, shard_docs: int) -> dict:
-    spec = json.loads(json.dumps(KINDS[kind][which]))
-    if kind == "bundle":
-        for member in spec["indexes"].values():
-            member["shard_docs"] = shard_docs
-        return {**spec, "dataset": str(dataset), "output": str(output)}
-    return {**spec, "dataset": str(dataset), "output": str(output), "shard_docs": shard_docs}
-
-
-def fresh_cache(path: Path, embeddings: Path | None) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    user = Path(os.environ.get("HERON_CACHE") or Path.home() / ".cache" / "heron")
-    (path / "models").symlink_to(user / "models")
-    if embeddings is not None:
-        shutil.copytree(embeddings, path / "embeddings")
-    return path
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def hits(path: Path, queries: list[str]) -> dict:
-    import heron
-
-    index = heron.Index.open(path, device="cpu")
-    return {name: [[(h.doc_id, h.score) for h in found] for found in index.search_batch(queries, k=10, retriever=name)]
-            for name in index.retrievers}
-
-
-def leftovers(output: Path) -> list[str]:
-    return sorted(p.name for p in output.parent.iterdir() if p.name != output.name)
-
-
 def stage_of(output: Path) -> str:
     """Where the killed build was, read from what it left."""
-    names = leftovers(output)
+    names = beside(output)
     progress = output.parent / f".{output.name}.building" / "progress.json"
     partial = output.parent / f".{output.name}.partial"
     if partial.is_dir():
@@ -172,14 +137,14 @@ def campaign(kind: str, args, dataset: Path, queries: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([args.src, os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("HERON_TEST_KILL_AT", None)
-    os.environ["HERON_CACHE"] = env["HERON_CACHE"] = str(fresh_cache(root / "cache", None))
+    os.environ["HERON_CACHE"] = env["HERON_CACHE"] = str(new_cache(root / "cache", None))
     clean, previous, out = root / "clean" / "out", root / "previous" / "out", root / "work" / "out"
     for folder in (clean, previous, out):
         folder.parent.mkdir(parents=True)
     for _ in range(2):  # the second time with warm caches (compiled kernels, encoded embeddings): its time is T
-        rc, seconds = run_build(config(kind, 0, dataset, clean, args.shard_docs), env, clean.parent, None)
+        rc, seconds = run_build(build_spec(KINDS, kind, 0, dataset, clean, args.shard_docs), env, clean.parent, None)
         assert rc == 0, f"clean {kind} build failed"
-    rc, _ = run_build(config(kind, 1, dataset, previous, args.shard_docs), env, previous.parent, None)
+    rc, _ = run_build(build_spec(KINDS, kind, 1, dataset, previous, args.shard_docs), env, previous.parent, None)
     assert rc == 0, f"previous {kind} build failed"
     embeddings = root / "cache" / "embeddings"
     keep = root / "embeddings"
@@ -194,9 +159,10 @@ def campaign(kind: str, args, dataset: Path, queries: list[str]) -> dict:
         shutil.copytree(previous, out)
         # dense kinds: no embeddings half the time (kills land in encoding), the finished cache otherwise
         cached = keep if (kind in ("dense", "bundle") and i % 2 and keep.is_dir()) else None
-        os.environ["HERON_CACHE"] = env["HERON_CACHE"] = str(fresh_cache(root / "cache", cached))
+        os.environ["HERON_CACHE"] = env["HERON_CACHE"] = str(new_cache(root / "cache", cached))
         delay = float(rng.uniform(0, seconds if args.stage is None else 0.02))
-        rc, _ = run_build(config(kind, 0, dataset, out, args.shard_docs), env, out.parent, delay, args.stage, delay)
+        rc, _ = run_build(build_spec(KINDS, kind, 0, dataset, out, args.shard_docs), env, out.parent, delay, args.stage, delay)
+        assert rc in (0, -9), f"{kind} build failed (exit {rc}) before the kill"
         row = {"delay_s": round(delay, 2), "killed": rc == -9, "stage": stage_of(out) if rc == -9 else "finished"}
         if rc == -9:
             now = snapshot(out) if out.is_dir() else {}
@@ -205,10 +171,10 @@ def campaign(kind: str, args, dataset: Path, queries: list[str]) -> dict:
             else:
                 row["previous"] = "replaced by the complete new build" if hits(out, queries) == clean_hits \
                     else "DAMAGED"
-            rc2, _ = run_build(config(kind, 0, dataset, out, args.shard_docs), env, out.parent, None)
+            rc2, _ = run_build(build_spec(KINDS, kind, 0, dataset, out, args.shard_docs), env, out.parent, None)
             row["rerun_rc"] = rc2
             row["rerun_equal"] = rc2 == 0 and hits(out, queries) == clean_hits
-            row["leftovers"] = leftovers(out)
+            row["leftovers"] = beside(out)
         rounds.append(row)
         print(f"{kind} #{i + 1}: {row}", file=sys.stderr, flush=True)
     killed = [r for r in rounds if r["killed"]]

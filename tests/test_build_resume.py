@@ -21,8 +21,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from killing import beside, build_spec, hits, new_cache, snapshot
 
-from heron.storage import KILL_ENV, sha256_file
+from heron.storage import KILL_ENV
 
 REPO_SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -86,12 +87,7 @@ RESUMED = {"inverted.pass1", "inverted.pass1.data", "inverted.allocate", "invert
 
 
 def _spec(kind: str, which: int, dataset: Path, output: Path) -> dict:
-    spec = json.loads(json.dumps(KINDS[kind][which]))
-    if kind == "bundle":
-        for member in spec["indexes"].values():
-            member["shard_docs"] = SHARD_DOCS
-        return {**spec, "dataset": str(dataset), "output": str(output)}
-    return {**spec, "dataset": str(dataset), "output": str(output), "shard_docs": SHARD_DOCS}
+    return build_spec(KINDS, kind, which, dataset, output, SHARD_DOCS)
 
 
 def _build_here(spec: dict) -> Path:
@@ -111,49 +107,18 @@ def _build_killed(spec: dict, point: str, cache: Path) -> subprocess.CompletedPr
                           timeout=300, check=False)
 
 
-def _files(root: Path) -> dict[str, str]:
-    """Every file below ``root`` but the manifests (which record build times): relative path → sha256."""
-    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "manifest.json"}
-
-
-def _snapshot(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _hits(path: Path, queries: list[str]) -> dict[str, list[list[tuple[str, float]]]]:
-    """Every member's top 10 (doc id, score) for every query."""
-    import heron
-
-    index = heron.Index.open(path, device="cpu")
-    return {name: [[(hit.doc_id, hit.score) for hit in hits] for hits in index.search_batch(queries, k=10,
-                                                                                          retriever=name)]
-            for name in index.retrievers}
-
-
-def _new_cache(root: Path, embeddings: Path | None = None) -> Path:
-    """A heron cache of the test's own: the user's models, and (for builds past encoding) finished embeddings."""
-    cache = root / "cache"
-    cache.mkdir(parents=True)
-    user = Path(os.environ.get("HERON_CACHE") or Path.home() / ".cache" / "heron")
-    (cache / "models").symlink_to(user / "models")
-    if embeddings is not None and embeddings.is_dir():
-        shutil.copytree(embeddings, cache / "embeddings")
-    return cache
-
-
 class Kind:
     """A clean build of one kind, a previous build at another path, and their hits."""
 
     def __init__(self, kind: str, root: Path, dataset: Path, queries: list[str]):
         self.kind, self.dataset, self.queries = kind, dataset, queries
-        self.cache = _new_cache(root)
+        self.cache = new_cache(root / "cache")
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("HERON_CACHE", str(self.cache))
             self.clean = _build_here(_spec(kind, 0, dataset, root / "clean" / "out"))
             self.previous = _build_here(_spec(kind, 1, dataset, root / "previous" / "out"))
-        self.clean_files, self.clean_hits = _files(self.clean), _hits(self.clean, queries)
-        self.previous_hits = _hits(self.previous, queries)
+        self.clean_files, self.clean_hits = snapshot(self.clean, manifests=False), hits(self.clean, queries)
+        self.previous_hits = hits(self.previous, queries)
         assert self.previous_hits != self.clean_hits  # so the checks below tell the two apart
 
 
@@ -180,27 +145,27 @@ def test_kill_then_first_rerun(kind, point, kinds, tmp_path, monkeypatch):
     out = tmp_path / "work" / "out"
     out.parent.mkdir()
     shutil.copytree(ref.previous, out)
-    before = _snapshot(out)
-    cache = _new_cache(tmp_path, None if point.startswith("shards.") else ref.cache / "embeddings")
+    before = snapshot(out)
+    cache = new_cache(tmp_path / "cache", None if point.startswith("shards.") else ref.cache / "embeddings")
     monkeypatch.setenv("HERON_CACHE", str(cache))
     spec = _spec(kind, 0, ref.dataset, out)
 
     killed = _build_killed(spec, point, cache)
     assert killed.returncode == -9, f"not killed at {point}: rc {killed.returncode}\n{killed.stderr[-3000:]}"
     if point.startswith("published"):  # killed after the swap: the new build is in place, complete
-        assert _files(out) == ref.clean_files and _hits(out, ref.queries) == ref.clean_hits
+        assert snapshot(out, manifests=False) == ref.clean_files and hits(out, ref.queries) == ref.clean_hits
     else:
-        assert _snapshot(out) == before  # the previous output, byte for byte
-        assert _hits(out, ref.queries) == ref.previous_hits  # and it still opens and answers as before
-    assert [p.name for p in out.parent.iterdir() if p.name != "out"]  # the killed build left something behind
+        assert snapshot(out) == before  # the previous output, byte for byte
+        assert hits(out, ref.queries) == ref.previous_hits  # and it still opens and answers as before
+    assert beside(out)  # the killed build left something behind
 
     _build_here(spec)  # the first rerun, without the hook
     if kind in ("bm25", "splade"):
         resumed = json.loads((out / "manifest.json").read_text())["build"]["resumed"]
         assert resumed == (point.split(":")[0] in RESUMED)
-    assert _files(out) == ref.clean_files
-    assert _hits(out, ref.queries) == ref.clean_hits
-    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]  # no staging, scratch, build or lock left
+    assert snapshot(out, manifests=False) == ref.clean_files
+    assert hits(out, ref.queries) == ref.clean_hits
+    assert beside(out) == []  # no staging, scratch, build or lock entry left
     if kind == "dense":  # the embedding cache is complete and holds nothing half-written
         (folder,) = (cache / "embeddings").iterdir()
         manifest = json.loads((folder / "shards.json").read_text())

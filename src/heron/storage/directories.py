@@ -179,30 +179,34 @@ def discard(staging: str | os.PathLike) -> None:
 def publish(staging: str | os.PathLike, target: str | os.PathLike, *, durable: bool = True) -> Path:
     """Make the finished directory ``staging`` the new ``target``; any previous ``target`` is replaced
     only once the new one is in place, then deleted. Returns the target path."""
-    staging, target = Path(staging).absolute(), Path(target).absolute()
+    staging, target = Path(staging), Path(target)
     if durable:
         fsync_tree(staging)
     recover(target)
-    parent = target.parent
     try:
-        if target.exists() or target.is_symlink():
-            kill_point("publish")
-            if _exchange(staging, target):
-                fsync_path(parent)
-                kill_point("published")
-                shutil.rmtree(staging)  # it now holds the previous version
-                return target
-            os.rename(target, _old(target))
-            os.rename(staging, target)
+        return _swap(staging, target)
+    finally:
+        _release(staging.absolute())  # it is the target now (or gone): nobody's leftover
+
+
+def _swap(staging: Path, target: Path) -> Path:
+    parent = target.parent
+    if target.exists() or target.is_symlink():
+        kill_point("publish")
+        if _exchange(staging, target):
             fsync_path(parent)
             kill_point("published")
-            shutil.rmtree(_old(target))
-        else:
-            kill_point("publish")
-            os.rename(staging, target)
-            fsync_path(parent)
-    finally:
-        _release(staging)
+            shutil.rmtree(staging)  # it now holds the previous version
+            return target
+        os.rename(target, _old(target))
+        os.rename(staging, target)
+        fsync_path(parent)
+        kill_point("published")
+        shutil.rmtree(_old(target))
+    else:
+        kill_point("publish")
+        os.rename(staging, target)
+        fsync_path(parent)
     return target
 
 
