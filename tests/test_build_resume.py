@@ -218,3 +218,29 @@ def test_a_second_build_of_the_same_output_is_refused(tiny_beir, tmp_path):
     assert not out.exists()
     _build_here(spec)  # once it is released
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize(("kind", "point"), [("faiss", "faiss.add"), ("multivector", "multivector.spool"),
+                                             ("multivector", "multivector.fde")])
+def test_index_builders_killed_inside(kind, point, tmp_path):
+    """The FAISS and multi-vector builders (no resume: they start afresh) killed mid-build, on the synthetic
+    inputs of test_storage.py: previous index intact, first rerun equal to a clean build, nothing left."""
+    import textwrap
+
+    from test_storage import BUILDS, run_child
+
+    def code(out: Path, seed: int) -> str:
+        return f"OUT = {str(out)!r}\nSEED = {seed}\n" + textwrap.dedent(BUILDS[kind])
+
+    clean, out = tmp_path / "clean" / "index", tmp_path / "work" / "index"
+    assert run_child(code(clean, 2), None).returncode == 0
+    assert run_child(code(out, 1), None).returncode == 0
+    before = snapshot(out)
+    assert snapshot(out, manifests=False) != snapshot(clean, manifests=False)  # the rerun's output is told apart
+    killed = run_child(code(out, 2), point)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert snapshot(out) == before and beside(out)
+    rerun = run_child(code(out, 2), None)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert snapshot(out, manifests=False) == snapshot(clean, manifests=False)
+    assert beside(out) == []
