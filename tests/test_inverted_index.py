@@ -23,6 +23,7 @@ from heron.indexing.inverted import FORMAT_VERSION, InvertedIndex, build_inverte
 from heron.indexing.inverted import builder as builder_module
 from heron.indexing.shards import SparseShardWriter
 from heron.retrieval.encoders.bm25 import BM25Encoder
+from heron.storage import KILL_ENV
 from heron.storage.integrity import xxh3_file
 
 SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "beir" / "scifact"
@@ -415,13 +416,13 @@ def test_publish_without_rename_exchange_and_recovery(tmp_path, corpus, monkeypa
 
 
 def test_concurrent_build_is_refused(tmp_path, corpus):
+    import fcntl
+
     shards = corpus[2]
-    lock = builder_module._acquire_lock(tmp_path / ".idx.lock")
-    try:
+    with open(tmp_path / ".idx.lock", "w") as other:  # the lock as another build holds it
+        fcntl.flock(other, fcntl.LOCK_EX)
         with pytest.raises(HeronError, match="another build of this index is running"):
             build(shards, tmp_path / "idx", 120)
-    finally:
-        builder_module._release_lock(lock)
     build(shards, tmp_path / "idx", 120)
 
 
@@ -432,13 +433,15 @@ def _killed_build(shards: Path, out: Path, kill_at: str) -> subprocess.Completed
         build_inverted_index({str(shards)!r}, {str(out)!r}, vocab=[f"t{{i}}" for i in range(120)],
                              encoder={{"type": "test"}}, block_size=16, progress=False)
     """)
-    env = {**os.environ, builder_module.KILL_ENV: kill_at,
+    env = {**os.environ, KILL_ENV: kill_at,
            "PYTHONPATH": os.pathsep.join([str(REPO_SRC), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                           check=False)
 
 
-@pytest.mark.parametrize("kill_at", ["1:2", "2:0", "2:5", "3:0", "3:20"])
+@pytest.mark.parametrize("kill_at", ["inverted.pass1:3", "inverted.pass1.data:3", "inverted.pass2:1",
+                                     "inverted.pass2:6", "inverted.merge:1", "inverted.merge:21",
+                                     "inverted.merge.data:5"])
 def test_resume_after_sigkill_matches_clean_build(tmp_path, corpus, kill_at):
     _, matrix, shards = corpus
     clean = build(shards, tmp_path / "clean", 120, block_size=16)
@@ -449,11 +452,10 @@ def test_resume_after_sigkill_matches_clean_build(tmp_path, corpus, kill_at):
     assert result.returncode == -9, result.stderr
     assert files_of(out) == old_files  # the killed build did not touch the published index
     progress = json.loads((tmp_path / ".idx.building" / "progress.json").read_text())
-    stage, number = kill_at.split(":")
-    if stage == "3":
-        assert progress["stage"] == "merge" and progress["window"] == int(number) + 1
-    else:
-        assert progress["stage"] == f"pass{stage}" and progress["shard"] == int(number) + 1
+    point, number = kill_at.split(":")
+    done = int(number) - point.endswith(".data")  # killed between a step's data and its checkpoint: one less
+    stage = point.split(".")[1]
+    assert progress["stage"] == stage and progress["window" if stage == "merge" else "shard"] == done
     resumed = build(shards, out, 120, block_size=16)  # default merge window: same bytes
     assert files_of(resumed) == files_of(clean)  # byte for byte
     manifest, clean_manifest = InvertedIndex.open(resumed, verify=True).manifest, json.loads(
@@ -466,7 +468,7 @@ def test_resume_after_reboot_redoes_pass_2(tmp_path, corpus, monkeypatch):
     shards = corpus[2]
     clean = build(shards, tmp_path / "clean", 120, block_size=16)
     out = tmp_path / "idx"
-    assert _killed_build(shards, out, "3:10").returncode == -9
+    assert _killed_build(shards, out, "inverted.merge:11").returncode == -9
     progress_file = tmp_path / ".idx.building" / "progress.json"
     progress = json.loads(progress_file.read_text())
     progress["boot_id"] = "another-boot"  # unsynced pass-2 / merge writes may be gone
@@ -482,13 +484,13 @@ def test_resume_after_reboot_redoes_pass_2(tmp_path, corpus, monkeypatch):
 def test_changed_input_or_params_restart_the_build(tmp_path, corpus):
     ids, matrix, shards = corpus
     out = tmp_path / "idx"
-    assert _killed_build(shards, out, "2:2").returncode == -9
+    assert _killed_build(shards, out, "inverted.pass2:3").returncode == -9
     # different parameters: the partial build is discarded
     path = build(shards, out, 120, block_size=16, quantization="uint16")
     index = InvertedIndex.open(path, verify=True)
     assert index.manifest["build"]["resumed"] is False and index.dtype == np.uint16
     # different input (same layout, other weights): also starts over
-    assert _killed_build(shards, out, "2:2").returncode == -9
+    assert _killed_build(shards, out, "inverted.pass2:3").returncode == -9
     other = matrix.copy()
     other.data = other.data * 2 + 1
     other_shards = write_shards(tmp_path / "other", ids, other, per_shard=100)
@@ -498,7 +500,7 @@ def test_changed_input_or_params_restart_the_build(tmp_path, corpus):
     assert index.manifest["build"]["resumed"] is False
     check_index_matches(index, ids, other, np.uint8, 255 / float(other.data.max()), 16)
     # resume=False ignores a matching partial build
-    assert _killed_build(shards, out, "2:3").returncode == -9
+    assert _killed_build(shards, out, "inverted.pass2:4").returncode == -9
     index = InvertedIndex.open(build(shards, out, 120, block_size=16, resume=False))
     assert index.manifest["build"]["resumed"] is False
 

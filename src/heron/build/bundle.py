@@ -25,7 +25,10 @@ with its own progress bars — into ``.<output>.partial/`` next to the output. A
 is recorded with its resolved config; a rerun after an interruption skips finished members whose
 config is unchanged and rebuilds the rest. Only when every member is built is ``manifest.json``
 written (the resolved config, every model's revision, each member's index summary) and the directory
-moved to ``output`` in one rename, replacing an older bundle only then.
+moved to ``output`` in one rename, replacing an older bundle only then. One build of a bundle runs at a
+time (:func:`heron.storage.build_lock`), so ``.<output>.partial/`` is never written by two.
+Kill points (``HERON_TEST_KILL_AT``): ``bundle.member.built`` (a member's index built, its record not yet
+written) and ``bundle.member`` (recorded).
 """
 
 from __future__ import annotations
@@ -48,7 +51,16 @@ from heron.build.config import (
 from heron.errors import HeronError, config_error
 from heron.indexing.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, MEMBER_NAME, is_bundle
 from heron.retrieval.options import SEARCH_KEYS, SearchOptions
-from heron.storage import publish, read_json, recover, sha256_file, write_json_atomic, write_manifest
+from heron.storage import (
+    build_lock,
+    kill_point,
+    publish,
+    read_json,
+    recover,
+    sha256_file,
+    write_json_atomic,
+    write_manifest,
+)
 
 STAGE_FILE = "stage.json"
 
@@ -165,13 +177,18 @@ def partial_dir(output: Path) -> Path:
 
 def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path:
     """Build (or resume) every member of ``config``; returns the published bundle directory."""
+    output = Path(config.output).absolute()
+    if output.exists() and not is_bundle(output):
+        raise HeronError(f"{output}: exists and is not a heron index bundle; choose another output directory")
+    with build_lock(output):
+        return _build_bundle(config, output, progress, log)
+
+
+def _build_bundle(config: BundleConfig, output: Path, progress: bool, log) -> Path:
     from heron.build.index import build_index
     from heron.eval import load_dataset
     from heron.indexing.registry import verify_index
 
-    output = Path(config.output).absolute()
-    if output.exists() and not is_bundle(output):
-        raise HeronError(f"{output}: exists and is not a heron index bundle; choose another output directory")
     dataset = load_dataset(config.dataset)
     work = partial_dir(output)
     recover(output)
@@ -196,7 +213,9 @@ def build_bundle(config: BundleConfig, progress: bool = True, log=print) -> Path
             record.unlink(missing_ok=True)
             log(f"{step} {name}: building a {member.encoder.type} index")
             build_index(index_config, progress=progress)
+            kill_point("bundle.member.built")
             write_json_atomic(record, {"stage": stage})
+            kill_point("bundle.member")
         members[name] = {"path": name, "search": member.search, "kind": member.encoder.type,
                          "index": _summary(work / name), "models": models}
     manifest = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION,

@@ -9,7 +9,10 @@ Dense and CSR builds read the corpus embeddings from heron's embedding cache
 
 Encoded shards stream to ``<output>.shards/`` (resumable: an interrupted build picks up after the last
 complete shard) and are removed once the index is published. The index carries its query encoder
-(``encoder/``) and a small document store (``docstore/``) for showing titles.
+(``encoder/``) and a small document store (``docstore/``) for showing titles, both written first into a
+scratch directory ``.<output>.staged-aux-<pid>`` (removed at the end, or by the next build of the same
+output if this one is killed). One build of an output runs at a time (:func:`heron.storage.build_lock`).
+Kill point (``HERON_TEST_KILL_AT``): ``build.docstore`` (the docstore written, nothing encoded yet).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from heron.build.config import FaissConfig, IndexConfig, MultiVectorConfig
 from heron.errors import HeronError
 from heron.indexing.docstore import write_docstore
 from heron.indexing.inverted import build_inverted_index
-from heron.storage import scratch
+from heron.storage import build_lock, kill_point, scratch
 
 
 def _say(progress: bool, message: str) -> None:
@@ -65,11 +68,14 @@ def build_index(config: IndexConfig, progress: bool = True) -> Path:
     _check_config(config)  # a bad combination fails before any output or progress line
     source = {"name": dataset.name, "fingerprint": dataset.fingerprint(), "num_docs": None}
     output.parent.mkdir(parents=True, exist_ok=True)
-    with scratch(output, "aux") as aux:  # removed at the end, or by the next build if this one is killed
+    # one build of this output at a time; aux is removed at the end, or by the next build if this one is killed
+    with build_lock(output), scratch(output, "aux") as aux:
         docstore = aux / "docstore"
         _say(progress, f"building a {enc.type} index of {dataset.name} into {output}")
         total = dataset.corpus_size() if progress else None
         source["num_docs"] = write_docstore(docstore, _docstore_rows(dataset, total, progress))
+        kill_point("build.docstore")
+        _drop_other_resume_state(output, enc.type)
         if enc.type == "bm25":
             return _build_bm25(config, dataset, source, output, aux, docstore, progress)
         if enc.type == "dense":
@@ -79,6 +85,22 @@ def build_index(config: IndexConfig, progress: bool = True) -> Path:
         if enc.type == "multivector":
             return _build_multivector(config, dataset, source, output, aux, docstore, progress)
         return _build_splade(config, dataset, source, output, aux, docstore, progress)
+
+
+def _shards_dir(output: Path) -> Path:
+    """Where a SPLADE build keeps its encoded shards until the index is published (resumable)."""
+    return output.with_name(output.name + ".shards")
+
+
+def _drop_other_resume_state(output: Path, kind: str) -> None:
+    """Resumable state that a killed build of another kind left at this output, which this build will not
+    resume: encoded SPLADE shards, an inverted index's build directory."""
+    from heron.indexing.inverted.builder import build_dir
+
+    if kind != "splade":
+        shutil.rmtree(_shards_dir(output), ignore_errors=True)
+    if kind not in ("splade", "bm25", "csr"):
+        shutil.rmtree(build_dir(output), ignore_errors=True)
 
 
 def _check_config(config: IndexConfig) -> None:
@@ -146,7 +168,7 @@ def _build_splade(config, dataset, source, output, aux, docstore, progress) -> P
         enc.model or "splade-tiny", query_model=enc.query_model, doc_max_length=enc.doc_max_length,
         query_max_length=enc.query_max_length, doc_top_k=enc.doc_top_k, query_top_k=enc.query_top_k,
         batch_size=enc.batch_size, threads=enc.threads, device=enc.device)
-    shards_dir = output.with_name(output.name + ".shards")
+    shards_dir = _shards_dir(output)
     meta = {"encoder": encoder.describe(), "dataset": source}
     writer = SparseShardWriter.resume(shards_dir, encoder.vocab_size, meta=meta)
     splade.encode_to_shards(encoder, ((d.id, d.contents) for d in dataset.iter_corpus()), writer,

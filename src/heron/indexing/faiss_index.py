@@ -24,8 +24,10 @@ Types (``type`` in the config; every one scores by inner product, so cosine for 
 
 Trained types (IVF, PQ, SQ8) are trained on a random sample of ``train_size`` vectors (default
 ``min(N, 100_000)``), seeded. The build writes into a temporary sibling directory and renames it into
-place, so an interrupted build leaves any previous index intact. Opening memory-maps ``index.faiss``
-where FAISS can (``IO_FLAG_MMAP``) and reads it otherwise.
+place, so an interrupted build leaves any previous index intact; it does not resume (the slow part, encoding,
+does: :mod:`heron.retrieval.encoders.cache`), and the next build removes what a killed one left. Kill points
+(``HERON_TEST_KILL_AT``): ``faiss.spool``, ``faiss.train``, ``faiss.add`` (per block of vectors added),
+``faiss.write``. Opening memory-maps ``index.faiss`` where FAISS can (``IO_FLAG_MMAP``) and reads it otherwise.
 
 On a CUDA machine with ``faiss-gpu``, flat, IVF and SQ8 indexes are searched on the GPU. FAISS's GPU
 search takes ``k ≤ 2048``; for a larger ``k`` heron searches document shards on the GPU and merges them,
@@ -69,6 +71,7 @@ from heron.indexing.base import (
     read_index_manifest,
     watch_files,
 )
+from heron.storage import kill_point
 
 FORMAT_NAME = "heron-faiss-index"
 FORMAT_VERSION = 1
@@ -189,6 +192,7 @@ def build_faiss_index(
                     raise HeronError("vectors contain NaN or infinite values")
                 handle.write(vectors.tobytes())
                 doc_ids.extend(str(i) for i in ids)
+        kill_point("faiss.spool")
         num_docs = len(doc_ids)
         if num_docs == 0:
             raise HeronError("no documents to index")
@@ -207,14 +211,17 @@ def build_faiss_index(
                 if owner is not None and hasattr(owner, "cp"):
                     owner.cp.seed = resolved["seed"]
             index.train(np.ascontiguousarray(vectors[sample]))
+            kill_point("faiss.train")
         step = 65536
         bar = tqdm(total=num_docs, unit="vec", desc=f"FAISS {index_type}", disable=not progress,
                    dynamic_ncols=True)
         for start in range(0, num_docs, step):
             index.add(np.ascontiguousarray(vectors[start:start + step]))
             bar.update(min(step, num_docs - start))
+            kill_point("faiss.add")
         bar.close()
         faiss.write_index(index, str(build / INDEX_FILE))
+        kill_point("faiss.write")
         if store_vectors:
             np.save(build / VECTORS_FILE, vectors)
         del vectors

@@ -13,7 +13,8 @@ An index is a directory::
 
 Search is exact MaxSim over all documents (brute force), or MUVERA: the query FDE fetches the top
 ``candidates`` documents from ``fde/`` and exact MaxSim reranks them (:mod:`heron.multivector.maxsim`).
-Built in a temporary sibling directory and renamed into place (atomic).
+Built in a temporary sibling directory and renamed into place (atomic); the next build removes what a killed
+one left. Kill points (``HERON_TEST_KILL_AT``): ``multivector.spool``, ``multivector.fde``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from heron.errors import HeronError, IntegrityError, QueryError
 from heron.indexing import base
+from heron.storage import kill_point
 
 FORMAT_NAME = "heron-multivector-index"
 FORMAT_VERSION = 1
@@ -88,6 +90,7 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
         bar.close()
         if fde_encoder is not None:
             fde_spool.close()
+        kill_point("multivector.spool")
         if not doc_ids:
             raise HeronError("no documents to index")
         if len(set(doc_ids)) != len(doc_ids) or any("\n" in d for d in doc_ids):
@@ -109,6 +112,7 @@ def build_multivector_index(chunks: Iterable[tuple[list[str], list[np.ndarray]]]
                               kind="muvera", progress=False)
             del fdes
             (build / "fde.f32").unlink()
+            kill_point("multivector.fde")
         manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "dim": int(dim),
                     "num_docs": len(doc_ids), "num_vectors": total, "encoder": encoder or {},
                     "reduction": reduction, "query_reduction": query_reduction,

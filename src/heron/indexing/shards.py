@@ -14,7 +14,10 @@ dimension) with a ``vectors`` (float32, ``n × dim``) array instead of the CSR a
 Every shard is a CSR block of rows (documents) over the encoder's vocabulary. Shards are written
 whole (temp file, then rename) and recorded in ``shards.json`` after they are on disk, so an
 interrupted encoding keeps every finished shard and :meth:`SparseShardWriter.resume` continues after
-them. Nothing is pickled: ``np.load(..., allow_pickle=False)`` reads every array.
+them; a shard file the manifest does not list (killed between the two steps) and half-written
+temporaries are removed there. Nothing is pickled: ``np.load(..., allow_pickle=False)`` reads every array.
+Kill points (``HERON_TEST_KILL_AT``): ``shards.written`` (a shard file in place, not yet listed) and
+``shards.recorded`` (listed).
 
 Example::
 
@@ -35,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from heron.errors import HeronError
-from heron.storage import commit_file, read_versioned_json, sha256_file, write_json_atomic
+from heron.storage import commit_file, kill_point, read_versioned_json, sha256_file, write_json_atomic
 
 SHARDS_FORMAT = "heron-sparse-shards"
 SHARDS_VERSION = 1
@@ -82,6 +85,10 @@ class SparseShardWriter:
             kept.append(shard)
         manifest["shards"] = kept
         manifest["num_docs"] = sum(s["num_docs"] for s in kept)
+        listed = {shard["file"] for shard in kept}
+        for stale in directory.glob("*shard-*.npz"):  # unlisted shards and temporaries of a killed run
+            if stale.name not in listed:
+                stale.unlink()
         manifest["complete"] = False
         writer.manifest = manifest
         write_json_atomic(path, manifest)
@@ -109,10 +116,12 @@ class SparseShardWriter:
         tmp = self.directory / f".{name}.tmp.npz"
         np.savez(tmp, doc_ids=np.asarray(list(doc_ids), dtype=str), **arrays)
         commit_file(tmp, final)
+        kill_point("shards.written")
         self.manifest["shards"].append(
             {"file": name, "num_docs": len(doc_ids), "nnz": nnz, "sha256": sha256_file(final)})
         self.manifest["num_docs"] += len(doc_ids)
         write_json_atomic(self.directory / MANIFEST, self.manifest)
+        kill_point("shards.recorded")
 
     def close(self) -> None:
         self.manifest["complete"] = True

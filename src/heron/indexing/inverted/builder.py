@@ -29,18 +29,25 @@ parameters. Pass-1 state (df, ``doc_ids.txt``) is fsynced at every shard boundar
 checkpointed at every shard boundary (its run files) and the merge at every window, so an
 interrupted build (exception, Ctrl-C, SIGKILL) continues from the last finished shard or window
 when called again with the same inputs and ``resume=True``; with other inputs it starts over.
-Writes after pass 1 are fsynced only before publishing: they survive a killed process in the page
-cache, and after a reboot (a new kernel boot id) the build resumes from the start of pass 2. Input
-errors (HeronError) discard the partial build. Builds of one output are serialised by a lock file
-``.<name>.lock``.
+Every step writes its data first and its checkpoint after, and a resumed build trusts only what the
+checkpoint covers: ``doc_ids.txt`` is cut back to the recorded length, df is read from the file the
+checkpoint names (``_df-<shards>.npy``, one per checkpoint, so a kill between writing df and the
+checkpoint leaves the previous one intact), and pass-2 runs, merge windows and block maxima past the
+checkpoint are rewritten whole. Writes after pass 1 are fsynced only before publishing: they survive a
+killed process in the page cache, and after a reboot (a new kernel boot id) the build resumes from the
+start of pass 2. Input errors (HeronError) discard the partial build. Builds of one output are
+serialised by :func:`heron.storage.build_lock` (``.<name>.lock``).
 
 Input from an iterable of ``(doc_ids, csr_matrix)`` chunks is first spooled to a shard directory
 inside the build directory (one shard per chunk), so both passes can read it; a resumed build from
 an iterable consumes the iterable again but skips the work already done.
 
-``HERON_TEST_KILL_AFTER_SHARD`` (test-only): ``N`` or ``2:N`` makes the process SIGKILL itself right
-after checkpointing pass-2 shard ``N``; ``1:N`` after pass-1 shard ``N``; ``3:N`` after merge window
-``N``.
+Kill points (``HERON_TEST_KILL_AT``, :mod:`heron.storage.killpoints`): ``inverted.spool`` (a spooled
+input chunk written), ``inverted.pass1.data`` / ``inverted.pass1`` (a pass-1 shard's doc ids and df
+written / checkpointed), ``inverted.allocate`` (pass-2 outputs allocated, not yet checkpointed),
+``inverted.pass2.data`` / ``inverted.pass2``, ``inverted.merge.data`` / ``inverted.merge`` (per merge
+window), ``inverted.blocks`` (block maxima written, not checkpointed), ``inverted.approx``,
+``inverted.finalized`` (the finished index in the build directory, not yet published).
 """
 
 from __future__ import annotations
@@ -52,7 +59,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -62,24 +68,17 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - non-POSIX
-    fcntl = None
-
 import heron
 from heron import storage
 from heron.errors import HeronError
 from heron.indexing import shards as shard_files
 from heron.indexing.inverted import format as fmt
 
-KILL_ENV = "HERON_TEST_KILL_AFTER_SHARD"
 PROGRESS_FILE = "progress.json"
 SPOOL_DIR = "spool"
-_DF_FILE = "_df.npy"
 _WINDOWS_FILE = "_windows.npy"
 _RUNS_DIR = "_runs"
-_SCRATCH = (PROGRESS_FILE, _DF_FILE, _WINDOWS_FILE, _RUNS_DIR, SPOOL_DIR)
+_SCRATCH = (PROGRESS_FILE, _WINDOWS_FILE, _RUNS_DIR, SPOOL_DIR)
 WINDOW_BYTES = 64 << 20  # largest read window of the postings when computing block maxima
 MERGE_WINDOW_POSTINGS = 4 << 20  # postings merged in memory at a time (≈ 22 bytes each)
 _MAX_DOCS = int(np.iinfo(np.int32).max)
@@ -128,8 +127,15 @@ def build_inverted_index(
     output = Path(output_dir).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
     _check_output(output)
-    lock = _acquire_lock(output.parent / f".{output.name}.lock")
-    build = output.parent / f".{output.name}.building"
+    build = build_dir(output)
+    with storage.build_lock(output):
+        return _build_locked(shards, output, build, vocab=vocab, encoder=encoder, dtype=dtype, scale=scale,
+                             block_size=block_size, approx=approx, encoder_dir=encoder_dir,
+                             docstore_dir=docstore_dir, resume=resume, progress=progress, started=started)
+
+
+def _build_locked(shards, output: Path, build: Path, *, vocab, encoder, dtype, scale, block_size, approx, encoder_dir,
+                  docstore_dir, resume, progress, started) -> Path:
     try:
         storage.recover(output)
         build.mkdir(exist_ok=True)
@@ -174,6 +180,7 @@ def build_inverted_index(
             ctx.approx(approx)
         ctx.finalize(vocab, encoder, approx, encoder_dir, started, resumed, docstore_dir)
         (build / PROGRESS_FILE).unlink()  # from here on the build directory is a finished index
+        storage.kill_point("inverted.finalized")
         storage.publish(build, output)
         report.line(f"index written to {output} ({state['num_docs']:,} docs, {state['nnz']:,} postings, "
                     f"{time.monotonic() - started:.1f} s)")
@@ -181,8 +188,11 @@ def build_inverted_index(
     except HeronError:
         shutil.rmtree(build, ignore_errors=True)  # bad input: the partial build cannot be resumed
         raise
-    finally:
-        _release_lock(lock)
+
+
+def build_dir(output: Path) -> Path:
+    """Where the index at ``output`` is built and its resumable state kept: ``.<name>.building`` beside it."""
+    return output.parent / f".{output.name}.building"
 
 
 # -- argument checks ------------------------------------------------------------------------------------
@@ -268,6 +278,7 @@ class _ShardSource:
             digests.append([len(ids), int(matrix.nnz), digest.hexdigest()])
             writer.add(ids, matrix)
             report.tick(f"spooling input: chunk {number + 1}")
+            storage.kill_point("inverted.spool")
         writer.close()
         key = [vocab_size, digests]
         source = cls(directory, writer.manifest["shards"], vocab_size,
@@ -346,7 +357,8 @@ class _Build:
     def pass1(self) -> None:
         state, size = self.state, self.vocab_size
         start = state["shard"]
-        df = np.load(self.dir / _DF_FILE) if start else np.zeros(size, dtype=np.int64)
+        df = np.load(_df_file(self.dir, start)) if start else np.zeros(size, dtype=np.int64)
+        _remove_df_files(self.dir, keep=start)  # a df written after the last checkpoint is not trusted
         ids_path = self.dir / fmt.DOC_IDS_FILE
         with open(ids_path, "ab") as handle:
             handle.truncate(state["doc_ids_bytes"])
@@ -367,14 +379,16 @@ class _Build:
                 handle.flush()
                 os.fsync(handle.fileno())
                 df += np.bincount(indices, minlength=size)
-                storage.save_array_atomic(self.dir / _DF_FILE, df)
+                storage.save_array_atomic(_df_file(self.dir, number + 1), df)  # data first, then the checkpoint
+                storage.kill_point("inverted.pass1.data")
                 self.checkpoint(
                     shard=number + 1, num_docs=state["num_docs"] + len(ids), nnz=state["nnz"] + len(data),
                     max_weight=max(state["max_weight"], float(data.max()) if len(data) else 0.0),
                     doc_ids_bytes=handle.tell())
+                _remove_df_files(self.dir, keep=number + 1)
                 self.report.tick(f"pass 1/2: shard {number + 1}/{self.source.num_shards}, "
                                  f"{state['num_docs']:,} docs")
-                _maybe_kill(1, number)
+                storage.kill_point("inverted.pass1")
 
         # allocate pass 2's outputs
         scale = self.scale if self.scale is not None else fmt.default_scale(state["max_weight"], self.dtype)
@@ -388,6 +402,7 @@ class _Build:
             np.lib.format.open_memmap(self.path(name), mode="w+", dtype=kind, shape=(length,))
         windows = _merge_windows(offsets, MERGE_WINDOW_POSTINGS)
         storage.save_array_atomic(self.dir / _WINDOWS_FILE, windows)
+        storage.kill_point("inverted.allocate")
         self.checkpoint(stage="pass2", shard=0, scale=float(scale), docs_done=0, nnz_done=0, clipped=0,
                         window=0, boot_id=_boot_id())
 
@@ -419,11 +434,12 @@ class _Build:
             os.replace(run.with_suffix(".tmp"), run)
             storage.save_array_atomic(run.with_suffix(".pos.npy"), np.searchsorted(terms, windows).astype(np.int64),
                                   durable=False)
+            storage.kill_point("inverted.pass2.data")
             self.checkpoint(shard=number + 1, docs_done=docs_done + n, nnz_done=nnz_done + m,
                             clipped=state["clipped"] + clipped)
             self.report.tick(f"pass 2/2: shard {number + 1}/{self.source.num_shards}, "
                              f"{state['docs_done']:,}/{state['num_docs']:,} docs")
-            _maybe_kill(2, number)
+            storage.kill_point("inverted.pass2")
         if state["docs_done"] != state["num_docs"] or state["nnz_done"] != state["nnz"]:
             raise HeronError(f"{self.source.directory}: the input changed during the build; build again")
         self.checkpoint(stage="merge", window=0)
@@ -477,9 +493,10 @@ class _Build:
                 _write_at(self.path("postings_docs"), at["postings_docs"], lo, docs[order])
                 _write_at(self.path("postings_impacts"), at["postings_impacts"], lo, impacts[order])
                 del terms, docs, impacts, order
+            storage.kill_point("inverted.merge.data")
             self.checkpoint(window=w + 1)
             self.report.tick(f"merging postings: {hi:,}/{state['nnz']:,}")
-            _maybe_kill(3, w)
+            storage.kill_point("inverted.merge")
         self.checkpoint(stage="blocks")
         shutil.rmtree(self.dir / _RUNS_DIR, ignore_errors=True)
 
@@ -517,6 +534,7 @@ class _Build:
             _write_at(self.path("block_max"), at["block_max"], first, np.asarray(b_max, dtype=self.dtype))
             term = end
             self.report.tick(f"block maxima: {term:,}/{size:,} terms")
+        storage.kill_point("inverted.blocks")
         self.checkpoint(stage="approx", num_blocks=total)
 
     def approx(self, params: dict | None) -> None:
@@ -548,6 +566,7 @@ class _Build:
                     raise TypeError(f"build_approx returned an unstorable entry {name!r} ({array.dtype})")
                 storage.save_array_atomic(target / fmt.array_file(name), array, durable=False)
             del opened
+            storage.kill_point("inverted.approx")
         self.checkpoint(stage="finalize")
 
     def finalize(self, vocab: list[str], encoder: dict, approx: dict | None, encoder_dir, started: float,
@@ -559,6 +578,7 @@ class _Build:
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
+        _remove_df_files(root)
         for stale in [p for p in root.rglob("*") if ".tmp" in p.name and p.is_file()]:
             stale.unlink()  # half-written temporaries of an interrupted run
         (root / fmt.VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
@@ -683,6 +703,17 @@ def _save_progress(build: Path, state: dict) -> None:
     storage.write_json_atomic(build / PROGRESS_FILE, state)
 
 
+def _df_file(build: Path, shards: int) -> Path:
+    """Pass 1's document frequencies over the first ``shards`` shards (the checkpoint names which one holds)."""
+    return build / f"_df-{shards}.npy"
+
+
+def _remove_df_files(build: Path, keep: int | None = None) -> None:
+    for path in build.glob("_df-*.npy"):
+        if path != (_df_file(build, keep) if keep is not None else None):
+            path.unlink()
+
+
 def _reset(build: Path) -> None:
     """Empty the build directory (keeping a freshly spooled input)."""
     for child in build.iterdir():
@@ -705,45 +736,6 @@ def peak_rss_bytes() -> int:
     """This process's peak resident set size so far (``getrusage``; Linux reports KiB)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
-def _maybe_kill(stage: int, shard: int) -> None:
-    """Test-only crash hook: ``HERON_TEST_KILL_AFTER_SHARD=[pass:]N`` SIGKILLs after that checkpoint."""
-    value = os.environ.get(KILL_ENV)
-    if not value:
-        return
-    when, _, number = value.rpartition(":")
-    if int(when or 2) == stage and int(number) == shard:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _acquire_lock(path: Path) -> tuple[int, Path] | None:
-    if fcntl is None:  # pragma: no cover
-        return None
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise HeronError(f"{path}: another build of this index is running") from None
-        try:
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                return fd, path
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # the lock file was replaced while we waited: lock the current one
-
-
-def _release_lock(lock: tuple[int, Path] | None) -> None:
-    if lock is None:
-        return
-    fd, path = lock
-    try:
-        path.unlink()  # while still holding the lock; see the inode check in _acquire_lock
-    except OSError:
-        pass
-    os.close(fd)
 
 
 class _Reporter:

@@ -6,7 +6,8 @@ model. :func:`corpus_embeddings` writes them once, as resumable dense shards
 (:class:`~heron.indexing.shards.DenseShardWriter`), under
 ``$HERON_CACHE/embeddings/<dataset>-<key>/``; the key hashes the encoder's description (model, pooling,
 normalisation, max length, prompts) and the dataset's fingerprint, so a changed corpus or setting is
-encoded anew. An interrupted encoding resumes after its last complete shard.
+encoded anew. An interrupted encoding resumes after its last complete shard; one process encodes a folder
+at a time (:func:`heron.storage.build_lock`).
 
 Example::
 
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from heron.settings import cache_dir
+from heron.storage import build_lock
 
 
 def embeddings_dir(encoder, dataset) -> Path:
@@ -40,13 +42,17 @@ def ensure_corpus_embeddings(encoder, dataset, *, chunk_size: int = 1024, progre
     """The dense-shard folder holding ``dataset``'s corpus embeddings (encoding what is missing)."""
     from tqdm.auto import tqdm
 
-    from heron.indexing.shards import DenseShardWriter, read_manifest
+    from heron.indexing.shards import DenseShardWriter
 
     folder = shards_dir or embeddings_dir(encoder, dataset)
     meta = {"encoder": {k: v for k, v in encoder.describe().items() if k != "fp16"},
             "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()}}
-    done = (folder / "shards.json").is_file() and read_manifest(folder, DenseShardWriter.FORMAT).get("complete")
-    if not done:
+    if _complete(folder):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with build_lock(folder, "embedding cache"):
+        if _complete(folder):  # finished by another process while this one looked
+            return folder
         writer = DenseShardWriter.resume(folder, encoder.dim, meta=meta)
         skip = writer.num_docs
         bar = tqdm(total=dataset.corpus_size(), initial=skip, unit="doc", desc=f"dense encoding {dataset.name}",
@@ -71,6 +77,12 @@ def ensure_corpus_embeddings(encoder, dataset, *, chunk_size: int = 1024, progre
         writer.close()
         bar.close()
     return folder
+
+
+def _complete(folder: Path) -> bool:
+    from heron.indexing.shards import DenseShardWriter, read_manifest
+
+    return (folder / "shards.json").is_file() and bool(read_manifest(folder, DenseShardWriter.FORMAT).get("complete"))
 
 
 def corpus_embeddings(encoder, dataset, *, chunk_size: int = 1024, progress: bool = True,
