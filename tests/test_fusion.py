@@ -86,6 +86,7 @@ def test_fused_and_plain_retrievers_share_models_and_query_encodings(tmp_path, t
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "models").symlink_to(models)
     monkeypatch.setenv("HERON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HERON_QUERY_ENCODER", "torch")  # count SpladeEncoder loads (numpy queries load no torch)
     splade = build_index(IndexConfig(dataset=str(tiny_beir), output=str(tmp_path / "splade"),
                                      encoder={"type": "splade", "model": "splade-tiny", "doc_max_length": 64}),
                          progress=False)
