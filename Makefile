@@ -20,7 +20,7 @@ demo: setup
 	bash scripts/demo.sh
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile   # one worker per core; a test file stays on one worker
 
 lint: setup
 	$(BIN)/ruff check src tests bench

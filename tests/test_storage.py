@@ -179,3 +179,32 @@ def test_lucene_build_killed_at_publish_leaves_no_index(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (out / "segments_1").exists() or any(p.name.startswith("segments_") for p in out.iterdir())
     assert leftovers(out) == []
+
+
+def test_build_lock_refuses_or_waits(tmp_path):
+    """A second build of a target is refused at once; a cache filler (``wait=True``) waits its turn."""
+    import threading
+
+    from heron.errors import HeronError
+    from heron.storage import build_lock
+
+    target = tmp_path / "idx"
+    held, release, order = threading.Event(), threading.Event(), []
+
+    def first():
+        with build_lock(target):
+            held.set()
+            release.wait(10)
+            order.append("first done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    held.wait(10)
+    with pytest.raises(HeronError, match="another build of this index is running"):
+        with build_lock(target):
+            pass
+    threading.Timer(0.2, release.set).start()
+    with build_lock(target, wait=True):
+        order.append("second")
+    thread.join()
+    assert order == ["first done", "second"]

@@ -244,9 +244,11 @@ def staged(target: str | os.PathLike, *, durable: bool = True) -> Iterator[Path]
 
 
 @contextlib.contextmanager
-def build_lock(target: str | os.PathLike, what: str = "index") -> Iterator[Path]:
+def build_lock(target: str | os.PathLike, what: str = "index", wait: bool = False) -> Iterator[Path]:
     """``with build_lock(target):`` hold ``.<name>.lock`` (an exclusive ``flock``) so that one build of
-    ``target`` runs at a time; another process gets a one-line HeronError at once, naming ``what`` it builds.
+    ``target`` runs at a time; another process gets a one-line HeronError at once, naming ``what`` it builds
+    — or, with ``wait=True`` (caches that any process may fill: check again once the lock is held), waits
+    for the other build to end.
     Nested uses for the same target in one call chain (a pipeline around a builder that locks too) share the
     outer lock. The lock file is removed on release; a killed build leaves it behind unlocked, and the next
     build takes it."""
@@ -257,7 +259,7 @@ def build_lock(target: str | os.PathLike, what: str = "index") -> Iterator[Path]
         yield path
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _acquire_lock_file(path, what)
+    fd = _acquire_lock_file(path, what, wait)
     token = _locks_held.set(held | {str(path)})
     try:
         yield path
@@ -269,13 +271,13 @@ def build_lock(target: str | os.PathLike, what: str = "index") -> Iterator[Path]
             os.close(fd)
 
 
-def _acquire_lock_file(path: Path, what: str) -> int | None:
+def _acquire_lock_file(path: Path, what: str, wait: bool = False) -> int | None:
     if fcntl is None:  # pragma: no cover
         return None
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise HeronError(f"{path}: another build of this {what} is running") from None

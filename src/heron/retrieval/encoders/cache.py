@@ -50,7 +50,7 @@ def ensure_corpus_embeddings(encoder, dataset, *, chunk_size: int = 1024, progre
     if _complete(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with build_lock(folder, "embedding cache"):
+    with build_lock(folder, "embedding cache", wait=True):
         if _complete(folder):  # finished by another process while this one looked
             return folder
         writer = DenseShardWriter.resume(folder, encoder.dim, meta=meta)
