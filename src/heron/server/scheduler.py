@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import deque
@@ -98,6 +99,20 @@ class Lane:
         self.running -= 1
 
 
+#: how much lower the CPU priority (nice) of batch threads is than the server's: when the cores are
+#: saturated, the kernel runs cheap queries' threads first (measured in docs/reliability/server.md)
+BATCH_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Lower this (batch lane) thread's CPU priority by :data:`BATCH_NICENESS` (Linux threads have their own)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BATCH_NICENESS))
+    except (AttributeError, OSError):  # not Linux, or not allowed: equal priority
+        pass
+
+
 class Scheduler:
     """The server's two lanes and their threads; see the module docstring."""
 
@@ -105,7 +120,8 @@ class Scheduler:
         self.workers, self.chunk = workers, chunk
         slots = {"query": workers, "batch": batch_workers or max(1, workers // 2)}
         self.lanes = {name: Lane(name, n, max_queue) for name, n in slots.items()}
-        self.pools = {name: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"heron-{name}")
+        self.pools = {name: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"heron-{name}",
+                                               initializer=_lower_priority if name == "batch" else None)
                       for name, n in slots.items()}
         self._busy = 0  # pool tasks executing now
         self._lock = threading.Lock()
