@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 import xxhash
 
 from heron.errors import HeronError, IntegrityError
-from heron.storage.checksums import sha256_file
+from heron.storage.checksums import hash_range, sha256_file
 from heron.storage.files import write_json_atomic
 
 #: the digest every new manifest records per file
@@ -53,7 +53,6 @@ OPEN_HASH_BYTES = 128 << 20
 #: the manifest field holding the manifest's own checksum
 SEAL = "checksum"
 LEVELS = ("size", "open", "full")
-_CHUNK = 4 << 20
 
 
 def open_hash_limit() -> int:
@@ -71,24 +70,11 @@ def open_hash_limit() -> int:
 
 
 # -- digests ------------------------------------------------------------------------------------------------
-def _hash_range(handle, digest, length: int | None) -> None:
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
-    left = length
-    while left is None or left > 0:
-        n = handle.readinto(view if left is None or left >= _CHUNK else view[:left])
-        if not n:
-            break
-        digest.update(view[:n])
-        if left is not None:
-            left -= n
-
-
 def xxh3_file(path: str | os.PathLike) -> str:
     """The hex xxh3-128 of a whole file."""
     digest = xxhash.xxh3_128()
     with open(path, "rb", buffering=0) as handle:
-        _hash_range(handle, digest, None)
+        hash_range(handle, digest, None)
     return digest.hexdigest()
 
 
@@ -97,9 +83,9 @@ def edges_digest(path: str | os.PathLike, size: int) -> str:
     length never matches)."""
     digest = xxhash.xxh3_128(size.to_bytes(8, "little"))
     with open(path, "rb", buffering=0) as handle:
-        _hash_range(handle, digest, EDGE_BYTES)
+        hash_range(handle, digest, EDGE_BYTES)
         handle.seek(max(size - EDGE_BYTES, 0))
-        _hash_range(handle, digest, EDGE_BYTES)
+        hash_range(handle, digest, EDGE_BYTES)
     return digest.hexdigest()
 
 
