@@ -217,6 +217,7 @@ class NumpySpladeQueries:
 
     def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
         """``Q × V`` CSR float32 query vectors (blank queries give empty rows)."""
+        from heron.retrieval.encoders.hf import pad_batch
         from heron.retrieval.encoders.pooling import splade_activation_numpy
 
         if isinstance(texts, str):
@@ -228,12 +229,7 @@ class NumpySpladeQueries:
             chunk = live[start:start + _BATCH]
             encodings = self.tokenizer.encode_batch([texts[i].lower() if self.lowercase else texts[i]
                                                      for i in chunk], add_special_tokens=True)
-            width = max(max(len(e.ids) for e in encodings), 1)
-            input_ids = np.full((len(chunk), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for r, e in enumerate(encodings):
-                input_ids[r, :len(e.ids)] = e.ids
-                mask[r, :len(e.ids)] = 1
+            input_ids, mask = pad_batch([e.ids for e in encodings], self.pad_id)
             pooled = splade_activation_numpy(self._max_logits(self.model.hidden(input_ids, mask), mask),
                                              self.activation)
             if self.top_k is not None and self.top_k < pooled.shape[1]:

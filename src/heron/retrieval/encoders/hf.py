@@ -7,7 +7,8 @@ What every encoder built on a ``transformers`` checkpoint needs, in one place:
   pairs), :func:`read_json` (any JSON file of a model folder; one-line errors);
 - **loading**: :func:`load_tokenizer`, :func:`load_checkpoint` (tokenizer + masked-LM or plain encoder,
   ``trust_remote_code`` never enabled), :func:`model_max_length`;
-- **batching**: :func:`length_sorted_batches` (texts tokenised once, padded batches of similar lengths);
+- **batching**: :func:`length_sorted_batches` (texts tokenised once, padded batches of similar lengths),
+  :func:`pad_batch` (one padded batch and its mask);
 - **runtime**: :func:`resolve_device` and :func:`resolve_fp16` (``"auto"`` = CUDA when present, fp16 on CUDA);
 - **saving**: :func:`save_pretrained` (a model and its tokenizer as safetensors, never pickle files),
   :func:`copy_checkpoint` (a plain Hugging Face folder copied or re-saved, published atomically through
@@ -150,13 +151,19 @@ def length_sorted_batches(tokenizer, texts: Sequence[str], max_length: int, batc
     order = np.argsort(-lengths, kind="stable")
     for start in range(0, len(order), batch_size):
         sel = order[start:start + batch_size]
-        width = max(int(lengths[sel[0]]), 1)
-        input_ids = np.full((len(sel), width), pad_id, dtype=np.int64)
-        mask = np.zeros((len(sel), width), dtype=np.int64)
-        for r, j in enumerate(sel):
-            input_ids[r, : lengths[j]] = ids[j]
-            mask[r, : lengths[j]] = 1
+        input_ids, mask = pad_batch([ids[j] for j in sel], pad_id)
         yield sel, torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+
+def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id lists as one right-padded ``int64`` batch and its attention mask (width: the longest, ≥ 1)."""
+    width = max(max((len(x) for x in ids), default=0), 1)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for r, row in enumerate(ids):
+        input_ids[r, :len(row)] = row
+        mask[r, :len(row)] = 1
+    return input_ids, mask
 
 
 # -- runtime -----------------------------------------------------------------------------------------------
