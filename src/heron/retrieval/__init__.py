@@ -58,19 +58,19 @@ class CachedIndexRetriever(Retriever):
     def for_dataset(self, dataset) -> Retriever:
         """The opened retriever over this dataset's cached index (built on first use, opened once per
         process: every CachedIndexRetriever of the same name and options shares it)."""
-        from heron.storage import build_lock
+        from heron.storage import build_once
 
         path = self.index_path(dataset)
-        if not path.is_dir():
-            if _index_builder is None:
-                raise HeronError(f"{self.name}: no index of {dataset.name} in the cache yet ({path}); import "
-                                 f"heron.build (or use the heron command) to build it on first use")
-            # another process may be building the same cache index: wait for it, then use what it built
-            with build_lock(path, "cached index", wait=True):
-                if not path.is_dir():
-                    _note(f"building the {self.name} index of {dataset.name} into {path} (first use)")
-                    _index_builder({**self.config, "dataset": str(dataset.root), "output": str(path)})
-                    _note(f"built the {self.name} index of {dataset.name}")
+        if not path.is_dir() and _index_builder is None:
+            raise HeronError(f"{self.name}: no index of {dataset.name} in the cache yet ({path}); import "
+                             f"heron.build (or use the heron command) to build it on first use")
+
+        def build() -> None:
+            _note(f"building the {self.name} index of {dataset.name} into {path} (first use)")
+            _index_builder({**self.config, "dataset": str(dataset.root), "output": str(path)})
+            _note(f"built the {self.name} index of {dataset.name}")
+
+        build_once(path, build, "cached index")  # another process building it: wait, then use what it built
         return _open_shared(path, self.options)
 
     def describe(self) -> dict:

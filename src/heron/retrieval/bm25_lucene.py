@@ -42,15 +42,11 @@ class LuceneBM25Retriever(Retriever):
     def index(self, dataset) -> Path:
         """The cached index of ``dataset``, built first if absent."""
         from heron.indexing.lucene import build_bm25_index
-        from heron.storage import build_lock
+        from heron.storage import build_once
 
         path = self.index_path(dataset)
-        if not path.is_dir():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with build_lock(path, "cached Lucene index", wait=True):  # another process may be building it
-                if not path.is_dir():
-                    docs = ((doc.id, doc.contents) for doc in dataset.iter_corpus())
-                    build_bm25_index(docs, path, threads=self.threads)
+        build_once(path, lambda: build_bm25_index(((doc.id, doc.contents) for doc in dataset.iter_corpus()), path,
+                                                  threads=self.threads), "cached Lucene index")
         return path
 
     def retrieve(self, dataset, queries: dict[str, str], k: int = 1000) -> Run:

@@ -14,7 +14,8 @@ Every index type, bundle, model fetch, encoded-shard cache and trainer writes th
   open (:func:`check_tree`), in full (``level="full"``) and of memory-mapped files in use (:class:`SizeGuard`);
   manifests are sealed (:func:`write_manifest`) and published files made read-only.
 * :func:`sha256_file` — the checksum older manifests and the pinned model wheels record.
-* :func:`build_lock` — one build of a target at a time; :func:`recover` — finish a cut publish and remove
+* :func:`build_lock` — one build of a target at a time (:func:`build_once`: a cache entry filled by
+  whichever process comes first, the others waiting); :func:`recover` — finish a cut publish and remove
   what dead builds left beside a target (their staging and scratch directories).
 * :func:`kill_point` — the named crash points of the kill tests (``HERON_TEST_KILL_AT``).
 
@@ -29,7 +30,7 @@ Example::
 """
 
 from heron.storage.checksums import sha256_file
-from heron.storage.directories import build_lock, discard, publish, recover, scratch, staged, staging_dir
+from heron.storage.directories import build_lock, build_once, discard, publish, recover, scratch, staged, staging_dir
 from heron.storage.files import (
            commit_file,
            fsync_path,
@@ -53,7 +54,7 @@ from heron.storage.integrity import (
 from heron.storage.killpoints import KILL_ENV, kill_point
 from heron.storage.manifest import read_json, read_versioned_json, read_yaml_mapping
 
-__all__ = ["KILL_ENV", "SizeGuard", "atomic_file", "build_lock", "check_file", "check_seal", "check_tree",
+__all__ = ["KILL_ENV", "SizeGuard", "atomic_file", "build_lock", "build_once", "check_file", "check_seal", "check_tree",
            "commit_file", "describe_file", "describe_tree", "discard", "fsync_path", "fsync_tree", "kill_point",
            "make_read_only", "publish", "read_json", "read_versioned_json", "read_yaml_mapping", "recover",
            "save_array_atomic", "scratch", "seal", "sha256_file", "staged", "staging_dir", "tree_problems",

@@ -271,6 +271,22 @@ def build_lock(target: str | os.PathLike, what: str = "index", wait: bool = Fals
             os.close(fd)
 
 
+def build_once(target: str | os.PathLike, build, what: str, done=None) -> bool:
+    """Fill ``target``, a cache entry any process may fill: ``build()`` unless ``done()`` (default: ``target``
+    is a directory), under :func:`build_lock` with ``wait=True`` and checking ``done()`` again once the lock
+    is held (another process may have built it meanwhile). True when this call built it."""
+    target = Path(target)
+    done = done or target.is_dir
+    if done():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with build_lock(target, what, wait=True):
+        if done():
+            return False
+        build()
+        return True
+
+
 def _acquire_lock_file(path: Path, what: str, wait: bool = False) -> int | None:
     if fcntl is None:  # pragma: no cover
         return None

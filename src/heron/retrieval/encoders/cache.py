@@ -7,7 +7,7 @@ model. :func:`corpus_embeddings` writes them once, as resumable dense shards
 ``$HERON_CACHE/embeddings/<dataset>-<key>/``; the key hashes the encoder's description (model, pooling,
 normalisation, max length, prompts) and the dataset's fingerprint, so a changed corpus or setting is
 encoded anew. An interrupted encoding resumes after its last complete shard; one process encodes a folder
-at a time (:func:`heron.storage.build_lock`).
+at a time (:func:`heron.storage.build_once`).
 
 Example::
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from heron.settings import cache_dir
-from heron.storage import build_lock
+from heron.storage import build_once
 
 
 def embeddings_dir(encoder, dataset) -> Path:
@@ -47,12 +47,8 @@ def ensure_corpus_embeddings(encoder, dataset, *, chunk_size: int = 1024, progre
     folder = shards_dir or embeddings_dir(encoder, dataset)
     meta = {"encoder": {k: v for k, v in encoder.describe().items() if k != "fp16"},
             "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()}}
-    if _complete(folder):
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with build_lock(folder, "embedding cache", wait=True):
-        if _complete(folder):  # finished by another process while this one looked
-            return folder
+
+    def encode() -> None:
         writer = DenseShardWriter.resume(folder, encoder.dim, meta=meta)
         skip = writer.num_docs
         bar = tqdm(total=dataset.corpus_size(), initial=skip, unit="doc", desc=f"dense encoding {dataset.name}",
@@ -76,6 +72,8 @@ def ensure_corpus_embeddings(encoder, dataset, *, chunk_size: int = 1024, progre
             flush()
         writer.close()
         bar.close()
+
+    build_once(folder, encode, "embedding cache", done=lambda: _complete(folder))
     return folder
 
 
