@@ -123,11 +123,11 @@ def template_dir(index_path: str | os.PathLike) -> Path:
     """The directory whose layout and frozen settings a new segment copies: the index itself when it is a
     classic (write-once) index or bundle, else the first segment of its latest commit."""
     root = Path(index_path)
-    if (root / MANIFEST_FILE).is_file():
-        return root
     from heron.indexing.segments import SegmentedIndex, is_segmented
 
     if not is_segmented(root):
+        if (root / MANIFEST_FILE).is_file():
+            return root
         raise HeronError(f"{root}: not a heron index (no manifest.json and no commit)")
     snapshot = SegmentedIndex.open(root)
     if not snapshot.segments:

@@ -133,6 +133,27 @@ def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
     return retriever_class(path, **options)
 
 
+def open_member_retriever(index, **options) -> Retriever:
+    """The retriever for an already opened :class:`~heron.indexing.base.SearchIndex` — e.g. one member of a
+    segmented index's commit (:meth:`heron.indexing.segments.SegmentedIndex.member`), which searches every
+    segment's live documents and carries the member's query encoder (``encoder`` / ``encoder_dir``).
+    ``options`` as for :func:`open_index_retriever`."""
+    import importlib
+
+    options = {k: v for k, v in options.items() if v is not None}
+    extra = sorted(set(options) - set(index.search_options) - _COMMON_OPTIONS)
+    if extra:
+        verb = "does" if len(extra) == 1 else "do"
+        raise HeronError(f"{index.path}: {', '.join(extra)} {verb} not apply to a {index.kind} index (it takes "
+                         f"{', '.join(sorted(index.search_options))})")
+    if index.kind not in RETRIEVER_FOR_KIND:
+        raise HeronError(f"{index.path}: no retriever serves a {index.kind} index")
+    module, name = RETRIEVER_FOR_KIND[index.kind]
+    if index.kind == "inverted":
+        options.pop("device", None)
+    return getattr(importlib.import_module(module), name)(index, **options)
+
+
 def _note(message: str) -> None:
     """One line on stderr about a slow step (building a cached index)."""
     import sys
@@ -231,4 +252,4 @@ def check_retriever_spec(name: str) -> None:
 
 
 __all__ = ["RETRIEVERS", "Retriever", "Run", "accepted_options", "check_retriever_spec", "clear_retriever_cache",
-           "get_retriever", "open_index_retriever", "set_index_builder"]
+           "get_retriever", "open_index_retriever", "open_member_retriever", "set_index_builder"]
