@@ -42,7 +42,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np

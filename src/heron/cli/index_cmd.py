@@ -1,4 +1,5 @@
-"""``heron build-index``, ``heron query`` and ``heron index check``."""
+"""``heron build-index``, ``heron query``, ``heron index check`` (and ``heron index add|delete|merge|info``,
+:mod:`heron.cli.lifecycle_cmd`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from heron.cli import lifecycle_cmd
 from heron.cli.options import SEARCH_HELP, checked_flags, parse_search, refuse_unused, with_search_keys
 from heron.errors import HeronError
 
@@ -17,6 +19,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 index_app = typer.Typer(help="Look after built indexes and bundles.", no_args_is_help=True)
+lifecycle_cmd.register(index_app)  # add, delete, merge, info
 
 
 @index_app.command("check")
