@@ -424,7 +424,14 @@ class Index:
         changed. Searches running meanwhile finish on the commit they started with."""
         snap = self.snapshot
         if snap is None:
-            return False
+            from heron.indexing.segments import is_segmented
+
+            if not is_segmented(self.path):
+                return False
+            with self._write_lock:  # converted by another process: search its commit from now on
+                if self.snapshot is None:
+                    self._adopt_segmented()
+            return True
         newer = snap.refresh()
         if newer is None:
             return False
@@ -452,15 +459,20 @@ class Index:
 
         if self.snapshot is None:
             convert_to_segmented(self.path)
-            converted = Index._open_segmented(self.path, device=self.device, threads=self.threads)
-            with self._lock:
-                for name, member in self.members.items():
-                    member.path, member.source = self.path, converted.members[name].source
-                self._opened, self.snapshot, self._docstore = {}, converted.snapshot, None
+            self._adopt_segmented()
         writer = IndexWriter(self.path)
         enter = getattr(writer, "__enter__", None)
         self._writer = enter() if enter is not None else writer
         return self._writer
+
+    def _adopt_segmented(self) -> None:
+        """This classic index was converted to a segmented one in place: search its latest commit from now on
+        (members reopened on first use)."""
+        converted = Index._open_segmented(self.path, device=self.device, threads=self.threads)
+        with self._lock:
+            for name, member in self.members.items():
+                member.path, member.source = self.path, converted.members[name].source
+            self._opened, self.snapshot, self._docstore = {}, converted.snapshot, None
 
     def _close_writer(self) -> None:
         writer, self._writer = self._writer, None
