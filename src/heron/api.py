@@ -52,6 +52,10 @@ FUSION_DEPTH = 1000
 MAX_TOTAL_HITS = 20000
 
 
+class IndexBusy(HeronError):
+    """Another writer (process or :class:`Index`) holds the index's write lock; retry once it has committed."""
+
+
 @dataclass
 class Hit:
     """One result: document id, score, rank (from 1) and, when asked for, title and text."""
@@ -395,8 +399,10 @@ class Index:
                 return self.generation or 0
             try:
                 generation = int(self._writer.commit())
-            finally:
+            except BaseException:
                 self._close_writer()
+                raise
+            self._close_writer(rollback=False)
         self.refresh()
         return generation
 
@@ -414,8 +420,10 @@ class Index:
             writer = self._open_writer()
             try:
                 generation = int(writer.merge(max_segments))
-            finally:
+            except BaseException:
                 self._close_writer()
+                raise
+            self._close_writer(rollback=False)
         self.refresh()
         return generation
 
@@ -460,9 +468,12 @@ class Index:
         if self.snapshot is None:
             convert_to_segmented(self.path)
             self._adopt_segmented()
-        writer = IndexWriter(self.path)
-        enter = getattr(writer, "__enter__", None)
-        self._writer = enter() if enter is not None else writer
+        try:
+            self._writer = IndexWriter(self.path)
+        except HeronError as exc:
+            if "lock" in str(exc).lower() or "another" in str(exc).lower():
+                raise IndexBusy(str(exc)) from None
+            raise
         return self._writer
 
     def _adopt_segmented(self) -> None:
@@ -474,10 +485,16 @@ class Index:
                 member.path, member.source = self.path, converted.members[name].source
             self._opened, self.snapshot, self._docstore = {}, converted.snapshot, None
 
-    def _close_writer(self) -> None:
+    def _close_writer(self, rollback: bool = True) -> None:
+        """Release the write lock, dropping pending changes unless they were just committed."""
         writer, self._writer = self._writer, None
-        if writer is not None and hasattr(writer, "__exit__"):
-            writer.__exit__(None, None, None)
+        if writer is None:
+            return
+        try:
+            if rollback:
+                writer.rollback()
+        finally:
+            writer.close()
 
 
 def _rebind(retriever, index):
@@ -506,4 +523,4 @@ def _with_prf(retriever, spec: str):
         raise QueryError(str(exc)) from None
 
 
-__all__ = ["Hit", "Index", "MAX_K"]
+__all__ = ["Hit", "Index", "IndexBusy", "MAX_K"]

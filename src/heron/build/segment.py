@@ -166,12 +166,16 @@ def build_segment(index_path: str | os.PathLike, docs, out_dir: str | os.PathLik
     out = Path(out_dir).absolute()
     if out.exists():
         raise HeronError(f"{out}: exists; a segment is built into a new directory")
+    from heron.indexing.registry import verify_index
+
     started = time.monotonic()
     with scratch(out, "aux") as aux:
         docstore = aux / "docstore"
         write_docstore(docstore, ((d.id, d.title, d.text) for d in documents))
         if bundle is None:  # the index builders stage and publish their output directory themselves
-            return _build_member(members["index"], documents, out, docstore, progress)
+            _build_member(members["index"], documents, out, docstore, progress)
+            verify_index(out)
+            return out
         with staged(out) as work:
             summaries = {}
             for i, (name, member_dir) in enumerate(members.items(), start=1):
@@ -186,6 +190,7 @@ def build_segment(index_path: str | os.PathLike, docs, out_dir: str | os.PathLik
                                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                    "seconds": round(time.monotonic() - started, 3)}
             write_manifest(work / MANIFEST_FILE, manifest, durable=False)
+    verify_index(out)  # every byte of every member, as a from-scratch build checks its output
     return out
 
 

@@ -15,7 +15,8 @@ the commit is published and this server searches it.
 one they answer 403 (``writes_disabled``) whatever the request; with one, the server's key is required
 as on every route (401 without a key, 403 with a wrong one, :mod:`heron.server.guard`). A body that the
 schema allows but that is no valid document batch (an id with white space, a duplicate id in the batch,
-text that is not UTF-8) gets 400; an unknown index 404; more than ``max_queue`` writes waiting 429.
+text that is not UTF-8) gets 400; an unknown index 404; an index another process is writing to (``heron
+index add`` holding its lock) 409 with ``Retry-After``; more than ``max_queue`` writes waiting 429.
 
 Searches keep being answered during writes and merges (readers never wait for a writer,
 :mod:`heron.indexing.segments`) and switch to the new commit without a restart: a write refreshes the
@@ -37,7 +38,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from heron.api import Index
+from heron.api import Index, IndexBusy
 from heron.errors import HeronError, IntegrityError, NotFoundError, QueryError
 from heron.server.scheduler import Lane
 
@@ -118,8 +119,16 @@ def add_write_routes(app: FastAPI, indexes: dict[str, Index], enabled: bool, max
         404: {"description": "unknown index"},
         413: {"description": "request body over the size limit"},
         422: {"description": "a body that cannot be parsed or does not match the schema"},
+        409: {"description": "another process is writing to this index; retry after Retry-After seconds"},
         429: {"description": "too many writes waiting; retry later"},
     }
+
+    @app.exception_handler(IndexBusy)
+    async def _busy(request, exc: IndexBusy):
+        from heron.server.guard import error_response
+
+        return error_response(409, "index_busy", "another writer holds this index's lock; retry later",
+                              {"Retry-After": "1"})
 
     def served(name: str) -> Index:
         if not enabled:
@@ -133,7 +142,7 @@ def add_write_routes(app: FastAPI, indexes: dict[str, Index], enabled: bool, max
         try:
             counts = change(index)
             generation = index.commit()
-        except (QueryError, IntegrityError):
+        except (QueryError, IntegrityError, IndexBusy):
             index.rollback()
             raise
         except HeronError as exc:  # the request's documents (ids, text) or a write the index refuses
