@@ -1,0 +1,435 @@
+"""Reading a segmented index: one commit's snapshot (:class:`SegmentedIndex`) and, per member, one
+:class:`~heron.indexing.base.SearchIndex` over the live documents of every segment (:class:`SegmentedMember`).
+
+**Document order.** The live documents of a snapshot are numbered in *global order*: segment after segment
+(the commit's order), and within a segment by position. ``doc_ids`` lists them in that order and
+``vectors(positions)`` takes global positions.
+
+**Search.** Each segment is searched with its own index and the per-segment top lists are merged into the
+global top-k, ranked by score (descending) and then by global position (ascending). A segment's deleted
+documents are kept out of its results in one of two exact ways:
+
+* *over-fetch*: ask the segment for ``k + d`` hits (``d`` = its deleted documents) and drop the deleted
+  ones — the top ``k`` live hits are always among them — when ``d ≤ max(OVERFETCH_MIN, OVERFETCH_FACTOR·k)``,
+  and always for approximate FAISS types (HNSW, IVF: tombstones filtered at search time);
+* an *allow filter* of the live documents otherwise (the inverted kernels' mask; the exact MaxSim pool of a
+  multi-vector member; FAISS's exact search over its stored vectors).
+
+With exact per-segment search (inverted ``exact``/``taat``, FAISS ``flat``, multi-vector brute force) the
+result equals a from-scratch index over the live documents in global order built with the same parameters
+(for the inverted index: the same quantisation ``scale`` and ``dtype``, so every impact is the same): the
+same ids, the same float32 scores, and the same tie order — every heron kernel breaks ties by the lower
+document position, which is the global order here. Approximate modes (inverted ``approx``, HNSW, IVF,
+MUVERA candidates) search each segment approximately and merge into one global top-k.
+
+**Snapshots.** A :class:`SegmentedIndex` sees one commit until :meth:`SegmentedIndex.refresh`. Segments are
+immutable, so a refresh reopens only the new segments and the changed live bitmaps. A writer removes the
+files of commits older than its last two; a reader still holding such a snapshot keeps searching (on Linux
+its memory-mapped files and the document ids it read at open stay valid), but reading a document's title
+and text from a removed segment is a one-line error asking to refresh.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from heron.errors import HeronError, IntegrityError
+from heron.indexing.base import BatchResult, SearchIndex
+from heron.indexing.segments.layout import SEGMENTS_DIR, manifest_checksum, read_live
+from heron.storage.commits import latest_generation, read_commit
+
+#: over-fetch (see the module docstring) while a segment's deleted documents are at most
+#: ``max(OVERFETCH_MIN, OVERFETCH_FACTOR * k)``; otherwise filter with the live documents
+OVERFETCH_MIN = 256
+OVERFETCH_FACTOR = 4
+#: times :meth:`SegmentedIndex.open` starts again when a writer removed the files of the commit it was opening
+RACE_RETRIES = 5
+
+
+class Segment:
+    """One opened segment directory: every member's index, the document ids, the size on disk. Immutable
+    and shared by every snapshot that holds it."""
+
+    def __init__(self, root: Path, entry: dict, members: dict[str, dict], verify: bool, options: dict):
+        from heron.indexing.registry import open_index
+
+        self.name = str(entry["name"])
+        self.path = root / SEGMENTS_DIR / self.name
+        if not self.path.is_dir():
+            raise IntegrityError(self.path, "segment directory listed in the commit is missing; restore the index "
+                                            "from a backup")
+        self.checksum = entry.get("manifest_checksum")
+        if self.checksum is not None and manifest_checksum(self.path) != self.checksum:
+            raise IntegrityError(self.path / "manifest.json", "not the segment the commit records (manifest "
+                                                              "checksum differs); restore the index from a backup")
+        self.num_docs = int(entry["num_docs"])
+        self.members: dict[str, SearchIndex] = {}
+        ids = None
+        for name, member in members.items():
+            opts = dict(options) if member["kind"] == "faiss" else {}
+            index = open_index(self.path / member["path"], verify=verify, **opts)
+            if index.kind != member["kind"]:
+                raise IntegrityError(self.path / member["path"], f"member {name!r} is a {index.kind} index, the "
+                                                                 f"commit records {member['kind']}")
+            if index.num_docs != self.num_docs:
+                raise IntegrityError(self.path / member["path"], f"member {name!r} holds {index.num_docs} documents, "
+                                                                 f"the commit records {self.num_docs}")
+            found = index.doc_ids
+            if ids is None:
+                ids = list(found)
+            elif list(found) != ids:
+                raise IntegrityError(self.path / member["path"], f"member {name!r} holds other documents than "
+                                                                 f"the first member")
+            if index.kind == "inverted":
+                index.vocab  # read now: a snapshot keeps answering term queries after its files are removed
+            self.members[name] = index
+        self.doc_ids: list[str] = ids or []
+        self.positions = {d: i for i, d in enumerate(self.doc_ids)}
+        self.bytes = sum(os.path.getsize(os.path.join(folder, f)) for folder, _, files in os.walk(self.path)
+                         for f in files)
+        self._docstore = None
+
+    def document(self, position: int) -> dict | None:
+        """Title and text of the document at ``position`` from the first member's docstore, if any."""
+        from heron.indexing.docstore import DocStore
+
+        if self._docstore is None:
+            folder = next((m.docstore_dir for m in self.members.values() if m.docstore_dir is not None), None)
+            if folder is None:
+                return None
+            try:
+                self._docstore = DocStore(folder)
+            except (OSError, IntegrityError) as exc:
+                raise HeronError(f"{self.path}: document store unreadable ({exc}); if a newer commit removed "
+                                 f"this segment, refresh the index") from None
+        try:
+            row = self._docstore.get(position)
+        except FileNotFoundError:
+            raise HeronError(f"{self.path}: segment removed by a newer commit; refresh the index") from None
+        return {"title": row.get("title", ""), "text": row.get("text", "")}
+
+
+class SegmentedIndex:
+    """One commit of a segmented index, read-only (module docstring)."""
+
+    def __init__(self, path: Path, commit: dict, segments: list[Segment], lives: list[np.ndarray | None],
+                 verify: bool, options: dict):
+        self.path = path
+        self.commit = commit
+        self.generation = int(commit["generation"])
+        self.layout = str(commit["layout"])
+        self._members_spec: dict[str, dict] = dict(commit["members"])
+        self.members: list[str] = list(self._members_spec)
+        self._segments = segments
+        self._lives = lives
+        self._verify, self._options = verify, options
+        self._live_positions = [np.arange(s.num_docs) if live is None else np.flatnonzero(live)
+                                for s, live in zip(segments, lives)]
+        counts = [len(p) for p in self._live_positions]
+        self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.num_docs = int(self._starts[-1])
+        self._ranks: list[np.ndarray | None] = []
+        for live in lives:
+            self._ranks.append(None if live is None else np.where(live, np.cumsum(live) - 1, -1))
+        entries = {e["name"]: e for e in commit["segments"]}
+        self.segments: list[dict] = [
+            {"name": s.name, "num_docs": s.num_docs, "deleted": int(entries[s.name].get("deleted", 0)),
+             "live": int(c), "bytes": s.bytes} for s, c in zip(segments, counts)]
+        self._doc_ids: list[str] | None = None
+        self._global: dict[str, int] | None = None
+        self._opened: dict[str, SegmentedMember] = {}
+
+    # -- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = False, generation: int | None = None,
+             _reuse: dict[str, Segment] | None = None, **options) -> SegmentedIndex:
+        """Open commit ``generation`` (default: the latest) of the segmented index at ``path``; ``verify``
+        hashes every byte of every segment file. ``options`` (``device``) go to the FAISS members."""
+        root = Path(path).absolute()
+        if not root.is_dir():
+            raise HeronError(f"{root}: index directory does not exist")
+        if generation is not None:
+            return cls._open(root, generation, verify, _reuse, options)
+        for _ in range(RACE_RETRIES):
+            latest = latest_generation(root)
+            try:
+                return cls._open(root, latest, verify, _reuse, options)
+            except (HeronError, OSError):
+                if latest_generation(root) == latest:
+                    raise
+        # a writer committed (and removed older files) between each try: one last time
+        return cls._open(root, latest_generation(root), verify, _reuse, options)
+
+    @classmethod
+    def _open(cls, root: Path, generation: int | None, verify: bool, _reuse: dict[str, Segment] | None,
+              options: dict) -> SegmentedIndex:
+        commit = read_commit(root, generation)
+        where = root / f"commit-{commit['generation']}.json"
+        try:
+            members = {str(n): {"kind": str(m["kind"]), "path": str(m["path"])} for n, m in commit["members"].items()}
+            entries = list(commit["segments"])
+            if commit["layout"] not in ("index", "bundle"):
+                raise ValueError(f"layout {commit['layout']!r}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise IntegrityError(where, f"malformed commit ({type(exc).__name__}: {exc})") from None
+        segments, lives = [], []
+        for entry in entries:
+            cached = (_reuse or {}).get(entry.get("name"))
+            if cached is not None and cached.checksum == entry.get("manifest_checksum") \
+                    and cached.num_docs == int(entry["num_docs"]):
+                segments.append(cached)
+            else:
+                segments.append(Segment(root, entry, members, verify, options))
+            lives.append(read_live(root, entry))
+        return cls(root, commit, segments, lives, verify, options)
+
+    def refresh(self) -> SegmentedIndex | None:
+        """The newest commit as a new snapshot when it is newer than this one (segments already open are
+        reused), else None."""
+        latest = latest_generation(self.path)
+        if latest is None or latest <= self.generation:
+            return None
+        reuse = {s.name: s for s in self._segments}
+        return SegmentedIndex.open(self.path, verify=self._verify, _reuse=reuse, **self._options)
+
+    # -- documents ----------------------------------------------------------------------------------
+    @property
+    def doc_ids(self) -> list[str]:
+        """The live document ids in global order."""
+        if self._doc_ids is None:
+            self._doc_ids = [seg.doc_ids[i] for seg, pos in zip(self._segments, self._live_positions)
+                             for i in pos.tolist()]
+        return self._doc_ids
+
+    def global_positions(self) -> dict[str, int]:
+        """Live document id → global position."""
+        if self._global is None:
+            self._global = {d: i for i, d in enumerate(self.doc_ids)}
+        return self._global
+
+    def locate(self, doc_id: str) -> tuple[int, int] | None:
+        """``(segment index, position in the segment)`` of a live document, or None."""
+        for s, seg in enumerate(self._segments):
+            p = seg.positions.get(doc_id)
+            if p is not None and (self._lives[s] is None or self._lives[s][p]):
+                return s, p
+        return None
+
+    def document(self, doc_id: str) -> dict | None:
+        """``{"title", "text"}`` of a live document from its segment's docstore; None when the document is
+        not live or the index has no docstore."""
+        found = self.locate(doc_id)
+        if found is None:
+            return None
+        return self._segments[found[0]].document(found[1])
+
+    def bundle_manifest(self) -> dict | None:
+        """The first segment's bundle manifest (default member, fusion, search options); None for the
+        ``index`` layout or an empty index."""
+        from heron.indexing.bundle import read_bundle
+
+        if self.layout != "bundle" or not self._segments:
+            return None
+        return read_bundle(self._segments[0].path)
+
+    # -- members ------------------------------------------------------------------------------------
+    def member(self, name: str) -> SegmentedMember:
+        """The :class:`SegmentedMember` (a SearchIndex) of member ``name`` over every segment's live docs."""
+        if name not in self._members_spec:
+            raise HeronError(f"{self.path}: no member {name!r} (members: {', '.join(self.members)})")
+        if not self._segments:
+            raise HeronError(f"{self.path}: the index holds no documents (commit {self.generation})")
+        if name not in self._opened:
+            self._opened[name] = SegmentedMember(self, name)
+        return self._opened[name]
+
+    def describe(self) -> dict:
+        """Generation, layout, members, segments (documents, deleted, live, bytes), totals and the bytes per
+        posting of the inverted members (all their files over all postings, deleted documents' included)."""
+        postings = index_bytes = 0
+        for seg in self._segments:
+            for name, index in seg.members.items():
+                nnz = getattr(index, "nnz", None) if index.kind == "inverted" else None
+                if nnz:
+                    postings += int(nnz)
+                    index_bytes += sum(os.path.getsize(os.path.join(f, n)) for f, _, files in os.walk(index.path)
+                                       for n in files)
+        return {"generation": self.generation, "layout": self.layout,
+                "members": {n: m["kind"] for n, m in self._members_spec.items()},
+                "segments": [dict(s) for s in self.segments], "num_docs": self.num_docs,
+                "deleted_docs": sum(s["deleted"] for s in self.segments),
+                "bytes": sum(s["bytes"] for s in self.segments),
+                "postings": postings, "bytes_per_posting": round(index_bytes / postings, 3) if postings else None,
+                "merge_policy": self.commit.get("merge_policy")}
+
+    def __repr__(self) -> str:
+        return (f"SegmentedIndex({str(self.path)!r}, generation={self.generation}, segments={len(self._segments)}, "
+                f"docs={self.num_docs})")
+
+
+class SegmentedMember(SearchIndex):
+    """One member over every segment of a snapshot (the :class:`~heron.indexing.base.SearchIndex`
+    interface; positions are global, module docstring). Attributes it does not define (``vocab``,
+    ``term_ids``, ``dim``, ``scale``, ``index_type`` …) are the first segment's. ``docstore_dir`` is None:
+    read titles and text with :meth:`SegmentedIndex.document`."""
+
+    def __init__(self, snapshot: SegmentedIndex, name: str):
+        self.snapshot = snapshot
+        self.name = name
+        self.parts: list[SearchIndex] = [seg.members[name] for seg in snapshot._segments]
+        first = self.parts[0]
+        self._first = first
+        self.path = snapshot.path
+        self.manifest = first.manifest
+        self.kind = first.kind
+        self.format_name = first.format_name
+        self.search_options = first.search_options
+
+    @classmethod
+    def open(cls, path, verify: bool = False, **options) -> SegmentedMember:
+        raise HeronError(f"{path}: open a segmented index with SegmentedIndex.open(path).member(name)")
+
+    def __getattr__(self, attr):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self._first, attr)
+
+    # -- metadata -----------------------------------------------------------------------------------
+    @property
+    def num_docs(self) -> int:
+        return self.snapshot.num_docs
+
+    @property
+    def doc_ids(self) -> list[str]:
+        return self.snapshot.doc_ids
+
+    def _position_map(self) -> dict[str, int]:
+        return self.snapshot.global_positions()
+
+    @property
+    def encoder_dir(self) -> Path | None:
+        return self._first.encoder_dir
+
+    @property
+    def docstore_dir(self) -> Path | None:
+        return None
+
+    def check_queries(self, raw: list) -> object:
+        return self._first.check_queries(raw)
+
+    def check_in_use(self) -> None:
+        for part in self.parts:
+            part.check_in_use()
+
+    def verify(self) -> None:
+        for part in self.parts:
+            part.verify()
+
+    def describe(self) -> dict:
+        return {**self._first.describe(), "num_docs": self.num_docs, "segments": len(self.parts),
+                "generation": self.snapshot.generation}
+
+    def __repr__(self) -> str:
+        return (f"SegmentedMember({self.name!r}, {self.kind}, generation={self.snapshot.generation}, "
+                f"segments={len(self.parts)}, docs={self.num_docs})")
+
+    # -- vectors ------------------------------------------------------------------------------------
+    def vectors(self, positions: Sequence[int]) -> object:
+        """The stored vectors of the live documents at global ``positions`` (each member type's form: CSR rows,
+        float32 rows, or token matrices)."""
+        snap = self.snapshot
+        positions = np.asarray(list(positions), dtype=np.int64)
+        if len(positions) and (positions.min() < 0 or positions.max() >= snap.num_docs):
+            raise IndexError(f"positions outside [0, {snap.num_docs})")
+        seg_of = np.searchsorted(snap._starts, positions, side="right") - 1
+        pieces, order = [], []
+        for s in np.unique(seg_of).tolist():
+            where = np.flatnonzero(seg_of == s)
+            local = snap._live_positions[s][positions[where] - snap._starts[s]]
+            pieces.append(self.parts[s].vectors(local.tolist()))
+            order.append(where)
+        if not pieces:
+            return self._first.vectors([])
+        inverse = np.argsort(np.concatenate(order), kind="stable")
+        if sp.issparse(pieces[0]):
+            return sp.csr_matrix(sp.vstack(pieces, format="csr")[inverse])
+        if isinstance(pieces[0], np.ndarray):
+            return np.concatenate(pieces)[inverse]
+        flat = [v for piece in pieces for v in piece]
+        return [flat[i] for i in inverse.tolist()]
+
+    # -- search -------------------------------------------------------------------------------------
+    def search_batch(self, queries, k: int = 10, allow: Sequence[str] | None = None, **options) -> BatchResult:
+        """The global top-``k`` per query over every segment's live documents (module docstring); ``allow``:
+        document ids (only those are ranked)."""
+        snap = self.snapshot
+        k = int(k)
+        allowed = None if allow is None else set(allow)
+        found: list[tuple[int, list[list[str]], list[np.ndarray], np.ndarray | None]] = []
+        for s, part in enumerate(self.parts):
+            live = snap._lives[s]
+            deleted = 0 if live is None else int(len(live) - live.sum())
+            kk, filt, drop = k, None, None
+            if allowed is not None:
+                seg = snap._segments[s]
+                local = sorted(p for d in allowed if (p := seg.positions.get(d)) is not None
+                               and (live is None or live[p]))
+                if not local:
+                    continue
+                filt = self._filter(part, seg, np.asarray(local, dtype=np.int64))
+            elif deleted:
+                if self._overfetch(part, deleted, k):
+                    kk, drop = min(k + deleted, part.num_docs), live
+                else:
+                    filt = self._filter(part, snap._segments[s], snap._live_positions[s])
+            if k <= 0:
+                continue
+            ids, scores = part.search_batch(queries, kk, allow=filt, **options)
+            found.append((s, ids, scores, drop))
+        return self._merge(found, k, queries)
+
+    def _overfetch(self, part: SearchIndex, deleted: int, k: int) -> bool:
+        if part.kind == "faiss" and (part.index_type != "flat" or part.stored is None):
+            return True  # approximate types (or no stored vectors): tombstones filtered at search time
+        return deleted <= max(OVERFETCH_MIN, OVERFETCH_FACTOR * k)
+
+    @staticmethod
+    def _filter(part: SearchIndex, seg: Segment, local: np.ndarray):
+        if part.kind == "inverted":
+            mask = np.zeros(seg.num_docs, dtype=np.uint8)
+            mask[local] = 1
+            return mask
+        return [seg.doc_ids[i] for i in local.tolist()]
+
+    def _merge(self, found, k: int, queries) -> BatchResult:
+        snap = self.snapshot
+        if not found:
+            nq = queries.shape[0] if sp.issparse(queries) else len(np.atleast_2d(queries)) \
+                if isinstance(queries, np.ndarray) else len(queries)
+            return [[] for _ in range(nq)], [np.zeros(0, np.float32) for _ in range(nq)]
+        nq = len(found[0][1])
+        doc_ids = snap.doc_ids
+        out_ids, out_scores = [], []
+        for q in range(nq):
+            pos_parts, score_parts = [], []
+            for s, ids, scores, drop in found:
+                seg = snap._segments[s]
+                local = np.fromiter((seg.positions[d] for d in ids[q]), dtype=np.int64, count=len(ids[q]))
+                row = np.asarray(scores[q], dtype=np.float32)
+                if drop is not None:
+                    keep = drop[local]
+                    local, row = local[keep], row[keep]
+                rank = snap._ranks[s]
+                pos_parts.append(snap._starts[s] + (local if rank is None else rank[local]))
+                score_parts.append(row)
+            pos = np.concatenate(pos_parts)
+            sc = np.concatenate(score_parts)
+            order = np.lexsort((pos, -sc))[:k]
+            out_ids.append([doc_ids[i] for i in pos[order].tolist()])
+            out_scores.append(sc[order])
+        return out_ids, out_scores
