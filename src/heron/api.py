@@ -503,10 +503,7 @@ def _rebind(retriever, index):
 
     rebound = copy.copy(retriever)
     rebound.__dict__.pop("_encoded", None)
-    rebound.index = index
-    params = {k: v for k, v in (getattr(retriever, "options", None) or {}).items() if k in ("ef_search", "nprobe")}
-    if params and hasattr(index, "set_search_params"):
-        index.set_search_params(**params)
+    rebound.index = index  # search options (ef_search, nprobe, mode …) go with every search_batch call
     return rebound
 
 

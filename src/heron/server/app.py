@@ -367,7 +367,7 @@ def create_app(indexes: dict[str, Index], settings: ServerSettings | None = None
         described[name] = paths.describe(indexes[name])
 
     add_write_routes(app, indexes, enabled=settings.api_key is not None, max_docs=settings.max_write_docs,
-                     max_queue=settings.max_queue, on_commit=changed)
+                     max_queue=settings.max_queue, on_commit=changed, error_model=ErrorResponse)
     if settings.refresh_s > 0:
         watcher = CommitWatcher(indexes, settings.refresh_s, on_change=changed).start()
         app.router.on_shutdown.append(watcher.stop)

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fastapi import FastAPI
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -108,20 +109,29 @@ class WriteLane:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+#: the answers of the write routes besides 200 (documented in the OpenAPI spec)
+WRITE_ERRORS = {
+    400: "not a valid document batch (an id with white space, a duplicate id, text that is not UTF-8)",
+    403: "writes are disabled (the server was started without an API key), or a wrong API key",
+    404: "unknown index",
+    409: "another process is writing to this index; retry after Retry-After seconds",
+    413: "request body over the size limit",
+    422: "a body that cannot be parsed (not JSON, not UTF-8) or does not match the schema",
+    429: "too many writes waiting; retry after Retry-After seconds",
+}
+_RETRY = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
+
+
 def add_write_routes(app: FastAPI, indexes: dict[str, Index], enabled: bool, max_docs: int, max_queue: int,
-                     on_commit=None) -> WriteLane:
-    """Register the write routes on ``app`` (see the module docstring); ``on_commit(name)`` runs after each."""
+                     on_commit=None, error_model=None) -> WriteLane:
+    """Register the write routes on ``app`` (see the module docstring); ``on_commit(name)`` runs after each.
+    ``error_model``: the pydantic model of the server's error bodies (for the OpenAPI spec)."""
     UpsertRequest, DeleteRequest = write_models(max_docs)
     lane = WriteLane(max_queue)
-    responses = {
-        400: {"description": "not a valid document batch (ids with white space, duplicates, bad text)"},
-        403: {"description": "writes are disabled (the server has no API key), or a wrong API key"},
-        404: {"description": "unknown index"},
-        413: {"description": "request body over the size limit"},
-        422: {"description": "a body that cannot be parsed or does not match the schema"},
-        409: {"description": "another process is writing to this index; retry after Retry-After seconds"},
-        429: {"description": "too many writes waiting; retry later"},
-    }
+    content = {"model": error_model} if error_model is not None else {}
+    responses = {status: {**content, "description": text, **({"headers": _RETRY} if status in (409, 429) else {})}
+                 for status, text in WRITE_ERRORS.items()}
+    IndexName = Annotated[str, PathParam(min_length=1, max_length=200, description="index name (GET /v1/indexes)")]
 
     @app.exception_handler(IndexBusy)
     async def _busy(request, exc: IndexBusy):
@@ -158,7 +168,7 @@ def add_write_routes(app: FastAPI, indexes: dict[str, Index], enabled: bool, max
 
     @app.post("/v1/indexes/{name}/documents", response_model=WriteResponse, response_model_exclude_none=True,
               summary="Upsert a batch of documents (one commit; needs the server's API key)", responses=responses)
-    async def upsert(name: Annotated[str, Field(min_length=1, max_length=200)], req: UpsertRequest) -> Response:
+    async def upsert(name: IndexName, req: UpsertRequest) -> Response:
         index = served(name)
         docs = [{"_id": d.id, "title": d.title, "text": d.text} for d in req.documents]
         body = await lane.run(lambda: write(name, index, lambda ix: {"upserted": ix.upsert(docs)}))
@@ -166,7 +176,7 @@ def add_write_routes(app: FastAPI, indexes: dict[str, Index], enabled: bool, max
 
     @app.post("/v1/indexes/{name}/delete", response_model=WriteResponse, response_model_exclude_none=True,
               summary="Delete documents by id (one commit; needs the server's API key)", responses=responses)
-    async def delete(name: Annotated[str, Field(min_length=1, max_length=200)], req: DeleteRequest) -> Response:
+    async def delete(name: IndexName, req: DeleteRequest) -> Response:
         index = served(name)
         ids = list(dict.fromkeys(req.ids))
 
