@@ -194,11 +194,11 @@ def test_one_writer_at_a_time(bm25_parts, tmp_path):
 def test_splade_add_equals_a_from_scratch_build_with_the_same_scale(tiny_beir, tmp_path):
     from heron.indexing.inverted import InvertedIndex
 
-    docs = _corpus(tiny_beir)[:24]
-    classic = _build("splade", _dataset(tmp_path / "old", docs[:16], tiny_beir), tmp_path / "splade")
+    docs = [{**d, "text": d["text"][:300]} for d in _corpus(tiny_beir)[:14]]  # short: encoding is the cost
+    classic = _build("splade", _dataset(tmp_path / "old", docs[:10], tiny_beir), tmp_path / "splade")
     scale = InvertedIndex.open(classic).scale
     index = heron.Index.open(classic)
-    index.add(docs[16:])
+    index.add(docs[10:])
     index.commit()
     scratch = _build("splade", _dataset(tmp_path / "all", docs, tiny_beir), tmp_path / "scratch", scale=scale)
     seg, ref = index.snapshot.member(index.snapshot.members[0]), InvertedIndex.open(scratch)
@@ -209,6 +209,7 @@ def test_splade_add_equals_a_from_scratch_build_with_the_same_scale(tiny_beir, t
     diff = abs(ours - theirs)
     assert diff.max() <= 1.5 / scale and diff.nnz <= 0.01 * theirs.nnz + 2
     ranked, expected = _search(index), _search(heron.Index.open(scratch))
+    print(f"impacts differing from the from-scratch build: {diff.nnz} of {theirs.nnz}")
     if diff.nnz == 0:
         assert ranked == expected
     else:

@@ -368,16 +368,36 @@ class Index:
         member's own encoder into a new segment, pending until :meth:`commit`; returns how many. An id
         already in the index is an error unless ``upsert`` (its older copy is then deleted). The first change
         converts a classic index to a segmented one in place and takes the index's write lock."""
-        from heron.build.segment import build_segment, read_documents
+        from heron.build.segment import build_segment
         from heron.storage import scratch
 
-        docs = read_documents(documents)  # a bad document fails before anything is converted or locked
+        docs = self.check_add(documents, upsert=upsert)  # fails before anything is converted, locked or encoded
         with self._write_lock:
             writer = self._open_writer()
             with scratch(self.path.parent / f"{self.path.name}.incoming", "add") as work:
                 built = build_segment(self.path, docs, work / "segment", progress=progress)
                 writer.add_segment(built, upsert=upsert)
         return len(docs)
+
+    def check_add(self, documents, *, upsert: bool = False) -> list:
+        """``documents`` read and checked for :meth:`add` (:func:`heron.build.segment.read_documents`); without
+        ``upsert``, an id already in the searched commit is a one-line error too."""
+        from heron.build.segment import read_documents
+
+        docs = read_documents(documents)
+        if not upsert:
+            snap = self.snapshot
+            if snap is not None:
+                known = snap.global_positions()
+            else:
+                from heron.indexing.registry import open_index
+
+                known = set(open_index(next(iter(self.members.values())).path).doc_ids)
+            taken = [d.id for d in docs if d.id in known]
+            if taken:
+                raise HeronError(f"{self.path}: {len(taken)} document id(s) are in the index already (e.g. "
+                                 f"{taken[0]!r}); add them with upsert to replace them")
+        return docs
 
     def upsert(self, documents, *, progress: bool = False) -> int:
         """:meth:`add` where an id already in the index replaces its older copy (delete + add, one commit)."""

@@ -60,6 +60,8 @@ CHUNK = 256
 # -- input ---------------------------------------------------------------------------------------------
 def _document(obj, where, line) -> Document:
     """One checked document from a parsed object (``where``/``line`` name it in errors)."""
+    if isinstance(obj, Document):
+        obj = {"_id": obj.id, "title": obj.title, "text": obj.text}
     if not isinstance(obj, dict):
         raise InputFormatError(where, line, "expected a JSON object with _id, title and text")
     value = obj.get("_id")
@@ -159,8 +161,7 @@ def build_segment(index_path: str | os.PathLike, docs, out_dir: str | os.PathLik
     with the encoders of the index at ``index_path`` and build them into ``out_dir``: an index directory
     (or bundle directory, every member) laid out as the index's segments are. Published atomically (a
     killed build leaves no ``out_dir``); returns its path. See the module docstring for what is frozen."""
-    documents = docs if isinstance(docs, list) and all(isinstance(d, Document) for d in docs) and docs \
-        else read_documents(docs)
+    documents = read_documents(docs)
     template = template_dir(index_path)
     bundle, members = _members(template)
     out = Path(out_dir).absolute()

@@ -53,12 +53,11 @@ def add_command(
       heron index add indexes/scifact-bm25 --corpus new-docs.jsonl
       heron index add indexes/scifact-bundle --corpus edited.jsonl --upsert
     """
-    from heron.build.segment import read_documents
     from heron.models import quiet_model_loading
 
     quiet_model_loading()
-    docs = read_documents(corpus)  # a malformed file fails before the index is touched
     opened = _open(index)
+    docs = opened.check_add(corpus, upsert=upsert)  # a malformed file or a taken id fails before any work
     started = time.monotonic()
     _say(f"adding {len(docs):,} documents to {index}" + (" (upsert)" if upsert else ""))
     try:
