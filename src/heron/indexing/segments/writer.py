@@ -99,6 +99,7 @@ class IndexWriter:
         self._lock_context.run(self._lock.__enter__)
         self._closed = False
         try:
+            recover(self.path)  # what a killed conversion left beside the index
             commit = read_commit(self.path)
             self.policy = merging.check_policy(merge_policy, commit.get("merge_policy"))
             self._cleanup()
