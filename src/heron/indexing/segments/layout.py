@@ -141,7 +141,7 @@ def doc_ids_of(directory: Path, members: dict[str, dict]) -> list[str]:
 
 def link_tree(source: Path, target: Path) -> None:
     """Recreate the directory ``source`` at ``target`` with every file hard-linked (no data copied)."""
-    for folder, dirs, files in os.walk(source):
+    for folder, _dirs, files in os.walk(source):
         rel = Path(folder).relative_to(source)
         (target / rel).mkdir(parents=True, exist_ok=True)
         for name in files:
