@@ -24,7 +24,7 @@ import numpy as np
 from heron.errors import HeronError, IntegrityError
 from heron.indexing.base import MANIFEST_FILE
 from heron.indexing.bundle import MEMBER_NAME, read_bundle
-from heron.storage import build_lock, check_file, describe_file, fsync_path, publish, read_json, staging_dir
+from heron.storage import build_lock, check_file, describe_file, fsync_path, publish, read_json, recover, staging_dir
 from heron.storage.commits import generations, write_commit
 
 SEGMENTS_DIR = "segments"
@@ -141,7 +141,7 @@ def doc_ids_of(directory: Path, members: dict[str, dict]) -> list[str]:
 
 def link_tree(source: Path, target: Path) -> None:
     """Recreate the directory ``source`` at ``target`` with every file hard-linked (no data copied)."""
-    for folder, dirs, files in os.walk(source):
+    for folder, _dirs, files in os.walk(source):
         rel = Path(folder).relative_to(source)
         (target / rel).mkdir(parents=True, exist_ok=True)
         for name in files:
@@ -161,9 +161,8 @@ def convert_to_segmented(path: str | os.PathLike) -> None:
     whole. Readers that have the old directory open keep working (its files stay, linked from the segment).
     A directory that is already segmented is left as it is."""
     root = Path(path).absolute()
-    if is_segmented(root):
-        return
     with build_lock(root, "segmented index"):
+        recover(root)  # what a killed conversion left beside it
         if is_segmented(root):
             return
         layout, members = describe_layout(root)

@@ -148,7 +148,7 @@ def build_merged(snapshot, window: range, out: Path, work: Path) -> list[str]:
         _BUILDERS[ref.kind](snapshot, window, name, ref, dest, store)
     if snapshot.layout == "bundle":
         manifest = {k: v for k, v in read_bundle(first.path).items() if k != "checksum"}
-        for name, entry in manifest["indexes"].items():
+        for entry in manifest["indexes"].values():
             if isinstance(entry.get("index"), dict) and "num_docs" in entry["index"]:
                 entry["index"] = {**entry["index"], "num_docs": len(ids)}
         manifest["merged_from"] = [snapshot._segments[s].name for s in window]

@@ -86,7 +86,7 @@ class Segment:
                 raise IntegrityError(self.path / member["path"], f"member {name!r} holds other documents than "
                                                                  f"the first member")
             if index.kind == "inverted":
-                index.vocab  # read now: a snapshot keeps answering term queries after its files are removed
+                _ = index.vocab  # read now: a snapshot keeps answering term queries after its files are removed
             self.members[name] = index
         self.doc_ids: list[str] = ids or []
         self.positions = {d: i for i, d in enumerate(self.doc_ids)}
@@ -253,7 +253,7 @@ class SegmentedIndex:
         posting of the inverted members (all their files over all postings, deleted documents' included)."""
         postings = index_bytes = 0
         for seg in self._segments:
-            for name, index in seg.members.items():
+            for index in seg.members.values():
                 nnz = getattr(index, "nnz", None) if index.kind == "inverted" else None
                 if nnz:
                     postings += int(nnz)

@@ -24,7 +24,7 @@ committed).
 
 from __future__ import annotations
 
-import contextlib
+import contextvars
 import errno
 import os
 import shutil
@@ -92,15 +92,20 @@ class IndexWriter:
         if not is_segmented(self.path):
             raise HeronError(f"{self.path}: not a segmented index (no commit-<N>.json); convert it first "
                              f"(heron.indexing.segments.convert_to_segmented)")
-        self._stack = contextlib.ExitStack()
-        self._stack.enter_context(build_lock(self.path, "segmented index"))
+        # the lock is taken in a context of its own: another writer of this index is refused even in the
+        # same thread (build_lock shares a lock held up the call chain), and close() may run in any thread
+        self._lock_context = contextvars.Context()
+        self._lock = build_lock(self.path, "segmented index")
+        self._lock_context.run(self._lock.__enter__)
+        self._closed = False
         try:
+            recover(self.path)  # what a killed conversion left beside the index
             commit = read_commit(self.path)
             self.policy = merging.check_policy(merge_policy, commit.get("merge_policy"))
             self._cleanup()
             self._load(SegmentedIndex.open(self.path, device="cpu"))
         except BaseException:
-            self._stack.close()
+            self.close()
             raise
 
     # -- state ----------------------------------------------------------------------------------------
@@ -366,7 +371,9 @@ class IndexWriter:
     # -- lifetime -------------------------------------------------------------------------------------
     def close(self) -> None:
         """Release the writer's lock (pending changes are dropped: commit first)."""
-        self._stack.close()
+        if not self._closed:
+            self._closed = True
+            self._lock_context.run(self._lock.__exit__, None, None, None)
 
     def __enter__(self) -> IndexWriter:
         return self
