@@ -483,15 +483,16 @@ class Index:
         """The index's writer (converting a classic index first), held until commit, merge or rollback."""
         if self._writer is not None:
             return self._writer
-        from heron.indexing.segments import IndexWriter, convert_to_segmented
+        from heron.indexing.segments import IndexWriter, convert_to_segmented, is_segmented
 
-        if self.snapshot is None:
-            convert_to_segmented(self.path)
-            self._adopt_segmented()
         try:
+            if self.snapshot is None:
+                if not is_segmented(self.path):  # (another writer may have converted it since it was opened)
+                    convert_to_segmented(self.path)
+                self._adopt_segmented()
             self._writer = IndexWriter(self.path)
         except HeronError as exc:
-            if "lock" in str(exc).lower() or "another" in str(exc).lower():
+            if "another build of this" in str(exc):  # heron.storage.build_lock: the lock is held elsewhere
                 raise IndexBusy(str(exc)) from None
             raise
         return self._writer
