@@ -98,6 +98,26 @@ def test_add_delete_merge_info(parts, tmp_path):
     assert (len(info["segments"]), info["deleted_docs"], info["live_docs"]) == (1, 0, len(docs) - 3)
     assert [(h.doc_id, h.score) for h in heron.Index.open(index).search("telomere stem cells", k=100)] == \
         [(h.doc_id, h.score) for h in searched]
+    assert ": ok (" in _invoke("index", "check", index)  # every segment's files hashed in full
+    assert '"Edited"' in _invoke("query", "-i", index, "telomere stem cells", "--json", "-k", "1")
+    from heron.retrieval import get_retriever  # what heron eval --index opens
+
+    ids, scores = get_retriever(str(index)).search(["telomere stem cells"], k=100)[0]
+    assert list(zip(ids, scores.tolist())) == [(h.doc_id, h.score) for h in searched]
+    info = json.loads(_invoke("index", "info", index, "--json"))
+    assert info["segments"][0]["postings"] > 0 and info["segments"][0]["bytes_per_posting"] > 0
+    from conftest import make_writable
+
+    from heron.cli import app
+
+    docs_file = next((index / "segments" / info["segments"][0]["name"]).rglob("docs.jsonl"))  # the live segment
+    make_writable(docs_file.parent)
+    with open(docs_file, "r+b") as handle:  # one byte changed, size kept
+        first = handle.read(1)
+        handle.seek(0)
+        handle.write(b"X" if first != b"X" else b"Y")
+    result = CliRunner().invoke(app, ["index", "check", str(index)])
+    assert result.exit_code == 1 and "docs.jsonl" in result.output
 
 
 def test_mistakes_are_one_line_errors(parts, tmp_path):

@@ -175,6 +175,7 @@ def describe_index(path: Path) -> dict:
         for seg in segments:
             num_docs, deleted = int(seg.get("num_docs", 0)), int(seg.get("deleted", 0) or 0)
             seg.setdefault("live", num_docs - deleted)
+            seg.update(_segment_postings(path / "segments" / str(seg["name"])))
         out = {"path": str(path), "segmented": True, "generation": snap.generation, "layout": snap.layout,
                "members": list(snap.members), "live_docs": snap.num_docs,
                "deleted_docs": sum(int(seg.get("deleted", 0) or 0) for seg in segments), "segments": segments}
@@ -185,21 +186,44 @@ def describe_index(path: Path) -> dict:
     return _describe_classic(path)
 
 
+def _segment_postings(folder: Path) -> dict:
+    """Postings of a segment's inverted members and their bytes per posting (all their files over all postings,
+    deleted documents' included); nothing when the segment has no inverted member."""
+    from heron.indexing.bundle import read_bundle
+    from heron.indexing.registry import open_index
+
+    bundle = read_bundle(folder)
+    dirs = [folder] if bundle is None else [folder / e.get("path", n) for n, e in bundle["indexes"].items()]
+    postings = size = 0
+    for member in dirs:
+        opened = open_index(member)
+        if opened.kind == "inverted":
+            postings += int(opened.manifest.get("nnz") or 0)
+            size += sum(f.stat().st_size for f in member.rglob("*") if f.is_file())
+    return {"postings": postings, "bytes_per_posting": round(size / postings, 3)} if postings else {}
+
+
 def _describe_classic(path: Path) -> dict:
     from heron.indexing.bundle import read_bundle
     from heron.indexing.registry import open_index
 
     bundle = read_bundle(path)
     dirs = {"index": path} if bundle is None else {n: path / e.get("path", n) for n, e in bundle["indexes"].items()}
-    members, num_docs, postings = {}, None, 0
+    members, num_docs = {}, None
     for name, folder in dirs.items():
         opened = open_index(folder)
         members[name] = opened.kind
         num_docs = opened.num_docs if num_docs is None else num_docs
-        postings += int(opened.manifest.get("nnz") or 0) if opened.kind == "inverted" else 0
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    segment = {"name": "(classic)", "num_docs": num_docs, "live": num_docs, "deleted": 0, "bytes": size,
-               "bytes_per_posting": size / postings if postings else None}
+    segment = {"name": "(classic)", "num_docs": num_docs, "live": num_docs, "deleted": 0, "bytes": size}
+    if bundle is None:
+        segment.update(_segment_postings(path))
+    else:
+        parts = [_segment_postings(folder) for folder in dirs.values()]
+        postings = sum(p.get("postings", 0) for p in parts)
+        if postings:
+            inverted = sum(p["postings"] * p["bytes_per_posting"] for p in parts if p)
+            segment.update(postings=postings, bytes_per_posting=round(inverted / postings, 3))
     return {"path": str(path), "segmented": False, "generation": 0, "layout": "index" if bundle is None else "bundle",
             "members": list(members), "live_docs": num_docs, "deleted_docs": 0, "segments": [segment]}
 

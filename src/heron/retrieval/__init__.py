@@ -116,7 +116,13 @@ def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
     import importlib
 
     from heron.indexing.registry import index_type
+    from heron.indexing.segments import SegmentedIndex, is_segmented
 
+    if is_segmented(path):  # a segmented single index (heron index add): its latest commit's one member
+        snapshot = SegmentedIndex.open(path)
+        if len(snapshot.members) != 1:
+            raise HeronError(f"{path}: a segmented bundle; open it with heron.Index (or name a member with -r)")
+        return open_member_retriever(snapshot.member(snapshot.members[0]), **options)
     kind = index_type(path)
     options = {k: v for k, v in options.items() if v is not None}
     extra = sorted(set(options) - kind.search_options - _COMMON_OPTIONS)
