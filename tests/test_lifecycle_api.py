@@ -255,3 +255,23 @@ def test_bundle_members_change_together_and_dense_equals_brute_force(tiny_beir, 
         np.testing.assert_allclose([h.score for h in hits], scores[q, order], rtol=1e-5, atol=1e-6)
     fused = index.search("dense retrieval of edited documents", k=3, retriever="bm25+dense", fields=True)
     assert fused[0].doc_id == docs[1]["_id"] and fused[0].text == "dense retrieval of edited documents"
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("faiss_type", ["ivf-flat"])  # (hnsw: the same path, no training; slower to build)
+def test_faiss_segments_of_a_trained_type(tiny_beir, tmp_path, faiss_type):
+    """An IVF member takes new segments of its own type, its coarse quantiser trained on the new segment (nlist
+    re-resolved for its size); with every list probed it finds each new document by its own text."""
+    docs = [{**d, "text": d["text"][:200]} for d in _corpus(tiny_beir)[:16]]
+    classic = _build("dense", _dataset(tmp_path / "old", docs[:12], tiny_beir), tmp_path / "dense",
+                     faiss={"type": faiss_type})
+    index = heron.Index.open(classic)
+    index.add(docs[12:])
+    index.commit()
+    parts = index.snapshot.member(index.snapshot.members[0]).parts
+    assert [p.index_type for p in parts] == [faiss_type] * 2
+    if faiss_type == "ivf-flat":
+        assert parts[1].manifest["faiss"]["params"]["nlist"] <= 4
+    texts = [d["text"] for d in docs[12:]]
+    hits = index.search_batch(texts, k=1)
+    assert [h[0].doc_id for h in hits] == [d["_id"] for d in docs[12:]]
