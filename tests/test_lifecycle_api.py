@@ -275,3 +275,16 @@ def test_faiss_segments_of_a_trained_type(tiny_beir, tmp_path, faiss_type):
     texts = [d["text"] for d in docs[12:]]
     hits = index.search_batch(texts, k=1)
     assert [h[0].doc_id for h in hits] == [d["_id"] for d in docs[12:]]
+
+
+def test_a_commit_may_not_delete_every_document(bm25_parts, tmp_path):
+    classic, old, _ = bm25_parts
+    path = _copy(classic, tmp_path)
+    with heron.Index.open(path) as index:
+        assert index.delete([d["_id"] for d in old]) == len(old)
+        with pytest.raises(HeronError, match="delete every document"):
+            index.commit()
+        index.add([{"_id": "keeper", "text": "stem cells"}])
+        generation = index.commit()  # with one document added, the same deletions commit
+        assert index.snapshot.num_docs == 1 and index.generation == generation
+        assert [h.doc_id for h in index.search("stem cells")] == ["keeper"]

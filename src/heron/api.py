@@ -373,10 +373,16 @@ class Index:
 
         docs = self.check_add(documents, upsert=upsert)  # fails before anything is converted, locked or encoded
         with self._write_lock:
+            fresh = self._writer is None
             writer = self._open_writer()
-            with scratch(self.path.parent / f"{self.path.name}.incoming", "add") as work:
-                built = build_segment(self.path, docs, work / "segment", progress=progress)
-                writer.add_segment(built, upsert=upsert)
+            try:
+                with scratch(self.path.parent / f"{self.path.name}.incoming", "add") as work:
+                    built = build_segment(self.path, docs, work / "segment", progress=progress)
+                    writer.add_segment(built, upsert=upsert)
+            except BaseException:
+                if fresh:  # nothing of this call is pending: do not keep the lock
+                    self._close_writer()
+                raise
         return len(docs)
 
     def check_add(self, documents, *, upsert: bool = False) -> list:
@@ -417,6 +423,7 @@ class Index:
         with self._write_lock:
             if self._writer is None:
                 return self.generation or 0
+            self._refuse_empty()
             try:
                 generation = int(self._writer.commit())
             except BaseException:
@@ -425,6 +432,23 @@ class Index:
             self._close_writer(rollback=False)
         self.refresh()
         return generation
+
+    def _refuse_empty(self) -> None:
+        """A commit may not delete every document: the index would keep no segment, so no encoder to encode
+        new documents with (and nothing to search). The pending changes stay; roll them back or add some."""
+        if int(self._writer.num_docs) == 0:
+            raise HeronError(f"{self.path}: this commit would delete every document of the index (it would lose "
+                             f"its encoders); keep at least one, or rebuild the index")
+
+    def close(self) -> None:
+        """Drop pending changes and release the write lock (:meth:`rollback`)."""
+        self.rollback()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.rollback()
 
     def rollback(self) -> None:
         """Drop the pending changes and release the write lock."""
@@ -438,6 +462,7 @@ class Index:
             raise HeronError(f"max_segments must be a positive integer, not {max_segments!r}")
         with self._write_lock:
             writer = self._open_writer()
+            self._refuse_empty()
             try:
                 generation = int(writer.merge(max_segments))
             except BaseException:
