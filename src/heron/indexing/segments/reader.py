@@ -32,6 +32,7 @@ and text from a removed segment is a one-line error asking to refresh.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +50,10 @@ OVERFETCH_MIN = 256
 OVERFETCH_FACTOR = 4
 #: times :meth:`SegmentedIndex.open` starts again when a writer removed the files of the commit it was opening
 RACE_RETRIES = 5
+#: snapshots are opened one at a time in a process: np.load parses .npy headers with ast.literal_eval, which
+#: CPython before 3.11.9 / 3.12.3 can fail in two threads at once (gh-106905); an open that still meets
+#: another thread's parse (a merge's builder) is retried
+_OPENING = threading.Lock()
 
 
 class Segment:
@@ -133,9 +138,7 @@ class SegmentedIndex:
         counts = [len(p) for p in self._live_positions]
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.num_docs = int(self._starts[-1])
-        self._ranks: list[np.ndarray | None] = []
-        for live in lives:
-            self._ranks.append(None if live is None else np.where(live, np.cumsum(live) - 1, -1))
+        self._deleted: dict[int, frozenset[str]] = {}
         entries = {e["name"]: e for e in commit["segments"]}
         self.segments: list[dict] = [
             {"name": s.name, "num_docs": s.num_docs, "deleted": int(entries[s.name].get("deleted", 0)),
@@ -153,17 +156,18 @@ class SegmentedIndex:
         root = Path(path).absolute()
         if not root.is_dir():
             raise HeronError(f"{root}: index directory does not exist")
-        if generation is not None:
-            return cls._open(root, generation, verify, _reuse, options)
-        for _ in range(RACE_RETRIES):
-            latest = latest_generation(root)
+        for attempt in range(RACE_RETRIES):
+            latest = generation if generation is not None else latest_generation(root)
             try:
-                return cls._open(root, latest, verify, _reuse, options)
-            except (HeronError, OSError):
-                if latest_generation(root) == latest:
+                with _OPENING:
+                    return cls._open(root, latest, verify, _reuse, options)
+            except SystemError as exc:  # CPython < 3.11.9 / 3.12.3: ast.parse (np.load's header) in two threads
+                if "AST constructor recursion depth" not in str(exc) or attempt == RACE_RETRIES - 1:
                     raise
-        # a writer committed (and removed older files) between each try: one last time
-        return cls._open(root, latest_generation(root), verify, _reuse, options)
+            except (HeronError, OSError):
+                if generation is not None or latest_generation(root) == latest or attempt == RACE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     @classmethod
     def _open(cls, root: Path, generation: int | None, verify: bool, _reuse: dict[str, Segment] | None,
@@ -211,6 +215,15 @@ class SegmentedIndex:
         if self._global is None:
             self._global = {d: i for i, d in enumerate(self.doc_ids)}
         return self._global
+
+    def deleted_ids(self, s: int) -> frozenset[str]:
+        """The ids of segment ``s``'s deleted documents (built on first use)."""
+        if s not in self._deleted:
+            live = self._lives[s]
+            seg = self._segments[s]
+            self._deleted[s] = frozenset() if live is None else \
+                frozenset(seg.doc_ids[i] for i in np.flatnonzero(~live).tolist())
+        return self._deleted[s]
 
     def locate(self, doc_id: str) -> tuple[int, int] | None:
         """``(segment index, position in the segment)`` of a live document, or None."""
@@ -370,6 +383,8 @@ class SegmentedMember(SearchIndex):
         snap = self.snapshot
         k = int(k)
         allowed = None if allow is None else set(allow)
+        if self.kind == "inverted":
+            queries = self._term_ids(queries)
         found: list[tuple[int, list[list[str]], list[np.ndarray], np.ndarray | None]] = []
         for s, part in enumerate(self.parts):
             live = snap._lives[s]
@@ -384,7 +399,7 @@ class SegmentedMember(SearchIndex):
                 filt = self._filter(part, seg, np.asarray(local, dtype=np.int64))
             elif deleted:
                 if self._overfetch(part, deleted, k):
-                    kk, drop = min(k + deleted, part.num_docs), live
+                    kk, drop = min(k + deleted, part.num_docs), snap.deleted_ids(s)
                 else:
                     filt = self._filter(part, snap._segments[s], snap._live_positions[s])
             if k <= 0:
@@ -392,6 +407,27 @@ class SegmentedMember(SearchIndex):
             ids, scores = part.search_batch(queries, kk, allow=filt, **options)
             found.append((s, ids, scores, drop))
         return self._merge(found, k, queries)
+
+    def _term_ids(self, queries):
+        """Inverted queries with term strings turned into term ids once (every segment has the same vocabulary,
+        as the writer checks), so that no segment looks them up again: ``(ids, weights)`` pairs, unknown terms
+        as -1 (which every segment ignores, as it ignores unknown terms)."""
+        if sp.issparse(queries):
+            return queries
+        lookup = None
+        out = []
+        for q in queries:
+            if isinstance(q, dict):
+                terms, weights = list(q.keys()), list(q.values())
+            elif isinstance(q, tuple | list) and len(q) == 2:
+                terms, weights = q
+            else:
+                return queries  # another form: each segment reads it itself
+            if len(terms) and isinstance(terms[0], str):
+                lookup = lookup or self._first.term_ids
+                terms = np.array([lookup.get(t, -1) for t in terms], dtype=np.int64)
+            out.append((terms, weights))
+        return out
 
     def _overfetch(self, part: SearchIndex, deleted: int, k: int) -> bool:
         if part.kind == "faiss" and (part.index_type != "flat" or part.stored is None):
@@ -407,29 +443,29 @@ class SegmentedMember(SearchIndex):
         return [seg.doc_ids[i] for i in local.tolist()]
 
     def _merge(self, found, k: int, queries) -> BatchResult:
-        snap = self.snapshot
+        """The global top-``k`` of per-segment results. Each segment's list is ranked by score, then by position
+        in the segment; segments come in global order; so ordering by (score descending, segment, rank in the
+        segment's list) is ordering by (score, global position) — without mapping any id back to a position."""
         if not found:
             nq = queries.shape[0] if sp.issparse(queries) else len(np.atleast_2d(queries)) \
                 if isinstance(queries, np.ndarray) else len(queries)
             return [[] for _ in range(nq)], [np.zeros(0, np.float32) for _ in range(nq)]
         nq = len(found[0][1])
-        doc_ids = snap.doc_ids
         out_ids, out_scores = [], []
         for q in range(nq):
-            pos_parts, score_parts = [], []
-            for s, ids, scores, drop in found:
-                seg = snap._segments[s]
-                local = np.fromiter((seg.positions[d] for d in ids[q]), dtype=np.int64, count=len(ids[q]))
-                row = np.asarray(scores[q], dtype=np.float32)
-                if drop is not None:
-                    keep = drop[local]
-                    local, row = local[keep], row[keep]
-                rank = snap._ranks[s]
-                pos_parts.append(snap._starts[s] + (local if rank is None else rank[local]))
+            ids: list[str] = []
+            score_parts, seg_parts, rank_parts = [], [], []
+            for s, seg_ids, scores, drop in found:
+                row_ids, row = seg_ids[q], np.asarray(scores[q], dtype=np.float32)
+                if drop:
+                    keep = [i for i, d in enumerate(row_ids) if d not in drop]
+                    row_ids, row = [row_ids[i] for i in keep], row[keep]
+                ids += row_ids
                 score_parts.append(row)
-            pos = np.concatenate(pos_parts)
+                seg_parts.append(np.full(len(row), s, dtype=np.int64))
+                rank_parts.append(np.arange(len(row)))
             sc = np.concatenate(score_parts)
-            order = np.lexsort((pos, -sc))[:k]
-            out_ids.append([doc_ids[i] for i in pos[order].tolist()])
+            order = np.lexsort((np.concatenate(rank_parts), np.concatenate(seg_parts), -sc))[:k]
+            out_ids.append([ids[i] for i in order.tolist()])
             out_scores.append(sc[order])
         return out_ids, out_scores
