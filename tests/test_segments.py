@@ -401,3 +401,22 @@ def test_old_commits_and_unreferenced_files_are_removed(tmp_path):
     lives = {e["live"] for g in (5, 6) for e in read_commit(path, g)["segments"] if e["live"]}
     assert {f"live/{p.name}" for p in (path / "live").iterdir()} == lives
     json.loads((path / "commit-6.json").read_text())  # plain JSON, readable by any tool
+
+
+def test_new_segments_built_inside_the_index_and_their_settings(tmp_path):
+    corpus = Corpus(9)
+    path = build_bundle([(f"d{i}", 0) for i in range(6)], tmp_path / "b", corpus, members=("sparse", "dense"))
+    convert_to_segmented(path)
+    with IndexWriter(path) as writer:
+        settings = writer.build_settings()
+        assert settings["sparse"]["scale"] == SCALE and settings["sparse"]["quantization"] == "uint8"
+        assert settings["dense"]["index_type"] == "flat" and settings["dense"]["store_vectors"]
+        target = writer.new_build_dir()
+        assert target.parent == path / "incoming" and not target.exists()
+        writer.add_segment(build_bundle([("d7", 0)], target, corpus, members=("sparse", "dense")))
+        left = writer.new_build_dir()
+        left.mkdir()  # a build abandoned by a caller
+    assert SegmentedIndex.open(path, device="cpu").num_docs == 7
+    with IndexWriter(path):
+        pass
+    assert not (path / "incoming").exists()  # removed when the next writer opened
