@@ -7,8 +7,9 @@ queries of about 24 terms from the same distribution. Steps, all on the same mac
 1. a segmented index of ``--docs`` documents built as ``--segments`` segments (convert the first, add the rest);
 2. **add**: build the ``--add-fraction`` new documents as one segment, ``add_segment`` + ``commit``;
 3. **rebuild**: build every document (old + new) as one classic index, as a user without segments would;
-4. exact top-10 and top-1000 latency, one query at a time on one thread, over the segmented index (all
-   segments) and over the rebuilt index, after checking that both return the same ids and scores;
+4. exact top-10 and top-1000 latency, one query at a time, over the segmented index (all segments, searched
+   one after the other, then on ``SEGMENT_THREADS`` threads) and over the rebuilt index (one thread: a single
+   query is one kernel call), after checking that both return the same ids and scores;
 5. **merge** to one segment (time), the same latency through the merged segment, and with 1 % deleted.
 
 Usage: ``python bench/segments.py --docs 200000`` (prints a JSON report; ``--out`` keeps the indexes).
@@ -29,7 +30,7 @@ import scipy.sparse as sp
 
 from heron.indexing.inverted.builder import build_inverted_index
 from heron.indexing.registry import open_index
-from heron.indexing.segments import IndexWriter, SegmentedIndex, convert_to_segmented
+from heron.indexing.segments import IndexWriter, SegmentedIndex, convert_to_segmented, reader
 
 VOCAB_SIZE = 30522
 CHUNK = 20000
@@ -143,10 +144,18 @@ def main() -> None:
         assert got[0] == want[0] and all(np.array_equal(a, b) for a, b in zip(got[1], want[1])), f"k={k} differs"
     report["segments_in_index"] = len(segmented.segments)
     report["latency"] = {}
+    threads = max(2, reader.SEGMENT_THREADS)
     for k in (10, 1000):
-        seg, one = latency(member, queries, k), latency(single, queries, k)
-        report["latency"][f"top{k}"] = {"segmented": seg, "rebuilt_single": one,
-                                        "ratio_mean": round(seg["mean_ms"] / one["mean_ms"], 2)}
+        one = latency(single, queries, k)
+        reader.SEGMENT_THREADS = 1
+        seq = latency(member, queries, k)
+        reader.SEGMENT_THREADS = threads
+        par = latency(member, queries, k)
+        reader.SEGMENT_THREADS = 1
+        report["latency"][f"top{k}"] = {
+            "rebuilt_single": one, "segmented_sequential": seq, f"segmented_{threads}_threads": par,
+            "ratio_sequential": round(seq["mean_ms"] / one["mean_ms"], 2),
+            "ratio_parallel": round(par["mean_ms"] / one["mean_ms"], 2)}
 
     # 5. merge to one segment; latency through the merged segment, then with 1 % deleted
     started = time.perf_counter()

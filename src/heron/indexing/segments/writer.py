@@ -170,8 +170,8 @@ class IndexWriter:
         for name, index in self.reader._segments[0].members.items():
             m = index.manifest
             if index.kind == "inverted":
-                out[name] = {"kind": "inverted", "quantization": np.dtype(index.dtype).name, "scale": float(index.scale),
-                             "block_size": (m.get("block_max") or {}).get("block_size"),
+                out[name] = {"kind": "inverted", "quantization": np.dtype(index.dtype).name,
+                             "scale": float(index.scale), "block_size": (m.get("block_max") or {}).get("block_size"),
                              "approx": (m.get("approx") or {}).get("params")}
             elif index.kind == "faiss":
                 out[name] = {"kind": "faiss", "index_type": index.index_type, "params": m["faiss"]["params"],
