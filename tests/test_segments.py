@@ -163,8 +163,8 @@ OPS = st.lists(st.one_of(
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(ops=OPS, seed=st.integers(0, 3), overfetch=st.booleans(), tiered=st.booleans())
-def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, overfetch, tiered):
+@given(ops=OPS, seed=st.integers(0, 3), overfetch=st.booleans(), tiered=st.booleans(), threads=st.sampled_from([1, 3]))
+def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, overfetch, tiered, threads):
     """Random add / upsert / delete / commit / merge sequences on a bundle of an inverted, a FAISS flat and a
     multi-vector member; after each commit, every member's search == a from-scratch build over the live docs."""
     tmp = tmp_path_factory.mktemp("prop")
@@ -175,7 +175,8 @@ def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, o
     convert_to_segmented(path)
     policy = {"segments_per_tier": 2, "min_docs": 2} if tiered else {"enabled": False}
     next_id, version, batch = 5, 1, 0
-    old = (reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR)
+    old = (reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS)
+    reader.SEGMENT_THREADS = threads  # segments searched one after the other, or on a thread pool
     if not overfetch:  # every segment with deletions searched through the live-document filter
         reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR = 0, 0
     try:
@@ -207,7 +208,7 @@ def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, o
             assert SegmentedIndex.open(path, device="cpu").doc_ids is not None
         check_against_scratch(path, model, corpus, tmp)  # the with block committed the rest
     finally:
-        reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR = old
+        reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS = old
 
 
 def test_approximate_search_per_segment_merged_into_a_global_top_k(tmp_path):
