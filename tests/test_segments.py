@@ -421,3 +421,22 @@ def test_new_segments_built_inside_the_index_and_their_settings(tmp_path):
     with IndexWriter(path):
         pass
     assert not (path / "incoming").exists()  # removed when the next writer opened
+
+
+def test_member_attributes_span_every_segment_or_are_refused(tmp_path):
+    corpus = Corpus(10)
+    path = build_member("inverted", [(f"d{i}", 0) for i in range(12)], tmp_path / "ix", corpus)
+    convert_to_segmented(path)
+    with IndexWriter(path) as writer:
+        writer.add_segment(build_member("inverted", [(f"d{i}", 0) for i in range(12, 20)], tmp_path / "n", corpus))
+        writer.delete(["d0"])
+    member = SegmentedIndex.open(path).member("ix")
+    fresh = build_member("inverted", [(f"d{i}", 0) for i in range(20)], tmp_path / "all", corpus)
+    from heron.indexing.registry import open_index
+
+    whole = open_index(fresh)
+    assert np.array_equal(member.df(), whole.df()) and member.nnz == whole.nnz  # d0 counts until merged
+    assert member.vocab == VOCAB and member.scale == SCALE and member.manifest["num_docs"] == 19 == member.num_docs
+    with pytest.raises(AttributeError, match="not available on a segmented inverted member"):
+        member.arrays  # noqa: B018
+    assert member.doc_index("d5") == 4 and member.positions_of(["d19", "d1", "zz"]).tolist() == [0, 18]

@@ -299,10 +299,17 @@ class SegmentedIndex:
                 f"docs={self.num_docs})")
 
 
+#: attributes a segmented member takes from its first segment: the same in every segment (the writer checks
+#: the vocabulary, quantisation, dimension and FAISS type of each new segment), or per-type helpers
+_SHARED_ATTRIBUTES = frozenset({"vocab", "term_ids", "vocab_size", "dim", "scale", "dtype", "block_size",
+                                "index_type", "fde", "fde_encoder", "check_truncation"})
+
+
 class SegmentedMember(SearchIndex):
     """One member over every segment of a snapshot (the :class:`~heron.indexing.base.SearchIndex`
-    interface; positions are global, module docstring). Attributes it does not define (``vocab``,
-    ``term_ids``, ``dim``, ``scale``, ``index_type`` …) are the first segment's. ``docstore_dir`` is None:
+    interface; positions are global, module docstring). ``vocab``, ``term_ids``, ``vocab_size``, ``dim``,
+    ``scale``, ``dtype``, ``index_type`` … (:data:`_SHARED_ATTRIBUTES`) are the first segment's, the same in
+    every segment; any other attribute of the segments' index types is an AttributeError. ``docstore_dir`` is None:
     read titles and text with :meth:`SegmentedIndex.document`."""
 
     def __init__(self, snapshot: SegmentedIndex, name: str):
@@ -312,7 +319,7 @@ class SegmentedMember(SearchIndex):
         first = self.parts[0]
         self._first = first
         self.path = snapshot.path
-        self.manifest = first.manifest
+        self.manifest = {**first.manifest, "num_docs": snapshot.num_docs}  # the rest: the first segment's
         self.kind = first.kind
         self.format_name = first.format_name
         self.search_options = first.search_options
@@ -322,9 +329,27 @@ class SegmentedMember(SearchIndex):
         raise HeronError(f"{path}: open a segmented index with SegmentedIndex.open(path).member(name)")
 
     def __getattr__(self, attr):
+        if attr in _SHARED_ATTRIBUTES:
+            return getattr(self._first, attr)
         if attr.startswith("_"):
             raise AttributeError(attr)
-        return getattr(self._first, attr)
+        raise AttributeError(f"{attr!r}: not available on a segmented {self.kind} member (it would describe the "
+                             f"first segment only)")
+
+    def set_search_params(self, **params) -> None:
+        """FAISS search parameters (``ef_search``, ``nprobe``) set on every segment."""
+        for part in self.parts:
+            part.set_search_params(**params)
+
+    def df(self) -> np.ndarray:
+        """Per-term document frequency over every segment (inverted members; documents deleted but not yet
+        merged away still count)."""
+        return np.sum([part.df() for part in self.parts], axis=0)
+
+    @property
+    def nnz(self) -> int:
+        """Postings over every segment (deleted documents' included until a merge drops them)."""
+        return int(sum(int(part.nnz) for part in self.parts))
 
     # -- metadata -----------------------------------------------------------------------------------
     @property
