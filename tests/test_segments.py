@@ -163,8 +163,8 @@ OPS = st.lists(st.one_of(
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(ops=OPS, seed=st.integers(0, 3), overfetch=st.booleans(), tiered=st.booleans())
-def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, overfetch, tiered):
+@given(ops=OPS, seed=st.integers(0, 3), overfetch=st.booleans(), tiered=st.booleans(), threads=st.sampled_from([1, 3]))
+def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, overfetch, tiered, threads):
     """Random add / upsert / delete / commit / merge sequences on a bundle of an inverted, a FAISS flat and a
     multi-vector member; after each commit, every member's search == a from-scratch build over the live docs."""
     tmp = tmp_path_factory.mktemp("prop")
@@ -175,7 +175,8 @@ def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, o
     convert_to_segmented(path)
     policy = {"segments_per_tier": 2, "min_docs": 2} if tiered else {"enabled": False}
     next_id, version, batch = 5, 1, 0
-    old = (reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR)
+    old = (reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS)
+    reader.SEGMENT_THREADS = threads  # segments searched one after the other, or on a thread pool
     if not overfetch:  # every segment with deletions searched through the live-document filter
         reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR = 0, 0
     try:
@@ -207,7 +208,7 @@ def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, o
             assert SegmentedIndex.open(path, device="cpu").doc_ids is not None
         check_against_scratch(path, model, corpus, tmp)  # the with block committed the rest
     finally:
-        reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR = old
+        reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS = old
 
 
 def test_approximate_search_per_segment_merged_into_a_global_top_k(tmp_path):
@@ -401,3 +402,41 @@ def test_old_commits_and_unreferenced_files_are_removed(tmp_path):
     lives = {e["live"] for g in (5, 6) for e in read_commit(path, g)["segments"] if e["live"]}
     assert {f"live/{p.name}" for p in (path / "live").iterdir()} == lives
     json.loads((path / "commit-6.json").read_text())  # plain JSON, readable by any tool
+
+
+def test_new_segments_built_inside_the_index_and_their_settings(tmp_path):
+    corpus = Corpus(9)
+    path = build_bundle([(f"d{i}", 0) for i in range(6)], tmp_path / "b", corpus, members=("sparse", "dense"))
+    convert_to_segmented(path)
+    with IndexWriter(path) as writer:
+        settings = writer.build_settings()
+        assert settings["sparse"]["scale"] == SCALE and settings["sparse"]["quantization"] == "uint8"
+        assert settings["dense"]["index_type"] == "flat" and settings["dense"]["store_vectors"]
+        target = writer.new_build_dir()
+        assert target.parent == path / "incoming" and not target.exists()
+        writer.add_segment(build_bundle([("d7", 0)], target, corpus, members=("sparse", "dense")))
+        left = writer.new_build_dir()
+        left.mkdir()  # a build abandoned by a caller
+    assert SegmentedIndex.open(path, device="cpu").num_docs == 7
+    with IndexWriter(path):
+        pass
+    assert not (path / "incoming").exists()  # removed when the next writer opened
+
+
+def test_member_attributes_span_every_segment_or_are_refused(tmp_path):
+    corpus = Corpus(10)
+    path = build_member("inverted", [(f"d{i}", 0) for i in range(12)], tmp_path / "ix", corpus)
+    convert_to_segmented(path)
+    with IndexWriter(path) as writer:
+        writer.add_segment(build_member("inverted", [(f"d{i}", 0) for i in range(12, 20)], tmp_path / "n", corpus))
+        writer.delete(["d0"])
+    member = SegmentedIndex.open(path).member("ix")
+    fresh = build_member("inverted", [(f"d{i}", 0) for i in range(20)], tmp_path / "all", corpus)
+    from heron.indexing.registry import open_index
+
+    whole = open_index(fresh)
+    assert np.array_equal(member.df(), whole.df()) and member.nnz == whole.nnz  # d0 counts until merged
+    assert member.vocab == VOCAB and member.scale == SCALE and member.manifest["num_docs"] == 19 == member.num_docs
+    with pytest.raises(AttributeError, match="not available on a segmented inverted member"):
+        member.arrays  # noqa: B018
+    assert member.doc_index("d5") == 4 and member.positions_of(["d19", "d1", "zz"]).tolist() == [0, 18]

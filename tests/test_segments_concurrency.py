@@ -4,6 +4,7 @@ errs, and every answer is exactly the answer of a fresh build over the live docu
 from __future__ import annotations
 
 import threading
+import traceback
 
 from test_segments import Corpus, assert_same, build_member, queries
 
@@ -48,6 +49,7 @@ def test_searches_during_adds_and_merges_see_one_commit_each(tmp_path):
                         record_new_generations(writer)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
+            traceback.print_exc()
         finally:
             done.set()
 
@@ -62,6 +64,7 @@ def test_searches_during_adds_and_merges_see_one_commit_each(tmp_path):
                     return
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
+            traceback.print_exc()
 
     threads = [threading.Thread(target=write)] + [threading.Thread(target=read, args=(f,)) for f in (False, True)]
     for t in threads:

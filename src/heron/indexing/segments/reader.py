@@ -32,7 +32,9 @@ and text from a removed segment is a one-line error asking to refresh.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,23 @@ OVERFETCH_MIN = 256
 OVERFETCH_FACTOR = 4
 #: times :meth:`SegmentedIndex.open` starts again when a writer removed the files of the commit it was opening
 RACE_RETRIES = 5
+#: snapshots are opened one at a time in a process: np.load parses .npy headers with ast.literal_eval, which
+#: CPython before 3.11.9 / 3.12.3 can fail in two threads at once (gh-106905); an open that still meets
+#: another thread's parse (a merge's builder) is retried
+_OPENING = threading.Lock()
+#: segments searched at once (threads: the compiled kernels release the GIL, the Python around them does not);
+#: 1: one after the other (the default on machines of ≤ 2 cores, where threads were measured no faster)
+SEGMENT_THREADS = 1 if (os.cpu_count() or 1) <= 2 else min(8, os.cpu_count() or 1)
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers != SEGMENT_THREADS:
+            _POOL = ThreadPoolExecutor(SEGMENT_THREADS, thread_name_prefix="heron-segments")
+        return _POOL
 
 
 class Segment:
@@ -133,9 +152,7 @@ class SegmentedIndex:
         counts = [len(p) for p in self._live_positions]
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.num_docs = int(self._starts[-1])
-        self._ranks: list[np.ndarray | None] = []
-        for live in lives:
-            self._ranks.append(None if live is None else np.where(live, np.cumsum(live) - 1, -1))
+        self._deleted: dict[int, frozenset[str]] = {}
         entries = {e["name"]: e for e in commit["segments"]}
         self.segments: list[dict] = [
             {"name": s.name, "num_docs": s.num_docs, "deleted": int(entries[s.name].get("deleted", 0)),
@@ -153,17 +170,18 @@ class SegmentedIndex:
         root = Path(path).absolute()
         if not root.is_dir():
             raise HeronError(f"{root}: index directory does not exist")
-        if generation is not None:
-            return cls._open(root, generation, verify, _reuse, options)
-        for _ in range(RACE_RETRIES):
-            latest = latest_generation(root)
+        for attempt in range(RACE_RETRIES):
+            latest = generation if generation is not None else latest_generation(root)
             try:
-                return cls._open(root, latest, verify, _reuse, options)
-            except (HeronError, OSError):
-                if latest_generation(root) == latest:
+                with _OPENING:
+                    return cls._open(root, latest, verify, _reuse, options)
+            except SystemError as exc:  # CPython < 3.11.9 / 3.12.3: ast.parse (np.load's header) in two threads
+                if "AST constructor recursion depth" not in str(exc) or attempt == RACE_RETRIES - 1:
                     raise
-        # a writer committed (and removed older files) between each try: one last time
-        return cls._open(root, latest_generation(root), verify, _reuse, options)
+            except (HeronError, OSError):
+                if generation is not None or latest_generation(root) == latest or attempt == RACE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     @classmethod
     def _open(cls, root: Path, generation: int | None, verify: bool, _reuse: dict[str, Segment] | None,
@@ -211,6 +229,15 @@ class SegmentedIndex:
         if self._global is None:
             self._global = {d: i for i, d in enumerate(self.doc_ids)}
         return self._global
+
+    def deleted_ids(self, s: int) -> frozenset[str]:
+        """The ids of segment ``s``'s deleted documents (built on first use)."""
+        if s not in self._deleted:
+            live = self._lives[s]
+            seg = self._segments[s]
+            self._deleted[s] = frozenset() if live is None else \
+                frozenset(seg.doc_ids[i] for i in np.flatnonzero(~live).tolist())
+        return self._deleted[s]
 
     def locate(self, doc_id: str) -> tuple[int, int] | None:
         """``(segment index, position in the segment)`` of a live document, or None."""
@@ -272,10 +299,17 @@ class SegmentedIndex:
                 f"docs={self.num_docs})")
 
 
+#: attributes a segmented member takes from its first segment: the same in every segment (the writer checks
+#: the vocabulary, quantisation, dimension and FAISS type of each new segment), or per-type helpers
+_SHARED_ATTRIBUTES = frozenset({"vocab", "term_ids", "vocab_size", "dim", "scale", "dtype", "block_size",
+                                "index_type", "fde", "fde_encoder", "check_truncation"})
+
+
 class SegmentedMember(SearchIndex):
     """One member over every segment of a snapshot (the :class:`~heron.indexing.base.SearchIndex`
-    interface; positions are global, module docstring). Attributes it does not define (``vocab``,
-    ``term_ids``, ``dim``, ``scale``, ``index_type`` …) are the first segment's. ``docstore_dir`` is None:
+    interface; positions are global, module docstring). ``vocab``, ``term_ids``, ``vocab_size``, ``dim``,
+    ``scale``, ``dtype``, ``index_type`` … (:data:`_SHARED_ATTRIBUTES`) are the first segment's, the same in
+    every segment; any other attribute of the segments' index types is an AttributeError. ``docstore_dir`` is None:
     read titles and text with :meth:`SegmentedIndex.document`."""
 
     def __init__(self, snapshot: SegmentedIndex, name: str):
@@ -285,7 +319,7 @@ class SegmentedMember(SearchIndex):
         first = self.parts[0]
         self._first = first
         self.path = snapshot.path
-        self.manifest = first.manifest
+        self.manifest = {**first.manifest, "num_docs": snapshot.num_docs}  # the rest: the first segment's
         self.kind = first.kind
         self.format_name = first.format_name
         self.search_options = first.search_options
@@ -295,9 +329,27 @@ class SegmentedMember(SearchIndex):
         raise HeronError(f"{path}: open a segmented index with SegmentedIndex.open(path).member(name)")
 
     def __getattr__(self, attr):
+        if attr in _SHARED_ATTRIBUTES:
+            return getattr(self._first, attr)
         if attr.startswith("_"):
             raise AttributeError(attr)
-        return getattr(self._first, attr)
+        raise AttributeError(f"{attr!r}: not available on a segmented {self.kind} member (it would describe the "
+                             f"first segment only)")
+
+    def set_search_params(self, **params) -> None:
+        """FAISS search parameters (``ef_search``, ``nprobe``) set on every segment."""
+        for part in self.parts:
+            part.set_search_params(**params)
+
+    def df(self) -> np.ndarray:
+        """Per-term document frequency over every segment (inverted members; documents deleted but not yet
+        merged away still count)."""
+        return np.sum([part.df() for part in self.parts], axis=0)
+
+    @property
+    def nnz(self) -> int:
+        """Postings over every segment (deleted documents' included until a merge drops them)."""
+        return int(sum(int(part.nnz) for part in self.parts))
 
     # -- metadata -----------------------------------------------------------------------------------
     @property
@@ -370,7 +422,9 @@ class SegmentedMember(SearchIndex):
         snap = self.snapshot
         k = int(k)
         allowed = None if allow is None else set(allow)
-        found: list[tuple[int, list[list[str]], list[np.ndarray], np.ndarray | None]] = []
+        if self.kind == "inverted":
+            queries = self._term_ids(queries)
+        tasks = []
         for s, part in enumerate(self.parts):
             live = snap._lives[s]
             deleted = 0 if live is None else int(len(live) - live.sum())
@@ -384,14 +438,44 @@ class SegmentedMember(SearchIndex):
                 filt = self._filter(part, seg, np.asarray(local, dtype=np.int64))
             elif deleted:
                 if self._overfetch(part, deleted, k):
-                    kk, drop = min(k + deleted, part.num_docs), live
+                    kk, drop = min(k + deleted, part.num_docs), snap.deleted_ids(s)
                 else:
                     filt = self._filter(part, snap._segments[s], snap._live_positions[s])
-            if k <= 0:
-                continue
+            if k > 0:
+                tasks.append((s, part, kk, filt, drop))
+
+        def run(task):
+            s, part, kk, filt, drop = task
             ids, scores = part.search_batch(queries, kk, allow=filt, **options)
-            found.append((s, ids, scores, drop))
+            return s, ids, scores, drop
+
+        threads = min(SEGMENT_THREADS, len(tasks))
+        if threads > 1:
+            found = list(_pool().map(run, tasks))
+        else:
+            found = [run(task) for task in tasks]
         return self._merge(found, k, queries)
+
+    def _term_ids(self, queries):
+        """Inverted queries with term strings turned into term ids once (every segment has the same vocabulary,
+        as the writer checks), so that no segment looks them up again: ``(ids, weights)`` pairs, unknown terms
+        as -1 (which every segment ignores, as it ignores unknown terms)."""
+        if sp.issparse(queries):
+            return queries
+        lookup = None
+        out = []
+        for q in queries:
+            if isinstance(q, dict):
+                terms, weights = list(q.keys()), list(q.values())
+            elif isinstance(q, tuple | list) and len(q) == 2:
+                terms, weights = q
+            else:
+                return queries  # another form: each segment reads it itself
+            if len(terms) and isinstance(terms[0], str):
+                lookup = lookup or self._first.term_ids
+                terms = np.array([lookup.get(t, -1) for t in terms], dtype=np.int64)
+            out.append((terms, weights))
+        return out
 
     def _overfetch(self, part: SearchIndex, deleted: int, k: int) -> bool:
         if part.kind == "faiss" and (part.index_type != "flat" or part.stored is None):
@@ -407,29 +491,29 @@ class SegmentedMember(SearchIndex):
         return [seg.doc_ids[i] for i in local.tolist()]
 
     def _merge(self, found, k: int, queries) -> BatchResult:
-        snap = self.snapshot
+        """The global top-``k`` of per-segment results. Each segment's list is ranked by score, then by position
+        in the segment; segments come in global order; so ordering by (score descending, segment, rank in the
+        segment's list) is ordering by (score, global position) — without mapping any id back to a position."""
         if not found:
             nq = queries.shape[0] if sp.issparse(queries) else len(np.atleast_2d(queries)) \
                 if isinstance(queries, np.ndarray) else len(queries)
             return [[] for _ in range(nq)], [np.zeros(0, np.float32) for _ in range(nq)]
         nq = len(found[0][1])
-        doc_ids = snap.doc_ids
         out_ids, out_scores = [], []
         for q in range(nq):
-            pos_parts, score_parts = [], []
-            for s, ids, scores, drop in found:
-                seg = snap._segments[s]
-                local = np.fromiter((seg.positions[d] for d in ids[q]), dtype=np.int64, count=len(ids[q]))
-                row = np.asarray(scores[q], dtype=np.float32)
-                if drop is not None:
-                    keep = drop[local]
-                    local, row = local[keep], row[keep]
-                rank = snap._ranks[s]
-                pos_parts.append(snap._starts[s] + (local if rank is None else rank[local]))
+            ids: list[str] = []
+            score_parts, seg_parts, rank_parts = [], [], []
+            for s, seg_ids, scores, drop in found:
+                row_ids, row = seg_ids[q], np.asarray(scores[q], dtype=np.float32)
+                if drop:
+                    keep = [i for i, d in enumerate(row_ids) if d not in drop]
+                    row_ids, row = [row_ids[i] for i in keep], row[keep]
+                ids += row_ids
                 score_parts.append(row)
-            pos = np.concatenate(pos_parts)
+                seg_parts.append(np.full(len(row), s, dtype=np.int64))
+                rank_parts.append(np.arange(len(row)))
             sc = np.concatenate(score_parts)
-            order = np.lexsort((pos, -sc))[:k]
-            out_ids.append([doc_ids[i] for i in pos[order].tolist()])
+            order = np.lexsort((np.concatenate(rank_parts), np.concatenate(seg_parts), -sc))[:k]
+            out_ids.append([ids[i] for i in order.tolist()])
             out_scores.append(sc[order])
         return out_ids, out_scores

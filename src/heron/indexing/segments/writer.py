@@ -53,6 +53,8 @@ from heron.storage.commits import generations, read_commit, remove_temporaries, 
 
 #: commits whose files a writer keeps (the latest and the one before)
 KEEP_COMMITS = 2
+#: where :meth:`IndexWriter.new_build_dir` places new segments being built
+INCOMING_DIR = "incoming"
 
 
 class _Entry:
@@ -98,11 +100,12 @@ class IndexWriter:
         self._lock = build_lock(self.path, "segmented index")
         self._lock_context.run(self._lock.__enter__)
         self._closed = False
+        self._builds = 0
         try:
             recover(self.path)  # what a killed conversion left beside the index
             commit = read_commit(self.path)
             self.policy = merging.check_policy(merge_policy, commit.get("merge_policy"))
-            self._cleanup()
+            self._cleanup(opening=True)
             self._load(SegmentedIndex.open(self.path, device="cpu"))
         except BaseException:
             self.close()
@@ -146,6 +149,37 @@ class IndexWriter:
     def num_docs(self) -> int:
         """Live documents, pending changes included."""
         return len(self._where)
+
+    def new_build_dir(self) -> Path:
+        """A fresh path inside the index (``incoming/b<pid>-<n>``, not created) to build a new segment at: on
+        the index's filesystem, so :meth:`add_segment` moves it without copying; whatever is left there is
+        removed when the next writer opens the index."""
+        incoming = self.path / INCOMING_DIR
+        incoming.mkdir(exist_ok=True)
+        self._builds += 1
+        return incoming / f"b{os.getpid()}-{self._builds}"
+
+    def build_settings(self) -> dict[str, dict]:
+        """Per member, the settings a new segment must be built with to join this index (the first segment's):
+        inverted ``quantization``, ``scale``, ``block_size``, ``approx``; FAISS ``index_type``, ``params``,
+        ``store_vectors``; multi-vector ``reduction``, ``query_reduction``, ``muvera``. Empty when the
+        index holds no segment (any settings then)."""
+        if not self.reader._segments:
+            return {}
+        out = {}
+        for name, index in self.reader._segments[0].members.items():
+            m = index.manifest
+            if index.kind == "inverted":
+                out[name] = {"kind": "inverted", "quantization": np.dtype(index.dtype).name,
+                             "scale": float(index.scale), "block_size": (m.get("block_max") or {}).get("block_size"),
+                             "approx": (m.get("approx") or {}).get("params")}
+            elif index.kind == "faiss":
+                out[name] = {"kind": "faiss", "index_type": index.index_type, "params": m["faiss"]["params"],
+                             "store_vectors": index.stored is not None}
+            else:
+                out[name] = {"kind": index.kind, "reduction": m.get("reduction"),
+                             "query_reduction": m.get("query_reduction"), "muvera": m.get("muvera")}
+        return out
 
     def _new_name(self) -> str:
         name = segment_name(self._next)
@@ -333,7 +367,7 @@ class IndexWriter:
         self._publish()
 
     # -- clean-up -------------------------------------------------------------------------------------
-    def _cleanup(self) -> None:
+    def _cleanup(self, opening: bool = False) -> None:
         """Remove old commits (all but the last :data:`KEEP_COMMITS`) and every segment directory, bitmap and
         temporary file none of the kept commits lists (what killed writers and older commits left)."""
         found = generations(self.path)
@@ -361,6 +395,8 @@ class IndexWriter:
                         shutil.rmtree(child, ignore_errors=True)
                 elif child.name.startswith(".s") and ".staged-" in child.name:
                     recover(segments / child.name[1:].split(".staged-")[0])
+        if opening:  # no build of this writer is under way yet
+            shutil.rmtree(self.path / INCOMING_DIR, ignore_errors=True)
         live = self.path / LIVE_DIR
         if live.is_dir():
             for child in live.iterdir():
