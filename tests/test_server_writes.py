@@ -46,7 +46,8 @@ def _client(path: Path, **settings):
 
     from heron.server import ServerSettings, create_app
 
-    app = create_app({"tiny": heron.Index.open(path)}, ServerSettings(verify=False, workers=2, **settings))
+    settings = {"verify": False, **settings}
+    app = create_app({"tiny": heron.Index.open(path)}, ServerSettings(workers=2, **settings))
     return TestClient(app)
 
 
@@ -131,6 +132,12 @@ def test_commits_of_another_writer_are_picked_up_without_a_restart(bm25_index, t
         assert _ids(client, "leukemia zinc")[0] == "other-1"
         info = client.get("/v1/indexes", headers=AUTH).json()["indexes"]["tiny"]
         assert info["generation"] == other.generation and "/" not in json.dumps(info["members"]["served"]["path"])
+    with _client(path, api_key=KEY, refresh_s=0, verify=True) as client:  # a segmented index from the start
+        deadline = time.monotonic() + 30
+        while client.get("/healthz").json()["status"] == "degraded" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get("/healthz").json()["status"] == "ok"  # every segment's files verified in full
+        assert _ids(client, "leukemia zinc")[0] == "other-1" and _generation(client) == other.generation
 
 
 def test_searches_are_answered_while_writes_run(bm25_index, tmp_path):
