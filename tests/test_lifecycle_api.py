@@ -157,6 +157,7 @@ def test_delete_upsert_refresh_and_merge(bm25_parts, tmp_path):
     reference = heron.Index.open(_frozen_reference(classic, live, tmp_path / "reference"))
     for index in (writer, reader):
         assert _search(index, k=50) == _search(reference, k=50)
+        assert _search(index, k=10, prf="rocchio") == _search(reference, k=10, prf="rocchio")  # feedback vectors
         assert index.search("stem cells", k=50, allow=gone[:2]) == []
         top = index.search("stem cells telomeres", k=50, fields=True)
         row = next(h for h in top if h.doc_id == edited["_id"])
