@@ -163,8 +163,9 @@ OPS = st.lists(st.one_of(
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(ops=OPS, seed=st.integers(0, 3), overfetch=st.booleans(), tiered=st.booleans(), threads=st.sampled_from([1, 3]))
-def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, overfetch, tiered, threads):
+@given(ops=OPS, seed=st.integers(0, 3), overfetch=st.booleans(), tiered=st.booleans(), threads=st.sampled_from([1, 3]),
+       share=st.sampled_from([(1.5, 16), (0.3, 0)]))
+def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, overfetch, tiered, threads, share):
     """Random add / upsert / delete / commit / merge sequences on a bundle of an inverted, a FAISS flat and a
     multi-vector member; after each commit, every member's search == a from-scratch build over the live docs."""
     tmp = tmp_path_factory.mktemp("prop")
@@ -175,8 +176,9 @@ def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, o
     convert_to_segmented(path)
     policy = {"segments_per_tier": 2, "min_docs": 2} if tiered else {"enabled": False}
     next_id, version, batch = 5, 1, 0
-    old = (reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS)
+    old = (reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS, reader.SHARE_SLACK, reader.SHARE_MIN)
     reader.SEGMENT_THREADS = threads  # segments searched one after the other, or on a thread pool
+    reader.SHARE_SLACK, reader.SHARE_MIN = share  # (0.3, 0): segments first asked for too few hits, then again
     if not overfetch:  # every segment with deletions searched through the live-document filter
         reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR = 0, 0
     try:
@@ -208,7 +210,8 @@ def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, o
             assert SegmentedIndex.open(path, device="cpu").doc_ids is not None
         check_against_scratch(path, model, corpus, tmp)  # the with block committed the rest
     finally:
-        reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS = old
+        (reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS, reader.SHARE_SLACK,
+         reader.SHARE_MIN) = old
 
 
 def test_approximate_search_per_segment_merged_into_a_global_top_k(tmp_path):
@@ -440,3 +443,34 @@ def test_member_attributes_span_every_segment_or_are_refused(tmp_path):
     with pytest.raises(AttributeError, match="not available on a segmented inverted member"):
         member.arrays  # noqa: B018
     assert member.doc_index("d5") == 4 and member.positions_of(["d19", "d1", "zz"]).tolist() == [0, 18]
+
+
+def test_segments_asked_for_a_share_of_k_are_searched_again_when_it_may_be_short(tmp_path, monkeypatch):
+    """One segment holds every good document: asked first for its share of k, it must be asked again, and the
+    result is the fresh build's all the same."""
+    rows = {f"d{i}": np.eye(len(VOCAB), dtype=np.float32)[0] * (1 + i % 3) for i in range(60)}
+    rows.update({f"d{i}": np.eye(len(VOCAB), dtype=np.float32)[1] for i in range(60, 120)})
+
+    def build(ids, out):
+        return build_inverted_index([(ids, sp.csr_matrix(np.stack([rows[d] for d in ids])))], out, vocab=VOCAB,
+                                    encoder={}, scale=SCALE, progress=False)
+
+    path = build([f"d{i}" for i in range(60, 120)], tmp_path / "ix")  # no document of term t0 here
+    convert_to_segmented(path)
+    with IndexWriter(path, merge_policy={"enabled": False}) as writer:
+        writer.add_segment(build([f"d{i}" for i in range(60)], tmp_path / "n"))
+    calls = []
+    original = reader.SegmentedMember._run
+    def counted(tasks, q, o):
+        calls.append([t.share for t in tasks])
+        return original(tasks, q, o)
+
+    monkeypatch.setattr(reader.SegmentedMember, "_run", staticmethod(counted))
+    monkeypatch.setattr(reader, "SHARE_MIN", 0)
+    member = SegmentedIndex.open(path).member("ix")
+    got = member.search_batch([{"t0": 1.0}], 40)
+    assert calls == [[30, 30], [40]]  # each asked for 40 · 60/120 · 1.5 = 30 hits, then t0's segment for 40
+    from heron.indexing.registry import open_index
+
+    fresh = build([f"d{i}" for i in range(60, 120)] + [f"d{i}" for i in range(60)], tmp_path / "all")
+    assert_same(got, open_index(fresh).search_batch([{"t0": 1.0}], 40))

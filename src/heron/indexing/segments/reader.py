@@ -31,6 +31,7 @@ and text from a removed segment is a one-line error asking to refresh.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -58,6 +59,11 @@ _OPENING = threading.Lock()
 #: segments searched at once (threads: the compiled kernels release the GIL, the Python around them does not);
 #: 1: one after the other (the default on machines of ≤ 2 cores, where threads were measured no faster)
 SEGMENT_THREADS = 1 if (os.cpu_count() or 1) <= 2 else min(8, os.cpu_count() or 1)
+#: a segment holding a fraction f of the live documents is first asked for ceil(k · f · SHARE_SLACK) + SHARE_MIN
+#: hits, not k (with a smaller k its search prunes as a search of the whole index would); exact all the same:
+#: a segment whose every hit entered the global top k is searched again with k
+SHARE_SLACK = 1.5
+SHARE_MIN = 16
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -305,6 +311,17 @@ _SHARED_ATTRIBUTES = frozenset({"vocab", "term_ids", "vocab_size", "dim", "scale
                                 "index_type", "fde", "fde_encoder", "check_truncation"})
 
 
+class _Task:
+    """One segment's part of a search: asked for ``share`` hits plus ``extra`` (its deleted documents, when they
+    are over-fetched and ``drop``ped), or filtered by ``filt``."""
+
+    def __init__(self, s: int, part: SearchIndex, share: int, extra: int, filt, drop: frozenset[str] | None):
+        self.s, self.part, self.share, self.extra, self.filt, self.drop = s, part, share, extra, filt, drop
+        self.requested = 0
+        self.ids: list[list[str]] = []
+        self.scores: list[np.ndarray] = []
+
+
 class SegmentedMember(SearchIndex):
     """One member over every segment of a snapshot (the :class:`~heron.indexing.base.SearchIndex`
     interface; positions are global, module docstring). ``vocab``, ``term_ids``, ``vocab_size``, ``dim``,
@@ -428,7 +445,7 @@ class SegmentedMember(SearchIndex):
         for s, part in enumerate(self.parts):
             live = snap._lives[s]
             deleted = 0 if live is None else int(len(live) - live.sum())
-            kk, filt, drop = k, None, None
+            extra, filt, drop = 0, None, None
             if allowed is not None:
                 seg = snap._segments[s]
                 local = sorted(p for d in allowed if (p := seg.positions.get(d)) is not None
@@ -438,23 +455,33 @@ class SegmentedMember(SearchIndex):
                 filt = self._filter(part, seg, np.asarray(local, dtype=np.int64))
             elif deleted:
                 if self._overfetch(part, deleted, k):
-                    kk, drop = min(k + deleted, part.num_docs), snap.deleted_ids(s)
+                    extra, drop = deleted, snap.deleted_ids(s)
                 else:
                     filt = self._filter(part, snap._segments[s], snap._live_positions[s])
             if k > 0:
-                tasks.append((s, part, kk, filt, drop))
+                fraction = len(snap._live_positions[s]) / max(snap.num_docs, 1)
+                share = k if len(self.parts) == 1 else min(k, math.ceil(k * SHARE_SLACK * fraction) + SHARE_MIN)
+                tasks.append(_Task(s, part, share, extra, filt, drop))
+        self._run(tasks, queries, options)
+        while True:  # a segment asked for its share of k whose hits all made the top k may hold more: ask again
+            merged, again = self._merge(tasks, k, queries)
+            if not again:
+                return merged
+            for task in again:
+                task.share = k
+            self._run(again, queries, options)
 
-        def run(task):
-            s, part, kk, filt, drop = task
-            ids, scores = part.search_batch(queries, kk, allow=filt, **options)
-            return s, ids, scores, drop
+    @staticmethod
+    def _run(tasks: list[_Task], queries, options: dict) -> None:
+        def run(task: _Task) -> None:
+            task.requested = min(task.share + task.extra, task.part.num_docs)
+            task.ids, task.scores = task.part.search_batch(queries, task.requested, allow=task.filt, **options)
 
-        threads = min(SEGMENT_THREADS, len(tasks))
-        if threads > 1:
-            found = list(_pool().map(run, tasks))
+        if min(SEGMENT_THREADS, len(tasks)) > 1:
+            list(_pool().map(run, tasks))
         else:
-            found = [run(task) for task in tasks]
-        return self._merge(found, k, queries)
+            for task in tasks:
+                run(task)
 
     def _term_ids(self, queries):
         """Inverted queries with term strings turned into term ids once (every segment has the same vocabulary,
@@ -490,30 +517,38 @@ class SegmentedMember(SearchIndex):
             return mask
         return [seg.doc_ids[i] for i in local.tolist()]
 
-    def _merge(self, found, k: int, queries) -> BatchResult:
-        """The global top-``k`` of per-segment results. Each segment's list is ranked by score, then by position
-        in the segment; segments come in global order; so ordering by (score descending, segment, rank in the
-        segment's list) is ordering by (score, global position) — without mapping any id back to a position."""
-        if not found:
+    def _merge(self, tasks: list[_Task], k: int, queries) -> tuple[BatchResult, list[_Task]]:
+        """The global top-``k`` of per-segment results, and the tasks to run again with the whole ``k``.
+
+        Each segment's list is ranked by score, then by position in the segment, and segments come in global
+        order, so ordering by (score descending, segment, rank in the segment's list) is ordering by (score,
+        global position) — without mapping any id back to a position. A segment asked for fewer than ``k`` hits
+        that returned as many as asked and saw every live one of them enter the top ``k`` may hold more of it:
+        it is searched again with ``k`` (otherwise its unreturned hits rank below one that did not make it)."""
+        if not tasks:
             nq = queries.shape[0] if sp.issparse(queries) else len(np.atleast_2d(queries)) \
                 if isinstance(queries, np.ndarray) else len(queries)
-            return [[] for _ in range(nq)], [np.zeros(0, np.float32) for _ in range(nq)]
-        nq = len(found[0][1])
-        out_ids, out_scores = [], []
+            return ([[] for _ in range(nq)], [np.zeros(0, np.float32) for _ in range(nq)]), []
+        nq = len(tasks[0].ids)
+        out_ids, out_scores, again = [], [], set()
         for q in range(nq):
             ids: list[str] = []
-            score_parts, seg_parts, rank_parts = [], [], []
-            for s, seg_ids, scores, drop in found:
-                row_ids, row = seg_ids[q], np.asarray(scores[q], dtype=np.float32)
-                if drop:
-                    keep = [i for i, d in enumerate(row_ids) if d not in drop]
+            score_parts, seg_parts, rank_parts, counts = [], [], [], []
+            for t, task in enumerate(tasks):
+                row_ids, row = task.ids[q], np.asarray(task.scores[q], dtype=np.float32)
+                cut = task.share < k and len(row_ids) == task.requested < task.part.num_docs
+                if task.drop:
+                    keep = [i for i, d in enumerate(row_ids) if d not in task.drop]
                     row_ids, row = [row_ids[i] for i in keep], row[keep]
                 ids += row_ids
                 score_parts.append(row)
-                seg_parts.append(np.full(len(row), s, dtype=np.int64))
+                seg_parts.append(np.full(len(row), t, dtype=np.int64))
                 rank_parts.append(np.arange(len(row)))
+                counts.append(len(row) if cut else -1)
             sc = np.concatenate(score_parts)
             order = np.lexsort((np.concatenate(rank_parts), np.concatenate(seg_parts), -sc))[:k]
+            taken = np.bincount(np.concatenate(seg_parts)[order], minlength=len(tasks))
+            again.update(t for t, count in enumerate(counts) if count >= 0 and taken[t] == count)
             out_ids.append([ids[i] for i in order.tolist()])
             out_scores.append(sc[order])
-        return out_ids, out_scores
+        return (out_ids, out_scores), [tasks[t] for t in sorted(again)]
