@@ -15,6 +15,19 @@ Example::
     >>> hits[0].doc_id, round(hits[0].score, 4)                                       # doctest: +SKIP
     ('4983', 0.0325)
     >>> [[h.doc_id for h in r] for r in index.search_batch(["a query", "another"], k=2)]  # doctest: +SKIP
+
+Indexes change: :meth:`Index.add` / :meth:`Index.upsert` encode new documents into a new segment (with the
+index's own encoders, :mod:`heron.build.segment`), :meth:`Index.delete` marks documents deleted, and
+:meth:`Index.commit` makes the changes visible (a new generation, :mod:`heron.indexing.segments`); until
+then searches see the last commit. A classic (write-once) index is converted in place to a segmented one
+by its first change. :meth:`Index.refresh` picks up commits made by other processes; :meth:`Index.merge`
+merges segments. One writer per index at a time (the index's build lock, held from the first change to
+the commit)::
+
+    >>> index.upsert([{"_id": "new-1", "title": "Coffee", "text": "Coffee and cancer …"}])  # doctest: +SKIP
+    1
+    >>> index.delete(["4983"]), index.commit(), index.generation                     # doctest: +SKIP
+    (1, 3, 3)
 """
 
 from __future__ import annotations
@@ -39,6 +52,10 @@ FUSION_DEPTH = 1000
 MAX_TOTAL_HITS = 20000
 
 
+class IndexBusy(HeronError):
+    """Another writer (process or :class:`Index`) holds the index's write lock; retry once it has committed."""
+
+
 @dataclass
 class Hit:
     """One result: document id, score, rank (from 1) and, when asked for, title and text."""
@@ -55,11 +72,13 @@ class Hit:
 
 @dataclass
 class Member:
-    """One index of a bundle: its directory and the search options it is opened with."""
+    """One index of a bundle: its directory and the search options it is opened with (``source``: its name
+    in a segmented index's snapshot, whose ``path`` is then the index's root)."""
 
     name: str
     path: Path
     search: dict
+    source: str | None = None
 
 
 class Index:
@@ -77,6 +96,10 @@ class Index:
         self._opened: dict[tuple, object] = {}
         self._lock = threading.RLock()
         self._docstore = None
+        #: the commit this Index searches (a segmented index), else None
+        self.snapshot = None
+        self._writer = None
+        self._write_lock = threading.RLock()
 
     # -- opening ------------------------------------------------------------------------------------
     @classmethod
@@ -85,6 +108,10 @@ class Index:
         root = Path(path)
         if not root.is_dir():
             raise HeronError(f"{path}: index directory does not exist")
+        from heron.indexing.segments import is_segmented
+
+        if is_segmented(root):
+            return cls._open_segmented(root, device=device, threads=threads)
         bundle = read_bundle(root)
         if bundle is None:
             name = root.name if MEMBER_NAME.match(root.name) else "index"
@@ -93,6 +120,31 @@ class Index:
                    for name, entry in bundle["indexes"].items()}
         return cls(root, members, bundle.get("default") or next(iter(members)),
                    (bundle.get("fusion") or {}).get("method", "rrf"), bundle, device, threads)
+
+    @classmethod
+    def _open_segmented(cls, root: Path, snapshot=None, *, device: str | None = "auto",
+                        threads: int | None = None) -> Index:
+        """An Index over one commit of the segmented index at ``root`` (the latest, or ``snapshot``)."""
+        from heron.indexing.segments import SegmentedIndex
+
+        snap = snapshot if snapshot is not None else SegmentedIndex.open(root)
+        bundle = snap.bundle_manifest() if snap.layout == "bundle" else None
+        if bundle is None:
+            name = root.name if MEMBER_NAME.match(root.name) else "index"
+            index = cls(root, {name: Member(name, root, {}, snap.members[0])}, name, device=device, threads=threads)
+        else:
+            members = {name: Member(name, root, dict(entry.get("search") or {}), name)
+                       for name, entry in bundle["indexes"].items()}
+            index = cls(root, members, bundle.get("default") or next(iter(members)),
+                        (bundle.get("fusion") or {}).get("method", "rrf"), bundle, device, threads)
+        index.snapshot = snap
+        return index
+
+    @property
+    def generation(self) -> int | None:
+        """The generation of the commit searched (None for a classic, write-once index)."""
+        snap = self.snapshot
+        return None if snap is None else snap.generation
 
     @property
     def retrievers(self) -> list[str]:
@@ -109,7 +161,7 @@ class Index:
                     self.retriever(name, prf)
                 except QueryError:
                     pass  # e.g. a multi-vector member: a prf request on it gets a 400
-        if any(self.retriever(n).index.docstore_dir is not None for n in self.members):
+        if self.snapshot is None and any(self.retriever(n).index.docstore_dir is not None for n in self.members):
             self._documents()
         return self
 
@@ -134,7 +186,12 @@ class Index:
             return opened
         with self._lock:
             if key not in self._opened:
-                if prf is None:
+                if prf is None and self.snapshot is not None:
+                    from heron.retrieval import open_member_retriever
+
+                    self._opened[key] = open_member_retriever(self.snapshot.member(member.source), device=self.device,
+                                                              threads=self.threads, **member.search)
+                elif prf is None:
                     from heron.retrieval import open_index_retriever
 
                     self._opened[key] = open_index_retriever(member.path, device=self.device, threads=self.threads,
@@ -147,11 +204,18 @@ class Index:
         """Name, path, members and their index manifests' summaries (what ``GET /v1/indexes`` shows)."""
         out = {"path": str(self.path), "retrievers": self.retrievers, "default": self.default,
                "fusion": self.fusion, "members": {}}
+        snap = self.snapshot
+        if snap is not None:
+            out["generation"] = snap.generation
+            out["segments"] = snap.describe()
         for name, member in self.members.items():
             from heron.indexing.registry import open_index
 
             opened = self._opened.get((name, None))  # an opened member describes itself; else open its index only
-            index = opened.index if opened is not None else open_index(member.path)
+            if snap is not None:
+                index = snap.member(member.source)
+            else:
+                index = opened.index if opened is not None else open_index(member.path)
             out["members"][name] = {"path": str(member.path), "search": member.search, **index.describe()}
         if self.manifest:
             out["bundle"] = {k: self.manifest.get(k) for k in ("format", "format_version", "dataset", "config",
@@ -205,6 +269,7 @@ class Index:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
             raise QueryError(f"k must be an integer between 1 and {MAX_K}, not {k!r}")
         names = self.parse_retriever(retriever)
+        snap = self.snapshot  # titles come from the commit searched, even if a refresh swaps it meanwhile
         if allow is not None:
             if isinstance(allow, str):
                 raise QueryError("allow must be a list of document ids")
@@ -224,7 +289,7 @@ class Index:
             if vectors is not None:
                 raise QueryError("a precomputed vector lives in one member's space: name a single retriever")
             ranked = self._fused(names, texts, k, fusion or self.fusion, fusion_weights, prf, allow)
-        return [self._hits(ids, scores, fields) for ids, scores in ranked]
+        return [self._hits(ids, scores, fields, snap) for ids, scores in ranked]
 
     def _member_search(self, name, texts, vectors, k, prf, allow):
         r = self.retriever(name, prf)
@@ -264,9 +329,13 @@ class Index:
             out.append((ids, np.asarray([fused[d] for d in ids], dtype=np.float32)))
         return out
 
-    def _hits(self, ids, scores, fields: bool) -> list[Hit]:
+    def _hits(self, ids, scores, fields: bool, snap=None) -> list[Hit]:
         hits = [Hit(d, float(s), rank) for rank, (d, s) in enumerate(zip(ids, scores), start=1)]
-        if fields and hits:
+        if fields and hits and snap is not None:
+            for hit in hits:
+                row = snap.document(hit.doc_id) or {}
+                hit.title, hit.text = row.get("title") or "", row.get("text") or ""
+        elif fields and hits:
             store, positions = self._documents()
             for hit in hits:
                 row = store.get(positions[hit.doc_id])
@@ -293,6 +362,196 @@ class Index:
                     raise HeronError(f"{self.path}: no member holds a document store (docstore/)")
             return self._docstore
 
+    # -- changing the index ----------------------------------------------------------------------------
+    def add(self, documents, *, upsert: bool = False, progress: bool = False) -> int:
+        """Encode ``documents`` (a BEIR ``corpus.jsonl`` path, or ``{"_id", "title", "text"}`` dicts) with every
+        member's own encoder into a new segment, pending until :meth:`commit`; returns how many. An id
+        already in the index is an error unless ``upsert`` (its older copy is then deleted). The first change
+        converts a classic index to a segmented one in place and takes the index's write lock."""
+        from heron.build.segment import build_segment
+        from heron.storage import scratch
+
+        docs = self.check_add(documents, upsert=upsert)  # fails before anything is converted, locked or encoded
+        with self._write_lock:
+            fresh = self._writer is None
+            writer = self._open_writer()
+            try:
+                with scratch(self.path.parent / f"{self.path.name}.incoming", "add") as work:
+                    built = build_segment(self.path, docs, work / "segment", progress=progress)
+                    writer.add_segment(built, upsert=upsert)
+            except BaseException:
+                if fresh:  # nothing of this call is pending: do not keep the lock
+                    self._close_writer()
+                raise
+        return len(docs)
+
+    def check_add(self, documents, *, upsert: bool = False) -> list:
+        """``documents`` read and checked for :meth:`add` (:func:`heron.build.segment.read_documents`); without
+        ``upsert``, an id already in the searched commit is a one-line error too."""
+        from heron.build.segment import read_documents
+
+        docs = read_documents(documents)
+        if not upsert:
+            snap = self.snapshot
+            if snap is not None:
+                known = snap.global_positions()
+            else:
+                from heron.indexing.registry import open_index
+
+                known = set(open_index(next(iter(self.members.values())).path).doc_ids)
+            taken = [d.id for d in docs if d.id in known]
+            if taken:
+                raise HeronError(f"{self.path}: {len(taken)} document id(s) are in the index already (e.g. "
+                                 f"{taken[0]!r}); add them with upsert to replace them")
+        return docs
+
+    def upsert(self, documents, *, progress: bool = False) -> int:
+        """:meth:`add` where an id already in the index replaces its older copy (delete + add, one commit)."""
+        return self.add(documents, upsert=True, progress=progress)
+
+    def delete(self, doc_ids) -> int:
+        """Mark the documents ``doc_ids`` deleted (pending until :meth:`commit`); returns how many were live."""
+        if isinstance(doc_ids, str):
+            raise HeronError("delete takes a list of document ids")
+        ids = [str(d) for d in doc_ids]
+        with self._write_lock:
+            return int(self._open_writer().delete(ids))
+
+    def commit(self) -> int:
+        """Publish the pending changes as a new commit, release the write lock and search the new commit;
+        returns its generation (the current one when nothing was pending)."""
+        with self._write_lock:
+            if self._writer is None:
+                return self.generation or 0
+            self._refuse_empty()
+            try:
+                generation = int(self._writer.commit())
+            except BaseException:
+                self._close_writer()
+                raise
+            self._close_writer(rollback=False)
+        self.refresh()
+        return generation
+
+    def _refuse_empty(self) -> None:
+        """A commit may not delete every document: the index would keep no segment, so no encoder to encode
+        new documents with (and nothing to search). The pending changes stay; roll them back or add some."""
+        if int(self._writer.num_docs) == 0:
+            raise HeronError(f"{self.path}: this commit would delete every document of the index (it would lose "
+                             f"its encoders); keep at least one, or rebuild the index")
+
+    def close(self) -> None:
+        """Drop pending changes and release the write lock (:meth:`rollback`)."""
+        self.rollback()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.rollback()
+
+    def rollback(self) -> None:
+        """Drop the pending changes and release the write lock."""
+        with self._write_lock:
+            self._close_writer()
+
+    def merge(self, max_segments: int = 1) -> int:
+        """Merge the segments down to at most ``max_segments`` (pending changes are committed with it);
+        returns the new generation."""
+        if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
+            raise HeronError(f"max_segments must be a positive integer, not {max_segments!r}")
+        with self._write_lock:
+            writer = self._open_writer()
+            self._refuse_empty()
+            try:
+                generation = int(writer.merge(max_segments))
+            except BaseException:
+                self._close_writer()
+                raise
+            self._close_writer(rollback=False)
+        self.refresh()
+        return generation
+
+    def refresh(self) -> bool:
+        """Search the newest commit if there is a newer one (made here or by another process); True if it
+        changed. Searches running meanwhile finish on the commit they started with."""
+        snap = self.snapshot
+        if snap is None:
+            from heron.indexing.segments import is_segmented
+
+            if not is_segmented(self.path):
+                return False
+            with self._write_lock:  # converted by another process: search its commit from now on
+                if self.snapshot is None:
+                    self._adopt_segmented()
+            return True
+        newer = snap.refresh()
+        if newer is None:
+            return False
+        with self._lock:
+            if self.snapshot is not snap and self.snapshot.generation >= newer.generation:
+                return False  # another thread installed it (or a newer one) first
+            self._install(newer)
+        return True
+
+    def _install(self, snap) -> None:
+        """Search ``snap`` from now on: each opened member's retriever is rebound to the new commit's member
+        (its query encoder kept: every segment of a member shares it), feedback wrappers reopened lazily."""
+        opened = {}
+        for (name, prf), retriever in list(self._opened.items()):
+            if prf is None:
+                member = self.members[name]
+                opened[(name, None)] = _rebind(retriever, snap.member(member.source))
+        self._opened, self.snapshot, self._docstore = opened, snap, None
+
+    def _open_writer(self):
+        """The index's writer (converting a classic index first), held until commit, merge or rollback."""
+        if self._writer is not None:
+            return self._writer
+        from heron.indexing.segments import IndexWriter, convert_to_segmented, is_segmented
+
+        try:
+            if self.snapshot is None:
+                if not is_segmented(self.path):  # (another writer may have converted it since it was opened)
+                    convert_to_segmented(self.path)
+                self._adopt_segmented()
+            self._writer = IndexWriter(self.path)
+        except HeronError as exc:
+            if "another build of this" in str(exc):  # heron.storage.build_lock: the lock is held elsewhere
+                raise IndexBusy(str(exc)) from None
+            raise
+        return self._writer
+
+    def _adopt_segmented(self) -> None:
+        """This classic index was converted to a segmented one in place: search its latest commit from now on
+        (members reopened on first use)."""
+        converted = Index._open_segmented(self.path, device=self.device, threads=self.threads)
+        with self._lock:
+            for name, member in self.members.items():
+                member.path, member.source = self.path, converted.members[name].source
+            self._opened, self.snapshot, self._docstore = {}, converted.snapshot, None
+
+    def _close_writer(self, rollback: bool = True) -> None:
+        """Release the write lock, dropping pending changes unless they were just committed."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            if rollback:
+                writer.rollback()
+        finally:
+            writer.close()
+
+
+def _rebind(retriever, index):
+    """A copy of ``retriever`` searching ``index`` (a newer commit's member), its encoder shared."""
+    import copy
+
+    rebound = copy.copy(retriever)
+    rebound.__dict__.pop("_encoded", None)
+    rebound.index = index  # search options (ef_search, nprobe, mode …) go with every search_batch call
+    return rebound
+
 
 def _with_prf(retriever, spec: str):
     try:
@@ -307,4 +566,4 @@ def _with_prf(retriever, spec: str):
         raise QueryError(str(exc)) from None
 
 
-__all__ = ["Hit", "Index", "MAX_K"]
+__all__ = ["Hit", "Index", "IndexBusy", "MAX_K"]

@@ -1,4 +1,5 @@
-"""``heron build-index``, ``heron query`` and ``heron index check``."""
+"""``heron build-index``, ``heron query``, ``heron index check`` (and ``heron index add|delete|merge|info``,
+:mod:`heron.cli.lifecycle_cmd`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from heron.cli import lifecycle_cmd
 from heron.cli.options import SEARCH_HELP, checked_flags, parse_search, refuse_unused, with_search_keys
 from heron.errors import HeronError
 
@@ -17,6 +19,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 index_app = typer.Typer(help="Look after built indexes and bundles.", no_args_is_help=True)
+lifecycle_cmd.register(index_app)  # add, delete, merge, info
 
 
 @index_app.command("check")
@@ -36,12 +39,10 @@ def check_command(
     """
     import time
 
-    from heron.indexing.registry import index_problems
-
     damaged = 0
     for path in paths:
         started = time.monotonic()
-        problems = index_problems(path)
+        problems = _problems(path)
         seconds = time.monotonic() - started
         for problem in problems:
             err_console.print(f"[bold red]damaged:[/] {problem}", highlight=False, soft_wrap=True)
@@ -55,6 +56,22 @@ def check_command(
                           highlight=False)
     if damaged:
         raise typer.Exit(1)
+
+
+def _problems(path: Path) -> list:
+    """Every damaged file of a classic index or bundle, or of a segmented index's latest commit (the commit
+    point and live bitmaps, then every segment's files hashed in full)."""
+    from heron.errors import IntegrityError
+    from heron.indexing.registry import index_problems
+    from heron.indexing.segments import SegmentedIndex, is_segmented
+
+    if not is_segmented(path):
+        return index_problems(path)
+    try:
+        snapshot = SegmentedIndex.open(path)
+    except IntegrityError as exc:
+        return [exc]
+    return [problem for seg in snapshot.segments for problem in index_problems(Path(path) / "segments" / seg["name"])]
 
 
 def build_index_command(

@@ -116,7 +116,13 @@ def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
     import importlib
 
     from heron.indexing.registry import index_type
+    from heron.indexing.segments import SegmentedIndex, is_segmented
 
+    if is_segmented(path):  # a segmented single index (heron index add): its latest commit's one member
+        snapshot = SegmentedIndex.open(path)
+        if len(snapshot.members) != 1:
+            raise HeronError(f"{path}: a segmented bundle; open it with heron.Index (or name a member with -r)")
+        return open_member_retriever(snapshot.member(snapshot.members[0]), **options)
     kind = index_type(path)
     options = {k: v for k, v in options.items() if v is not None}
     extra = sorted(set(options) - kind.search_options - _COMMON_OPTIONS)
@@ -131,6 +137,27 @@ def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
     if kind.kind == "inverted":
         options.pop("device", None)  # the inverted index searches on the CPU
     return retriever_class(path, **options)
+
+
+def open_member_retriever(index, **options) -> Retriever:
+    """The retriever for an already opened :class:`~heron.indexing.base.SearchIndex` — e.g. one member of a
+    segmented index's commit (:meth:`heron.indexing.segments.SegmentedIndex.member`), which searches every
+    segment's live documents and carries the member's query encoder (``encoder`` / ``encoder_dir``).
+    ``options`` as for :func:`open_index_retriever`."""
+    import importlib
+
+    options = {k: v for k, v in options.items() if v is not None}
+    extra = sorted(set(options) - set(index.search_options) - _COMMON_OPTIONS)
+    if extra:
+        verb = "does" if len(extra) == 1 else "do"
+        raise HeronError(f"{index.path}: {', '.join(extra)} {verb} not apply to a {index.kind} index (it takes "
+                         f"{', '.join(sorted(index.search_options))})")
+    if index.kind not in RETRIEVER_FOR_KIND:
+        raise HeronError(f"{index.path}: no retriever serves a {index.kind} index")
+    module, name = RETRIEVER_FOR_KIND[index.kind]
+    if index.kind == "inverted":
+        options.pop("device", None)
+    return getattr(importlib.import_module(module), name)(index, **options)
 
 
 def _note(message: str) -> None:
@@ -231,4 +258,4 @@ def check_retriever_spec(name: str) -> None:
 
 
 __all__ = ["RETRIEVERS", "Retriever", "Run", "accepted_options", "check_retriever_spec", "clear_retriever_cache",
-           "get_retriever", "open_index_retriever", "set_index_builder"]
+           "get_retriever", "open_index_retriever", "open_member_retriever", "set_index_builder"]

@@ -29,7 +29,7 @@ class DenseIndexRetriever(IndexRetriever):
     def __init__(self, index: str | os.PathLike | FaissIndex, *, ef_search: int | None = None,
                  nprobe: int | None = None, truncate_dims: int | None = None, threads: int | None = None,
                  device: str | None = "auto"):
-        self.index = index if isinstance(index, FaissIndex) else FaissIndex.open(index, device=device)
+        self.index = FaissIndex.open(index, device=device) if isinstance(index, str | os.PathLike) else index
         self.options = self.index.check_options({"ef_search": ef_search, "nprobe": nprobe,
                                                  "truncate_dims": truncate_dims})
         self.index.set_search_params(ef_search=ef_search, nprobe=nprobe)

@@ -25,7 +25,7 @@ class MultiVectorRetriever(IndexRetriever):
                  threads: int | None = None, device: str | None = "auto"):
         from heron.retrieval.encoders.multivector import MultiVectorEncoder
 
-        self.index = index if isinstance(index, MultiVectorIndex) else MultiVectorIndex.open(index)
+        self.index = MultiVectorIndex.open(index) if isinstance(index, str | os.PathLike) else index
         if candidates is not None and candidates < 1:
             raise HeronError(f"candidates must be at least 1, not {candidates}")
         if candidates is not None and self.index.fde is None:

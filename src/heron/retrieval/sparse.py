@@ -38,7 +38,7 @@ class SparseIndexRetriever(IndexRetriever):
 
     def __init__(self, index: str | os.PathLike | InvertedIndex, mode: str = "exact", threads: int | None = None,
                  **knobs):
-        self.index = index if isinstance(index, InvertedIndex) else InvertedIndex.open(index)
+        self.index = InvertedIndex.open(index) if isinstance(index, str | os.PathLike) else index
         if mode not in MODES:
             raise HeronError(f"unknown search mode {mode!r} (choose {', '.join(MODES)})")
         self.mode = mode

@@ -1,7 +1,10 @@
 """The HTTP query server (FastAPI): ``heron serve --index DIR [--index NAME=DIR …]``.
 
 Routes: ``POST /v1/search``, ``POST /v1/search/batch``, ``GET /v1/indexes``, ``GET /healthz``,
-``GET /metrics`` (Prometheus text), OpenAPI docs at ``/docs`` (spec at ``/openapi.json``).
+``GET /metrics`` (Prometheus text), OpenAPI docs at ``/docs`` (spec at ``/openapi.json``), and the write
+routes ``POST /v1/indexes/{name}/documents`` / ``POST /v1/indexes/{name}/delete``, disabled (403) unless the
+server has an API key (:mod:`heron.server.writes`). ``GET /v1/indexes`` shows each index's ``generation``
+(its commit; null for a classic, write-once index); searches switch to a new commit without a restart.
 
 Every index (and its query encoders) is opened when the app is created, before the first request; a
 member that fails to open is reported failed and the others serve (:mod:`heron.server.health`), and every
@@ -46,6 +49,7 @@ from heron.server.guard import OPEN_PATHS, BodyLimit, Guard, error_response
 from heron.server.health import Health, describe_error
 from heron.server.metrics import Metrics
 from heron.server.scheduler import RETRY_AFTER_S, Overloaded, Scheduler, Timeout
+from heron.server.writes import CommitWatcher, WritesDisabled, add_write_routes, verify_served
 
 logger = logging.getLogger("heron.server")
 
@@ -68,6 +72,9 @@ class ServerSettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="required on every route but /healthz when set")
     allowed_hosts: list[str] | None = Field(None, description="Host header allow-list (None: any host)")
     verify: bool = Field(True, description="verify every member's files in full, in the background, at start")
+    max_write_docs: int = Field(1000, ge=1, le=100_000, description="most documents (or ids) in one write request")
+    refresh_s: float = Field(1.0, ge=0, description="seconds between checks for commits made by other processes "
+                             "(0: only this server's own writes refresh)")
 
 
 #: characters that count as blank in a query (Python's str.isspace, and JSON Schema's \s, which adds U+FEFF)
@@ -269,6 +276,11 @@ def create_app(indexes: dict[str, Index], settings: ServerSettings | None = None
     async def _failed(request: Request, exc: _MemberFailed):
         return error(503, "member_failed", str(exc), {"Retry-After": str(RETRY_AFTER_S)})
 
+    @app.exception_handler(WritesDisabled)
+    async def _read_only(request: Request, exc: WritesDisabled):
+        return error(403, "writes_disabled", "this server is read-only: write routes need the server to be started "
+                     "with an API key (heron serve --api-key or HERON_API_KEY)")
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
         logger.exception("internal error on %s", request.url.path)
@@ -346,8 +358,19 @@ def create_app(indexes: dict[str, Index], settings: ServerSettings | None = None
         out = {}
         for name, info in described.items():
             states = health.members(name)
-            out[name] = {**info, "members": {m: {**member, **states[m]} for m, member in info["members"].items()}}
+            out[name] = {**info, "generation": indexes[name].generation,
+                         "members": {m: {**member, **states[m]} for m, member in info["members"].items()}}
         return {"indexes": paths.value(out)}
+
+    def changed(name: str) -> None:
+        """A served index switched to a new commit: what /v1/indexes shows of it is described again."""
+        described[name] = paths.describe(indexes[name])
+
+    add_write_routes(app, indexes, enabled=settings.api_key is not None, max_docs=settings.max_write_docs,
+                     max_queue=settings.max_queue, on_commit=changed, error_model=ErrorResponse)
+    if settings.refresh_s > 0:
+        watcher = CommitWatcher(indexes, settings.refresh_s, on_change=changed).start()
+        app.router.on_shutdown.append(watcher.stop)
 
     @app.get("/healthz", response_model=HealthResponse, summary="Health: ok, degraded (verifying) or failed (503)",
              responses={503: {"model": HealthResponse, "description": "a member failed"}})
@@ -365,7 +388,7 @@ def create_app(indexes: dict[str, Index], settings: ServerSettings | None = None
     _document_security(app, settings)
     app.router.on_shutdown.append(scheduler.shutdown)
     if settings.verify:
-        health.verify_in_background()
+        health.verify_in_background(verify_served)
     else:
         for name, index in indexes.items():
             for m in index.members:

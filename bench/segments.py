@@ -1,0 +1,182 @@
+"""Segments: adding 10 % more documents vs rebuilding, and search latency over many segments vs one.
+
+Synthetic SPLADE-like vectors (no encoding: encoding is excluded from both sides): ``--docs`` documents of about
+``--nnz`` non-zeros over a 30,522-term vocabulary, term frequencies Zipf-like, weights gamma-distributed;
+queries of about 24 terms from the same distribution. Steps, all on the same machine in one run:
+
+1. a segmented index of ``--docs`` documents built as ``--segments`` segments (convert the first, add the rest);
+2. **add**: build the ``--add-fraction`` new documents as one segment, ``add_segment`` + ``commit``;
+3. **rebuild**: build every document (old + new) as one classic index, as a user without segments would;
+4. exact top-10 and top-1000 latency, one query at a time, over the segmented index (all segments, searched
+   one after the other, then on ``SEGMENT_THREADS`` threads) and over the rebuilt index (one thread: a single
+   query is one kernel call), after checking that both return the same ids and scores;
+5. **merge** to one segment (time), the same latency through the merged segment, and with 1 % deleted.
+
+Usage: ``python bench/segments.py --docs 200000`` (prints a JSON report; ``--out`` keeps the indexes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from heron.indexing.inverted.builder import build_inverted_index
+from heron.indexing.registry import open_index
+from heron.indexing.segments import IndexWriter, SegmentedIndex, convert_to_segmented, reader
+
+VOCAB_SIZE = 30522
+CHUNK = 20000
+BLOCK = 1000  # documents generated together (from one seed)
+
+
+def term_probabilities(vocab: int) -> np.ndarray:
+    p = 1.0 / (np.arange(vocab) + 20.0) ** 0.95
+    return p / p.sum()
+
+
+def _block(index: int, nnz: int, seed: int, p: np.ndarray) -> sp.csr_matrix:
+    """Documents ``BLOCK * index`` .. ``BLOCK * (index + 1)``: the same whichever range they are read for."""
+    rng = np.random.default_rng([seed, index])
+    lengths = rng.poisson(nnz, BLOCK).clip(1)
+    terms = rng.choice(len(p), size=int(lengths.sum()), p=p)
+    rows = np.repeat(np.arange(BLOCK), lengths)
+    weights = rng.gamma(1.5, 0.6, size=len(terms)).astype(np.float32)
+    matrix = sp.csr_matrix((weights, (rows, terms)), shape=(BLOCK, len(p)))
+    matrix.sum_duplicates()
+    return matrix
+
+
+def documents(start: int, stop: int, nnz: int, seed: int, p: np.ndarray):
+    """``(ids, csr)`` chunks of documents ``start``..``stop``."""
+    for lo in range(start, stop, CHUNK):
+        hi = min(lo + CHUNK, stop)
+        blocks = range(lo // BLOCK, (hi - 1) // BLOCK + 1)
+        matrix = sp.vstack([_block(b, nnz, seed, p) for b in blocks], format="csr")
+        base = blocks[0] * BLOCK
+        yield [f"doc{i}" for i in range(lo, hi)], matrix[lo - base:hi - base]
+
+
+def make_queries(count: int, seed: int, p: np.ndarray) -> list[dict]:
+    rng = np.random.default_rng([seed, 999])
+    vocab = [f"t{i}" for i in range(len(p))]
+    out = []
+    for _ in range(count):
+        terms = np.unique(rng.choice(len(p), size=24, p=np.sqrt(p) / np.sqrt(p).sum()))
+        out.append({vocab[t]: float(w) for t, w in zip(terms, rng.gamma(2.0, 0.5, size=len(terms)))})
+    return out
+
+
+def latency(index, queries: list[dict], k: int) -> dict:
+    index.search_batch(queries[:5], k, threads=1)  # warm up (compiled kernels, page cache)
+    times = []
+    for q in queries:
+        started = time.perf_counter()
+        index.search_batch([q], k, threads=1)
+        times.append(time.perf_counter() - started)
+    ms = np.array(times) * 1000
+    return {"mean_ms": round(float(ms.mean()), 3), "p50_ms": round(float(np.median(ms)), 3),
+            "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=200_000)
+    parser.add_argument("--nnz", type=int, default=120, help="average non-zeros per document")
+    parser.add_argument("--segments", type=int, default=10)
+    parser.add_argument("--add-fraction", type=float, default=0.1)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="where to build (default: a temporary folder)")
+    args = parser.parse_args()
+
+    root = args.out or Path(tempfile.mkdtemp(prefix="heron-bench-segments-"))
+    root.mkdir(parents=True, exist_ok=True)
+    p = term_probabilities(VOCAB_SIZE)
+    vocab = [f"t{i}" for i in range(VOCAB_SIZE)]
+    scale = 255 / 8.0  # fixed for every build (gamma weights above 8 are clipped): identical impacts everywhere
+    common = {"vocab": vocab, "encoder": {"type": "synthetic-splade"}, "scale": scale, "progress": False}
+    n, added = args.docs, int(args.docs * args.add_fraction)
+    report: dict = {"docs": n, "added": added, "segments": args.segments, "nnz_per_doc": args.nnz,
+                    "queries": args.queries, "cpus": os.cpu_count()}
+
+    # 1. the segmented index of n documents
+    started = time.perf_counter()
+    bounds = np.linspace(0, n, args.segments + 1).astype(int)
+    path = build_inverted_index(documents(0, bounds[1], args.nnz, args.seed, p), root / "segmented", **common)
+    convert_to_segmented(path)
+    with IndexWriter(path, merge_policy={"enabled": False}) as writer:
+        for s in range(1, args.segments):
+            built = build_inverted_index(documents(bounds[s], bounds[s + 1], args.nnz, args.seed, p),
+                                         root / f"part{s}", **common)
+            writer.add_segment(built)
+    report["build_segmented_s"] = round(time.perf_counter() - started, 2)
+
+    # 2. add 10 %: build the new documents as a segment, add it, commit
+    started = time.perf_counter()
+    built = build_inverted_index(documents(n, n + added, args.nnz, args.seed, p), root / "new", **common)
+    build_s = time.perf_counter() - started
+    with IndexWriter(path, merge_policy={"enabled": False}) as writer:
+        writer.add_segment(built)
+        writer.commit()
+    report["add"] = {"build_s": round(build_s, 2), "total_s": round(time.perf_counter() - started, 2)}
+
+    # 3. rebuild everything as one index
+    started = time.perf_counter()
+    rebuilt = build_inverted_index(documents(0, n + added, args.nnz, args.seed, p), root / "rebuilt", **common)
+    report["rebuild_s"] = round(time.perf_counter() - started, 2)
+    report["add_speedup"] = round(report["rebuild_s"] / report["add"]["total_s"], 1)
+
+    # 4. latency: all segments vs the rebuilt index, after an equality check
+    queries = make_queries(args.queries, args.seed, p)
+    segmented = SegmentedIndex.open(path)
+    member = segmented.member(segmented.members[0])
+    single = open_index(rebuilt)
+    for k in (10, 1000):
+        got, want = member.search_batch(queries[:50], k), single.search_batch(queries[:50], k)
+        assert got[0] == want[0] and all(np.array_equal(a, b) for a, b in zip(got[1], want[1])), f"k={k} differs"
+    report["segments_in_index"] = len(segmented.segments)
+    report["latency"] = {}
+    threads = max(2, reader.SEGMENT_THREADS)
+    for k in (10, 1000):
+        one = latency(single, queries, k)
+        reader.SEGMENT_THREADS = 1
+        seq = latency(member, queries, k)
+        reader.SEGMENT_THREADS = threads
+        par = latency(member, queries, k)
+        reader.SEGMENT_THREADS = 1
+        report["latency"][f"top{k}"] = {
+            "rebuilt_single": one, "segmented_sequential": seq, f"segmented_{threads}_threads": par,
+            "ratio_sequential": round(seq["mean_ms"] / one["mean_ms"], 2),
+            "ratio_parallel": round(par["mean_ms"] / one["mean_ms"], 2)}
+
+    # 5. merge to one segment; latency through the merged segment, then with 1 % deleted
+    started = time.perf_counter()
+    with IndexWriter(path) as writer:
+        writer.merge(1)
+    report["merge_s"] = round(time.perf_counter() - started, 2)
+    merged = SegmentedIndex.open(path)
+    merged_member = merged.member(merged.members[0])
+    report["latency_merged"] = {f"top{k}": latency(merged_member, queries, k) for k in (10, 1000)}
+    rng = np.random.default_rng(args.seed)
+    with IndexWriter(path) as writer:
+        writer.delete([f"doc{i}" for i in rng.choice(n + added, size=(n + added) // 100, replace=False)])
+    deleted = SegmentedIndex.open(path)
+    report["latency_merged_1pct_deleted"] = {f"top{k}": latency(deleted.member(deleted.members[0]), queries, k)
+                                             for k in (10, 1000)}
+    report["describe"] = {key: deleted.describe()[key] for key in ("generation", "num_docs", "deleted_docs", "bytes",
+                                                                    "postings", "bytes_per_posting")}
+    print(json.dumps(report, indent=1))
+    if args.out is None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
