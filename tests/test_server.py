@@ -462,7 +462,7 @@ def _damage(bundle: Path, tmp: Path, member: str, name: str) -> Path:
 def test_damaged_member_is_failed_and_the_others_serve(small_bundle, tmp_path):
     import time
 
-    bundle = _damage(small_bundle, tmp_path, "bm25b", "postings_impacts.npy")
+    bundle = _damage(small_bundle, tmp_path, "bm25b", "postings_words.npy")
     with _client(_app(bundle)) as client:
         deadline = time.monotonic() + 60
 
@@ -475,7 +475,7 @@ def test_damaged_member_is_failed_and_the_others_serve(small_bundle, tmp_path):
         assert health.status_code == 503 and health.json()["status"] == "failed"
         states = health.json()["indexes"]["tiny"]
         assert states["bm25"] == {"status": "ok"} and states["bm25b"]["status"] == "failed"
-        assert "bm25b/postings_impacts.npy" in states["bm25b"]["error"]
+        assert "bm25b/postings_words.npy" in states["bm25b"]["error"]
         for retriever in ("bm25b", "bm25+bm25b"):
             r = client.post("/v1/search", json={"query": "cancer", "retriever": retriever})
             assert r.status_code == 503 and r.json()["error"]["type"] == "member_failed", r.text
