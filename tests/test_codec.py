@@ -37,6 +37,8 @@ def round_trip(offsets, docs, impacts, num_docs, block_size=codec.BLOCK_SIZE):
     assert np.array_equal(enc["block_offsets"], ref[0])
     assert np.array_equal(enc["block_last_doc"], ref[1]) and np.array_equal(enc["block_max"], ref[2])
     assert enc["block_words"][-1] == len(enc["postings_words"])
+    derived = codec.derive_layout(offsets, enc["block_bits"], block_size)  # what an opened index computes
+    assert np.array_equal(derived[0], enc["block_offsets"]) and np.array_equal(derived[1], enc["block_words"])
     return arrays
 
 
@@ -142,11 +144,11 @@ def test_damaged_block_metadata_is_named(encoded):
     b = 5
     bits = arrays["block_bits"].copy()
     bits[b] += 1  # one more gap bit: the word range no longer matches
-    with pytest.raises(IntegrityError, match=f"block_words.npy: block word range .* in block {b} "):
+    with pytest.raises(IntegrityError, match=f"block_bits.npy: block word range .* in block {b} "):
         _decode({**arrays, "block_bits": bits})
     block_words = arrays["block_words"].copy()
     block_words[-1] += 10_000  # past the end of the words: never read out of bounds
-    with pytest.raises(IntegrityError, match="block_words.npy"):
+    with pytest.raises(IntegrityError, match="block_bits.npy"):
         _decode({**arrays, "block_words": block_words}, verify=False)
     for name, match in (("block_last_doc", "block_last_doc.npy: block's last document"),
                         ("block_max", "block_max.npy: block maximum")):
@@ -156,7 +158,7 @@ def test_damaged_block_metadata_is_named(encoded):
             _decode({**arrays, name: changed}, verify=False)
     block_offsets = arrays["block_offsets"].copy()
     block_offsets[3] += 1
-    with pytest.raises(IntegrityError, match="block_offsets.npy"):
+    with pytest.raises(IntegrityError, match="postings_offsets.npy: term's block count"):
         _decode({**arrays, "block_offsets": block_offsets})
 
 

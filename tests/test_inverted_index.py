@@ -532,21 +532,21 @@ def test_missing_or_truncated_file_is_named(small_index, name):
 
 
 def test_corrupt_header_and_tampered_content(small_index, monkeypatch):
-    path = small_index / "block_bits.npy"
+    path = small_index / "block_checksum.npy"
     original = path.read_bytes()
     path.write_bytes(b"garbage!" + original[8:])  # same size, unreadable header
-    with pytest.raises(HeronError, match="block_bits.npy.*not a readable .npy"):
+    with pytest.raises(HeronError, match="block_checksum.npy.*not a readable .npy"):
         InvertedIndex.open(small_index)
     tampered = bytearray(original)
     tampered[-1] ^= 0xFF  # same size, valid header, different content: only the checksum sees it
     path.write_bytes(bytes(tampered))
-    with pytest.raises(HeronError, match="block_bits.npy: checksum mismatch"):
+    with pytest.raises(HeronError, match="block_checksum.npy: checksum mismatch"):
         InvertedIndex.open(small_index)  # a small file is hashed in full at every open
     monkeypatch.setenv("HERON_OPEN_HASH_BYTES", "0")  # as if every file were large: sizes and ends only
     index = InvertedIndex.open(small_index)
-    with pytest.raises(HeronError, match="block_bits.npy: checksum mismatch"):
+    with pytest.raises(HeronError, match="block_checksum.npy: checksum mismatch"):
         index.verify()
-    with pytest.raises(HeronError, match="block_bits.npy: checksum mismatch"):
+    with pytest.raises(HeronError, match="block_checksum.npy: checksum mismatch"):
         InvertedIndex.open(small_index, verify=True)
     path.write_bytes(original)
     InvertedIndex.open(small_index, verify=True)

@@ -510,21 +510,19 @@ class _Build:
     def blocks(self) -> None:
         """Compress the postings into blocks (:mod:`.codec`) with their block maxima, last documents,
         widths and checksums. The block layout follows from df, so the metadata arrays are pre-sized;
+        where each block's words lie follows from its widths, so it is not stored;
         the words are appended to a scratch file and copied into ``postings_words.npy`` at the end
         (the stage reruns whole after an interruption)."""
         offsets = np.load(self.path("postings_offsets"))
         block_offsets = np.zeros_like(offsets)
         np.cumsum((np.diff(offsets) + self.block_size - 1) // self.block_size, out=block_offsets[1:])
         total, size = int(block_offsets[-1]), self.vocab_size
-        storage.save_array_atomic(self.path("block_offsets"), block_offsets, durable=False)
         kinds = {"block_last_doc": np.int32, "block_max": self.dtype, "block_bits": np.uint16,
                  "block_checksum": np.uint32}
         for name, kind in kinds.items():
             np.lib.format.open_memmap(self.path(name), mode="w+", dtype=kind, shape=(total,))
-        np.lib.format.open_memmap(self.path("block_words"), mode="w+", dtype=np.int64, shape=(total + 1,))
         docs_path, impacts_path = self.path("postings_docs"), self.path("postings_impacts")
-        at = {name: fmt.npy_header(self.path(name))[2] for name in ("postings_docs", "postings_impacts",
-                                                                     "block_words", *kinds)}
+        at = {name: fmt.npy_header(self.path(name))[2] for name in ("postings_docs", "postings_impacts", *kinds)}
         window = max(1, WINDOW_BYTES // 4)
         term, word_base = 0, 0
         with open(self.dir / _WORDS_FILE, "wb") as words_out:
@@ -544,12 +542,10 @@ class _Build:
                     raise RuntimeError("encode_postings returned an unexpected block layout")
                 for name in kinds:
                     _write_at(self.path(name), at[name], first, enc[name])
-                _write_at(self.path("block_words"), at["block_words"], first, enc["block_words"][:-1] + word_base)
                 enc["postings_words"].tofile(words_out)
                 word_base += len(enc["postings_words"])
                 term = end
                 self.report.tick(f"compressing postings: {term:,}/{size:,} terms")
-        _write_at(self.path("block_words"), at["block_words"], total, np.array([word_base], np.int64))
         _npy_from_raw(self.dir / _WORDS_FILE, self.path("postings_words"), np.dtype(np.uint32), word_base)
         storage.kill_point("inverted.blocks")
         self.checkpoint(stage="approx", num_blocks=total, num_words=word_base)

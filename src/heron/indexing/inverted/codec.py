@@ -10,7 +10,9 @@ and last documents are the same blocks, kept uncompressed). A block of ``n`` pos
   (``ceil(n * bd / 32)`` words; a run of consecutive documents takes 0 bits);
 * then the ``n`` impacts, each in ``bi`` bits (``ceil(n * bi / 32)`` words).
 
-``block_bits[b] = bd | bi << 8`` (uint16). ``bd`` and ``bi`` are the widths of the block's largest
+``block_bits[b] = bd | bi << 8`` (uint16). Only the widths are stored: a term's blocks
+(``block_offsets``, from the posting counts) and each block's word range (``block_words``, from the
+widths and lengths) are derived when the index opens (:func:`derive_layout`). ``bd`` and ``bi`` are the widths of the block's largest
 value (frame of reference 0: no exceptions, so a block costs the width of its largest gap; measured
 against VByte in docs/BENCHMARKS.md "Compressed postings").
 
@@ -40,11 +42,11 @@ BLOCK_SIZE = 128
 #: error code → (file that holds the damage, what is wrong)
 ERRORS = {
     1: ("postings_words.npy", "block checksum mismatch"),
-    2: ("block_words.npy", "block word range does not match the block's bit widths"),
+    2: ("block_bits.npy", "block word range does not match the block's bit widths"),
     3: ("postings_words.npy", "decoded document index out of range"),
     4: ("block_last_doc.npy", "block's last document does not match its decoded postings"),
     5: ("block_max.npy", "block maximum does not match its decoded impacts"),
-    6: ("block_offsets.npy", "term's block count does not match its posting count"),
+    6: ("postings_offsets.npy", "term's block count does not match its posting count"),
 }
 
 _M32 = np.uint64(0xFFFFFFFF)
@@ -217,6 +219,35 @@ def encode_postings(offsets, docs, impacts, block_size: int = BLOCK_SIZE, first_
                 checksum)
     return {"block_offsets": block_offsets, "block_last_doc": last, "block_max": bmax, "block_bits": bits,
             "block_checksum": checksum, "block_words": block_words, "postings_words": words[:-1]}
+
+
+@njit(cache=True, nogil=True)
+def _block_lengths(df, block_offsets, block_size, bits, block_words):
+    for t in range(df.shape[0]):
+        for j in range(block_offsets[t + 1] - block_offsets[t]):
+            b = block_offsets[t] + j
+            n = min(block_size, df[t] - j * block_size)
+            w = np.int64(bits[b])
+            block_words[b + 1] = packed_words(n, w & 0xFF) + packed_words(n, w >> 8)
+
+
+def derive_layout(postings_offsets, block_bits, block_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(block_offsets int64[T+1], block_words int64[B+1])`` implied by the posting counts and the
+    blocks' widths, or None if the counts need another number of blocks than ``block_bits`` has."""
+    po = np.asarray(postings_offsets, dtype=np.int64)
+    df = np.diff(po)
+    if np.any(df < 0):
+        return None
+    block_offsets = np.zeros(len(po), np.int64)
+    np.cumsum((df + block_size - 1) // block_size, out=block_offsets[1:])
+    bits = np.ascontiguousarray(block_bits, dtype=np.uint16)
+    if int(block_offsets[-1]) != len(bits):
+        return None
+    block_words = np.zeros(len(bits) + 1, np.int64)
+    if len(bits):
+        _block_lengths(df, block_offsets, np.int64(block_size), bits, block_words)
+    np.cumsum(block_words, out=block_words)
+    return block_offsets, block_words
 
 
 # -- decoding ----------------------------------------------------------------------------------------

@@ -4,15 +4,15 @@ An index is a directory::
 
     manifest.json            format name + format_version, counts, quantisation, encoder, build info,
                              and ``files``: {relative path: {dtype, shape, bytes, xxh3_128}} for every file
-    postings_offsets.npy     int64[V+1]   postings of term t are [offsets[t], offsets[t+1]) (df = the difference)
-    block_offsets.npy        int64[V+1]   blocks of term t are [block_offsets[t], block_offsets[t+1]):
-                                          ceil(df / block_size) blocks of consecutive postings
+    postings_offsets.npy     int64[V+1]   postings of term t are [offsets[t], offsets[t+1]) (df = the difference),
+                                          in ceil(df / block_size) blocks of consecutive postings
     block_last_doc.npy       int32[B]     last document index in each block
     block_max.npy            uint8|uint16[B]  largest impact in each block
-    block_words.npy          int64[B+1]   block b is postings_words[block_words[b]:block_words[b+1]]
     block_bits.npy           uint16[B]    bit widths of the block's document gaps | impacts << 8
     block_checksum.npy       uint32[B]    hash of the block's words (seeded with b, its widths and length)
-    postings_words.npy       uint32[W]    the bit-packed blocks (``codec.py``: delta-coded documents, impacts)
+    postings_words.npy       uint32[W]    the bit-packed blocks (``codec.py``: delta-coded documents, impacts);
+                                          where each term's blocks and each block's words lie is derived
+                                          from the counts and widths at open (``block_offsets``, ``block_words``)
     forward_offsets.npy      int64[N+1]   only with approx/: terms of document d are [offsets[d], offsets[d+1])
     forward_terms.npy        int32[nnz]   ascending within a document (uncompressed)
     forward_impacts.npy      uint8|uint16[nnz]
@@ -58,10 +58,8 @@ IMPACT_DTYPES = {"uint8": np.dtype(np.uint8), "uint16": np.dtype(np.uint16)}
 # array name -> dtype ("impact" = the index's impact dtype); every one is required.
 ARRAYS: dict[str, str] = {
     "postings_offsets": "int64",
-    "block_offsets": "int64",
     "block_last_doc": "int32",
     "block_max": "impact",
-    "block_words": "int64",
     "block_bits": "uint16",
     "block_checksum": "uint32",
     "postings_words": "uint32",
@@ -81,9 +79,8 @@ def array_file(name: str) -> str:
 def expected_shapes(num_docs: int, vocab_size: int, nnz: int, num_blocks: int,
                     num_words: int = 0) -> dict[str, tuple[int]]:
     return {
-        "postings_offsets": (vocab_size + 1,), "block_offsets": (vocab_size + 1,),
-        "block_last_doc": (num_blocks,), "block_max": (num_blocks,), "block_words": (num_blocks + 1,),
-        "block_bits": (num_blocks,), "block_checksum": (num_blocks,), "postings_words": (num_words,),
+        "postings_offsets": (vocab_size + 1,),
+        "block_last_doc": (num_blocks,), "block_max": (num_blocks,), "block_bits": (num_blocks,), "block_checksum": (num_blocks,), "postings_words": (num_words,),
         "forward_offsets": (num_docs + 1,), "forward_terms": (nnz,), "forward_impacts": (nnz,),
     }
 

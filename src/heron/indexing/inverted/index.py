@@ -103,6 +103,15 @@ class InvertedIndex(SearchIndex):
         if len(offsets) and (offsets[0] != 0 or offsets[-1] != nnz or np.any(np.diff(offsets) < 0)):
             raise IntegrityError(root / "postings_offsets.npy", "offsets do not span the postings (corrupt file); "
                                                                "rebuild the index")
+        block_size = int(manifest["postings"]["block_size"])
+        layout = codec.derive_layout(offsets, arrays["block_bits"], block_size) if block_size > 0 else None
+        if layout is None:
+            raise IntegrityError(root / "postings_offsets.npy", "posting counts do not match the number of blocks "
+                                                               "(corrupt file); rebuild the index")
+        if layout[1][-1] != num_words:
+            raise IntegrityError(root / "block_bits.npy", "block widths do not add up to postings_words "
+                                                         "(corrupt file); rebuild the index")
+        arrays["block_offsets"], arrays["block_words"] = layout  # derived, in memory
         opened = cls(root, manifest, arrays, approx)
         opened._guard = guard
         return opened
