@@ -41,9 +41,9 @@ def rebuild_from_v1(v1: Path, out: Path) -> float:
     scale = float(manifest["quantization"]["scale"])
     offsets, terms = np.load(v1 / "forward_offsets.npy"), np.load(v1 / "forward_terms.npy")
     impacts = np.load(v1 / "forward_impacts.npy")
-    vocab = json.loads((v1 / "vocab.json").read_text())
+    vocab = json.loads((v1 / manifest.get("vocab_file", "vocab.json")).read_text())
     ids = (v1 / "doc_ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
-    weights = (impacts.astype(np.float64) / scale).astype(np.float32)
+    weights = (impacts.astype(np.float64) + 0.25) / scale  # re-quantises to the same integers (as reindex does)
     matrix = sp.csr_matrix((weights, terms, offsets), shape=(len(ids), len(vocab)))
     if out.exists():
         shutil.rmtree(out)

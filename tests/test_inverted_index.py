@@ -245,7 +245,7 @@ def test_bm25_scifact_index(tmp_path, scifact_bm25, dtype):
     assert np.all(np.abs(expected - exact) <= qv.sum(axis=1).A * 0.5 / index.scale + 1e-5)
     manifest = index.manifest
     assert manifest["build"]["peak_rss_bytes"] > 0 and manifest["build"]["heron_version"]
-    assert set(manifest["files"]) >= {"postings_words.npy", "doc_ids.txt", "vocab.json", "encoder/bm25_df.npy"}
+    assert set(manifest["files"]) >= {"postings_words.npy", "doc_ids.txt", "vocab.json.gz", "encoder/bm25_df.npy"}
     words = manifest["postings"]["num_words"]
     assert manifest["files"]["postings_words.npy"] == {
         "bytes": (path / "postings_words.npy").stat().st_size, "dtype": "uint32", "shape": [words],

@@ -492,14 +492,14 @@ def test_member_that_cannot_open_is_failed_at_start(small_bundle, tmp_path):
     from heron.api import Index
     from heron.server import create_app
 
-    bundle = _damage(small_bundle, tmp_path, "bm25", "vocab.json")
-    (bundle / "bm25" / "vocab.json").unlink()  # a missing file: the member cannot open
+    bundle = _damage(small_bundle, tmp_path, "bm25", "vocab.json.gz")
+    (bundle / "bm25" / "vocab.json.gz").unlink()  # a missing file: the member cannot open
     with _client(_app(bundle, verify=False)) as client:
         health = client.get("/healthz")
         assert health.status_code == 503 and health.json()["indexes"]["tiny"]["bm25"]["status"] == "failed"
         assert client.post("/v1/search", json={"query": "cancer"}).status_code == 503  # bm25 is the default
         assert client.post("/v1/search", json={"query": "cancer", "retriever": "bm25b"}).status_code == 200
-    (bundle / "bm25b" / "vocab.json").unlink()
+    (bundle / "bm25b" / "vocab.json.gz").unlink()
     with pytest.raises(HeronError, match="no index member could be opened"):
         create_app({"tiny": Index.open(bundle)})
 

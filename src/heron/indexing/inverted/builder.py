@@ -54,6 +54,7 @@ window), ``inverted.blocks`` (compressed blocks written, not checkpointed), ``in
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib
 import json
@@ -597,7 +598,8 @@ class _Build:
         _remove_df_files(root)
         for stale in [p for p in root.rglob("*") if ".tmp" in p.name and p.is_file()]:
             stale.unlink()  # half-written temporaries of an interrupted run
-        (root / fmt.VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        (root / fmt.VOCAB_FILE).write_bytes(gzip.compress(json.dumps(vocab, ensure_ascii=False).encode("utf-8"),
+                                                          compresslevel=9, mtime=0))
         if encoder_dir is not None:
             shutil.copytree(encoder_dir, root / fmt.ENCODER_DIR, symlinks=False)
         if docstore_dir is not None:

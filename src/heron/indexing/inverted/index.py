@@ -8,8 +8,10 @@ Example::
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -156,8 +158,8 @@ class InvertedIndex(SearchIndex):
             try:
                 data = path.read_bytes()
                 check_bytes(path, data, self.manifest["files"].get(rel))
-                vocab = json.loads(data.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+                vocab = json.loads((gzip.decompress(data) if rel.endswith(".gz") else data).decode("utf-8"))
+            except (OSError, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError):
                 raise IntegrityError(path, "corrupt vocabulary file; rebuild the index") from None
             if not isinstance(vocab, list) or len(vocab) != self.vocab_size:
                 raise IntegrityError(path, f"vocabulary does not have {self.vocab_size} terms (corrupt file); "
