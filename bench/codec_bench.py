@@ -55,6 +55,43 @@ def rebuild_from_v1(v1: Path, out: Path) -> float:
     return time.perf_counter() - started
 
 
+V1_BUILD = """
+import json, sys, time, numpy as np, scipy.sparse as sp
+from heron.indexing.inverted import build_inverted_index
+z = np.load(sys.argv[1], allow_pickle=False)
+m = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+ids = [str(i) for i in range(m.shape[0])]
+chunks = [(ids[lo:lo + 4096], m[lo:lo + 4096]) for lo in range(0, m.shape[0], 4096)]
+t0 = time.perf_counter()
+build_inverted_index(chunks, sys.argv[2], vocab=[str(i) for i in range(m.shape[1])], encoder={"type": "bench"},
+                     scale=float(z["scale"]), progress=False)
+print(json.dumps({"seconds": time.perf_counter() - t0}))
+"""
+
+
+def build_v1(index, heron_src: str, work: Path) -> dict:
+    """Build a format-1 index of the same impacts with another heron source tree (e.g. main before format 2)
+    in a child process; its build seconds (in-process, as the manifest's) and size."""
+    import os
+    import subprocess
+    import sys
+
+    fwd = index.forward_matrix()
+    rows = work / "v1-rows.npz"
+    np.savez(rows, data=(fwd.data.astype(np.float64) + 0.25) / index.scale, indices=fwd.indices, indptr=fwd.indptr,
+             shape=np.array(fwd.shape), scale=np.float64(index.scale))
+    out = work / "v1-index"
+    shutil.rmtree(out, ignore_errors=True)
+    proc = subprocess.run([sys.executable, "-c", V1_BUILD, str(rows), str(out)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": heron_src}, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["bytes"] = {p.name: p.stat().st_size for p in out.rglob("*") if p.is_file()}
+    result["total_bytes"] = sum(result["bytes"].values())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format_version"] == 1, "the v1 heron source did not build format 1"
+    return result
+
+
 def v1_arrays(index, docs, impacts) -> dict:
     """The uncompressed format-1 arrays (block-max blocks of 64) of the same postings."""
     from heron.indexing.inverted import kernels
@@ -95,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lucene", action="store_true", help="also build and search Lucene's impact index")
     ap.add_argument("--repeat", type=int, default=3, help="passes over the queries per measurement")
     ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--v1-heron-src", help="a heron src/ of format 1 (e.g. /work/main/src before the merge): "
+                                           "build a format-1 index of the same impacts with it, for build time and size")
     args = ap.parse_args(argv)
 
     from heron.eval import load_dataset
@@ -132,6 +171,8 @@ def main(argv=None) -> int:
         "vbyte_doc_bytes_per_posting": vbyte / nnz,
         "index_dir_bytes_v2": sum(p.stat().st_size for p in Path(args.index).rglob("*") if p.is_file()),
     }
+    if args.v1_heron_src:
+        out["v1_build"] = build_v1(index, args.v1_heron_src, Path(args.index).parent)
     print(json.dumps(out["sizes"], indent=1))
 
     texts = load_dataset(args.dataset).queries("test")
