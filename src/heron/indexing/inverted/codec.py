@@ -282,21 +282,25 @@ def decode_term(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, t, veri
             err[0] = 1
             err[1] = b
             return -1
-        # document gaps
+        # document gaps: a 64-bit bit buffer refilled one word at a time (reads exactly the block's words)
         if bd == 0:
             for i in range(n):
                 prev += 1
                 out_d[p + i] = prev
         else:
             mask = (np.uint64(1) << np.uint64(bd)) - np.uint64(1)
+            ubd = np.uint64(bd)
+            acc = np.uint64(0)
+            have = 0
+            w = lo
             for i in range(n):
-                pos = i * bd
-                w = lo + (pos >> 5)
-                sh = np.uint64(pos & 31)
-                v = np.uint64(words[w]) >> sh
-                if (pos & 31) + bd > 32:
-                    v |= np.uint64(words[w + 1]) << (np.uint64(32) - sh)
-                prev += np.int64(v & mask) + 1
+                if have < bd:
+                    acc |= np.uint64(words[w]) << np.uint64(have)
+                    w += 1
+                    have += 32
+                prev += np.int64(acc & mask) + 1
+                acc >>= ubd
+                have -= bd
                 out_d[p + i] = prev
         if prev >= num_docs:
             err[0] = 3
@@ -314,14 +318,18 @@ def decode_term(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, t, veri
                 out_i[p + i] = 0
         else:
             mask = (np.uint64(1) << np.uint64(bi)) - np.uint64(1)
+            ubi = np.uint64(bi)
+            acc = np.uint64(0)
+            have = 0
+            w = lo
             for i in range(n):
-                pos = i * bi
-                w = lo + (pos >> 5)
-                sh = np.uint64(pos & 31)
-                v = np.uint64(words[w]) >> sh
-                if (pos & 31) + bi > 32:
-                    v |= np.uint64(words[w + 1]) << (np.uint64(32) - sh)
-                v &= mask
+                if have < bi:
+                    acc |= np.uint64(words[w]) << np.uint64(have)
+                    w += 1
+                    have += 32
+                v = acc & mask
+                acc >>= ubi
+                have -= bi
                 out_i[p + i] = v
                 if v > m:
                     m = v
