@@ -69,7 +69,7 @@ def test_csr_index_and_fusion(built, tiny_beir):
 
     index = InvertedIndex.open(root / "csr", verify=True)
     assert index.vocab_size == 4 * 384 and index.encoder["type"] == "csr"
-    lengths = np.diff(np.asarray(index.arrays["forward_offsets"]))
+    lengths = np.diff(index.forward_matrix().indptr)
     assert lengths.max() <= 8 and lengths.min() >= 1  # ≤ k latents per document
     spec = f"{root / 'csr'}+{root / 'flat'}"
     proc = heron("eval", "-d", str(tiny_beir), "-r", spec, "-r", f"bm25+{root / 'flat'}", "--fusion", "linear",

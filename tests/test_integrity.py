@@ -226,15 +226,15 @@ def test_cli_check_and_query_name_the_damaged_file(built, tmp_path):
 
     ok = heron("index", "check", str(case))
     assert ok.returncode == 0 and "ok" in ok.stdout, ok.stderr
-    damage(case / "exact" / "postings_impacts.npy", "flip")
+    damage(case / "exact" / "postings_words.npy", "flip")
     damage(case / "approx" / "docstore" / "docs.jsonl", "edit")
     bad = heron("index", "check", str(case))
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    assert "exact/postings_impacts.npy: checksum mismatch" in bad.stderr
+    assert "exact/postings_words.npy: checksum mismatch" in bad.stderr
     assert "approx/docstore/docs.jsonl: checksum mismatch" in bad.stderr
     query = heron("query", "-i", str(case), "-r", "exact", "cancer")
     assert query.returncode == 2 and "Traceback" not in query.stderr
-    assert len(query.stderr.strip().splitlines()) == 1 and "postings_impacts.npy: checksum mismatch" in query.stderr
+    assert len(query.stderr.strip().splitlines()) == 1 and "postings_words.npy: checksum mismatch" in query.stderr
     missing = heron("index", "check", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
@@ -252,23 +252,30 @@ def test_large_file_mode_checks_ends_at_open_and_everything_in_full(built, tmp_p
         entry.update(integrity.describe_file(case / rel))
     integrity.write_manifest(case / "manifest.json", manifest)
     monkeypatch.setenv("HERON_OPEN_HASH_BYTES", "0")
-    target = case / "postings_docs.npy"
+    target = case / "postings_words.npy"
     original = target.read_bytes()
-    assert "edges_xxh3_128" in manifest["files"]["postings_docs.npy"]
+    assert "edges_xxh3_128" in manifest["files"]["postings_words.npy"]
     InvertedIndex.open(case)
     for at in (200, len(original) - 1):  # inside the first and the last edge
         data = bytearray(original)
         data[at] ^= 0x10
         target.write_bytes(bytes(data))
-        with pytest.raises(IntegrityError, match="postings_docs.npy: checksum mismatch"):
+        with pytest.raises(IntegrityError, match="postings_words.npy: checksum mismatch"):
             InvertedIndex.open(case)
     data = bytearray(original)
     data[len(data) // 2] ^= 0x10  # the middle: not read at open, found by the full check
     target.write_bytes(bytes(data))
-    InvertedIndex.open(case)
-    with pytest.raises(IntegrityError, match="postings_docs.npy: checksum mismatch"):
+    index = InvertedIndex.open(case)
+    every_term = [(np.flatnonzero(index.df()), np.ones(int(np.count_nonzero(index.df())), np.float32))]
+    for mode in ("exact", "taat"):  # ... and by the block checksums as soon as a search decodes that block
+        with pytest.raises(IntegrityError, match="postings_words.npy: block checksum mismatch in block"):
+            index.search_batch(every_term, k=10, mode=mode)
+    with pytest.raises(IntegrityError, match="postings_words.npy: block checksum mismatch in block"):
+        index.postings()  # as vectors() reads them in an index without a forward index
+    del index
+    with pytest.raises(IntegrityError, match="postings_words.npy: checksum mismatch"):
         verify_index(case)
-    with pytest.raises(IntegrityError, match="postings_docs.npy: checksum mismatch"):
+    with pytest.raises(IntegrityError, match="postings_words.npy: checksum mismatch"):
         InvertedIndex.open(case, verify=True)
     # files read whole at open (document ids, vocabulary) and the encoder's files are hashed in full anyway
     target.write_bytes(original)
@@ -336,7 +343,7 @@ except IntegrityError as exc:
 
 
 @pytest.mark.parametrize("name,rel,query", [
-    ("bm25", "postings_docs.npy", "[{'cancer': 1.0, 'cell': 0.5}]"),
+    ("bm25", "postings_words.npy", "[{'cancer': 1.0, 'cell': 0.5}]"),
     ("flat", "vectors.npy", "np.ones((1, 16), np.float32)"),
     ("mv", "vectors.npy", "[np.ones((3, 8), np.float32)]"),
 ])

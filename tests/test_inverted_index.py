@@ -80,9 +80,10 @@ def taat_from_postings(index: InvertedIndex, terms, weights) -> np.ndarray:
     """Score every document from the stored postings, term at a time (independent of the kernels)."""
     scores = np.zeros(index.num_docs)
     offsets = index.postings_offsets
+    docs, impacts = index.postings()  # decoded from the compressed blocks
     for t, w in zip(terms, weights):
         lo, hi = offsets[t], offsets[t + 1]
-        np.add.at(scores, np.asarray(index.postings_docs[lo:hi]), w * np.asarray(index.postings_impacts[lo:hi]))
+        np.add.at(scores, docs[lo:hi], w * impacts[lo:hi].astype(np.float64))
     return scores / index.scale
 
 
@@ -109,13 +110,15 @@ def check_index_matches(index: InvertedIndex, ids, matrix, dtype, scale, block_s
     csc = q.tocsc()
     csc.sort_indices()
     assert np.array_equal(index.postings_offsets, csc.indptr)
-    assert np.array_equal(index.postings_docs, csc.indices)
-    assert np.array_equal(index.postings_impacts, csc.data)
+    docs, impacts = index.postings()
+    assert np.array_equal(docs, csc.indices)
+    assert np.array_equal(impacts, csc.data) and impacts.dtype == np.dtype(dtype)
     assert np.array_equal(index.df(), np.diff(csc.indptr))
     ref = reference_blocks(csc.indptr, csc.indices, csc.data, block_size)
     assert np.array_equal(index.block_offsets, ref[0])
     assert np.array_equal(index.block_last_doc, ref[1]) and np.array_equal(index.block_max, ref[2])
-    assert index.manifest["block_max"]["block_size"] == block_size
+    assert index.manifest["block_max"]["block_size"] == block_size == index.block_size
+    assert not index.has_forward_index and "forward_terms.npy" not in index.manifest["files"]
     return q
 
 
@@ -187,9 +190,10 @@ def test_uint16_is_finer_than_uint8(tmp_path):
     errors = {}
     for dtype in ("uint8", "uint16"):
         index = InvertedIndex.open(build(chunks(ids, matrix, 64), tmp_path / dtype, 200, quantization=dtype))
-        assert index.postings_impacts.dtype == np.dtype(dtype) and index.block_max.dtype == np.dtype(dtype)
+        impacts = index.postings()[1]
+        assert impacts.dtype == np.dtype(dtype) and index.block_max.dtype == np.dtype(dtype)
         assert index.scale == pytest.approx(np.iinfo(dtype).max / matrix.data.max())
-        assert index.postings_impacts.max() == np.iinfo(dtype).max
+        assert impacts.max() == np.iinfo(dtype).max
         approx = (queries @ index.forward_matrix(dequantize=True).T).toarray()
         bound = (queries.sum(axis=1).A * 0.5 / index.scale) + 1e-5  # ≤ half an impact step per term
         assert np.all(np.abs(approx - exact) <= bound)
@@ -241,10 +245,11 @@ def test_bm25_scifact_index(tmp_path, scifact_bm25, dtype):
     assert np.all(np.abs(expected - exact) <= qv.sum(axis=1).A * 0.5 / index.scale + 1e-5)
     manifest = index.manifest
     assert manifest["build"]["peak_rss_bytes"] > 0 and manifest["build"]["heron_version"]
-    assert set(manifest["files"]) >= {"postings_docs.npy", "doc_ids.txt", "vocab.json", "encoder/bm25_df.npy"}
-    assert manifest["files"]["postings_docs.npy"] == {
-        "bytes": (path / "postings_docs.npy").stat().st_size, "dtype": "int32", "shape": [q.nnz],
-        "xxh3_128": xxh3_file(path / "postings_docs.npy")}
+    assert set(manifest["files"]) >= {"postings_words.npy", "doc_ids.txt", "vocab.json.gz", "encoder/bm25_df.npy"}
+    words = manifest["postings"]["num_words"]
+    assert manifest["files"]["postings_words.npy"] == {
+        "bytes": (path / "postings_words.npy").stat().st_size, "dtype": "uint32", "shape": [words],
+        "xxh3_128": xxh3_file(path / "postings_words.npy")}
 
 
 # -- search (integration with the kernels module) ------------------------------------------------------------
@@ -262,20 +267,21 @@ def test_search_dispatch_contract(tmp_path, monkeypatch):
     index = InvertedIndex.open(build([(["a", "b", "c"], matrix)], tmp_path / "idx", 3))
     seen = {}
 
-    def search_exact(offsets, docs, impacts, block_offsets, block_last_doc, block_max, num_docs, q_terms, q_weights,
-                     k, allow):
+    def search_compressed(method, arrays, num_docs, q_terms, q_weights, k, allow, block_size, root, verify):
         seen.update(terms=q_terms, weights=q_weights, k=k, allow=allow, num_docs=num_docs)
-        assert offsets is index.postings_offsets and docs is index.postings_docs
-        assert block_offsets is index.block_offsets and block_max is index.block_max
+        assert arrays["postings_offsets"] is index.postings_offsets and arrays["postings_words"] is index.postings_words
+        assert arrays["block_offsets"] is index.block_offsets and arrays["block_max"] is index.block_max
+        assert method == "exact" and block_size == index.block_size and root == index.path and verify is True
         return np.array([1, 0, -1], np.int32), np.array([4 * index.scale, 2 * index.scale, -np.inf], np.float32)
 
-    def search_batch(method, arrays, q_indptr, q_terms, q_weights, k, allow_indptr, allow_docs, threads):
+    def search_batch(method, arrays, q_indptr, q_terms, q_weights, k, allow_indptr, allow_docs, threads, num_docs,
+                     root, verify, block_size):
         seen.update(method=method, q_indptr=q_indptr, allow_indptr=allow_indptr, allow_docs=allow_docs)
         assert arrays["block_max"] is index.block_max
         return np.array([[2, -1], [-1, -1]], np.int32), np.array([[index.scale, -np.inf], [-np.inf, -np.inf]],
                                                                  np.float32)
 
-    monkeypatch.setattr(kernels, "search_exact", search_exact)  # the default mode
+    monkeypatch.setattr(kernels, "search_compressed", search_compressed)  # the default mode
     monkeypatch.setattr(kernels, "search_batch", search_batch)
     ids, scores = index.search(["t2", "t0", "t2", "missing"], [1.0, 0.5, 1.0, 3.0], k=3, allow=["a", "b"])
     assert ids == ["b", "a"] and np.allclose(scores, [4.0, 2.0]) and scores.dtype == np.float32
@@ -513,7 +519,7 @@ def small_index(tmp_path):
     return make_writable(build(chunks([f"d{i}" for i in range(50)], matrix, 20), tmp_path / "idx", 30))
 
 
-@pytest.mark.parametrize("name", ["postings_docs.npy", "forward_impacts.npy", "block_max.npy", "doc_ids.txt"])
+@pytest.mark.parametrize("name", ["postings_words.npy", "block_checksum.npy", "block_max.npy", "doc_ids.txt"])
 def test_missing_or_truncated_file_is_named(small_index, name):
     path = small_index / name
     data = path.read_bytes()
@@ -526,21 +532,21 @@ def test_missing_or_truncated_file_is_named(small_index, name):
 
 
 def test_corrupt_header_and_tampered_content(small_index, monkeypatch):
-    path = small_index / "postings_impacts.npy"
+    path = small_index / "block_checksum.npy"
     original = path.read_bytes()
     path.write_bytes(b"garbage!" + original[8:])  # same size, unreadable header
-    with pytest.raises(HeronError, match="postings_impacts.npy.*not a readable .npy"):
+    with pytest.raises(HeronError, match="block_checksum.npy.*not a readable .npy"):
         InvertedIndex.open(small_index)
     tampered = bytearray(original)
     tampered[-1] ^= 0xFF  # same size, valid header, different content: only the checksum sees it
     path.write_bytes(bytes(tampered))
-    with pytest.raises(HeronError, match="postings_impacts.npy: checksum mismatch"):
+    with pytest.raises(HeronError, match="block_checksum.npy: checksum mismatch"):
         InvertedIndex.open(small_index)  # a small file is hashed in full at every open
     monkeypatch.setenv("HERON_OPEN_HASH_BYTES", "0")  # as if every file were large: sizes and ends only
     index = InvertedIndex.open(small_index)
-    with pytest.raises(HeronError, match="postings_impacts.npy: checksum mismatch"):
+    with pytest.raises(HeronError, match="block_checksum.npy: checksum mismatch"):
         index.verify()
-    with pytest.raises(HeronError, match="postings_impacts.npy: checksum mismatch"):
+    with pytest.raises(HeronError, match="block_checksum.npy: checksum mismatch"):
         InvertedIndex.open(small_index, verify=True)
     path.write_bytes(original)
     InvertedIndex.open(small_index, verify=True)
@@ -551,12 +557,12 @@ def test_corrupt_header_and_tampered_content(small_index, monkeypatch):
 
 
 def test_array_with_wrong_dtype_is_named(small_index):
-    path = small_index / "forward_terms.npy"
+    path = small_index / "block_last_doc.npy"
     np.save(path, np.load(path).astype(np.int64)[: len(np.load(path)) // 2])  # same bytes, other dtype/shape
     manifest = json.loads((small_index / "manifest.json").read_text())
-    manifest["files"]["forward_terms.npy"]["bytes"] = path.stat().st_size
+    manifest["files"]["block_last_doc.npy"]["bytes"] = path.stat().st_size
     (small_index / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(HeronError, match="forward_terms.npy: array is int64"):
+    with pytest.raises(HeronError, match="block_last_doc.npy: array is int64"):
         InvertedIndex.open(small_index)
 
 
@@ -565,7 +571,7 @@ def test_format_version_mismatch(small_index):
     manifest["format_version"] = FORMAT_VERSION + 1
     (small_index / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(HeronError, match=rf"index format version {FORMAT_VERSION + 1} is not supported \(this heron "
-                                         rf"reads version {FORMAT_VERSION}; rebuild the index\)"):
+                                         rf"reads version {FORMAT_VERSION}; rebuild it with `heron build-index <config>`\)"):
         InvertedIndex.open(small_index)
 
 

@@ -462,7 +462,7 @@ def _damage(bundle: Path, tmp: Path, member: str, name: str) -> Path:
 def test_damaged_member_is_failed_and_the_others_serve(small_bundle, tmp_path):
     import time
 
-    bundle = _damage(small_bundle, tmp_path, "bm25b", "postings_impacts.npy")
+    bundle = _damage(small_bundle, tmp_path, "bm25b", "postings_words.npy")
     with _client(_app(bundle)) as client:
         deadline = time.monotonic() + 60
 
@@ -475,7 +475,7 @@ def test_damaged_member_is_failed_and_the_others_serve(small_bundle, tmp_path):
         assert health.status_code == 503 and health.json()["status"] == "failed"
         states = health.json()["indexes"]["tiny"]
         assert states["bm25"] == {"status": "ok"} and states["bm25b"]["status"] == "failed"
-        assert "bm25b/postings_impacts.npy" in states["bm25b"]["error"]
+        assert "bm25b/postings_words.npy" in states["bm25b"]["error"]
         for retriever in ("bm25b", "bm25+bm25b"):
             r = client.post("/v1/search", json={"query": "cancer", "retriever": retriever})
             assert r.status_code == 503 and r.json()["error"]["type"] == "member_failed", r.text
@@ -492,14 +492,14 @@ def test_member_that_cannot_open_is_failed_at_start(small_bundle, tmp_path):
     from heron.api import Index
     from heron.server import create_app
 
-    bundle = _damage(small_bundle, tmp_path, "bm25", "vocab.json")
-    (bundle / "bm25" / "vocab.json").unlink()  # a missing file: the member cannot open
+    bundle = _damage(small_bundle, tmp_path, "bm25", "vocab.json.gz")
+    (bundle / "bm25" / "vocab.json.gz").unlink()  # a missing file: the member cannot open
     with _client(_app(bundle, verify=False)) as client:
         health = client.get("/healthz")
         assert health.status_code == 503 and health.json()["indexes"]["tiny"]["bm25"]["status"] == "failed"
         assert client.post("/v1/search", json={"query": "cancer"}).status_code == 503  # bm25 is the default
         assert client.post("/v1/search", json={"query": "cancer", "retriever": "bm25b"}).status_code == 200
-    (bundle / "bm25b" / "vocab.json").unlink()
+    (bundle / "bm25b" / "vocab.json.gz").unlink()
     with pytest.raises(HeronError, match="no index member could be opened"):
         create_app({"tiny": Index.open(bundle)})
 

@@ -120,13 +120,9 @@ class HeronSearcher:
         from heron.indexing.inverted import approx, kernels
 
         a, n, mask = self.index.arrays, self.index.num_docs, np.zeros(0, np.uint8)
-        if mode == "taat":
-            return kernels.search_taat(a["postings_offsets"], a["postings_docs"], a["postings_impacts"], n, q[0], q[1],
-                                       k, mask)
-        if mode == "exact":
-            return kernels.search_exact(a["postings_offsets"], a["postings_docs"], a["postings_impacts"],
-                                        a["block_offsets"], a["block_last_doc"], a["block_max"], n, q[0], q[1], k,
-                                        mask)
+        if mode in ("taat", "exact"):  # decode the query's compressed blocks, then the kernel
+            return kernels.search_compressed(mode, a, n, q[0], q[1], k, mask, self.index.block_size,
+                                             verify=self.index.verify_blocks)
         return approx.search_approx(self.index.approx, a["forward_offsets"], a["forward_terms"], a["forward_impacts"],
                                     n, q[0], q[1], k, knobs["query_cut"], knobs["heap_factor"], mask)
 

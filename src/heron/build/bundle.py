@@ -78,7 +78,7 @@ class MemberConfig(BaseModel):
     encoder: EncoderConfig = EncoderConfig()
     quantization: Literal["uint8", "uint16"] | None = None
     scale: float | None = Field(None, gt=0)
-    block_size: int = Field(64, ge=1)
+    block_size: int = Field(128, ge=1)
     approx: dict | None = None
     faiss: FaissConfig | None = None
     multivector: MultiVectorConfig | None = None

@@ -148,7 +148,7 @@ class IndexConfig(BaseModel):
     quantization: Literal["uint8", "uint16"] | None = Field(
         None, description="impact type; default uint8 for splade, uint16 for bm25")
     scale: float | None = Field(None, gt=0)
-    block_size: int = Field(64, ge=1)
+    block_size: int = Field(128, ge=1)  # postings per compressed + block-max block
     approx: dict | None = Field(None, description="parameters of the approximate structures ({} = defaults)")
     faiss: FaissConfig | None = Field(None, description="dense: the FAISS index (default flat)")
     multivector: MultiVectorConfig | None = Field(None, description="multivector: CRISP / pruning and MUVERA")

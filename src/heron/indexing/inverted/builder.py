@@ -12,8 +12,10 @@
   that window's slice of every run, orders it by term (runs come in document order) and writes it
   sequentially at the window's offset.
 
-Then block-max metadata is computed from the postings (a window at a time) and, if asked, the
-approximate structures (``approx.build_approx``). Memory is O(vocabulary + one shard + one window),
+Then the postings are compressed into checksummed blocks with their block-max metadata (a window at a
+time, :mod:`.codec`) and, if asked, the approximate structures (``approx.build_approx``), which also
+keep the forward index; the uncompressed postings (and, without approx, the forward index) are build
+scratch and are not published. Memory is O(vocabulary + one shard + one window),
 independent of the corpus size, and every big write is sequential. (Scattering each shard straight
 into memory-mapped postings at per-term cursors was measured 1.3× slower at 1M documents and 1.7×
 at 3M, worsening with size: each shard dirties about one page per term per file, so page faults
@@ -46,12 +48,13 @@ Kill points (``HERON_TEST_KILL_AT``, :mod:`heron.storage.killpoints`): ``inverte
 input chunk written), ``inverted.pass1.data`` / ``inverted.pass1`` (a pass-1 shard's doc ids and df
 written / checkpointed), ``inverted.allocate`` (pass-2 outputs allocated, not yet checkpointed),
 ``inverted.pass2.data`` / ``inverted.pass2``, ``inverted.merge.data`` / ``inverted.merge`` (per merge
-window), ``inverted.blocks`` (block maxima written, not checkpointed), ``inverted.approx``,
+window), ``inverted.blocks`` (compressed blocks written, not checkpointed), ``inverted.approx``,
 ``inverted.finalized`` (the finished index in the build directory, not yet published).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib
 import json
@@ -72,13 +75,17 @@ import heron
 from heron import storage
 from heron.errors import HeronError
 from heron.indexing import shards as shard_files
+from heron.indexing.inverted import codec
 from heron.indexing.inverted import format as fmt
 
 PROGRESS_FILE = "progress.json"
 SPOOL_DIR = "spool"
 _WINDOWS_FILE = "_windows.npy"
 _RUNS_DIR = "_runs"
-_SCRATCH = (PROGRESS_FILE, _WINDOWS_FILE, _RUNS_DIR, SPOOL_DIR)
+_WORDS_FILE = "_words.bin"  # the compressed blocks, appended window by window before they become a .npy
+_SCRATCH = (PROGRESS_FILE, _WINDOWS_FILE, _RUNS_DIR, SPOOL_DIR, _WORDS_FILE)
+# uncompressed postings: built, then read by the block encoder and the approximate structures, not published
+_UNCOMPRESSED = ("postings_docs", "postings_impacts")
 WINDOW_BYTES = 64 << 20  # largest read window of the postings when computing block maxima
 MERGE_WINDOW_POSTINGS = 4 << 20  # postings merged in memory at a time (≈ 22 bytes each)
 _MAX_DOCS = int(np.iinfo(np.int32).max)
@@ -93,7 +100,7 @@ def build_inverted_index(
     encoder: dict,
     quantization: str = "uint8",
     scale: float | None = None,
-    block_size: int = 64,
+    block_size: int = codec.BLOCK_SIZE,
     approx: dict | None = None,
     encoder_dir: str | os.PathLike | None = None,
     docstore_dir: str | os.PathLike | None = None,
@@ -500,42 +507,49 @@ class _Build:
         self.checkpoint(stage="blocks")
         shutil.rmtree(self.dir / _RUNS_DIR, ignore_errors=True)
 
-    # block-max metadata, a window of term ranges at a time
+    # compressed blocks and their block-max metadata, a window of term ranges at a time
     def blocks(self) -> None:
-        """Block-max metadata; the block layout follows from df, so outputs are pre-sized and
-        written sequentially, one window of postings at a time."""
-        build_block_max = _block_max_function()
+        """Compress the postings into blocks (:mod:`.codec`) with their block maxima, last documents,
+        widths and checksums. The block layout follows from df, so the metadata arrays are pre-sized;
+        where each block's words lie follows from its widths, so it is not stored;
+        the words are appended to a scratch file and copied into ``postings_words.npy`` at the end
+        (the stage reruns whole after an interruption)."""
         offsets = np.load(self.path("postings_offsets"))
         block_offsets = np.zeros_like(offsets)
         np.cumsum((np.diff(offsets) + self.block_size - 1) // self.block_size, out=block_offsets[1:])
         total, size = int(block_offsets[-1]), self.vocab_size
-        storage.save_array_atomic(self.path("block_offsets"), block_offsets, durable=False)
-        for name, kind in (("block_last_doc", np.int32), ("block_max", self.dtype)):
+        kinds = {"block_last_doc": np.int32, "block_max": self.dtype, "block_bits": np.uint16,
+                 "block_checksum": np.uint32}
+        for name, kind in kinds.items():
             np.lib.format.open_memmap(self.path(name), mode="w+", dtype=kind, shape=(total,))
         docs_path, impacts_path = self.path("postings_docs"), self.path("postings_impacts")
-        at = {name: fmt.npy_header(self.path(name))[2]
-              for name in ("postings_docs", "postings_impacts", "block_last_doc", "block_max")}
+        at = {name: fmt.npy_header(self.path(name))[2] for name in ("postings_docs", "postings_impacts", *kinds)}
         window = max(1, WINDOW_BYTES // 4)
-        term = 0
-        while term < size:
-            end = int(np.searchsorted(offsets, offsets[term] + window, side="right")) - 1
-            end = min(max(end, term + 1), size)
-            base, count = int(offsets[term]), int(offsets[end] - offsets[term])
-            docs = np.fromfile(docs_path, dtype=np.int32, count=count, offset=at["postings_docs"] + 4 * base)
-            impacts = np.fromfile(impacts_path, dtype=self.dtype, count=count,
-                                  offset=at["postings_impacts"] + self.dtype.itemsize * base)
-            if len(docs) != count or len(impacts) != count:
-                raise HeronError(f"{docs_path}: short read while computing block maxima; build again")
-            b_off, b_last, b_max = build_block_max(offsets[term:end + 1] - base, docs, impacts, self.block_size)
-            first = int(block_offsets[term])
-            if not np.array_equal(np.asarray(b_off, dtype=np.int64) - b_off[0], block_offsets[term:end + 1] - first):
-                raise RuntimeError("build_block_max returned an unexpected block layout")
-            _write_at(self.path("block_last_doc"), at["block_last_doc"], first, np.asarray(b_last, dtype=np.int32))
-            _write_at(self.path("block_max"), at["block_max"], first, np.asarray(b_max, dtype=self.dtype))
-            term = end
-            self.report.tick(f"block maxima: {term:,}/{size:,} terms")
+        term, word_base = 0, 0
+        with open(self.dir / _WORDS_FILE, "wb") as words_out:
+            while term < size:
+                end = int(np.searchsorted(offsets, offsets[term] + window, side="right")) - 1
+                end = min(max(end, term + 1), size)
+                base, count = int(offsets[term]), int(offsets[end] - offsets[term])
+                docs = np.fromfile(docs_path, dtype=np.int32, count=count, offset=at["postings_docs"] + 4 * base)
+                impacts = np.fromfile(impacts_path, dtype=self.dtype, count=count,
+                                      offset=at["postings_impacts"] + self.dtype.itemsize * base)
+                if len(docs) != count or len(impacts) != count:
+                    raise HeronError(f"{docs_path}: short read while compressing the postings; build again")
+                first = int(block_offsets[term])
+                enc = codec.encode_postings(offsets[term:end + 1] - base, docs, impacts, self.block_size,
+                                            first_block=first)
+                if not np.array_equal(enc["block_offsets"], block_offsets[term:end + 1] - first):
+                    raise RuntimeError("encode_postings returned an unexpected block layout")
+                for name in kinds:
+                    _write_at(self.path(name), at[name], first, enc[name])
+                enc["postings_words"].tofile(words_out)
+                word_base += len(enc["postings_words"])
+                term = end
+                self.report.tick(f"compressing postings: {term:,}/{size:,} terms")
+        _npy_from_raw(self.dir / _WORDS_FILE, self.path("postings_words"), np.dtype(np.uint32), word_base)
         storage.kill_point("inverted.blocks")
-        self.checkpoint(stage="approx", num_blocks=total)
+        self.checkpoint(stage="approx", num_blocks=total, num_words=word_base)
 
     def approx(self, params: dict | None) -> None:
         target = self.dir / fmt.APPROX_DIR
@@ -572,7 +586,10 @@ class _Build:
     def finalize(self, vocab: list[str], encoder: dict, approx: dict | None, encoder_dir, started: float,
                  resumed: bool, docstore_dir=None) -> None:
         state, root = self.state, self.dir
-        for name in (*_SCRATCH[1:], fmt.ENCODER_DIR, fmt.DOCSTORE_DIR, fmt.MANIFEST_FILE):
+        dropped = [fmt.array_file(name) for name in _UNCOMPRESSED]
+        if approx is None:  # the forward index is kept only for the approximate structures, which read it
+            dropped += [fmt.array_file(name) for name in fmt.FORWARD_ARRAYS]
+        for name in (*_SCRATCH[1:], *dropped, fmt.ENCODER_DIR, fmt.DOCSTORE_DIR, fmt.MANIFEST_FILE):
             target = root / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -581,7 +598,8 @@ class _Build:
         _remove_df_files(root)
         for stale in [p for p in root.rglob("*") if ".tmp" in p.name and p.is_file()]:
             stale.unlink()  # half-written temporaries of an interrupted run
-        (root / fmt.VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        (root / fmt.VOCAB_FILE).write_bytes(gzip.compress(json.dumps(vocab, ensure_ascii=False).encode("utf-8"),
+                                                          compresslevel=9, mtime=0))
         if encoder_dir is not None:
             shutil.copytree(encoder_dir, root / fmt.ENCODER_DIR, symlinks=False)
         if docstore_dir is not None:
@@ -603,6 +621,9 @@ class _Build:
             "quantization": {"dtype": self.dtype.name, "scale": state["scale"],
                              "max_weight": state["max_weight"], "clipped": state["clipped"]},
             "block_max": {"block_size": self.block_size, "num_blocks": state["num_blocks"]},
+            "postings": {"codec": codec.CODEC_NAME, "block_size": self.block_size, "num_words": state["num_words"],
+                         "bytes": sum(files[fmt.array_file(name)]["bytes"] for name in fmt.ARRAYS)},
+            "forward_index": approx is not None,
             "encoder": encoder,
             "encoder_dir": fmt.ENCODER_DIR if encoder_dir is not None else None,
             "docstore_dir": fmt.DOCSTORE_DIR if docstore_dir is not None else None,
@@ -622,15 +643,14 @@ class _Build:
         storage.write_manifest(root / fmt.MANIFEST_FILE, manifest, durable=False)  # sealed; publish fsyncs the tree
 
 
-def _block_max_function():
-    """``kernels.build_block_max`` when that module exists, else the NumPy reference below."""
-    try:
-        kernels = importlib.import_module("heron.indexing.inverted.kernels")
-    except ModuleNotFoundError as exc:
-        if exc.name != "heron.indexing.inverted.kernels":
-            raise
-        return block_max_reference
-    return kernels.build_block_max
+def _npy_from_raw(raw: Path, target: Path, dtype: np.dtype, count: int) -> None:
+    """Write ``target`` as a ``.npy`` of the ``count`` values of ``dtype`` in the raw file ``raw`` (copied in chunks)."""
+    if raw.stat().st_size != count * dtype.itemsize:
+        raise HeronError(f"{raw}: holds {raw.stat().st_size} bytes, expected {count * dtype.itemsize}; build again")
+    with open(target, "wb") as out, open(raw, "rb") as src:
+        np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                   "fortran_order": False, "shape": (count,)})
+        shutil.copyfileobj(src, out, 16 << 20)
 
 
 def block_max_reference(offsets: np.ndarray, docs: np.ndarray, impacts: np.ndarray, block_size: int):

@@ -4,19 +4,28 @@ An index is a directory::
 
     manifest.json            format name + format_version, counts, quantisation, encoder, build info,
                              and ``files``: {relative path: {dtype, shape, bytes, xxh3_128}} for every file
-    postings_offsets.npy     int64[V+1]   postings of term t are [offsets[t], offsets[t+1])
-    postings_docs.npy        int32[nnz]   document indices, ascending within a term
-    postings_impacts.npy     uint8|uint16[nnz]
-    forward_offsets.npy      int64[N+1]   terms of document d are [offsets[d], offsets[d+1])
-    forward_terms.npy        int32[nnz]   ascending within a document
-    forward_impacts.npy      uint8|uint16[nnz]
-    block_offsets.npy        int64[V+1]   block-max blocks of term t are [block_offsets[t], block_offsets[t+1])
+    postings_offsets.npy     int64[V+1]   postings of term t are [offsets[t], offsets[t+1]) (df = the difference),
+                                          in ceil(df / block_size) blocks of consecutive postings
     block_last_doc.npy       int32[B]     last document index in each block
     block_max.npy            uint8|uint16[B]  largest impact in each block
+    block_bits.npy           uint16[B]    bit widths of the block's document gaps | impacts << 8
+    block_checksum.npy       uint32[B]    hash of the block's words (seeded with b, its widths and length)
+    postings_words.npy       uint32[W]    the bit-packed blocks (``codec.py``: delta-coded documents, impacts);
+                                          where each term's blocks and each block's words lie is derived
+                                          from the counts and widths at open (``block_offsets``, ``block_words``)
+    forward_offsets.npy      int64[N+1]   only with approx/: terms of document d are [offsets[d], offsets[d+1])
+    forward_terms.npy        int32[nnz]   ascending within a document (uncompressed)
+    forward_impacts.npy      uint8|uint16[nnz]
     doc_ids.txt              one external document id per line (utf-8; ids contain no newline)
-    vocab.json               list of term strings: term id -> term
+    vocab.json.gz            list of term strings (JSON, gzip-compressed): term id -> term
     encoder/                 optional: files that re-create the query encoder
     approx/<name>.npy        optional: approximate-search structures (see ``approx.py``)
+
+The block is both the unit of compression and of block-max pruning (``manifest["block_max"]
+["block_size"]``, 128 by default). The forward index is written only with the approximate structures,
+which read it; without it, document rows are decoded from the postings (``InvertedIndex.vectors``).
+Version 1 (uncompressed ``postings_docs`` / ``postings_impacts`` and an always-present forward index)
+is refused with a message to rebuild.
 
 Every array is a plain ``.npy`` opened with ``np.load(mmap_mode="r")``. Weights are stored as
 integer *impacts*: ``impact = clip(round(weight * scale), 1, 2**bits - 1)`` for every non-zero
@@ -30,14 +39,15 @@ from pathlib import Path
 import numpy as np
 
 from heron.errors import HeronError
-from heron.indexing.base import describe_index_file, read_index_manifest
+from heron.indexing.base import describe_index_file
 from heron.indexing.base import npy_header as npy_header  # the builder reads array headers through this module
+from heron.storage import read_versioned_json
 
 FORMAT_NAME = "heron-inverted-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 MANIFEST_FILE = "manifest.json"
-VOCAB_FILE = "vocab.json"
+VOCAB_FILE = "vocab.json.gz"  # gzip: a 30k-term vocabulary is 0.3 MB as JSON, 0.1 MB compressed
 DOC_IDS_FILE = "doc_ids.txt"
 ENCODER_DIR = "encoder"
 DOCSTORE_DIR = "docstore"
@@ -48,14 +58,17 @@ IMPACT_DTYPES = {"uint8": np.dtype(np.uint8), "uint16": np.dtype(np.uint16)}
 # array name -> dtype ("impact" = the index's impact dtype); every one is required.
 ARRAYS: dict[str, str] = {
     "postings_offsets": "int64",
-    "postings_docs": "int32",
-    "postings_impacts": "impact",
+    "block_last_doc": "int32",
+    "block_max": "impact",
+    "block_bits": "uint16",
+    "block_checksum": "uint32",
+    "postings_words": "uint32",
+}
+# the forward index: present only in an index with approximate structures
+FORWARD_ARRAYS: dict[str, str] = {
     "forward_offsets": "int64",
     "forward_terms": "int32",
     "forward_impacts": "impact",
-    "block_offsets": "int64",
-    "block_last_doc": "int32",
-    "block_max": "impact",
 }
 
 
@@ -63,11 +76,12 @@ def array_file(name: str) -> str:
     return f"{name}.npy"
 
 
-def expected_shapes(num_docs: int, vocab_size: int, nnz: int, num_blocks: int) -> dict[str, tuple[int]]:
+def expected_shapes(num_docs: int, vocab_size: int, nnz: int, num_blocks: int,
+                    num_words: int = 0) -> dict[str, tuple[int]]:
     return {
-        "postings_offsets": (vocab_size + 1,), "postings_docs": (nnz,), "postings_impacts": (nnz,),
+        "postings_offsets": (vocab_size + 1,),
+        "block_last_doc": (num_blocks,), "block_max": (num_blocks,), "block_bits": (num_blocks,), "block_checksum": (num_blocks,), "postings_words": (num_words,),
         "forward_offsets": (num_docs + 1,), "forward_terms": (nnz,), "forward_impacts": (nnz,),
-        "block_offsets": (vocab_size + 1,), "block_last_doc": (num_blocks,), "block_max": (num_blocks,),
     }
 
 
@@ -103,6 +117,7 @@ describe_file = describe_index_file
 
 def read_manifest(root: str | Path) -> dict:
     """Parse and validate ``manifest.json`` (format name and version, seal); every error is one line."""
-    return read_index_manifest(Path(root), FORMAT_NAME, FORMAT_VERSION, "inverted")
+    return read_versioned_json(Path(root) / MANIFEST_FILE, FORMAT_NAME, FORMAT_VERSION, "heron inverted index",
+                               "rebuild it with `heron build-index <config>`", version_key="format_version")
 
 

@@ -8,8 +8,10 @@ Example::
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import scipy.sparse as sp
 from heron.errors import HeronError, IntegrityError, QueryError
 from heron.indexing.base import MAX_WEIGHT, SearchIndex, check_files, manifest_field, read_doc_ids, watch_files
 from heron.indexing.inverted import approx as approx_search
+from heron.indexing.inverted import codec
 from heron.indexing.inverted import format as fmt
 from heron.indexing.inverted import kernels
 from heron.indexing.inverted.kernels import MODES
@@ -28,11 +31,16 @@ from heron.storage.integrity import check_bytes
 class InvertedIndex(SearchIndex):
     """An opened index directory (the :class:`~heron.indexing.base.SearchIndex` interface). Arrays are
     memory-mapped read-only; ids and vocab load lazily. Search options: ``mode``, ``threads`` and the
-    approximate-search knobs (``preset``, ``query_cut``, ``heap_factor``)."""
+    approximate-search knobs (``preset``, ``query_cut``, ``heap_factor``).
+
+    The exact methods decode the query terms' compressed blocks as they search, verifying each block's
+    checksum (``verify_blocks``; set it False on an instance only to measure what the check costs: the
+    bounds checks that keep a corrupt block from producing wrong answers still run)."""
 
     format_name = fmt.FORMAT_NAME
     kind = "inverted"
     search_options = frozenset({"mode", "threads", "preset", "query_cut", "heap_factor"})
+    verify_blocks = True
 
     def __init__(self, path: Path, manifest: dict, arrays: dict[str, np.ndarray], approx: dict[str, np.ndarray]):
         self.path = path
@@ -42,6 +50,7 @@ class InvertedIndex(SearchIndex):
         self._doc_ids: list[str] | None = None
         self._vocab: list[str] | None = None
         self._term_ids: dict[str, int] | None = None
+        self._forward: sp.csr_matrix | None = None  # decoded from the postings when there is no forward index
         for name, array in arrays.items():
             setattr(self, name, array)
 
@@ -62,20 +71,24 @@ class InvertedIndex(SearchIndex):
             dtype = fmt.impact_dtype(manifest["quantization"]["dtype"])
             float(manifest["quantization"]["scale"])
             num_blocks = int(manifest["block_max"]["num_blocks"])
+            num_words = int(manifest["postings"]["num_words"])
+            int(manifest["postings"]["block_size"])
+            forward = bool(manifest.get("forward_index"))
             files = dict(manifest["files"])
             approx_names = list((manifest.get("approx") or {}).get("arrays", []))
         except (KeyError, TypeError, ValueError) as exc:
             raise HeronError(f"{where}: malformed manifest ({type(exc).__name__}: {exc})") from None
 
-        shapes = fmt.expected_shapes(num_docs, vocab_size, nnz, num_blocks)
-        required = [fmt.array_file(name) for name in fmt.ARRAYS]
+        shapes = fmt.expected_shapes(num_docs, vocab_size, nnz, num_blocks, num_words)
+        names = {**fmt.ARRAYS, **(fmt.FORWARD_ARRAYS if forward else {})}
+        required = [fmt.array_file(name) for name in names]
         required += [manifest.get("doc_ids_file", fmt.DOC_IDS_FILE), manifest.get("vocab_file", fmt.VOCAB_FILE)]
         required += [f"{fmt.APPROX_DIR}/{fmt.array_file(name)}" for name in approx_names]
         for rel in required:
             if rel not in files:
                 raise HeronError(f"{root / rel}: not listed in {fmt.MANIFEST_FILE} (incomplete index); "
                                  "rebuild the index")
-        for name, kind in fmt.ARRAYS.items():
+        for name, kind in names.items():
             entry = files[fmt.array_file(name)]
             want = dtype.name if kind == "impact" else kind
             if entry.get("dtype") != want or list(entry.get("shape", [])) != list(shapes[name]):
@@ -83,15 +96,24 @@ class InvertedIndex(SearchIndex):
                                  f"{entry.get('shape')}, expected {want}{list(shapes[name])}; rebuild the index")
         check_files(root, files, verify)
 
-        mapped = [fmt.array_file(name) for name in fmt.ARRAYS]
+        mapped = [fmt.array_file(name) for name in names]
         mapped += [f"{fmt.APPROX_DIR}/{fmt.array_file(name)}" for name in approx_names]
         guard = watch_files(root, mapped)  # before mapping: a later change of size is then always seen
-        arrays = {name: _load(root / fmt.array_file(name)) for name in fmt.ARRAYS}
+        arrays = {name: _load(root / fmt.array_file(name)) for name in names}
         approx = {name: _load(root / fmt.APPROX_DIR / fmt.array_file(name)) for name in approx_names}
         offsets = arrays["postings_offsets"]
-        if len(offsets) and (offsets[0] != 0 or offsets[-1] != nnz):
+        if len(offsets) and (offsets[0] != 0 or offsets[-1] != nnz or np.any(np.diff(offsets) < 0)):
             raise IntegrityError(root / "postings_offsets.npy", "offsets do not span the postings (corrupt file); "
                                                                "rebuild the index")
+        block_size = int(manifest["postings"]["block_size"])
+        layout = codec.derive_layout(offsets, arrays["block_bits"], block_size) if block_size > 0 else None
+        if layout is None:
+            raise IntegrityError(root / "postings_offsets.npy", "posting counts do not match the number of blocks "
+                                                               "(corrupt file); rebuild the index")
+        if layout[1][-1] != num_words:
+            raise IntegrityError(root / "block_bits.npy", "block widths do not add up to postings_words "
+                                                         "(corrupt file); rebuild the index")
+        arrays["block_offsets"], arrays["block_words"] = layout  # derived, in memory
         opened = cls(root, manifest, arrays, approx)
         opened._guard = guard
         return opened
@@ -101,7 +123,18 @@ class InvertedIndex(SearchIndex):
     vocab_size = manifest_field("vocab_size", doc="Number of terms.")
     scale = manifest_field("quantization", "scale", cast=float, doc="Impact = round(weight × scale).")
     dtype = manifest_field("quantization", "dtype", cast=np.dtype, doc="The impacts' integer type.")
-    block_size = manifest_field("block_max", "block_size", doc="Postings per block-max block.")
+    block_size = manifest_field("postings", "block_size", doc="Postings per compressed (and block-max) block.")
+
+    @property
+    def has_forward_index(self) -> bool:
+        """Whether the index stores a forward index (only with approximate structures)."""
+        return "forward_offsets" in self.arrays
+
+    @property
+    def bytes_per_posting(self) -> float:
+        """Size of the exact-search structures (postings, blocks and their metadata) per posting."""
+        size = sum(int(self.manifest["files"][fmt.array_file(name)]["bytes"]) for name in fmt.ARRAYS)
+        return size / max(1, self.nnz)
 
     @property
     def dim(self) -> int:
@@ -125,8 +158,8 @@ class InvertedIndex(SearchIndex):
             try:
                 data = path.read_bytes()
                 check_bytes(path, data, self.manifest["files"].get(rel))
-                vocab = json.loads(data.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+                vocab = json.loads((gzip.decompress(data) if rel.endswith(".gz") else data).decode("utf-8"))
+            except (OSError, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError):
                 raise IntegrityError(path, "corrupt vocabulary file; rebuild the index") from None
             if not isinstance(vocab, list) or len(vocab) != self.vocab_size:
                 raise IntegrityError(path, f"vocabulary does not have {self.vocab_size} terms (corrupt file); "
@@ -163,7 +196,8 @@ class InvertedIndex(SearchIndex):
 
     def describe(self) -> dict:
         return {**super().describe(), "vocab_size": self.vocab_size, "nnz": self.nnz,
-                "quantization": self.manifest.get("quantization"), "approx": bool(self.approx)}
+                "quantization": self.manifest.get("quantization"), "approx": bool(self.approx),
+                "bytes_per_posting": round(self.bytes_per_posting, 3)}
 
     def df(self) -> np.ndarray:
         """Posting-list length (document frequency) of every term, int64[V]."""
@@ -184,33 +218,55 @@ class InvertedIndex(SearchIndex):
         if not 0 <= doc_idx < self.num_docs:
             raise IndexError(f"document index {doc_idx} out of range [0, {self.num_docs})")
         self.check_in_use()
-        offsets = self.arrays["forward_offsets"]
+        offsets, terms, impacts = self._forward_arrays()
         lo, hi = int(offsets[doc_idx]), int(offsets[doc_idx + 1])
-        terms = np.array(self.arrays["forward_terms"][lo:hi])
-        impacts = np.array(self.arrays["forward_impacts"][lo:hi])
+        terms = np.array(terms[lo:hi], dtype=np.int32)
+        impacts = np.array(impacts[lo:hi])
         return terms, (self._dequantize(impacts) if dequantize else impacts)
 
     def iter_rows(self, dequantize: bool = True, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every document's ``(terms, weights)`` in index order, read a chunk of documents at a time."""
-        offsets = self.arrays["forward_offsets"]
+        offsets, all_terms, all_impacts = self._forward_arrays()
         for start in range(0, self.num_docs, chunk):
             self.check_in_use()
             stop = min(start + chunk, self.num_docs)
             bounds = np.array(offsets[start:stop + 1])
             base = int(bounds[0])
-            terms = np.array(self.arrays["forward_terms"][base:int(bounds[-1])])
-            impacts = np.array(self.arrays["forward_impacts"][base:int(bounds[-1])])
+            terms = np.array(all_terms[base:int(bounds[-1])], dtype=np.int32)
+            impacts = np.array(all_impacts[base:int(bounds[-1])])
             weights = self._dequantize(impacts) if dequantize else impacts
             bounds -= base
             for i in range(stop - start):
                 yield terms[bounds[i]:bounds[i + 1]], weights[bounds[i]:bounds[i + 1]]
 
     def forward_matrix(self, dequantize: bool = False) -> sp.csr_matrix:
-        """The forward index as an ``N × V`` CSR matrix (impacts, or weights with ``dequantize``)."""
-        data = self.arrays["forward_impacts"]
+        """The documents as an ``N × V`` CSR matrix (impacts, or weights with ``dequantize``): the forward
+        index when the index has one, else the postings decoded (every block checked) and transposed,
+        once, then kept in memory."""
+        offsets, terms, data = self._forward_arrays()
         data = self._dequantize(np.asarray(data)) if dequantize else data
-        return sp.csr_matrix((data, self.arrays["forward_terms"], self.arrays["forward_offsets"]),
-                             shape=(self.num_docs, self.vocab_size), copy=False)
+        return sp.csr_matrix((data, terms, offsets), shape=(self.num_docs, self.vocab_size), copy=False)
+
+    def postings(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every posting list decoded and checked: ``(docs int32[nnz], impacts[nnz])`` in term order, term
+        ``t`` at ``[postings_offsets[t], postings_offsets[t+1])``."""
+        self.check_in_use()
+        return codec.decode_postings(self.arrays, self.num_docs, self.block_size, self.path)
+
+    def _forward_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(offsets int64[N+1], terms, impacts)`` of the documents: stored, or decoded once."""
+        if self.has_forward_index:
+            a = self.arrays
+            return a["forward_offsets"], a["forward_terms"], a["forward_impacts"]
+        if self._forward is None:
+            docs, impacts = self.postings()
+            csc = sp.csc_matrix((impacts, docs, np.asarray(self.arrays["postings_offsets"])),
+                                shape=(self.num_docs, self.vocab_size), copy=False)
+            forward = csc.tocsr()
+            forward.sort_indices()
+            self._forward = forward
+        return (self._forward.indptr.astype(np.int64, copy=False), self._forward.indices.astype(np.int32, copy=False),
+                self._forward.data)
 
     def _dequantize(self, impacts: np.ndarray) -> np.ndarray:
         return (impacts.astype(np.float64) / self.scale).astype(np.float32)
@@ -236,13 +292,9 @@ class InvertedIndex(SearchIndex):
             return [], np.zeros(0, dtype=np.float32)
         mask = self._allow_mask(allow)
         a = self.arrays
-        if mode == "exact":
-            idx, scores = kernels.search_exact(
-                a["postings_offsets"], a["postings_docs"], a["postings_impacts"], a["block_offsets"],
-                a["block_last_doc"], a["block_max"], self.num_docs, terms, weights, int(k), mask)
-        elif mode == "taat":
-            idx, scores = kernels.search_taat(a["postings_offsets"], a["postings_docs"], a["postings_impacts"],
-                                              self.num_docs, terms, weights, int(k), mask)
+        if mode in ("exact", "taat"):
+            idx, scores = kernels.search_compressed(mode, a, self.num_docs, terms, weights, int(k), mask,
+                                                    self.block_size, root=self.path, verify=self.verify_blocks)
         else:
             idx, scores = approx_search.search_approx(
                 self.approx, a["forward_offsets"], a["forward_terms"], a["forward_impacts"], self.num_docs,
@@ -279,8 +331,11 @@ class InvertedIndex(SearchIndex):
         if k <= 0 or not len(prepared):
             return [[] for _ in prepared], [np.zeros(0, np.float32) for _ in prepared]
         arrays = {**self.arrays, **self.approx} if mode == "approx" else dict(self.arrays)
+        extra = {} if mode == "approx" else {"root": self.path, "verify": self.verify_blocks,
+                                             "block_size": self.block_size}
         idx, scores = kernels.search_batch(mode, arrays, q_indptr, q_terms, q_weights, int(k), allow_indptr,
-                                           allow_docs, int(threads or os.cpu_count() or 1), **knobs)
+                                           allow_docs, int(threads or os.cpu_count() or 1), num_docs=self.num_docs,
+                                           **extra, **knobs)
         results = self._results(np.asarray(idx), np.asarray(scores))
         return [ids for ids, _ in results], [row for _, row in results]
 

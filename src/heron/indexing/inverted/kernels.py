@@ -10,6 +10,16 @@ Every function takes plain NumPy arrays (memory-mapped ones included) and return
   baseline; the same results as ``exact``).
 * :func:`search_batch` — many queries on a thread pool, by any method of :data:`MODES` (``exact``,
   ``taat`` or ``approx``, the last in :mod:`heron.indexing.inverted.approx`).
+* :func:`search_compressed` — one query, ``exact`` or ``taat``, over compressed postings
+  (:mod:`heron.indexing.inverted.codec`); :func:`search_batch` takes compressed arrays too.
+
+**Compressed postings.** The kernels above read uncompressed arrays. Over a compressed index, each query
+first decodes its terms' posting lists (every block, checksum and bounds verified) into per-thread
+scratch arrays laid out as a small uncompressed index of the query's terms only (query-local term ids
+``0..n-1``), and the same kernels then run on them unchanged. A failed check stops the query and is
+raised as an IntegrityError naming the file. (Decoding whole lists costs about as much as a
+term-at-a-time scan of them; lazily decoding only the blocks MaxScore visits would save more on long
+lists: see docs/BENCHMARKS.md, "Compressed postings".)
 
 The top-k heap and the input checks the kernels share are in :mod:`heron.indexing.inverted.topk`.
 
@@ -49,7 +59,7 @@ from llvmlite import ir
 from numba import njit
 from numba.extending import intrinsic
 
-from heron.indexing.inverted import approx
+from heron.indexing.inverted import approx, codec
 from heron.indexing.inverted.topk import (
     SLACK,
     begin_query,
@@ -467,6 +477,101 @@ def _exact_group(po, pd, pi, bo, bl, bm, maxscore, num_docs, q_indptr, q_terms, 
         end_query(hs, hd, out_idx, out_scores, mask, allow_indptr, allow_docs, q)
 
 
+# -- compressed postings -----------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _compressed_query(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, maxscore, num_docs, q_terms, q_weights,
+                      qlo, qhi, mask, lpo, lpd, lpi, lbo, lbl, lbm, lterms, wacc, wbits, cand_d, cand_s, wcum, hs, hd,
+                      window, err):
+    """One query over compressed postings: decode its terms into the local arrays (``lterms`` =
+    ``0, 1, ...``), then MaxScore (``maxscore``) or term at a time. False (``err`` set) on a failed check."""
+    n = qhi - qlo
+    if not codec.decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, qlo, qhi, verify,
+                              lpo, lpd, lpi, lbo, lbl, lbm, err):
+        return False
+    lw = q_weights[qlo:qhi]
+    if maxscore:
+        _maxscore(lpo, lpd, lpi, lbo, lbl, lbm, num_docs, lterms, lw, 0, n, mask, wacc, wbits, cand_d, cand_s, wcum,
+                  hs, hd, window)
+    else:
+        _taat(lpo, lpd, lpi, num_docs, lterms, lw, 0, n, mask, wacc, wbits, hs, hd, window)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _compressed_group(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, maxscore, num_docs, q_indptr, q_terms,
+                      q_weights, allow_indptr, allow_docs, g, groups, window, lpd, lpi, lbl, lbm, out_idx, out_scores,
+                      err):
+    """Queries ``g, g + groups, …`` of a batch over compressed postings, with the group's own scratch
+    (``lpd``/``lpi``/``lbl``/``lbm`` sized by the caller for the group's largest query). Stops at the
+    first failed check (``err`` set)."""
+    nq = q_indptr.shape[0] - 1
+    kk = min(out_idx.shape[1], num_docs)
+    longest = 0
+    for q in range(g, nq, groups):
+        longest = max(longest, q_indptr[q + 1] - q_indptr[q])
+    wacc = np.zeros(window, np.float64)
+    wbits = np.zeros(window // 64, np.uint64)
+    cand_d = np.empty(window if maxscore else 0, np.int64)
+    cand_s = np.empty(window if maxscore else 0, np.float64)
+    wcum = np.empty((longest + 2) * (window // 64) if maxscore else 0, np.float64)
+    lpo = np.zeros(longest + 1, np.int64)
+    lbo = np.zeros(longest + 1, np.int64)
+    lterms = np.arange(longest).astype(np.int32)
+    mask = np.zeros(num_docs if allow_indptr.shape[0] > 0 else 0, np.uint8)
+    hs = np.empty(kk, np.float32)
+    hd = np.empty(kk, np.int32)
+    for q in range(g, nq, groups):
+        begin_query(hs, hd, mask, allow_indptr, allow_docs, q)
+        if kk > 0 and q_indptr[q + 1] > q_indptr[q]:
+            if not _compressed_query(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, maxscore, num_docs,
+                                     q_terms, q_weights, q_indptr[q], q_indptr[q + 1], mask, lpo, lpd, lpi, lbo, lbl,
+                                     lbm, lterms, wacc, wbits, cand_d, cand_s, wcum, hs, hd, window, err):
+                return
+        end_query(hs, hd, out_idx, out_scores, mask, allow_indptr, allow_docs, q)
+
+
+def _local_sizes(po, block_size: int, q_indptr, q_terms) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: its terms' postings and blocks (the sizes of its decoded scratch)."""
+    df = np.diff(po)[q_terms]
+    blocks = (df + block_size - 1) // block_size
+    cp = np.concatenate([[0], np.cumsum(df)])
+    cb = np.concatenate([[0], np.cumsum(blocks)])
+    return cp[q_indptr[1:]] - cp[q_indptr[:-1]], cb[q_indptr[1:]] - cb[q_indptr[:-1]]
+
+
+def search_compressed(method, arrays, num_docs, terms, weights, k, mask, block_size, root="", verify=True):
+    """Exact top-``k`` of one query over compressed postings by ``method`` ``"exact"`` or ``"taat"``:
+    ``(idx int32[k], scores float32[k])``, the same as :func:`search_exact` / :func:`search_taat` on the
+    decoded arrays. ``arrays``: the index arrays by name (``format.ARRAYS``); a failed block check raises
+    IntegrityError naming the file under ``root``."""
+    if method not in ("exact", "taat"):
+        raise ValueError(f"method must be 'exact' or 'taat', not {method!r}")
+    args = codec.compressed_arrays(arrays)
+    po, block_size = args[0], int(block_size)
+    impact = args[3].dtype
+
+    def kernel(terms, weights, mask, hs, hd):
+        n = len(terms)
+        postings, blocks = _local_sizes(po, block_size, np.array([0, n]), terms)
+        err = np.zeros(2, np.int64)
+        ok = _compressed_query(
+            *args, np.int64(block_size), bool(verify), method == "exact", np.int64(num_docs), terms, weights,
+            np.int64(0), np.int64(n), mask, scratch("local_po", n + 1, np.int64),
+            scratch("local_docs", max(1, int(postings[0])), np.int32, grow=True),
+            scratch(f"local_impacts_{impact}", max(1, int(postings[0])), impact, grow=True),
+            scratch("local_bo", n + 1, np.int64), scratch("local_last", max(1, int(blocks[0])), np.int32, grow=True),
+            scratch(f"local_max_{impact}", max(1, int(blocks[0])), impact, grow=True),
+            np.arange(n, dtype=np.int32), scratch("window_acc", WINDOW, np.float64),
+            scratch("window_bits", WINDOW // 64, np.uint64), scratch("cand_docs", WINDOW, np.int64),
+            scratch("cand_scores", WINDOW, np.float64),
+            scratch("word_bounds", (max(64, n) + 2) * (WINDOW // 64), np.float64, grow=True), hs, hd,
+            np.int64(WINDOW), err)
+        if not ok:  # decoding precedes scoring: the scratch is still clean
+            codec.raise_error(root, err)
+
+    return search_one(len(po) - 1, num_docs, terms, weights, k, mask, kernel)
+
+
 # -- Python wrappers ---------------------------------------------------------------------------------
 def search_taat(postings_offsets, postings_docs, postings_impacts, num_docs, terms, weights, k, mask):
     """Exact top-``k`` by exhaustive term-at-a-time scoring: ``(idx int32[k], scores float32[k])``."""
@@ -497,6 +602,32 @@ def search_exact(postings_offsets, postings_docs, postings_impacts, block_offset
     return search_one(len(po) - 1, num_docs, terms, weights, k, mask, kernel)
 
 
+def _compressed_batch(method, arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, allow_docs, groups,
+                      out_idx, out_scores, block_size, root="", verify=True):
+    """The ``run(g)`` of a batch over compressed postings, and a check that raises the first group error."""
+    args = codec.compressed_arrays(arrays)
+    po, block_size = args[0], int(block_size)
+    impact = args[3].dtype
+    postings, blocks = _local_sizes(po, block_size, q_indptr, q_terms)
+    errors = np.zeros((groups, 2), np.int64)
+
+    def run(g):
+        need_p = int(postings[g::groups].max()) if len(postings[g::groups]) else 0
+        need_b = int(blocks[g::groups].max()) if len(blocks[g::groups]) else 0
+        _compressed_group(*args, np.int64(block_size), bool(verify), method == "exact", np.int64(num_docs), q_indptr,
+                          q_terms, q_weights, allow_indptr, allow_docs, np.int64(g), np.int64(groups),
+                          np.int64(WINDOW), np.empty(max(1, need_p), np.int32), np.empty(max(1, need_p), impact),
+                          np.empty(max(1, need_b), np.int32), np.empty(max(1, need_b), impact), out_idx, out_scores,
+                          errors[g])
+
+    def check():
+        for err in errors:
+            if err[0]:
+                codec.raise_error(root, err)
+
+    return run, check
+
+
 def _num_docs(arrays: dict, extra: dict) -> int:
     if "num_docs" in extra:
         return int(extra.pop("num_docs"))
@@ -513,7 +644,9 @@ def search_batch(method, arrays, q_indptr, q_terms, q_weights, k, allow_indptr, 
     ``heap_factor``). ``arrays``: the index arrays by name (plus the ``approx/`` arrays for ``"approx"``).
     Query ``q`` is ``q_terms[q_indptr[q]:q_indptr[q+1]]`` with its weights. ``allow_indptr`` empty means no
     filter, otherwise query ``q`` may only return ``allow_docs[allow_indptr[q]:allow_indptr[q+1]]``.
-    ``threads`` is the number of worker threads: queries are dealt round-robin to ``4 * threads`` groups,
+    With compressed postings in ``arrays`` (``postings_words``; ``extra``: ``num_docs``, ``block_size``
+    and optionally ``root`` / ``verify``) the exact methods decode each query's lists first (module
+    docstring). ``threads`` is the number of worker threads: queries are dealt round-robin to ``4 * threads`` groups,
     each run by a GIL-free compiled kernel on a thread pool, and each group owns its scratch (a
     ``WINDOW``-document accumulator for the exact methods, ``num_docs`` int32 stamps plus a
     vocabulary-sized query vector for ``approx``), so at most ``threads`` scratch sets are live. (A thread
@@ -538,6 +671,14 @@ def search_batch(method, arrays, q_indptr, q_terms, q_weights, k, allow_indptr, 
             raise ValueError("allow_indptr does not describe allow_docs for every query")
         if len(allow_docs) and (allow_docs.min() < 0 or allow_docs.max() >= num_docs):
             raise ValueError(f"allow_docs holds a document index outside [0, {num_docs})")
+    compressed = method != "approx" and "postings_words" in arrays
+    codec_args = {}
+    if compressed:
+        codec_args = {"block_size": int(extra.pop("block_size")), "root": extra.pop("root", ""),
+                      "verify": bool(extra.pop("verify", True))}
+    else:
+        extra.pop("root", None)
+        extra.pop("verify", None)
     if method != "approx" and extra:
         raise TypeError(f"method {method!r} takes no extra arguments, got {sorted(extra)}")
     out_idx, out_scores = outputs(max(nq, 0), max(k, 0))
@@ -545,7 +686,11 @@ def search_batch(method, arrays, q_indptr, q_terms, q_weights, k, allow_indptr, 
         return out_idx, out_scores
     threads = max(1, int(threads or 1))
     groups = min(nq, threads * 4 if threads > 1 else 1)
-    if method == "approx":
+    check = None
+    if compressed:
+        run, check = _compressed_batch(method, arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, allow_docs,
+                                       groups, out_idx, out_scores, **codec_args)
+    elif method == "approx":
         run = approx.batch_runner(arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, allow_docs, groups,
                                   out_idx, out_scores, **extra)
     else:
@@ -563,7 +708,9 @@ def search_batch(method, arrays, q_indptr, q_terms, q_weights, k, allow_indptr, 
                          allow_indptr, allow_docs, np.int64(g), np.int64(groups), np.int64(WINDOW), out_idx,
                          out_scores)
     run_groups(run, groups, threads)
+    if check is not None:
+        check()
     return out_idx, out_scores
 
 
-__all__ = ["MODES", "WINDOW", "build_block_max", "search_batch", "search_exact", "search_taat"]
+__all__ = ["MODES", "WINDOW", "build_block_max", "search_batch", "search_compressed", "search_exact", "search_taat"]

@@ -1,0 +1,414 @@
+"""Compressed posting lists: blocks of delta-coded, bit-packed document ids and impacts, each with a checksum.
+
+A term's postings are cut into blocks of ``block_size`` consecutive postings (the last one shorter); a
+block is the unit of compression, of checksumming and of block-max pruning (the kernels' block maxima
+and last documents are the same blocks, kept uncompressed). A block of ``n`` postings is stored in
+``postings_words`` (uint32) at ``[block_words[b], block_words[b + 1])``:
+
+* ``n`` document *gaps* ``g_i = d_i - d_{i-1} - 1`` (``d_{-1}`` = the previous block's last document
+  of the term, or -1), each in ``bd`` bits, packed little-endian into consecutive 32-bit words
+  (``ceil(n * bd / 32)`` words; a run of consecutive documents takes 0 bits);
+* then the ``n`` impacts, each in ``bi`` bits (``ceil(n * bi / 32)`` words).
+
+``block_bits[b] = bd | bi << 8`` (uint16). Only the widths are stored: a term's blocks
+(``block_offsets``, from the posting counts) and each block's word range (``block_words``, from the
+widths and lengths) are derived when the index opens (:func:`derive_layout`). ``bd`` and ``bi`` are the widths of the block's largest
+value (frame of reference 0: no exceptions, so a block costs the width of its largest gap; measured
+against VByte in docs/BENCHMARKS.md "Compressed postings").
+
+**Checks.** ``block_checksum[b]`` (uint32) is a multiply-xorshift hash of the block's words, seeded
+with the global block number, ``block_bits[b]`` and ``n``, so a flipped bit, a block moved elsewhere
+or a damaged width is seen. Decoding a block also checks that its word range is the one its widths
+imply and lies inside ``postings_words``, that every document is below ``num_docs`` (a corrupt gap
+can never write out of bounds), that its last document equals ``block_last_doc[b]`` and its largest
+impact equals ``block_max[b]`` (so damaged pruning metadata cannot silently drop a result). A failed
+check is returned as an error code (:data:`ERRORS`) and raised by :func:`raise_error` as an
+:class:`~heron.errors.IntegrityError` naming the file. ``verify=False`` skips only the hash (for
+measuring its cost); the bounds checks always run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from heron.errors import IntegrityError
+
+CODEC_NAME = "bitpack-delta"
+BLOCK_SIZE = 128
+
+#: error code → (file that holds the damage, what is wrong)
+ERRORS = {
+    1: ("postings_words.npy", "block checksum mismatch"),
+    2: ("block_bits.npy", "block word range does not match the block's bit widths"),
+    3: ("postings_words.npy", "decoded document index out of range"),
+    4: ("block_last_doc.npy", "block's last document does not match its decoded postings"),
+    5: ("block_max.npy", "block maximum does not match its decoded impacts"),
+    6: ("postings_offsets.npy", "term's block count does not match its posting count"),
+}
+
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+# -- primitives --------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def bit_width(x):
+    """Number of bits needed for the non-negative integer ``x`` (0 for 0)."""
+    n = 0
+    x = np.uint64(x)
+    while x != 0:
+        n += 1
+        x >>= np.uint64(1)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def packed_words(n, bits):
+    """Words taken by ``n`` values of ``bits`` bits."""
+    return (n * bits + 31) >> 5
+
+
+@njit(cache=True, nogil=True)
+def block_hash(words, lo, hi, seed):
+    """32-bit multiply-xorshift hash of ``words[lo:hi]`` seeded with ``seed`` (uint32)."""
+    h = (np.uint64(seed) * np.uint64(0x9E3779B1) + np.uint64(0x7F4A7C15)) & _M32
+    for i in range(lo, hi):
+        h = ((h ^ np.uint64(words[i])) * np.uint64(0x85EBCA6B)) & _M32
+        h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & _M32
+    h ^= h >> np.uint64(16)
+    return np.uint32(h)
+
+
+@njit(cache=True, nogil=True)
+def _seed(b, bits, n):
+    return (np.uint64(b) * np.uint64(0x27D4EB2F) + np.uint64(bits) * np.uint64(0x165667B1) + np.uint64(n)) & _M32
+
+
+@njit(cache=True, nogil=True)
+def pack(values, n, bits, words, at):
+    """Pack ``values[:n]`` (each < 2**bits) into ``words`` from word ``at`` (the words must be zero)."""
+    if bits == 0:
+        return
+    for i in range(n):
+        v = np.uint64(values[i])
+        pos = i * bits
+        w = at + (pos >> 5)
+        sh = np.uint64(pos & 31)
+        words[w] |= np.uint32((v << sh) & _M32)
+        if (pos & 31) + bits > 32:
+            words[w + 1] |= np.uint32(v >> (np.uint64(32) - sh))
+
+
+@njit(cache=True, nogil=True)
+def unpack_into(words, at, n, bits, out):
+    """``out[:n]`` = the ``n`` values of ``bits`` bits packed from word ``at``."""
+    if bits == 0:
+        for i in range(n):
+            out[i] = 0
+        return
+    mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
+    for i in range(n):
+        pos = i * bits
+        w = at + (pos >> 5)
+        sh = np.uint64(pos & 31)
+        v = np.uint64(words[w]) >> sh
+        if (pos & 31) + bits > 32:
+            v |= np.uint64(words[w + 1]) << (np.uint64(32) - sh)
+        out[i] = v & mask
+
+
+# -- encoding ----------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _block_layout(offsets, docs, impacts, block_size, bits, nwords, last, bmax):
+    """Per block of every term: widths ``bd | bi << 8``, word count, last document, largest impact."""
+    b = 0
+    for t in range(offsets.shape[0] - 1):
+        p = offsets[t]
+        hi = offsets[t + 1]
+        prev = np.int64(-1)
+        while p < hi:
+            e = min(p + block_size, hi)
+            gmax = np.int64(0)
+            m = impacts[p]
+            for q in range(p, e):
+                d = np.int64(docs[q])
+                g = d - prev - 1
+                if g < 0:
+                    return q + 1  # not ascending
+                if g > gmax:
+                    gmax = g
+                prev = d
+                if impacts[q] > m:
+                    m = impacts[q]
+            bd = bit_width(gmax)
+            bi = bit_width(m)
+            bits[b] = bd | (bi << 8)
+            nwords[b] = packed_words(e - p, bd) + packed_words(e - p, bi)
+            last[b] = docs[e - 1]
+            bmax[b] = m
+            b += 1
+            p = e
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _encode(offsets, docs, impacts, block_size, first_block, bits, block_words, words, checksum):
+    """Fill ``words`` (zeroed; ``block_words`` relative to its start) and the checksums of every block."""
+    gaps = np.empty(block_size, np.uint64)
+    vals = np.empty(block_size, np.uint64)
+    b = 0
+    for t in range(offsets.shape[0] - 1):
+        p = offsets[t]
+        hi = offsets[t + 1]
+        prev = np.int64(-1)
+        while p < hi:
+            e = min(p + block_size, hi)
+            n = e - p
+            for q in range(n):
+                d = np.int64(docs[p + q])
+                gaps[q] = d - prev - 1
+                prev = d
+                vals[q] = impacts[p + q]
+            bd = bits[b] & 0xFF
+            bi = bits[b] >> 8
+            at = block_words[b]
+            pack(gaps, n, bd, words, at)
+            pack(vals, n, bi, words, at + packed_words(n, bd))
+            checksum[b] = block_hash(words, at, block_words[b + 1], _seed(first_block + b, bits[b], n))
+            b += 1
+            p = e
+
+
+def encode_postings(offsets, docs, impacts, block_size: int = BLOCK_SIZE, first_block: int = 0) -> dict:
+    """Compress posting lists (term ``t``: ``docs[offsets[t]:offsets[t+1]]``, ascending, with their
+    impacts; ``offsets`` need not start at 0). Returns the arrays of the format, by name:
+    ``block_offsets`` int64[T+1] (relative), ``block_last_doc`` int32[B], ``block_max`` (impact
+    dtype)[B], ``block_bits`` uint16[B], ``block_checksum`` uint32[B], ``block_words`` int64[B+1]
+    (relative to these words) and ``postings_words`` uint32[W]. ``first_block`` is the global number of
+    the first block (it seeds the checksums), for encoding a window of terms at a time."""
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    offsets = offsets - offsets[0] if len(offsets) else offsets
+    docs = np.ascontiguousarray(docs, dtype=np.int32)
+    impacts = np.ascontiguousarray(impacts)
+    if impacts.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"impacts must be uint8 or uint16, not {impacts.dtype}")
+    block_size = int(block_size)
+    if block_size < 1:
+        raise ValueError(f"block_size must be positive, not {block_size}")
+    block_offsets = np.zeros(max(len(offsets), 1), dtype=np.int64)
+    if len(offsets) > 1:
+        np.cumsum((np.diff(offsets) + block_size - 1) // block_size, out=block_offsets[1:])
+    nb = int(block_offsets[-1])
+    bits = np.zeros(nb, np.uint16)
+    nwords = np.zeros(nb, np.int64)
+    last = np.zeros(nb, np.int32)
+    bmax = np.zeros(nb, impacts.dtype)
+    if len(offsets) > 1:
+        bad = _block_layout(offsets, docs, impacts, np.int64(block_size), bits, nwords, last, bmax)
+        if bad:
+            raise ValueError(f"posting {bad - 1}: documents are not strictly ascending within a term")
+    block_words = np.zeros(nb + 1, np.int64)
+    np.cumsum(nwords, out=block_words[1:])
+    words = np.zeros(int(block_words[-1]) + 1, np.uint32)  # + 1: a spare word for straddling writes
+    checksum = np.zeros(nb, np.uint32)
+    if nb:
+        _encode(offsets, docs, impacts, np.int64(block_size), np.int64(first_block), bits, block_words, words,
+                checksum)
+    return {"block_offsets": block_offsets, "block_last_doc": last, "block_max": bmax, "block_bits": bits,
+            "block_checksum": checksum, "block_words": block_words, "postings_words": words[:-1]}
+
+
+@njit(cache=True, nogil=True)
+def _block_lengths(df, block_offsets, block_size, bits, block_words):
+    for t in range(df.shape[0]):
+        for j in range(block_offsets[t + 1] - block_offsets[t]):
+            b = block_offsets[t] + j
+            n = min(block_size, df[t] - j * block_size)
+            w = np.int64(bits[b])
+            block_words[b + 1] = packed_words(n, w & 0xFF) + packed_words(n, w >> 8)
+
+
+def derive_layout(postings_offsets, block_bits, block_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(block_offsets int64[T+1], block_words int64[B+1])`` implied by the posting counts and the
+    blocks' widths, or None if the counts need another number of blocks than ``block_bits`` has."""
+    po = np.asarray(postings_offsets, dtype=np.int64)
+    df = np.diff(po)
+    if np.any(df < 0):
+        return None
+    block_offsets = np.zeros(len(po), np.int64)
+    np.cumsum((df + block_size - 1) // block_size, out=block_offsets[1:])
+    bits = np.ascontiguousarray(block_bits, dtype=np.uint16)
+    if int(block_offsets[-1]) != len(bits):
+        return None
+    block_words = np.zeros(len(bits) + 1, np.int64)
+    if len(bits):
+        _block_lengths(df, block_offsets, np.int64(block_size), bits, block_words)
+    np.cumsum(block_words, out=block_words)
+    return block_offsets, block_words
+
+
+# -- decoding ----------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def decode_term(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, t, verify, out_d, out_i, at, err):
+    """Decode term ``t``'s postings into ``out_d[at:]`` / ``out_i[at:]``, checking every block (see the
+    module docstring). Returns the number of postings; on a failed check ``err = (code, block)`` and -1."""
+    start = po[t]
+    df = po[t + 1] - start
+    b0 = bo[t]
+    nb = bo[t + 1] - b0
+    if df < 0 or nb != (df + block_size - 1) // block_size or b0 < 0 or bo[t + 1] > bl.shape[0]:
+        err[0] = 6
+        err[1] = b0
+        return -1
+    nwords = words.shape[0]
+    prev = np.int64(-1)
+    p = at
+    for j in range(nb):
+        b = b0 + j
+        n = min(block_size, df - j * block_size)
+        bits = np.int64(bb[b])
+        bd = bits & 0xFF
+        bi = bits >> 8
+        lo = bw[b]
+        hi = bw[b + 1]
+        if bd > 32 or bi > 16 or lo < 0 or hi > nwords or hi - lo != packed_words(n, bd) + packed_words(n, bi):
+            err[0] = 2
+            err[1] = b
+            return -1
+        if verify and block_hash(words, lo, hi, _seed(b, bits, n)) != bc[b]:
+            err[0] = 1
+            err[1] = b
+            return -1
+        # document gaps: a 64-bit bit buffer refilled one word at a time (reads exactly the block's words)
+        if bd == 0:
+            for i in range(n):
+                prev += 1
+                out_d[p + i] = prev
+        else:
+            mask = (np.uint64(1) << np.uint64(bd)) - np.uint64(1)
+            ubd = np.uint64(bd)
+            acc = np.uint64(0)
+            have = 0
+            w = lo
+            for i in range(n):
+                if have < bd:
+                    acc |= np.uint64(words[w]) << np.uint64(have)
+                    w += 1
+                    have += 32
+                prev += np.int64(acc & mask) + 1
+                acc >>= ubd
+                have -= bd
+                out_d[p + i] = prev
+        if prev >= num_docs:
+            err[0] = 3
+            err[1] = b
+            return -1
+        if prev != bl[b]:
+            err[0] = 4
+            err[1] = b
+            return -1
+        # impacts
+        lo += packed_words(n, bd)
+        m = 0
+        if bi == 0:
+            for i in range(n):
+                out_i[p + i] = 0
+        else:
+            mask = (np.uint64(1) << np.uint64(bi)) - np.uint64(1)
+            ubi = np.uint64(bi)
+            acc = np.uint64(0)
+            have = 0
+            w = lo
+            for i in range(n):
+                if have < bi:
+                    acc |= np.uint64(words[w]) << np.uint64(have)
+                    w += 1
+                    have += 32
+                v = acc & mask
+                acc >>= ubi
+                have -= bi
+                out_i[p + i] = v
+                if v > m:
+                    m = v
+        if m != bm[b]:
+            err[0] = 5
+            err[1] = b
+            return -1
+        p += n
+    return df
+
+
+@njit(cache=True, nogil=True)
+def decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, qlo, qhi, verify,
+                 lpo, lpd, lpi, lbo, lbl, lbm, err):
+    """Decode the posting lists of ``q_terms[qlo:qhi]`` into query-local arrays laid out like an
+    uncompressed index whose term ``i`` is the query's ``i``-th term: offsets ``lpo`` / block offsets
+    ``lbo`` (``n + 1``), postings ``lpd`` / ``lpi`` and blocks ``lbl`` / ``lbm``. True if every check
+    passed (else ``err`` holds the code and block)."""
+    n = qhi - qlo
+    lpo[0] = 0
+    lbo[0] = 0
+    for i in range(n):
+        t = q_terms[qlo + i]
+        got = decode_term(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, t, verify, lpd, lpi, lpo[i],
+                          err)
+        if got < 0:
+            return False
+        lpo[i + 1] = lpo[i] + got
+        b0 = bo[t]
+        nb = bo[t + 1] - b0
+        for j in range(nb):
+            lbl[lbo[i] + j] = bl[b0 + j]
+            lbm[lbo[i] + j] = bm[b0 + j]
+        lbo[i + 1] = lbo[i] + nb
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _decode_all(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, verify, out_d, out_i, err):
+    for t in range(po.shape[0] - 1):
+        if decode_term(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, t, verify, out_d, out_i, po[t],
+                       err) < 0:
+            return False
+    return True
+
+
+def compressed_arrays(arrays: dict) -> tuple:
+    """The compressed-posting arrays of an index, in the decoders' argument order (read-only views)."""
+    from heron.indexing.inverted.topk import readonly
+
+    return (readonly(arrays["postings_offsets"], np.int64), readonly(arrays["block_offsets"], np.int64),
+            readonly(arrays["block_last_doc"], np.int32), readonly(arrays["block_max"]),
+            readonly(arrays["block_words"], np.int64), readonly(arrays["block_bits"], np.uint16),
+            readonly(arrays["block_checksum"], np.uint32), readonly(arrays["postings_words"], np.uint32))
+
+
+def decode_postings(arrays: dict, num_docs: int, block_size: int, root: str | Path = "", verify: bool = True):
+    """Every posting list decoded and checked: ``(docs int32[nnz], impacts[nnz])`` in term order (as the
+    uncompressed ``postings_docs`` / ``postings_impacts``); a failed check raises IntegrityError."""
+    args = compressed_arrays(arrays)
+    po = args[0]
+    nnz = int(po[-1]) if len(po) else 0
+    if len(po) and po[0] != 0:
+        raise IntegrityError(Path(root) / "postings_offsets.npy", "offsets do not start at 0 (corrupt file); "
+                                                                 "rebuild the index")
+    docs = np.empty(nnz, np.int32)
+    impacts = np.empty(nnz, args[3].dtype)
+    err = np.zeros(2, np.int64)
+    if not _decode_all(*args, np.int64(num_docs), np.int64(block_size), bool(verify), docs, impacts, err):
+        raise_error(root, err)
+    return docs, impacts
+
+
+def raise_error(root: str | Path, err) -> None:
+    """Raise the IntegrityError of a decoder's ``err = (code, block)``."""
+    code, block = int(err[0]), int(err[1])
+    name, what = ERRORS.get(code, ("postings_words.npy", f"decoding error {code}"))
+    raise IntegrityError(Path(root) / name, f"{what} in block {block} (corrupt file); rebuild the index")
+
+
+__all__ = ["BLOCK_SIZE", "CODEC_NAME", "ERRORS", "bit_width", "block_hash", "compressed_arrays", "decode_postings",
+           "decode_query", "decode_term", "encode_postings", "pack", "raise_error", "unpack_into"]
