@@ -114,10 +114,17 @@ class Segment:
                 _ = index.vocab  # read now: a snapshot keeps answering term queries after its files are removed
             self.members[name] = index
         self.doc_ids: list[str] = ids or []
-        self.positions = {d: i for i, d in enumerate(self.doc_ids)}
+        self._positions: dict[str, int] | None = None
         self.bytes = sum(os.path.getsize(os.path.join(folder, f)) for folder, _, files in os.walk(self.path)
                          for f in files)
         self._docstore = None
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """Document id → position in the segment (built on first use)."""
+        if self._positions is None:
+            self._positions = {d: i for i, d in enumerate(self.doc_ids)}
+        return self._positions
 
     def document(self, position: int) -> dict | None:
         """Title and text of the document at ``position`` from the first member's docstore, if any."""
