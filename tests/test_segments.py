@@ -22,7 +22,14 @@ from heron.indexing.docstore import write_docstore
 from heron.indexing.faiss_index import build_faiss_index
 from heron.indexing.inverted.builder import build_inverted_index
 from heron.indexing.multivector_store import build_multivector_index
-from heron.indexing.segments import IndexWriter, SegmentedIndex, convert_to_segmented, is_segmented, reader
+from heron.indexing.segments import (
+    IndexWriter,
+    SegmentedIndex,
+    convert_to_segmented,
+    is_segmented,
+    reader,
+    segmented_problems,
+)
 from heron.storage import write_manifest
 from heron.storage.commits import generations, latest_generation, read_commit, write_commit
 
@@ -316,12 +323,16 @@ def test_damaged_live_bitmap_and_replaced_segment_are_integrity_errors(tmp_path)
     bitmap.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="checksum mismatch"):
         SegmentedIndex.open(path)
+    problems = segmented_problems(path)
+    assert len(problems) == 1 and "live" in str(problems[0].path)
+    assert segmented_problems(path, generation=1) == []
     other = build_member("inverted", [(f"d{i}", 1) for i in range(20)], tmp_path / "other", corpus)
     segment = path / "segments" / "s000001"
     shutil.rmtree(segment)
     shutil.copytree(other, segment)
     with pytest.raises(IntegrityError, match="not the segment the commit records"):
         SegmentedIndex.open(path, generation=1)
+    assert "not the segment" in str(segmented_problems(path, generation=1)[0])
 
 
 def test_bad_input_is_one_line_errors(tmp_path):

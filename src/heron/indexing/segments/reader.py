@@ -563,3 +563,29 @@ class SegmentedMember(SearchIndex):
             out_ids.append([ids[i] for i in order.tolist()])
             out_scores.append(sc[order])
         return (out_ids, out_scores), [tasks[t] for t in sorted(again)]
+
+
+def segmented_problems(path: str | os.PathLike, generation: int | None = None) -> list[IntegrityError]:
+    """Every damaged file of commit ``generation`` (default: the latest) of the segmented index at ``path``:
+    the commit's seal, each live bitmap (size, xxh3, count) and every byte of every segment's files against
+    their manifests (:func:`heron.indexing.registry.index_problems`). Empty when all is well — what ``heron
+    index check`` and a server's background check run on a segmented index."""
+    from heron.indexing.registry import index_problems
+
+    root = Path(path).absolute()
+    try:
+        commit = read_commit(root, generation)
+    except IntegrityError as exc:
+        return [exc]
+    problems: list[IntegrityError] = []
+    for entry in commit.get("segments", []):
+        try:
+            read_live(root, entry)
+            segment = root / SEGMENTS_DIR / str(entry["name"])
+            if entry.get("manifest_checksum") is not None and manifest_checksum(segment) != entry["manifest_checksum"]:
+                raise IntegrityError(segment / "manifest.json", "not the segment the commit records")
+        except IntegrityError as exc:
+            problems.append(exc)
+            continue
+        problems += index_problems(segment)
+    return problems
