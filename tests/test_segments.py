@@ -485,3 +485,28 @@ def test_segments_asked_for_a_share_of_k_are_searched_again_when_it_may_be_short
 
     fresh = build([f"d{i}" for i in range(60, 120)] + [f"d{i}" for i in range(60)], tmp_path / "all")
     assert_same(got, open_index(fresh).search_batch([{"t0": 1.0}], 40))
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_deleted_documents_at_the_top_make_a_segment_search_again(tmp_path, monkeypatch, fallback):
+    """The 30 best documents of a query are deleted: the first over-fetch (k + a few) finds no live hit, the
+    segment is searched again (over-fetching every deleted document, or filtering by the live ones)."""
+    rows = {f"d{i}": np.eye(len(VOCAB), dtype=np.float32)[0] * (6 - i / 20) for i in range(60)}
+
+    def build(ids, out):
+        return build_inverted_index([(ids, sp.csr_matrix(np.stack([rows[d] for d in ids])))], out, vocab=VOCAB,
+                                    encoder={}, scale=SCALE, progress=False)
+
+    path = build([f"d{i}" for i in range(60)], tmp_path / "ix")
+    convert_to_segmented(path)
+    with IndexWriter(path) as writer:
+        writer.delete([f"d{i}" for i in range(30)])
+    if fallback:
+        monkeypatch.setattr(reader, "OVERFETCH_MIN", 0)
+        monkeypatch.setattr(reader, "OVERFETCH_FACTOR", 0)
+    got = SegmentedIndex.open(path).member("ix").search_batch([{"t0": 1.0}], 5, mode="exact")
+    from heron.indexing.registry import open_index
+
+    want = open_index(build([f"d{i}" for i in range(30, 60)], tmp_path / "fresh")).search_batch([{"t0": 1.0}], 5)
+    assert got[0][0] == [f"d{i}" for i in range(30, 35)]
+    assert_same(got, want)

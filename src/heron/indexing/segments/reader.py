@@ -68,6 +68,8 @@ SEGMENT_THREADS = 1 if (os.cpu_count() or 1) <= 2 else min(8, os.cpu_count() or 
 #: a segment whose every hit entered the global top k is searched again with k
 SHARE_SLACK = 1.5
 SHARE_MIN = 16
+#: a segment with deleted documents first over-fetches ``min(deleted, share + OVERFETCH_SLACK)`` more hits
+OVERFETCH_SLACK = 16
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -323,14 +325,30 @@ _SHARED_ATTRIBUTES = frozenset({"vocab", "term_ids", "vocab_size", "dim", "scale
 
 
 class _Task:
-    """One segment's part of a search: asked for ``share`` hits plus ``extra`` (its deleted documents, when they
-    are over-fetched and ``drop``ped), or filtered by ``filt``."""
+    """One segment's part of a search: ``share`` hits asked for, plus ``extra`` to make up for deleted documents
+    that are ``drop``ped from its results, or a filter ``filt``. A task not :meth:`final` may fall short of the
+    global top k; :meth:`escalate` makes it final: ``k`` hits, over-fetching all ``deleted`` documents or, where
+    that costs more than a filter (``fallback``), filtering by the live documents."""
 
-    def __init__(self, s: int, part: SearchIndex, share: int, extra: int, filt, drop: frozenset[str] | None):
-        self.s, self.part, self.share, self.extra, self.filt, self.drop = s, part, share, extra, filt, drop
+    def __init__(self, s: int, part: SearchIndex, share: int, filt=None, drop: frozenset[str] | None = None,
+                 fallback=None):
+        self.s, self.part, self.share, self.filt, self.drop, self.fallback = s, part, share, filt, drop, fallback
+        self.deleted = len(drop) if drop else 0
+        self.extra = min(self.deleted, share + OVERFETCH_SLACK)
         self.requested = 0
         self.ids: list[list[str]] = []
         self.scores: list[np.ndarray] = []
+
+    def final(self, k: int) -> bool:
+        return self.share >= k and self.extra >= self.deleted
+
+    def escalate(self, k: int) -> None:
+        self.share = k
+        if self.drop and self.extra < self.deleted:
+            if self.fallback is not None:
+                self.filt, self.drop, self.deleted, self.extra = self.fallback(), None, 0, 0
+            else:
+                self.extra = self.deleted
 
 
 class SegmentedMember(SearchIndex):
@@ -456,30 +474,29 @@ class SegmentedMember(SearchIndex):
         for s, part in enumerate(self.parts):
             live = snap._lives[s]
             deleted = 0 if live is None else int(len(live) - live.sum())
-            extra, filt, drop = 0, None, None
+            if k <= 0:
+                continue
+            fraction = len(snap._live_positions[s]) / max(snap.num_docs, 1)
+            share = k if len(self.parts) == 1 else min(k, math.ceil(k * SHARE_SLACK * fraction) + SHARE_MIN)
             if allowed is not None:
                 seg = snap._segments[s]
                 local = sorted(p for d in allowed if (p := seg.positions.get(d)) is not None
                                and (live is None or live[p]))
-                if not local:
-                    continue
-                filt = self._filter(part, seg, np.asarray(local, dtype=np.int64))
+                if local:
+                    tasks.append(_Task(s, part, share, filt=self._filter(part, seg, np.asarray(local, np.int64))))
             elif deleted:
-                if self._overfetch(part, deleted, k):
-                    extra, drop = deleted, snap.deleted_ids(s)
-                else:
-                    filt = self._filter(part, snap._segments[s], snap._live_positions[s])
-            if k > 0:
-                fraction = len(snap._live_positions[s]) / max(snap.num_docs, 1)
-                share = k if len(self.parts) == 1 else min(k, math.ceil(k * SHARE_SLACK * fraction) + SHARE_MIN)
-                tasks.append(_Task(s, part, share, extra, filt, drop))
+                fallback = None if self._overfetch(part, deleted, k) else \
+                    (lambda part=part, s=s: self._filter(part, snap._segments[s], snap._live_positions[s]))
+                tasks.append(_Task(s, part, share, drop=snap.deleted_ids(s), fallback=fallback))
+            else:
+                tasks.append(_Task(s, part, share))
         self._run(tasks, queries, options)
         while True:  # a segment asked for its share of k whose hits all made the top k may hold more: ask again
             merged, again = self._merge(tasks, k, queries)
             if not again:
                 return merged
             for task in again:
-                task.share = k
+                task.escalate(k)
             self._run(again, queries, options)
 
     @staticmethod
@@ -547,7 +564,7 @@ class SegmentedMember(SearchIndex):
             score_parts, seg_parts, rank_parts, counts = [], [], [], []
             for t, task in enumerate(tasks):
                 row_ids, row = task.ids[q], np.asarray(task.scores[q], dtype=np.float32)
-                cut = task.share < k and len(row_ids) == task.requested < task.part.num_docs
+                cut = not task.final(k) and len(row_ids) == task.requested < task.part.num_docs
                 if task.drop:
                     keep = [i for i, d in enumerate(row_ids) if d not in task.drop]
                     row_ids, row = [row_ids[i] for i in keep], row[keep]
