@@ -11,13 +11,12 @@ fraction ``f`` of the live documents is first asked for about ``k · f · SHARE_
 ``k`` (a segment's top-``k`` threshold is far lower than the global one, and its pruning weaker: at 1M documents
 in 11 segments, top-1000 took 4.5× a single index's time with ``k`` per segment); a segment whose every
 returned hit entered the global top-k may hold more and is searched again with ``k``, so the result is exact.
-A segment's deleted documents are kept out of its results in one of two exact ways:
-
-* *over-fetch*: ask the segment for ``k + d`` hits (``d`` = its deleted documents) and drop the deleted
-  ones — the top ``k`` live hits are always among them — when ``d ≤ max(OVERFETCH_MIN, OVERFETCH_FACTOR·k)``,
-  and always for approximate FAISS types (HNSW, IVF: tombstones filtered at search time);
-* an *allow filter* of the live documents otherwise (the inverted kernels' mask; the exact MaxSim pool of a
-  multi-vector member; FAISS's exact search over its stored vectors).
+A segment with ``d`` deleted documents first over-fetches ``min(d, share + OVERFETCH_SLACK)`` more hits and drops
+the deleted ones; when its live hits may fall short (the same rule), it is searched again with ``k`` and
+either every deleted document over-fetched — the top ``k`` live hits are always among ``k + d`` — while
+``d ≤ max(OVERFETCH_MIN, OVERFETCH_FACTOR·k)`` and always for approximate FAISS types (HNSW, IVF: tombstones
+filtered at search time), or an *allow filter* of the live documents (the inverted kernels' filter; the exact
+MaxSim pool of a multi-vector member; FAISS's exact search over its stored vectors).
 
 With exact per-segment search (inverted ``exact``/``taat``, FAISS ``flat``, multi-vector brute force) the
 result equals a from-scratch index over the live documents in global order built with the same parameters
