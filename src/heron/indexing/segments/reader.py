@@ -11,12 +11,13 @@ fraction ``f`` of the live documents is first asked for about ``k · f · SHARE_
 ``k`` (a segment's top-``k`` threshold is far lower than the global one, and its pruning weaker: at 1M documents
 in 11 segments, top-1000 took 4.5× a single index's time with ``k`` per segment); a segment whose every
 returned hit entered the global top-k may hold more and is searched again with ``k``, so the result is exact.
-A segment with ``d`` deleted documents first over-fetches ``min(d, share + OVERFETCH_SLACK)`` more hits and drops
-the deleted ones; when its live hits may fall short (the same rule), it is searched again with ``k`` and
-either every deleted document over-fetched — the top ``k`` live hits are always among ``k + d`` — while
-``d ≤ max(OVERFETCH_MIN, OVERFETCH_FACTOR·k)`` and always for approximate FAISS types (HNSW, IVF: tombstones
-filtered at search time), or an *allow filter* of the live documents (the inverted kernels' filter; the exact
-MaxSim pool of a multi-vector member; FAISS's exact search over its stored vectors).
+A segment of ``n`` documents, ``d`` of them deleted, first over-fetches ``min(d, 2·share·d/n + OVERFETCH_SLACK)``
+more hits (twice the deleted ones expected among its share) and drops the deleted ones; when its live hits may fall
+short (the same rule), it is searched again with ``k`` and either every deleted document over-fetched — the top
+``k`` live hits are always among ``k + d`` — while ``d ≤ max(OVERFETCH_MIN, OVERFETCH_FACTOR·k)`` and always for
+approximate FAISS types (HNSW, IVF: tombstones filtered at search time), or an *allow filter* of the live documents
+(the inverted kernels' filter; the exact MaxSim pool of a multi-vector member; FAISS's exact search over its stored
+vectors).
 
 With exact per-segment search (inverted ``exact``/``taat``, FAISS ``flat``, multi-vector brute force) the
 result equals a from-scratch index over the live documents in global order built with the same parameters
@@ -67,7 +68,7 @@ SEGMENT_THREADS = 1 if (os.cpu_count() or 1) <= 2 else min(8, os.cpu_count() or 
 #: a segment whose every hit entered the global top k is searched again with k
 SHARE_SLACK = 1.5
 SHARE_MIN = 16
-#: a segment with deleted documents first over-fetches ``min(deleted, share + OVERFETCH_SLACK)`` more hits
+#: a segment of n documents, d deleted, first over-fetches ``min(d, 2 · share · d / n + OVERFETCH_SLACK)`` more hits
 OVERFETCH_SLACK = 16
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -333,7 +334,8 @@ class _Task:
                  fallback=None):
         self.s, self.part, self.share, self.filt, self.drop, self.fallback = s, part, share, filt, drop, fallback
         self.deleted = len(drop) if drop else 0
-        self.extra = min(self.deleted, share + OVERFETCH_SLACK)
+        expected = 2 * share * self.deleted / max(part.num_docs, 1)  # twice the deleted hits expected among share
+        self.extra = min(self.deleted, math.ceil(expected) + OVERFETCH_SLACK)
         self.requested = 0
         self.ids: list[list[str]] = []
         self.scores: list[np.ndarray] = []
