@@ -510,3 +510,43 @@ def test_deleted_documents_at_the_top_make_a_segment_search_again(tmp_path, monk
     want = open_index(build([f"d{i}" for i in range(30, 60)], tmp_path / "fresh")).search_batch([{"t0": 1.0}], 5)
     assert got[0][0] == [f"d{i}" for i in range(30, 35)]
     assert_same(got, want)
+
+
+@pytest.mark.parametrize("name", ["heron.indexing.segments", "heron.storage.commits"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_hnsw_segments_filter_tombstones_at_search_time(tmp_path):
+    """HNSW members over-fetch past deleted documents (no filter exists for them): deleted documents never come
+    back, and with a search beam as wide as the segments the results are the exact ones."""
+    corpus = Corpus(14)
+
+    def build(docs, out):
+        rows = np.stack([corpus.dense(d, v) for d, v in docs])
+        return build_faiss_index([([d for d, _ in docs], rows)], out, dim=DIM, index_type="hnsw",
+                                 params={"m": 8, "ef_search": 16}, progress=False)
+
+    path = build([(f"d{i}", 0) for i in range(80)], tmp_path / "ix")
+    convert_to_segmented(path)
+    with IndexWriter(path, merge_policy={"enabled": False}) as writer:
+        writer.add_segment(build([(f"d{i}", 0) for i in range(80, 140)], tmp_path / "n"))
+        writer.delete([f"d{i}" for i in range(0, 140, 3)])
+    index = SegmentedIndex.open(path, device="cpu")
+    member = index.member("ix")
+    live = set(index.doc_ids)
+    qs = queries("faiss", 8)
+    for row in member.search_batch(qs, 10)[0]:
+        assert len(row) == 10 and set(row) <= live
+    member.set_search_params(ef_search=200)  # every segment, not only the first
+    assert all(part.index.hnsw.efSearch == 200 for part in member.parts)
+    exact = build_faiss_index([(index.doc_ids, member.vectors(range(index.num_docs)))], tmp_path / "flat", dim=DIM,
+                              index_type="flat", progress=False)
+    from heron.indexing.registry import open_index
+
+    want = open_index(exact, device="cpu").search_batch(qs, 10)
+    assert_same(member.search_batch(qs, 10), want, "hnsw", exact=False)
