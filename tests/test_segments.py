@@ -22,7 +22,14 @@ from heron.indexing.docstore import write_docstore
 from heron.indexing.faiss_index import build_faiss_index
 from heron.indexing.inverted.builder import build_inverted_index
 from heron.indexing.multivector_store import build_multivector_index
-from heron.indexing.segments import IndexWriter, SegmentedIndex, convert_to_segmented, is_segmented, reader
+from heron.indexing.segments import (
+    IndexWriter,
+    SegmentedIndex,
+    convert_to_segmented,
+    is_segmented,
+    reader,
+    segmented_problems,
+)
 from heron.storage import write_manifest
 from heron.storage.commits import generations, latest_generation, read_commit, write_commit
 
@@ -316,12 +323,16 @@ def test_damaged_live_bitmap_and_replaced_segment_are_integrity_errors(tmp_path)
     bitmap.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="checksum mismatch"):
         SegmentedIndex.open(path)
+    problems = segmented_problems(path)
+    assert len(problems) == 1 and "live" in str(problems[0].path)
+    assert segmented_problems(path, generation=1) == []
     other = build_member("inverted", [(f"d{i}", 1) for i in range(20)], tmp_path / "other", corpus)
     segment = path / "segments" / "s000001"
     shutil.rmtree(segment)
     shutil.copytree(other, segment)
     with pytest.raises(IntegrityError, match="not the segment the commit records"):
         SegmentedIndex.open(path, generation=1)
+    assert "not the segment" in str(segmented_problems(path, generation=1)[0])
 
 
 def test_bad_input_is_one_line_errors(tmp_path):
@@ -474,3 +485,68 @@ def test_segments_asked_for_a_share_of_k_are_searched_again_when_it_may_be_short
 
     fresh = build([f"d{i}" for i in range(60, 120)] + [f"d{i}" for i in range(60)], tmp_path / "all")
     assert_same(got, open_index(fresh).search_batch([{"t0": 1.0}], 40))
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_deleted_documents_at_the_top_make_a_segment_search_again(tmp_path, monkeypatch, fallback):
+    """The 30 best documents of a query are deleted: the first over-fetch (k + a few) finds no live hit, the
+    segment is searched again (over-fetching every deleted document, or filtering by the live ones)."""
+    rows = {f"d{i}": np.eye(len(VOCAB), dtype=np.float32)[0] * (6 - i / 20) for i in range(60)}
+
+    def build(ids, out):
+        return build_inverted_index([(ids, sp.csr_matrix(np.stack([rows[d] for d in ids])))], out, vocab=VOCAB,
+                                    encoder={}, scale=SCALE, progress=False)
+
+    path = build([f"d{i}" for i in range(60)], tmp_path / "ix")
+    convert_to_segmented(path)
+    with IndexWriter(path) as writer:
+        writer.delete([f"d{i}" for i in range(30)])
+    if fallback:
+        monkeypatch.setattr(reader, "OVERFETCH_MIN", 0)
+        monkeypatch.setattr(reader, "OVERFETCH_FACTOR", 0)
+    got = SegmentedIndex.open(path).member("ix").search_batch([{"t0": 1.0}], 5, mode="exact")
+    from heron.indexing.registry import open_index
+
+    want = open_index(build([f"d{i}" for i in range(30, 60)], tmp_path / "fresh")).search_batch([{"t0": 1.0}], 5)
+    assert got[0][0] == [f"d{i}" for i in range(30, 35)]
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("name", ["heron.indexing.segments", "heron.storage.commits"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_hnsw_segments_filter_tombstones_at_search_time(tmp_path):
+    """HNSW members over-fetch past deleted documents (no filter exists for them): deleted documents never come
+    back, and with a search beam as wide as the segments the results are the exact ones."""
+    corpus = Corpus(14)
+
+    def build(docs, out):
+        rows = np.stack([corpus.dense(d, v) for d, v in docs])
+        return build_faiss_index([([d for d, _ in docs], rows)], out, dim=DIM, index_type="hnsw",
+                                 params={"m": 8, "ef_search": 16}, progress=False)
+
+    path = build([(f"d{i}", 0) for i in range(80)], tmp_path / "ix")
+    convert_to_segmented(path)
+    with IndexWriter(path, merge_policy={"enabled": False}) as writer:
+        writer.add_segment(build([(f"d{i}", 0) for i in range(80, 140)], tmp_path / "n"))
+        writer.delete([f"d{i}" for i in range(0, 140, 3)])
+    index = SegmentedIndex.open(path, device="cpu")
+    member = index.member("ix")
+    live = set(index.doc_ids)
+    qs = queries("faiss", 8)
+    for row in member.search_batch(qs, 10)[0]:
+        assert len(row) == 10 and set(row) <= live
+    member.set_search_params(ef_search=200)  # every segment, not only the first
+    assert all(part.index.hnsw.efSearch == 200 for part in member.parts)
+    exact = build_faiss_index([(index.doc_ids, member.vectors(range(index.num_docs)))], tmp_path / "flat", dim=DIM,
+                              index_type="flat", progress=False)
+    from heron.indexing.registry import open_index
+
+    want = open_index(exact, device="cpu").search_batch(qs, 10)
+    assert_same(member.search_batch(qs, 10), want, "hnsw", exact=False)

@@ -14,6 +14,7 @@ A *segmented index* is a directory (:mod:`~heron.indexing.segments.layout`)::
 * :class:`SegmentedIndex` opens one commit (:mod:`~heron.indexing.segments.reader`); ``member(name)`` is a
   :class:`~heron.indexing.base.SearchIndex` over every segment's live documents, searched per segment and
   merged into the global top-k (exactly a from-scratch build's results for the exact modes);
+* :func:`segmented_problems` checks every byte of a commit's files (``heron index check``);
 * :class:`IndexWriter` adds segments, deletes, upserts, commits and merges
   (:mod:`~heron.indexing.segments.writer`, :mod:`~heron.indexing.segments.merging`).
 
@@ -37,7 +38,8 @@ Example::
 """
 
 from heron.indexing.segments.layout import convert_to_segmented, is_segmented
-from heron.indexing.segments.reader import SegmentedIndex, SegmentedMember
+from heron.indexing.segments.reader import SegmentedIndex, SegmentedMember, segmented_problems
 from heron.indexing.segments.writer import IndexWriter
 
-__all__ = ["IndexWriter", "SegmentedIndex", "SegmentedMember", "convert_to_segmented", "is_segmented"]
+__all__ = ["IndexWriter", "SegmentedIndex", "SegmentedMember", "convert_to_segmented", "is_segmented",
+           "segmented_problems"]

@@ -60,11 +60,20 @@ INCOMING_DIR = "incoming"
 class _Entry:
     """A segment in the writer's working state: its documents and live bitmap (None: all live)."""
 
-    def __init__(self, name: str, num_docs: int, ids: list[str], positions: dict[str, int], live: np.ndarray | None,
+    def __init__(self, name: str, num_docs: int, ids: list[str], positions, live: np.ndarray | None,
                  committed: dict | None, checksum: str | None):
-        self.name, self.num_docs, self.ids, self.positions = name, num_docs, ids, positions
+        self.name, self.num_docs, self.ids, self._positions = name, num_docs, ids, positions
         self.live, self.committed, self.checksum = live, committed, checksum
         self.dirty = False
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """Document id → position (built on first use: a segment's ``Segment.positions``, or from its ids)."""
+        if callable(self._positions):
+            self._positions = self._positions()
+        if self._positions is None:
+            self._positions = {d: i for i, d in enumerate(self.ids)}
+        return self._positions
 
     @property
     def deleted(self) -> int:
@@ -119,8 +128,8 @@ class IndexWriter:
         self._entries: list[_Entry] = []
         self._where: dict[str, str] = {}
         for seg, live in zip(reader._segments, reader._lives):
-            entry = _Entry(seg.name, seg.num_docs, seg.doc_ids, seg.positions, live, entries[seg.name],
-                           seg.checksum)
+            entry = _Entry(seg.name, seg.num_docs, seg.doc_ids, lambda seg=seg: seg.positions, live,
+                           entries[seg.name], seg.checksum)
             self._add_entry(entry)
         self._next = max([int(self._commit.get("next_segment", 1))] + [segment_number(p.name) + 1 for p in
                          (self.path / SEGMENTS_DIR).iterdir() if SEGMENT_NAME.match(p.name)])
@@ -128,9 +137,8 @@ class IndexWriter:
 
     def _add_entry(self, entry: _Entry) -> None:
         self._entries.append(entry)
-        for i, doc_id in enumerate(entry.ids):
-            if entry.is_live(i):
-                self._where[doc_id] = entry.name
+        live = entry.ids if entry.live is None else [entry.ids[i] for i in np.flatnonzero(entry.live).tolist()]
+        self._where.update(dict.fromkeys(live, entry.name))
 
     def _entry(self, name: str) -> _Entry:
         return next(e for e in self._entries if e.name == name)
@@ -228,7 +236,7 @@ class IndexWriter:
         kill_point("segments.add.moved")
         for doc_id in clash:
             self._delete_one(doc_id)
-        self._add_entry(_Entry(name, len(ids), ids, {d: i for i, d in enumerate(ids)}, None, None, checksum))
+        self._add_entry(_Entry(name, len(ids), ids, None, None, None, checksum))
         self._pending = True
         return name
 
@@ -357,8 +365,7 @@ class IndexWriter:
             os.rename(out, target)
             fsync_path(target.parent)
         kill_point("segments.merge.moved")
-        merged = _Entry(name, len(ids), ids, {d: i for i, d in enumerate(ids)}, None, None,
-                        manifest_checksum(target))
+        merged = _Entry(name, len(ids), ids, None, None, None, manifest_checksum(target))
         entries = self._entries
         self._entries, self._where = [], {}
         for entry in entries[:start] + [merged] + entries[stop:]:
