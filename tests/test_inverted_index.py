@@ -571,7 +571,8 @@ def test_format_version_mismatch(small_index):
     manifest["format_version"] = FORMAT_VERSION + 1
     (small_index / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(HeronError, match=rf"index format version {FORMAT_VERSION + 1} is not supported \(this heron "
-                                         rf"reads version {FORMAT_VERSION}; rebuild it with `heron build-index <config>`\)"):
+                                         rf"reads version {FORMAT_VERSION}; rebuild it with "
+                                         rf"`heron build-index <config>`\)"):
         InvertedIndex.open(small_index)
 
 

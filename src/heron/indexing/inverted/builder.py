@@ -644,7 +644,7 @@ class _Build:
 
 
 def _npy_from_raw(raw: Path, target: Path, dtype: np.dtype, count: int) -> None:
-    """Write ``target`` as a ``.npy`` of the ``count`` values of ``dtype`` in the raw file ``raw`` (copied in chunks)."""
+    """Write ``target`` as a ``.npy`` of the ``count`` values of ``dtype`` in the raw file ``raw`` (in chunks)."""
     if raw.stat().st_size != count * dtype.itemsize:
         raise HeronError(f"{raw}: holds {raw.stat().st_size} bytes, expected {count * dtype.itemsize}; build again")
     with open(target, "wb") as out, open(raw, "rb") as src:

@@ -12,9 +12,15 @@ and last documents are the same blocks, kept uncompressed). A block of ``n`` pos
 
 ``block_bits[b] = bd | bi << 8`` (uint16). Only the widths are stored: a term's blocks
 (``block_offsets``, from the posting counts) and each block's word range (``block_words``, from the
-widths and lengths) are derived when the index opens (:func:`derive_layout`). ``bd`` and ``bi`` are the widths of the block's largest
-value (frame of reference 0: no exceptions, so a block costs the width of its largest gap; measured
-against VByte in docs/BENCHMARKS.md "Compressed postings").
+widths and lengths) are derived when the index opens (:func:`derive_layout`). ``bd`` and ``bi`` are
+the widths of the block's largest value (frame of reference 0, no exceptions: a block costs the width
+of its largest gap; measured against VByte in docs/BENCHMARKS.md, "Compressed postings").
+
+**Why decode whole lists.** The kernels decode every block of a query's terms (checksums, bounds and
+block metadata checked) before searching. Decoding lazily only the blocks block-max MaxScore visits
+would be faster, but the pruning reads the block maxima and last documents of blocks it then skips:
+checked only on decode, a damaged maximum of a skipped block could silently drop a result. A lazy
+decoder needs its own checksum over the metadata it prunes with (per term, say) — not built yet.
 
 **Checks.** ``block_checksum[b]`` (uint32) is a multiply-xorshift hash of the block's words, seeded
 with the global block number, ``block_bits[b]`` and ``n``, so a flipped bit, a block moved elsewhere

@@ -80,7 +80,8 @@ def expected_shapes(num_docs: int, vocab_size: int, nnz: int, num_blocks: int,
                     num_words: int = 0) -> dict[str, tuple[int]]:
     return {
         "postings_offsets": (vocab_size + 1,),
-        "block_last_doc": (num_blocks,), "block_max": (num_blocks,), "block_bits": (num_blocks,), "block_checksum": (num_blocks,), "postings_words": (num_words,),
+        "block_last_doc": (num_blocks,), "block_max": (num_blocks,), "block_bits": (num_blocks,),
+        "block_checksum": (num_blocks,), "postings_words": (num_words,),
         "forward_offsets": (num_docs + 1,), "forward_terms": (nnz,), "forward_impacts": (nnz,),
     }
 
