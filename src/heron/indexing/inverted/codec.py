@@ -16,11 +16,11 @@ widths and lengths) are derived when the index opens (:func:`derive_layout`). ``
 the widths of the block's largest value (frame of reference 0, no exceptions: a block costs the width
 of its largest gap; measured against VByte in docs/BENCHMARKS.md, "Compressed postings").
 
-**Why decode whole lists.** The kernels decode every block of a query's terms (checksums, bounds and
-block metadata checked) before searching. Decoding lazily only the blocks block-max MaxScore visits
-would be faster, but the pruning reads the block maxima and last documents of blocks it then skips:
-checked only on decode, a damaged maximum of a skipped block could silently drop a result. A lazy
-decoder needs its own checksum over the metadata it prunes with (per term, say) — not built yet.
+**Metadata checksums.** Block-max MaxScore decodes only the blocks it reads (the kernels' lazy
+decoder) but prunes with the maxima and last documents of blocks it skips, which the block checks
+never see: ``block_meta_checksum[p]`` (uint32) hashes the last documents, maxima, widths and checksums
+of blocks ``[64p, 64p + 64)``, and a query checks the pages of its terms' blocks before pruning with
+them (:func:`verify_meta`), so a damaged maximum cannot silently drop a result.
 
 **Checks.** ``block_checksum[b]`` (uint32) is a multiply-xorshift hash of the block's words, seeded
 with the global block number, ``block_bits[b]`` and ``n``, so a flipped bit, a block moved elsewhere

@@ -13,13 +13,15 @@ Every function takes plain NumPy arrays (memory-mapped ones included) and return
 * :func:`search_compressed` — one query, ``exact`` or ``taat``, over compressed postings
   (:mod:`heron.indexing.inverted.codec`); :func:`search_batch` takes compressed arrays too.
 
-**Compressed postings.** The kernels above read uncompressed arrays. Over a compressed index, each query
-first decodes its terms' posting lists (every block, checksum and bounds verified) into per-thread
-scratch arrays laid out as a small uncompressed index of the query's terms only (query-local term ids
-``0..n-1``), and the same kernels then run on them unchanged. A failed check stops the query and is
-raised as an IntegrityError naming the file. (Decoding whole lists costs about as much as a
-term-at-a-time scan of them; lazily decoding only the blocks MaxScore visits would save more on long
-lists: see docs/BENCHMARKS.md, "Compressed postings".)
+**Compressed postings.** The kernels above read uncompressed arrays. Over a compressed index a query
+works on per-thread scratch arrays laid out as a small uncompressed index of its terms only (query-local
+term ids ``0..n-1``). ``taat`` decodes the terms' whole lists into them (every block's checksum, bounds,
+last document and maximum checked) and runs :func:`_taat` unchanged. ``exact`` copies the terms' block
+metadata (after checking its page checksums, :func:`codec.verify_meta`: the pruning trusts the maxima
+and last documents of blocks it never decodes) and runs :func:`_maxscore_lazy`, :func:`_maxscore` with
+a decode-on-first-read of each block (``LAZY_EXACT = False`` decodes the whole lists first instead, for
+measuring). A failed check stops the query and is raised as an IntegrityError naming the file. Costs:
+docs/BENCHMARKS.md, "Compressed postings".
 
 The top-k heap and the input checks the kernels share are in :mod:`heron.indexing.inverted.topk`.
 
