@@ -16,12 +16,14 @@ Every function takes plain NumPy arrays (memory-mapped ones included) and return
 **Compressed postings.** The kernels above read uncompressed arrays. Over a compressed index a query
 works on per-thread scratch arrays laid out as a small uncompressed index of its terms only (query-local
 term ids ``0..n-1``). ``taat`` decodes the terms' whole lists into them (every block's checksum, bounds,
-last document and maximum checked) and runs :func:`_taat` unchanged. ``exact`` copies the terms' block
-metadata (after checking its page checksums, :func:`codec.verify_meta`: the pruning trusts the maxima
-and last documents of blocks it never decodes) and runs :func:`_maxscore_lazy`, :func:`_maxscore` with
-a decode-on-first-read of each block (``LAZY_EXACT = False`` decodes the whole lists first instead, for
-measuring). A failed check stops the query and is raised as an IntegrityError naming the file. Costs:
-docs/BENCHMARKS.md, "Compressed postings".
+last document and maximum checked) and runs :func:`_taat` unchanged; ``exact`` does the same and runs
+:func:`_maxscore`. With ``LAZY_EXACT = True``, ``exact`` instead copies the terms' block metadata (after
+checking its page checksums, :func:`codec.verify_meta`: the pruning trusts the maxima and last
+documents of blocks it never decodes) and runs :func:`_maxscore_lazy`, :func:`_maxscore` with a
+decode-on-first-read of each block; it was slower than eager decoding on every collection measured
+(MaxScore skipped too few blocks there to repay its bookkeeping), so it is off by default. A failed
+check stops the query and is raised as an IntegrityError naming the file. Costs: docs/BENCHMARKS.md,
+"Compressed postings".
 
 The top-k heap and the input checks the kernels share are in :mod:`heron.indexing.inverted.topk`.
 
@@ -82,9 +84,10 @@ MODES = ("exact", "taat", "approx")
 WINDOW = 1 << 16  # documents per accumulator window (a multiple of 64): 512 KiB of float64 scratch
 _MIN_SKIP = 0.3  # an exact-search window uses MaxScore only if it skips at least this fraction of its postings
 # how a query over compressed postings runs: decode everything then term at a time / MaxScore, or MaxScore
-# decoding blocks lazily; ``exact`` uses LAZY unless LAZY_EXACT is turned off (to measure the difference)
+# decoding blocks lazily. ``exact`` decodes eagerly: measured faster on SciFact, NFCorpus and a 300k-document
+# synthetic corpus, where MaxScore skips few blocks (docs/BENCHMARKS.md); LAZY_EXACT = True selects the lazy one
 TAAT, EAGER, LAZY = 0, 1, 2
-LAZY_EXACT = True
+LAZY_EXACT = False
 
 
 # -- small helpers -----------------------------------------------------------------------------------
