@@ -315,7 +315,7 @@ def decode_block(bl, bm, bw, bb, bc, words, num_docs, b, n, base, verify, out_d,
         return False
     # impacts
     lo += packed_words(n, bd)
-    m = 0
+    m = np.uint64(0)  # (an int64 0 would unify with the uint64 values as float64)
     if bi == 0:
         for i in range(n):
             out_i[p + i] = 0
