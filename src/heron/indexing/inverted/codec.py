@@ -263,7 +263,7 @@ def derive_layout(postings_offsets, block_bits, block_size: int) -> tuple[np.nda
 
 
 # -- decoding ----------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")  # no call: numba refcounts every array argument
 def decode_block(bl, bm, bw, bb, bc, words, num_docs, b, n, base, verify, out_d, out_i, p, err):
     """Decode block ``b`` (``n`` postings, documents after ``base``) into ``out_d[p:p+n]`` / ``out_i[p:p+n]``,
     checking it (module docstring). False with ``err = (code, b)`` on a failed check."""
@@ -343,7 +343,7 @@ def decode_block(bl, bm, bw, bb, bc, words, num_docs, b, n, base, verify, out_d,
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")  # no call: numba refcounts every array argument
 def term_blocks_ok(po, bo, bl, block_size, t, err):
     """Whether term ``t``'s block range agrees with its posting count and lies inside the block arrays."""
     df = po[t + 1] - po[t]
@@ -355,7 +355,7 @@ def term_blocks_ok(po, bo, bl, block_size, t, err):
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")  # no call: numba refcounts every array argument
 def decode_term(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, t, verify, out_d, out_i, at, err):
     """Decode term ``t``'s postings into ``out_d[at:]`` / ``out_i[at:]``, checking every block (see the
     module docstring). Returns the number of postings; on a failed check ``err = (code, block)`` and -1."""
