@@ -156,6 +156,18 @@ def test_damaged_block_metadata_is_named(encoded):
         changed[b] ^= 1
         with pytest.raises(IntegrityError, match=f"{match} .* in block {b} "):
             _decode({**arrays, name: changed}, verify=False)
+    # the lazy MaxScore prunes with metadata of blocks it never decodes: their pages' checksums guard them
+    terms, weights = np.arange(12, dtype=np.int32), np.ones(12, np.float32)
+    try:
+        K.LAZY_EXACT = True
+        for name in ("block_last_doc", "block_max", "block_bits", "block_checksum"):
+            changed = arrays[name].copy()
+            changed[b] ^= 1
+            with pytest.raises(IntegrityError, match="block_meta_checksum.npy: block metadata .* in block 0 "):
+                K.search_compressed("exact", {**arrays, name: changed}, 3000, terms, weights, 10, None,
+                                    codec.BLOCK_SIZE)
+    finally:
+        K.LAZY_EXACT = False
     block_offsets = arrays["block_offsets"].copy()
     block_offsets[3] += 1
     with pytest.raises(IntegrityError, match="postings_offsets.npy: term's block count"):
@@ -215,6 +227,12 @@ def test_compressed_search_equals_brute_force_and_uncompressed_kernels(dtype):
                 assert np.array_equal(idx[keep], order) and np.array_equal(got[keep], scores[order])
         plain = K.search_exact(offsets, docs, impacts, *plain_blocks, num_docs, terms, weights, 50, mask)
         assert np.array_equal(plain[0], idx)
+        try:  # the lazy decoder (off by default) gives the same answer
+            K.LAZY_EXACT = True
+            lazy = K.search_compressed("exact", arrays, num_docs, terms, weights, 50, mask, block_size)
+        finally:
+            K.LAZY_EXACT = False
+        assert np.array_equal(lazy[0], idx) and np.array_equal(lazy[1], got)
         if mask is None:
             q_terms.append(terms)
             q_weights.append(weights)

@@ -232,7 +232,7 @@ def test_bm25_scifact_index(tmp_path, scifact_bm25, dtype):
     index = InvertedIndex.open(path, verify=True)
     assert index.encoder == description and index.vocab == vocab and index.doc_ids == ids
     assert index.manifest["files"]["encoder/bm25.json"]["xxh3_128"]
-    q = check_index_matches(index, ids, docs, dtype, np.iinfo(dtype).max / float(docs.data.max()), 64)
+    q = check_index_matches(index, ids, docs, dtype, np.iinfo(dtype).max / float(docs.data.max()), 128)
     # the stored encoder re-creates the query encoder; dequantised index scores == brute force
     qv = BM25Encoder.load(index.encoder_dir).encode_queries(queries)
     assert (qv != enc.encode_queries(queries)).nnz == 0
@@ -571,7 +571,8 @@ def test_format_version_mismatch(small_index):
     manifest["format_version"] = FORMAT_VERSION + 1
     (small_index / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(HeronError, match=rf"index format version {FORMAT_VERSION + 1} is not supported \(this heron "
-                                         rf"reads version {FORMAT_VERSION}; rebuild it with `heron build-index <config>`\)"):
+                                         rf"reads version {FORMAT_VERSION}; rebuild it with "
+                                         rf"`heron build-index <config>`\)"):
         InvertedIndex.open(small_index)
 
 

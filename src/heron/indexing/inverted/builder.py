@@ -548,6 +548,10 @@ class _Build:
                 term = end
                 self.report.tick(f"compressing postings: {term:,}/{size:,} terms")
         _npy_from_raw(self.dir / _WORDS_FILE, self.path("postings_words"), np.dtype(np.uint32), word_base)
+        meta = {name: np.load(self.path(name), mmap_mode="r") for name in kinds}
+        storage.save_array_atomic(self.path("block_meta_checksum"), codec.meta_checksums(
+            meta["block_last_doc"], meta["block_max"], meta["block_bits"], meta["block_checksum"]), durable=False)
+        del meta
         storage.kill_point("inverted.blocks")
         self.checkpoint(stage="approx", num_blocks=total, num_words=word_base)
 
@@ -644,7 +648,7 @@ class _Build:
 
 
 def _npy_from_raw(raw: Path, target: Path, dtype: np.dtype, count: int) -> None:
-    """Write ``target`` as a ``.npy`` of the ``count`` values of ``dtype`` in the raw file ``raw`` (copied in chunks)."""
+    """Write ``target`` as a ``.npy`` of the ``count`` values of ``dtype`` in the raw file ``raw`` (in chunks)."""
     if raw.stat().st_size != count * dtype.itemsize:
         raise HeronError(f"{raw}: holds {raw.stat().st_size} bytes, expected {count * dtype.itemsize}; build again")
     with open(target, "wb") as out, open(raw, "rb") as src:

@@ -12,9 +12,15 @@ and last documents are the same blocks, kept uncompressed). A block of ``n`` pos
 
 ``block_bits[b] = bd | bi << 8`` (uint16). Only the widths are stored: a term's blocks
 (``block_offsets``, from the posting counts) and each block's word range (``block_words``, from the
-widths and lengths) are derived when the index opens (:func:`derive_layout`). ``bd`` and ``bi`` are the widths of the block's largest
-value (frame of reference 0: no exceptions, so a block costs the width of its largest gap; measured
-against VByte in docs/BENCHMARKS.md "Compressed postings").
+widths and lengths) are derived when the index opens (:func:`derive_layout`). ``bd`` and ``bi`` are
+the widths of the block's largest value (frame of reference 0, no exceptions: a block costs the width
+of its largest gap; measured against VByte in docs/BENCHMARKS.md, "Compressed postings").
+
+**Metadata checksums.** Block-max MaxScore decodes only the blocks it reads (the kernels' lazy
+decoder) but prunes with the maxima and last documents of blocks it skips, which the block checks
+never see: ``block_meta_checksum[p]`` (uint32) hashes the last documents, maxima, widths and checksums
+of blocks ``[64p, 64p + 64)``, and a query checks the pages of its terms' blocks before pruning with
+them (:func:`verify_meta`), so a damaged maximum cannot silently drop a result.
 
 **Checks.** ``block_checksum[b]`` (uint32) is a multiply-xorshift hash of the block's words, seeded
 with the global block number, ``block_bits[b]`` and ``n``, so a flipped bit, a block moved elsewhere
@@ -47,7 +53,10 @@ ERRORS = {
     4: ("block_last_doc.npy", "block's last document does not match its decoded postings"),
     5: ("block_max.npy", "block maximum does not match its decoded impacts"),
     6: ("postings_offsets.npy", "term's block count does not match its posting count"),
+    7: ("block_meta_checksum.npy", "block metadata (last documents, maxima, widths, checksums) do not match "
+                                   "their checksum"),
 }
+META_PAGE = 64  # blocks per metadata checksum
 
 _M32 = np.uint64(0xFFFFFFFF)
 
@@ -187,7 +196,9 @@ def encode_postings(offsets, docs, impacts, block_size: int = BLOCK_SIZE, first_
     impacts; ``offsets`` need not start at 0). Returns the arrays of the format, by name:
     ``block_offsets`` int64[T+1] (relative), ``block_last_doc`` int32[B], ``block_max`` (impact
     dtype)[B], ``block_bits`` uint16[B], ``block_checksum`` uint32[B], ``block_words`` int64[B+1]
-    (relative to these words) and ``postings_words`` uint32[W]. ``first_block`` is the global number of
+    (relative to these words), ``postings_words`` uint32[W] and ``block_meta_checksum`` (of these blocks
+    alone: recompute it with :func:`meta_checksums` over all blocks when encoding in windows).
+    ``first_block`` is the global number of
     the first block (it seeds the checksums), for encoding a window of terms at a time."""
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     offsets = offsets - offsets[0] if len(offsets) else offsets
@@ -218,7 +229,8 @@ def encode_postings(offsets, docs, impacts, block_size: int = BLOCK_SIZE, first_
         _encode(offsets, docs, impacts, np.int64(block_size), np.int64(first_block), bits, block_words, words,
                 checksum)
     return {"block_offsets": block_offsets, "block_last_doc": last, "block_max": bmax, "block_bits": bits,
-            "block_checksum": checksum, "block_words": block_words, "postings_words": words[:-1]}
+            "block_checksum": checksum, "block_words": block_words, "postings_words": words[:-1],
+            "block_meta_checksum": meta_checksums(last, bmax, bits, checksum)}
 
 
 @njit(cache=True, nogil=True)
@@ -251,94 +263,158 @@ def derive_layout(postings_offsets, block_bits, block_size: int) -> tuple[np.nda
 
 
 # -- decoding ----------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")  # no call: numba refcounts every array argument
+def decode_block(bl, bm, bw, bb, bc, words, num_docs, b, n, base, verify, out_d, out_i, p, err):
+    """Decode block ``b`` (``n`` postings, documents after ``base``) into ``out_d[p:p+n]`` / ``out_i[p:p+n]``,
+    checking it (module docstring). False with ``err = (code, b)`` on a failed check."""
+    bits = np.int64(bb[b])
+    bd = bits & 0xFF
+    bi = bits >> 8
+    lo = bw[b]
+    hi = bw[b + 1]
+    if bd > 32 or bi > 16 or lo < 0 or hi > words.shape[0] or hi - lo != packed_words(n, bd) + packed_words(n, bi):
+        err[0] = 2
+        err[1] = b
+        return False
+    if verify and block_hash(words, lo, hi, _seed(b, bits, n)) != bc[b]:
+        err[0] = 1
+        err[1] = b
+        return False
+    if base < -1:
+        err[0] = 4
+        err[1] = b
+        return False
+    prev = np.int64(base)
+    # document gaps: a 64-bit bit buffer refilled one word at a time (reads exactly the block's words)
+    if bd == 0:
+        for i in range(n):
+            prev += 1
+            out_d[p + i] = prev
+    else:
+        mask = (np.uint64(1) << np.uint64(bd)) - np.uint64(1)
+        ubd = np.uint64(bd)
+        acc = np.uint64(0)
+        have = 0
+        w = lo
+        for i in range(n):
+            if have < bd:
+                acc |= np.uint64(words[w]) << np.uint64(have)
+                w += 1
+                have += 32
+            prev += np.int64(acc & mask) + 1
+            acc >>= ubd
+            have -= bd
+            out_d[p + i] = prev
+    if prev >= num_docs:
+        err[0] = 3
+        err[1] = b
+        return False
+    if prev != bl[b]:
+        err[0] = 4
+        err[1] = b
+        return False
+    # impacts
+    lo += packed_words(n, bd)
+    m = np.uint64(0)  # (an int64 0 would unify with the uint64 values as float64)
+    if bi == 0:
+        for i in range(n):
+            out_i[p + i] = 0
+    else:
+        mask = (np.uint64(1) << np.uint64(bi)) - np.uint64(1)
+        ubi = np.uint64(bi)
+        acc = np.uint64(0)
+        have = 0
+        w = lo
+        for i in range(n):
+            if have < bi:
+                acc |= np.uint64(words[w]) << np.uint64(have)
+                w += 1
+                have += 32
+            v = acc & mask
+            acc >>= ubi
+            have -= bi
+            out_i[p + i] = v
+            if v > m:
+                m = v
+    if m != bm[b]:
+        err[0] = 5
+        err[1] = b
+        return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")  # no call: numba refcounts every array argument
+def term_blocks_ok(po, bo, bl, block_size, t, err):
+    """Whether term ``t``'s block range agrees with its posting count and lies inside the block arrays."""
+    df = po[t + 1] - po[t]
+    b0 = bo[t]
+    if df < 0 or bo[t + 1] - b0 != (df + block_size - 1) // block_size or b0 < 0 or bo[t + 1] > bl.shape[0]:
+        err[0] = 6
+        err[1] = b0
+        return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")  # no call: numba refcounts every array argument
 def decode_term(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, t, verify, out_d, out_i, at, err):
     """Decode term ``t``'s postings into ``out_d[at:]`` / ``out_i[at:]``, checking every block (see the
     module docstring). Returns the number of postings; on a failed check ``err = (code, block)`` and -1."""
-    start = po[t]
-    df = po[t + 1] - start
-    b0 = bo[t]
-    nb = bo[t + 1] - b0
-    if df < 0 or nb != (df + block_size - 1) // block_size or b0 < 0 or bo[t + 1] > bl.shape[0]:
-        err[0] = 6
-        err[1] = b0
+    if not term_blocks_ok(po, bo, bl, block_size, t, err):
         return -1
-    nwords = words.shape[0]
-    prev = np.int64(-1)
-    p = at
-    for j in range(nb):
-        b = b0 + j
+    df = po[t + 1] - po[t]
+    b0 = bo[t]
+    for j in range(bo[t + 1] - b0):
         n = min(block_size, df - j * block_size)
-        bits = np.int64(bb[b])
-        bd = bits & 0xFF
-        bi = bits >> 8
-        lo = bw[b]
-        hi = bw[b + 1]
-        if bd > 32 or bi > 16 or lo < 0 or hi > nwords or hi - lo != packed_words(n, bd) + packed_words(n, bi):
-            err[0] = 2
-            err[1] = b
+        if not decode_block(bl, bm, bw, bb, bc, words, num_docs, b0 + j, n, bl[b0 + j - 1] if j > 0 else -1,
+                            verify, out_d, out_i, at + j * block_size, err):
             return -1
-        if verify and block_hash(words, lo, hi, _seed(b, bits, n)) != bc[b]:
-            err[0] = 1
-            err[1] = b
-            return -1
-        # document gaps: a 64-bit bit buffer refilled one word at a time (reads exactly the block's words)
-        if bd == 0:
-            for i in range(n):
-                prev += 1
-                out_d[p + i] = prev
-        else:
-            mask = (np.uint64(1) << np.uint64(bd)) - np.uint64(1)
-            ubd = np.uint64(bd)
-            acc = np.uint64(0)
-            have = 0
-            w = lo
-            for i in range(n):
-                if have < bd:
-                    acc |= np.uint64(words[w]) << np.uint64(have)
-                    w += 1
-                    have += 32
-                prev += np.int64(acc & mask) + 1
-                acc >>= ubd
-                have -= bd
-                out_d[p + i] = prev
-        if prev >= num_docs:
-            err[0] = 3
-            err[1] = b
-            return -1
-        if prev != bl[b]:
-            err[0] = 4
-            err[1] = b
-            return -1
-        # impacts
-        lo += packed_words(n, bd)
-        m = 0
-        if bi == 0:
-            for i in range(n):
-                out_i[p + i] = 0
-        else:
-            mask = (np.uint64(1) << np.uint64(bi)) - np.uint64(1)
-            ubi = np.uint64(bi)
-            acc = np.uint64(0)
-            have = 0
-            w = lo
-            for i in range(n):
-                if have < bi:
-                    acc |= np.uint64(words[w]) << np.uint64(have)
-                    w += 1
-                    have += 32
-                v = acc & mask
-                acc >>= ubi
-                have -= bi
-                out_i[p + i] = v
-                if v > m:
-                    m = v
-        if m != bm[b]:
-            err[0] = 5
-            err[1] = b
-            return -1
-        p += n
     return df
+
+
+# -- block metadata checksums (for decoders that prune with blocks they do not decode) -------------------
+@njit(cache=True, nogil=True)
+def meta_hash(bl, bm, bb, bc, page):
+    """Hash of the metadata of blocks ``[page * META_PAGE, (page + 1) * META_PAGE)``."""
+    lo = page * META_PAGE
+    hi = min(lo + META_PAGE, bl.shape[0])
+    h = (np.uint64(page) * np.uint64(0x9E3779B1) + np.uint64(0x165667B1)) & _M32
+    for b in range(lo, hi):
+        for x in (np.uint64(np.uint32(bl[b])), np.uint64(bm[b]) | (np.uint64(bb[b]) << np.uint64(16)),
+                  np.uint64(bc[b])):
+            h = ((h ^ x) * np.uint64(0x85EBCA6B)) & _M32
+            h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & _M32
+    h ^= h >> np.uint64(16)
+    return np.uint32(h)
+
+
+def meta_checksums(block_last_doc, block_max, block_bits, block_checksum) -> np.ndarray:
+    """``block_meta_checksum`` uint32[ceil(B / META_PAGE)]: a hash of each page of block metadata."""
+    bl, bm = np.ascontiguousarray(block_last_doc, np.int32), np.ascontiguousarray(block_max)
+    bb, bc = np.ascontiguousarray(block_bits, np.uint16), np.ascontiguousarray(block_checksum, np.uint32)
+    pages = (len(bl) + META_PAGE - 1) // META_PAGE
+    out = np.zeros(pages, np.uint32)
+    _meta_all(bl, bm, bb, bc, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _meta_all(bl, bm, bb, bc, out):
+    for page in range(out.shape[0]):
+        out[page] = meta_hash(bl, bm, bb, bc, page)
+
+
+@njit(cache=True, nogil=True)
+def verify_meta(bl, bm, bb, bc, mc, b0, b1, err):
+    """Check the metadata pages covering blocks ``[b0, b1)`` against ``mc``; False with ``err`` set if not."""
+    if b1 <= b0:
+        return True
+    for page in range(b0 // META_PAGE, (b1 - 1) // META_PAGE + 1):
+        if page >= mc.shape[0] or meta_hash(bl, bm, bb, bc, page) != mc[page]:
+            err[0] = 7
+            err[1] = page * META_PAGE
+            return False
+    return True
 
 
 @njit(cache=True, nogil=True)

@@ -10,6 +10,7 @@ An index is a directory::
     block_max.npy            uint8|uint16[B]  largest impact in each block
     block_bits.npy           uint16[B]    bit widths of the block's document gaps | impacts << 8
     block_checksum.npy       uint32[B]    hash of the block's words (seeded with b, its widths and length)
+    block_meta_checksum.npy  uint32[ceil(B/64)]  hash of each 64 blocks' last docs, maxima, widths, checksums
     postings_words.npy       uint32[W]    the bit-packed blocks (``codec.py``: delta-coded documents, impacts);
                                           where each term's blocks and each block's words lie is derived
                                           from the counts and widths at open (``block_offsets``, ``block_words``)
@@ -62,6 +63,7 @@ ARRAYS: dict[str, str] = {
     "block_max": "impact",
     "block_bits": "uint16",
     "block_checksum": "uint32",
+    "block_meta_checksum": "uint32",
     "postings_words": "uint32",
 }
 # the forward index: present only in an index with approximate structures
@@ -80,7 +82,9 @@ def expected_shapes(num_docs: int, vocab_size: int, nnz: int, num_blocks: int,
                     num_words: int = 0) -> dict[str, tuple[int]]:
     return {
         "postings_offsets": (vocab_size + 1,),
-        "block_last_doc": (num_blocks,), "block_max": (num_blocks,), "block_bits": (num_blocks,), "block_checksum": (num_blocks,), "postings_words": (num_words,),
+        "block_last_doc": (num_blocks,), "block_max": (num_blocks,), "block_bits": (num_blocks,),
+        "block_checksum": (num_blocks,), "block_meta_checksum": ((num_blocks + 63) // 64,),
+        "postings_words": (num_words,),
         "forward_offsets": (num_docs + 1,), "forward_terms": (nnz,), "forward_impacts": (nnz,),
     }
 

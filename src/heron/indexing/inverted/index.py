@@ -21,9 +21,8 @@ import scipy.sparse as sp
 from heron.errors import HeronError, IntegrityError, QueryError
 from heron.indexing.base import MAX_WEIGHT, SearchIndex, check_files, manifest_field, read_doc_ids, watch_files
 from heron.indexing.inverted import approx as approx_search
-from heron.indexing.inverted import codec
+from heron.indexing.inverted import codec, kernels
 from heron.indexing.inverted import format as fmt
-from heron.indexing.inverted import kernels
 from heron.indexing.inverted.kernels import MODES
 from heron.storage.integrity import check_bytes
 
