@@ -15,18 +15,21 @@ console = Console(soft_wrap=True)
 
 @app.command("dictionaries")
 def dictionaries_command(
-    out_dir: Path = typer.Argument(None, metavar="[OUT_DIR]",
+    out_dir: Path = typer.Argument(None, metavar="OUT_DIR",
                                    help="Dataset folder to write (default: $HERON_CACHE/datasets/dictionaries, "
                                         "which `-d dictionaries` then finds)."),
     seed: int = typer.Option(17, "--seed", help="Seed of the query sample."),
     queries: int = typer.Option(2000, "--queries", min=2, help="Queries to sample (split into dev and test halves)."),
     debs: Path = typer.Option(None, "--debs", help="Folder already holding the two pinned .deb files (no download)."),
 ) -> None:
-    """Build the reverse-dictionary dataset from Debian's dict-gcide and dict-wn (sha256-pinned).
+    """Build the reverse-dictionary dataset from dict-gcide and dict-wn.
 
-    Corpus: one document per GCIDE entry, its WordNet-sourced text removed; queries: WordNet glosses of a
-    seeded sample of headwords found in both, split into dev and test; qrels: the GCIDE entries of each
-    query's headword. Prints the counts and the sha256 of every file (the same seed gives the same files).
+    The two Debian packages are fetched with apt-get download (sha256-pinned).
+    Corpus: one document per GCIDE entry, its WordNet-sourced text removed.
+    Queries: WordNet glosses of a seeded sample of headwords found in both,
+    split into dev and test; qrels: the GCIDE entries of each headword.
+    Prints the counts and the sha256 of every file (same seed, same files).
+    See docs/datasets.md.
     """
     from heron.eval.dictionaries import build_dictionaries
 
