@@ -423,15 +423,7 @@ class Index:
         with self._write_lock:
             if self._writer is None:
                 return self.generation or 0
-            self._refuse_empty()
-            try:
-                generation = int(self._writer.commit())
-            except BaseException:
-                self._close_writer()
-                raise
-            self._close_writer(rollback=False)
-        self.refresh()
-        return generation
+            return self._publish(self._writer.commit)
 
     def _refuse_empty(self) -> None:
         """A commit may not delete every document: the index would keep no segment, so no encoder to encode
@@ -462,13 +454,18 @@ class Index:
             raise HeronError(f"max_segments must be a positive integer, not {max_segments!r}")
         with self._write_lock:
             writer = self._open_writer()
-            self._refuse_empty()
-            try:
-                generation = int(writer.merge(max_segments))
-            except BaseException:
-                self._close_writer()
-                raise
-            self._close_writer(rollback=False)
+            return self._publish(lambda: writer.merge(max_segments))
+
+    def _publish(self, step) -> int:
+        """Run the writer's ``step`` (commit or merge; the write lock held), release the writer and search the
+        new commit; on any failure the pending changes are dropped with the writer."""
+        self._refuse_empty()
+        try:
+            generation = int(step())
+        except BaseException:
+            self._close_writer()
+            raise
+        self._close_writer(rollback=False)
         self.refresh()
         return generation
 
