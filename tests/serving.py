@@ -43,3 +43,25 @@ def start_heron_serve(args: list[str], *, env: dict | None = None,
             proc.kill()
             raise RuntimeError(f"heron serve did not start: {proc.communicate()[1][-3000:]}")
         time.sleep(0.5)
+
+
+def schemathesis_cli():
+    """The ``schemathesis`` command beside this Python (the dev extra); the calling test is skipped without it."""
+    from pathlib import Path
+
+    import pytest
+
+    cli = Path(sys.executable).with_name("schemathesis")
+    if not cli.exists():
+        pytest.skip("schemathesis is not installed (dev extra)")
+    return cli
+
+
+def run_schemathesis(cli, url: str, config, *args: str, key: str | None = None, max_examples: int,
+                     timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
+    """``schemathesis run`` over the server's OpenAPI spec with ``config``, every check, seed 1 and ``max_examples``
+    examples per operation (``key``: sent as a bearer token); ``args`` are passed on."""
+    auth = ["-H", f"Authorization: Bearer {key}"] if key is not None else []
+    return subprocess.run([str(cli), "--config-file", str(config), "run", f"{url}/openapi.json", "--checks", "all",
+                           *auth, *args, "--max-examples", str(max_examples), "--seed", "1", "--request-timeout", "60"],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)

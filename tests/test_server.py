@@ -226,14 +226,12 @@ def test_limits_metrics_and_docs(server):
 def test_schemathesis_finds_no_failure_on_every_member_type(server, tmp_path):
     """Property-based requests from the server's own OpenAPI spec (bounded), every check, over sparse, dense
     and multi-vector members (precomputed vectors of every shape)."""
-    cli = Path(sys.executable).with_name("schemathesis")
-    if not cli.exists():
-        pytest.skip("schemathesis is not installed (dev extra)")
+    from serving import run_schemathesis, schemathesis_cli
+
+    cli = schemathesis_cli()
     config = Path(__file__).resolve().parents[1] / "schemathesis.toml"
-    proc = subprocess.run([str(cli), "--config-file", str(config), "run", f"{server}/openapi.json", "--checks", "all",
-                           "--max-examples", "40", "--seed", "1", "--request-timeout", "60",
-                           "--report", "junit", "--report-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    proc = run_schemathesis(cli, server, config, "--report", "junit", "--report-dir", str(tmp_path), max_examples=40,
+                            timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "No issues found" in proc.stdout
 
@@ -507,11 +505,9 @@ def test_member_that_cannot_open_is_failed_at_start(small_bundle, tmp_path):
 def test_schemathesis_finds_no_failure_of_any_kind(small_bundle, tmp_path):
     """Every schemathesis check and phase against `heron serve` with an API key (bounded examples): statuses,
     content types, headers and bodies as documented, schema-invalid requests refused, valid ones served."""
-    from serving import start_heron_serve
+    from serving import run_schemathesis, schemathesis_cli, start_heron_serve
 
-    cli = Path(sys.executable).with_name("schemathesis")
-    if not cli.exists():
-        pytest.skip("schemathesis is not installed (dev extra)")
+    cli = schemathesis_cli()
     env = {**os.environ, "HERON_API_KEY": API_KEY}
     try:
         proc, url = start_heron_serve(["--index", f"tiny={small_bundle}", "--max-batch", "8", "--log-level",
@@ -520,11 +516,8 @@ def test_schemathesis_finds_no_failure_of_any_kind(small_bundle, tmp_path):
         pytest.fail(str(e))
     try:
         repo = Path(__file__).resolve().parents[1]
-        run = subprocess.run([str(cli), "--config-file", str(repo / "schemathesis.toml"), "run",
-                              f"{url}/openapi.json", "--checks", "all", "-H", f"Authorization: Bearer {API_KEY}",
-                              "--max-examples", "25", "--seed", "1", "--request-timeout", "60",
-                              "--report", "junit", "--report-dir", str(tmp_path)],
-                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        run = run_schemathesis(cli, url, repo / "schemathesis.toml", "--report", "junit", "--report-dir", str(tmp_path),
+                               key=API_KEY, max_examples=25, cwd=tmp_path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

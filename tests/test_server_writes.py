@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -168,11 +166,9 @@ def test_searches_are_answered_while_writes_run(bm25_index, tmp_path):
 
 def test_schemathesis_finds_no_5xx_on_the_write_routes(bm25_index, tmp_path):
     """Schema-driven requests to the write routes of `heron serve` with an API key (bounded examples)."""
-    from serving import start_heron_serve
+    from serving import run_schemathesis, schemathesis_cli, start_heron_serve
 
-    cli = Path(sys.executable).with_name("schemathesis")
-    if not cli.exists():
-        pytest.skip("schemathesis is not installed (dev extra)")
+    cli = schemathesis_cli()
     path = _copy(bm25_index, tmp_path)
     proc, url = start_heron_serve(["--index", f"tiny={path}", "--log-level", "warning", "--no-verify"],
                                   env={**os.environ, "HERON_API_KEY": KEY}, timeout=120)
@@ -181,10 +177,8 @@ def test_schemathesis_finds_no_5xx_on_the_write_routes(bm25_index, tmp_path):
     repo = Path(__file__).resolve().parents[1]
     config.write_text((repo / "schemathesis.toml").read_text() + '\n[parameters]\n"path.name" = "tiny"\n')
     try:
-        run = subprocess.run([str(cli), "--config-file", str(config), "run", f"{url}/openapi.json",
-                              "--checks", "all", "-H", f"Authorization: Bearer {KEY}", "--include-path-regex",
-                              "^/v1/indexes/", "--max-examples", "20", "--seed", "1", "--request-timeout", "60"],
-                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        run = run_schemathesis(cli, url, config, "--include-path-regex", "^/v1/indexes/", key=KEY, max_examples=20,
+                               cwd=tmp_path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
