@@ -159,3 +159,29 @@ def test_trained_indexes_are_deterministic_by_seed(tmp_path, index_type):
     paths = [build_faiss_index([(ids, docs)], tmp_path / f"ix{i}", dim=32, index_type=index_type,
                                params={"seed": 3}, progress=False) for i in range(2)]
     assert sha256_file(paths[0] / "index.faiss") == sha256_file(paths[1] / "index.faiss")
+
+
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivf-flat"])
+def test_live_mask_skips_deleted_documents_inside_faiss(tmp_path, index_type):
+    """Deleted documents (a segment's tombstones) are skipped by FAISS's own selector: flat returns exactly the
+    brute-force top-k of the live documents; HNSW / IVF return only live ones and keep their ef_search / nprobe
+    (IVF probing every list is exact)."""
+    ids, docs, queries = _data(n=800)
+    params = {"nlist": 8, "nprobe": 8} if index_type == "ivf-flat" else None
+    index = FaissIndex.open(build_faiss_index([(ids, docs)], tmp_path / "ix", dim=32, index_type=index_type,
+                                              params=params, progress=False), device="cpu")
+    live = np.ones(800, dtype=bool)
+    live[np.random.default_rng(1).choice(800, 300, replace=False)] = False
+    got_ids, got_scores = index.search_batch(queries, k=10, live=live)
+    kept = np.flatnonzero(live)
+    order, scores = _brute(docs[kept], queries, 10)
+    truth = [[ids[kept[j]] for j in row] for row in order]
+    assert all(live[int(d[1:])] for row in got_ids for d in row) and all(len(row) == 10 for row in got_ids)
+    if index_type == "hnsw":
+        recall = np.mean([len(set(r) & set(t)) / 10 for r, t in zip(got_ids, truth)])
+        assert recall >= 0.9, recall
+    else:
+        assert got_ids == truth
+        np.testing.assert_allclose(np.stack(got_scores), scores, rtol=1e-5)
+    with pytest.raises(HeronError, match="live mask"):
+        index.search_batch(queries, k=10, live=live[:-1])

@@ -314,8 +314,12 @@ class FaissIndex(SearchIndex):
                 self._gpu.nprobe = min(int(nprobe), GPU_K_LIMIT)
 
     # -- search ---------------------------------------------------------------------------------------
-    def search_arrays(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(Q × k' float32 scores, Q × k' int64 positions)``, ``k' = min(k, N)``; -1 marks no hit."""
+    def search_arrays(self, queries: np.ndarray, k: int, live: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """``(Q × k' float32 scores, Q × k' int64 positions)``, ``k' = min(k, N)``; -1 marks no hit.
+        ``live`` (bool per position): documents marked False are skipped by FAISS itself while it searches
+        (an ``IDSelectorBitmap`` in the search parameters: exact for ``flat``, the same graph walk or lists
+        for HNSW / IVF), so the top ``k`` are ``k`` live documents where that many exist."""
         self.check_in_use()
         queries = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
         if queries.shape[1] != self.dim:
@@ -324,6 +328,8 @@ class FaissIndex(SearchIndex):
         k = min(int(k), self.num_docs)
         if k <= 0 or not len(queries):
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if live is not None:
+            return self.index.search(queries, k, params=self._live_params(live))
         if self._gpu is None:
             return self.index.search(queries, k)
         if k <= GPU_K_LIMIT:
@@ -333,10 +339,31 @@ class FaissIndex(SearchIndex):
                                   GPU_K_LIMIT)
         return self.index.search(queries, k)  # approximate GPU index and k > 2048: the CPU copy
 
-    def search_batch(self, queries, k: int = 10, allow=None, *, ef_search: int | None = None,
-                     nprobe: int | None = None, truncate_dims: int | None = None) -> BatchResult:
+    def _live_params(self, live: np.ndarray):
+        """FAISS search parameters that skip the documents ``live`` marks False, keeping the index's own
+        ``ef_search`` / ``nprobe`` (a parameters object replaces them otherwise)."""
+        faiss = _faiss()
+        live = np.asarray(live, dtype=bool)
+        if live.shape != (self.num_docs,):
+            raise HeronError(f"{self.path}: a live mask of {live.shape} for {self.num_docs} documents")
+        bitmap = np.packbits(live, bitorder="little")
+        selector = faiss.IDSelectorBitmap(bitmap)
+        if self.index_type == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=faiss.downcast_index(self.index).hnsw.efSearch)
+        elif self.index_type.startswith("ivf"):
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(self.index).nprobe)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        params._heron_keep = (bitmap, selector)  # the selector reads the bitmap's memory: keep both alive
+        return params
+
+    def search_batch(self, queries, k: int = 10, allow=None, *, live: np.ndarray | None = None,
+                     ef_search: int | None = None, nprobe: int | None = None,
+                     truncate_dims: int | None = None) -> BatchResult:
         """Top-``k`` per query vector (``Q × dim``); ``allow`` (document ids): exact inner products over those
-        documents; ``truncate_dims``: exact search on the first dimensions of the stored vectors."""
+        documents; ``live`` (bool per position): skip the documents marked False inside FAISS's own search
+        (deleted documents of a segment); ``truncate_dims``: exact search on the first dimensions of the
+        stored vectors."""
         self.check_in_use()
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
@@ -346,8 +373,10 @@ class FaissIndex(SearchIndex):
             self.set_search_params(ef_search=ef_search, nprobe=nprobe)
         if truncate_dims is not None:
             self.check_truncation(truncate_dims)
+        if live is not None and (allow is not None or truncate_dims):
+            raise HeronError(f"{self.path}: live applies to a plain search, not with allow or truncate_dims")
         if allow is None and not truncate_dims:
-            scores, positions = self.search_arrays(queries, k)
+            scores, positions = self.search_arrays(queries, k, live)
             ids, out = [], []
             for row_pos, row_scores in zip(positions, scores):
                 keep = row_pos >= 0
