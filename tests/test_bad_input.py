@@ -382,7 +382,8 @@ def test_bad_run_files(good, tmp_path):
 
 def test_serve_refuses_bad_numbers_before_starting(index):
     for args, fragment in ((["--timeout", "nan"], "'--timeout'"), (["--timeout", "inf"], "'--timeout'"),
-                           (["--port", "-1"], "'--port'"), (["--max-k", "0"], "'--max-k'")):
+                           (["--port", "-1"], "'--port'"), (["--max-k", "0"], "'--max-k'"),
+                           (["--refresh", "nan"], "'--refresh'"), (["--max-write-docs", "0"], "'--max-write-docs'")):
         assert_one_line_error(cli("serve", "-i", index, *args), fragment)
 
 

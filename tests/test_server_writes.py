@@ -185,3 +185,33 @@ def test_schemathesis_finds_no_5xx_on_the_write_routes(bm25_index, tmp_path):
     assert run.returncode == 0, run.stdout[-6000:]
     assert "No issues found" in run.stdout
     assert heron.Index.open(path).generation > 2  # schema-valid batches were written and committed
+
+
+def test_serve_flags_set_the_write_limit_and_the_commit_watcher(bm25_index, tmp_path):
+    """`heron serve --max-write-docs 2 --refresh 0.2` (a real server process): a third document in one request is
+    refused with 422; a commit made by another process (heron.Index) is seen without a restart."""
+    from serving import start_heron_serve
+
+    path = _copy(bm25_index, tmp_path)
+    proc, url = start_heron_serve(["-i", f"tiny={path}", "--api-key", KEY, "--max-write-docs", "2", "--refresh", "0.2",
+                                   "--no-verify", "--log-level", "warning"])
+    try:
+        docs = [{"_id": f"w{i}", "text": "telomeres nanoparticles"} for i in range(3)]
+        route = f"{url}/v1/indexes/tiny/documents"
+        assert httpx.post(route, json={"documents": docs}, headers=AUTH).status_code == 422
+        assert httpx.post(route, json={"documents": docs[:2]}, headers=AUTH).status_code == 200
+        writer = heron.Index.open(path)
+        writer.delete(["w0"])
+        writer.commit()
+        deadline = time.monotonic() + 30
+        while True:
+            hits = httpx.post(f"{url}/v1/search", json={"query": "telomeres nanoparticles", "k": 100},
+                              headers=AUTH).json()["hits"]
+            found = {h["doc_id"] for h in hits}
+            if "w0" not in found or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "w1" in found and "w0" not in found
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

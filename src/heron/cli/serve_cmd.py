@@ -43,6 +43,11 @@ def serve_command(
                                              "on purpose.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the full verification of every member's "
                                             "files that runs in the background at start.")] = False,
+    max_write_docs: Annotated[int, typer.Option(min=1, max=100_000, help="Most documents (or ids) in one write "
+                                                "request (POST /v1/indexes/NAME/documents|delete; needs --api-key)."
+                                                )] = 1000,
+    refresh: Annotated[float, typer.Option(min=0.0, max=86400.0, help="Seconds between checks for commits made by "
+                                           "other processes (heron index add …); 0: never.")] = 1.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve indexes over HTTP: POST /v1/search, /v1/search/batch; GET /v1/indexes, /healthz, /metrics, /docs.
@@ -60,6 +65,7 @@ def serve_command(
     settings = ServerSettings(max_k=max_k, max_batch=max_batch, max_query_chars=max_query_chars,
                               max_body_bytes=max_body_bytes, timeout_s=timeout, prf=prf, max_queue=max_queue,
                               batch_workers=batch_workers, api_key=api_key or None, verify=not no_verify,
+                              max_write_docs=max_write_docs, refresh_s=refresh,
                               allowed_hosts=exposure(host, bool(api_key), allowed_host, no_api_key),
                               **({"workers": workers} if workers else {}))
     from heron.models import quiet_model_loading
