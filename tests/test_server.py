@@ -381,6 +381,16 @@ def test_server_hygiene(small_bundle):
         fused = {"query": "cancer risk", "k": 5, "retriever": "bm25+bm25b"}
         r = client.post("/v1/search", json={**fused, "fusion_weights": [1e308, 1e308]})
         assert r.status_code == 422 and "fusion_weights" in r.json()["error"]["message"]
+        # one rule for fusion weights everywhere (finite, 0 ≤ w ≤ 1e6): the server, heron.Index and the options
+        from heron.api import Index
+        from heron.retrieval.options import FusionOptions
+        index = Index.open(small_bundle)
+        for bad in ([-1.0, 1.0], [2e6, 1.0]):
+            assert client.post("/v1/search", json={**fused, "fusion_weights": bad}).status_code == 422
+            with pytest.raises(QueryError, match=r"numbers in \[0, 1e\+06\]"):
+                index.search("cancer risk", k=5, retriever="bm25+bm25b", fusion_weights=bad)
+            with pytest.raises(ValueError):
+                FusionOptions(weights=bad)
         for fusion in ("rrf", "linear"):
             r = client.post("/v1/search", json={**fused, "fusion": fusion, "fusion_weights": [1e6, 1e6]})
             assert r.status_code == 200 and all(np.isfinite(h["score"]) for h in r.json()["hits"])

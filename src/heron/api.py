@@ -311,14 +311,15 @@ class Index:
 
     def _fused(self, names, texts, k, method, weights, prf, allow):
         from heron.retrieval.fusion import FUSIONS, fuse, ranked
+        from heron.retrieval.options import MAX_WEIGHT
 
         if method not in FUSIONS:
             raise QueryError(f"unknown fusion {method!r} (choose from {', '.join(FUSIONS)})")
         if weights is not None:
             weights = list(weights)
-            if len(weights) != len(names) or not all(isinstance(w, (int, float)) and np.isfinite(w)
-                                                     for w in weights):
-                raise QueryError(f"fusion weights: give {len(names)} finite numbers, one per member")
+            if len(weights) != len(names) or not all(isinstance(w, (int, float)) and not isinstance(w, bool)
+                                                     and 0 <= w <= MAX_WEIGHT for w in weights):
+                raise QueryError(f"fusion weights: give {len(names)} numbers in [0, {MAX_WEIGHT:g}], one per member")
         depth = max(k, FUSION_DEPTH)
         per_member = [self._member_search(n, texts, None, depth, prf, allow) for n in names]
         out = []

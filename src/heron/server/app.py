@@ -45,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heron.api import MAX_TOTAL_HITS, Index
 from heron.errors import HeronError, IntegrityError, NotFoundError, QueryError
+from heron.retrieval.options import MAX_WEIGHT
 from heron.server.guard import OPEN_PATHS, BodyLimit, Guard, error_response
 from heron.server.health import Health, describe_error
 from heron.server.metrics import Metrics
@@ -79,8 +80,8 @@ class ServerSettings(BaseModel):
 
 #: characters that count as blank in a query (Python's str.isspace, and JSON Schema's \s, which adds U+FEFF)
 _BLANK = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-#: the most a fusion weight may be (fused scores stay finite in float32)
-MAX_FUSION_WEIGHT = 1e6
+#: the most a fusion weight may be (fused scores stay finite in float32): the library's rule
+MAX_FUSION_WEIGHT = MAX_WEIGHT
 Component = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
 Term = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 DocId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
@@ -91,7 +92,7 @@ Vector = (Annotated[dict[Term, Annotated[float, Field(ge=0, le=1e6, allow_inf_na
                       Field(min_length=1, max_length=512)])
 Integer = Annotated[int, BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)]
 """An integer; 10.0 counts (JSON Schema says so), "10" and true do not (the request models are strict)."""
-Weight = Annotated[float, Field(ge=-MAX_FUSION_WEIGHT, le=MAX_FUSION_WEIGHT, allow_inf_nan=False)]
+Weight = Annotated[float, Field(ge=0, le=MAX_FUSION_WEIGHT, allow_inf_nan=False)]  # as options.Weight, strict
 
 
 def request_models(settings: ServerSettings, several_indexes: bool) -> tuple[type[BaseModel], type[BaseModel]]:
@@ -113,7 +114,7 @@ def request_models(settings: ServerSettings, several_indexes: bool) -> tuple[typ
             None, description="a member of the bundle, or members joined by '+' (fused); default: the bundle's")
         fusion: Literal["rrf", "linear"] | None = Field(None, description="fusion of a '+' retriever")
         fusion_weights: Annotated[list[Weight], Field(min_length=2, max_length=16)] | None = Field(
-            None, description=f"one weight per fused member, each within ±{MAX_FUSION_WEIGHT:g}")
+            None, description=f"one weight per fused member, each in [0, {MAX_FUSION_WEIGHT:g}]")
         prf: bool = Field(False, description="pseudo-relevance feedback (the server's configured method)")
         allow: Annotated[list[DocId], Field(max_length=settings.max_allow)] | None = Field(
             None, description="rank only these document ids")
