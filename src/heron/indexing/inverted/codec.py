@@ -324,153 +324,136 @@ def derive_layout(postings_offsets, block_bits, block_size: int) -> tuple[np.nda
 
 
 # -- decoding ----------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, inline="always")  # no call: numba refcounts every array argument
-def decode_block(bl, bm, bw, bb, bc, words, num_docs, b, n, base, verify, out_d, out_i, p, err):
-    """Decode block ``b`` (``n`` postings, documents after ``base``) into ``out_d[p:p+n]`` / ``out_i[p:p+n]``,
-    checking it (module docstring). False with ``err = (code, b)`` on a failed check."""
-    bits = np.int64(bb[b])
-    bd = bits & 0xFF
-    bi = bits >> 8
-    lo = bw[b]
-    hi = bw[b + 1]
-    if bd > 32 or bi > 16 or lo < 0 or hi > words.shape[0] or hi - lo != packed_words(n, bd + bi):
-        err[0] = 2
-        err[1] = b
-        return False
-    if verify and block_hash(words, lo, hi, _seed(b, bits, n)) != bc[b]:
-        err[0] = 1
-        err[1] = b
-        return False
-    if base < -1:
-        err[0] = 4
-        err[1] = b
-        return False
-    prev = np.int64(base)
-    # one bit stream: n gaps of bd bits, then n impacts of bi bits; a 64-bit buffer refilled one word at a
-    # time (reads exactly the block's words)
-    acc = np.uint64(0)
-    have = 0
-    w = lo
-    if bd == 0:
-        for i in range(n):
-            prev += 1
-            out_d[p + i] = prev
-    else:
-        mask = (np.uint64(1) << np.uint64(bd)) - np.uint64(1)
-        ubd = np.uint64(bd)
-        for i in range(n):
-            if have < bd:
-                acc |= np.uint64(words[w]) << np.uint64(have)
-                w += 1
-                have += 32
-            prev += np.int64(acc & mask) + 1
-            acc >>= ubd
-            have -= bd
-            out_d[p + i] = prev
-    if prev >= num_docs:
-        err[0] = 3
-        err[1] = b
-        return False
-    if prev != bl[b]:
-        err[0] = 4
-        err[1] = b
-        return False
-    m = np.uint64(0)  # (an int64 0 would unify with the uint64 values as float64)
-    if bi == 0:
-        for i in range(n):
-            out_i[p + i] = 0
-    else:
-        mask = (np.uint64(1) << np.uint64(bi)) - np.uint64(1)
-        ubi = np.uint64(bi)
-        for i in range(n):
-            if have < bi:
-                acc |= np.uint64(words[w]) << np.uint64(have)
-                w += 1
-                have += 32
-            v = acc & mask
-            acc >>= ubi
-            have -= bi
-            out_i[p + i] = v
-            if v > m:
-                m = v
-    if m != bm[b]:
-        err[0] = 5
-        err[1] = b
-        return False
-    return True
-
-
-@njit(cache=True, nogil=True, inline="always")  # no call: numba refcounts every array argument
-def term_blocks_ok(po, bo, bl, block_size, t, err):
-    """Whether term ``t``'s block range agrees with its posting count and lies inside the block arrays."""
-    df = po[t + 1] - po[t]
-    b0 = bo[t]
-    if df < 0 or bo[t + 1] - b0 != (df + block_size - 1) // block_size or b0 < 0 or bo[t + 1] > bl.shape[0]:
-        err[0] = 6
-        err[1] = b0
-        return False
-    return True
-
-
-@njit(cache=True, nogil=True, inline="always")  # no call: numba refcounts every array argument
-def decode_term(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, t, verify, out_d, out_i, at, err):
-    """Decode term ``t``'s postings into ``out_d[at:]`` / ``out_i[at:]``, checking every block (see the
-    module docstring). Returns the number of postings; on a failed check ``err = (code, block)`` and -1."""
-    if not term_blocks_ok(po, bo, bl, block_size, t, err):
-        return -1
-    df = po[t + 1] - po[t]
-    b0 = bo[t]
-    for j in range(bo[t + 1] - b0):
-        n = min(block_size, df - j * block_size)
-        if not decode_block(bl, bm, bw, bb, bc, words, num_docs, b0 + j, n, bl[b0 + j - 1] if j > 0 else -1,
-                            verify, out_d, out_i, at + j * block_size, err):
-            return -1
-    return df
-
-
 @njit(cache=True, nogil=True)
 def decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, qlo, qhi, verify,
                  lpo, lpd, lpi, lbo, lbl, lbm, err):
     """Decode the posting lists of ``q_terms[qlo:qhi]`` into query-local arrays laid out like an
     uncompressed index whose term ``i`` is the query's ``i``-th term: offsets ``lpo`` / block offsets
-    ``lbo`` (``n + 1``), postings ``lpd`` / ``lpi`` and blocks ``lbl`` / ``lbm``. True if every check
-    passed (else ``err`` holds the code and block)."""
+    ``lbo`` (``n + 1``), postings ``lpd`` / ``lpi`` and blocks ``lbl`` / ``lbm``, checking every block
+    (module docstring). True if every check passed, else False with ``err = (code, block)``.
+
+    One flat loop with no call that takes an array: numba increments and decrements the reference count
+    of every array passed to a call (atomic operations), which cost ~100-300 ns a block when the block
+    decoder was a function, inlined or not (docs/BENCHMARKS.md)."""
     n = qhi - qlo
     lpo[0] = 0
     lbo[0] = 0
+    nblocks = bl.shape[0]
+    nwords = words.shape[0]
     for i in range(n):
         t = q_terms[qlo + i]
-        got = decode_term(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, t, verify, lpd, lpi, lpo[i],
-                          err)
-        if got < 0:
-            return False
-        lpo[i + 1] = lpo[i] + got
+        df = po[t + 1] - po[t]
         b0 = bo[t]
         nb = bo[t + 1] - b0
+        if df < 0 or nb != (df + block_size - 1) // block_size or b0 < 0 or b0 + nb > nblocks:
+            err[0] = 6
+            err[1] = b0
+            return False
+        at = lpo[i]
+        prev = np.int64(-1)
         for j in range(nb):
-            lbl[lbo[i] + j] = bl[b0 + j]
-            lbm[lbo[i] + j] = bm[b0 + j]
+            b = b0 + j
+            cnt = min(block_size, df - j * block_size)
+            bits = np.int64(bb[b])
+            bd = bits & 0xFF
+            bi = bits >> 8
+            lo = bw[b]
+            hi = bw[b + 1]
+            if bd > 32 or bi > 16 or lo < 0 or hi > nwords or hi - lo != packed_words(cnt, bd + bi):
+                err[0] = 2
+                err[1] = b
+                return False
+            if verify:  # block_hash, written out (see above)
+                h = (np.uint64(_seed(b, bits, cnt)) * np.uint64(0x9E3779B1) + np.uint64(0x7F4A7C15)) & _M32
+                for x in range(lo, hi):
+                    h = ((h ^ np.uint64(words[x])) * np.uint64(0x85EBCA6B)) & _M32
+                    h ^= h >> np.uint64(13)
+                h = (h * np.uint64(0xC2B2AE35)) & _M32
+                h ^= h >> np.uint64(16)
+                if np.uint32(h) != bc[b]:
+                    err[0] = 1
+                    err[1] = b
+                    return False
+            p = at + j * block_size
+            # one bit stream: cnt gaps of bd bits, then cnt impacts of bi bits; a 64-bit buffer refilled
+            # one word at a time (reads exactly the block's words)
+            acc = np.uint64(0)
+            have = 0
+            w = lo
+            if bd == 0:
+                for k in range(cnt):
+                    prev += 1
+                    lpd[p + k] = prev
+            else:
+                mask = (np.uint64(1) << np.uint64(bd)) - np.uint64(1)
+                ubd = np.uint64(bd)
+                for k in range(cnt):
+                    if have < bd:
+                        acc |= np.uint64(words[w]) << np.uint64(have)
+                        w += 1
+                        have += 32
+                    prev += np.int64(acc & mask) + 1
+                    acc >>= ubd
+                    have -= bd
+                    lpd[p + k] = prev
+            if prev >= num_docs:
+                err[0] = 3
+                err[1] = b
+                return False
+            if prev != bl[b]:
+                err[0] = 4
+                err[1] = b
+                return False
+            m = np.uint64(0)  # (an int64 0 would unify with the uint64 values as float64)
+            if bi == 0:
+                for k in range(cnt):
+                    lpi[p + k] = 0
+            else:
+                mask = (np.uint64(1) << np.uint64(bi)) - np.uint64(1)
+                ubi = np.uint64(bi)
+                for k in range(cnt):
+                    if have < bi:
+                        acc |= np.uint64(words[w]) << np.uint64(have)
+                        w += 1
+                        have += 32
+                    v = acc & mask
+                    acc >>= ubi
+                    have -= bi
+                    lpi[p + k] = v
+                    if v > m:
+                        m = v
+            if m != bm[b]:
+                err[0] = 5
+                err[1] = b
+                return False
+            lbl[lbo[i] + j] = bl[b]
+            lbm[lbo[i] + j] = bm[b]
+        lpo[i + 1] = at + df
         lbo[i + 1] = lbo[i] + nb
     return True
 
 
-@njit(cache=True, nogil=True)
-def _decode_all(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, verify, out_d, out_i, err):
-    for t in range(po.shape[0] - 1):
-        if decode_term(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, t, verify, out_d, out_i, po[t],
-                       err) < 0:
-            return False
-    return True
+_ARG_NAMES = ("postings_offsets", "block_offsets", "block_last_doc", "block_max", "block_words", "block_bits",
+              "block_checksum", "postings_words")
+_ARG_TYPES = (np.int64, np.int64, np.int32, None, np.int64, np.uint16, np.uint32, np.uint32)
+_args_cache: dict = {}  # ids of the arrays -> (the arrays, kept alive so the ids stay theirs; the views)
 
 
 def compressed_arrays(arrays: dict) -> tuple:
-    """The compressed-posting arrays of an index, in the decoders' argument order (read-only views)."""
+    """The compressed-posting arrays of an index, in the decoders' argument order (read-only views;
+    cached per set of arrays: a query would otherwise spend ~10 us making them)."""
     from heron.indexing.inverted.topk import readonly
 
-    return (readonly(arrays["postings_offsets"], np.int64), readonly(arrays["block_offsets"], np.int64),
-            readonly(arrays["block_last_doc"], np.int32), readonly(arrays["block_max"]),
-            readonly(arrays["block_words"], np.int64), readonly(arrays["block_bits"], np.uint16),
-            readonly(arrays["block_checksum"], np.uint32), readonly(arrays["postings_words"], np.uint32))
+    given = tuple(arrays[name] for name in _ARG_NAMES)
+    key = tuple(map(id, given))
+    hit = _args_cache.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], given)):
+        return hit[1]
+    views = tuple(readonly(array, kind) for array, kind in zip(given, _ARG_TYPES))
+    if len(_args_cache) >= 32:
+        _args_cache.clear()
+    _args_cache[key] = (given, views)
+    return views
 
 
 def decode_postings(arrays: dict, num_docs: int, block_size: int, root: str | Path = "", verify: bool = True):
@@ -485,7 +468,13 @@ def decode_postings(arrays: dict, num_docs: int, block_size: int, root: str | Pa
     docs = np.empty(nnz, np.int32)
     impacts = np.empty(nnz, args[3].dtype)
     err = np.zeros(2, np.int64)
-    if not _decode_all(*args, np.int64(num_docs), np.int64(block_size), bool(verify), docs, impacts, err):
+    if len(po) < 2:
+        return docs, impacts
+    terms = np.arange(len(po) - 1, dtype=np.int32)
+    nb = len(args[2])
+    if not decode_query(*args, np.int64(num_docs), np.int64(block_size), terms, np.int64(0), np.int64(len(terms)),
+                        bool(verify), np.zeros(len(po), np.int64), docs, impacts, np.zeros(len(po), np.int64),
+                        np.empty(nb, np.int32), np.empty(nb, args[3].dtype), err):
         raise_error(root, err)
     return docs, impacts
 
@@ -498,5 +487,5 @@ def raise_error(root: str | Path, err) -> None:
 
 
 __all__ = ["BLOCK_SIZE", "CODEC_NAME", "ERRORS", "bit_width", "block_hash", "compressed_arrays", "decode_counts",
-           "decode_postings", "decode_query", "decode_term", "encode_counts", "encode_postings", "pack", "raise_error",
+           "decode_postings", "decode_query", "encode_counts", "encode_postings", "pack", "raise_error",
            "unpack_into"]
