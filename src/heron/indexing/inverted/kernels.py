@@ -56,6 +56,8 @@ threshold (``x <= theta`` implies ``float32(x) <= theta``).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from llvmlite import ir
 from numba import njit
@@ -549,6 +551,62 @@ def _method_code(method: str) -> int:
     return TAAT if method == "taat" else EAGER
 
 
+@njit(cache=True, nogil=True)
+def _query_sizes(po, terms, block_size, out):
+    """``out = (postings, blocks)`` of the terms' lists: the sizes of a query's decoded scratch."""
+    out[0] = 0
+    out[1] = 0
+    for t in terms:
+        df = po[t + 1] - po[t]
+        out[0] += df
+        out[1] += (df + block_size - 1) // block_size
+
+
+class _QueryScratch:
+    """One thread's scratch for single queries over compressed postings (made once, grown as needed: a
+    query spends no time allocating). The window arrays are zero on entry and left zeroed by the kernels."""
+
+    def __init__(self, impact: np.dtype):
+        self.impact = impact
+        self.sizes = np.zeros(2, np.int64)
+        self.err = np.zeros(2, np.int64)
+        self.lpo = self.lbo = self.lterms = np.zeros(0, np.int64)
+        self.lpd = self.lbl = np.zeros(0, np.int32)
+        self.lpi = self.lbm = np.zeros(0, impact)
+        self.wacc = np.zeros(WINDOW, np.float64)
+        self.wbits = np.zeros(WINDOW // 64, np.uint64)
+        self.cand_d = np.zeros(WINDOW, np.int64)
+        self.cand_s = np.zeros(WINDOW, np.float64)
+        self.wcum = np.zeros(0, np.float64)
+
+    def fit(self, n: int, postings: int, blocks: int) -> None:
+        """Grow the arrays for a query of ``n`` terms, ``postings`` postings and ``blocks`` blocks."""
+        if len(self.lpo) < n + 1:
+            size = max(n + 1, 2 * len(self.lpo))
+            self.lpo, self.lbo = np.zeros(size, np.int64), np.zeros(size, np.int64)
+            self.lterms = np.arange(size, dtype=np.int32)
+            self.wcum = np.zeros((max(64, size) + 2) * (WINDOW // 64), np.float64)
+        if len(self.lpd) < postings:
+            size = max(postings, 2 * len(self.lpd))
+            self.lpd, self.lpi = np.zeros(size, np.int32), np.zeros(size, self.impact)
+        if len(self.lbl) < blocks:
+            size = max(blocks, 2 * len(self.lbl))
+            self.lbl, self.lbm = np.zeros(size, np.int32), np.zeros(size, self.impact)
+
+
+_scratch_local = threading.local()
+
+
+def _query_scratch(impact: np.dtype) -> _QueryScratch:
+    cache = getattr(_scratch_local, "by_dtype", None)
+    if cache is None:
+        cache = _scratch_local.by_dtype = {}
+    got = cache.get(impact)
+    if got is None:
+        got = cache[impact] = _QueryScratch(impact)
+    return got
+
+
 def search_compressed(method, arrays, num_docs, terms, weights, k, mask, block_size, root="", verify=True):
     """Exact top-``k`` of one query over compressed postings by ``method`` ``"exact"`` or ``"taat"``:
     ``(idx int32[k], scores float32[k])``, the same as :func:`search_exact` / :func:`search_taat` on the
@@ -558,29 +616,20 @@ def search_compressed(method, arrays, num_docs, terms, weights, k, mask, block_s
     if method not in ("exact", "taat"):
         raise ValueError(f"method must be 'exact' or 'taat', not {method!r}")
     args = codec.compressed_arrays(arrays)
-    po, block_size = args[0], int(block_size)
-    impact = args[3].dtype
+    po, block_size = args[0], np.int64(block_size)
     how = _method_code(method)
 
     def kernel(terms, weights, mask, hs, hd):
         n = len(terms)
-        df = po[terms + 1] - po[terms]
-        postings, blocks = int(df.sum()), int(((df + block_size - 1) // block_size).sum())
-        err = np.zeros(2, np.int64)
-        ok = _compressed_query(
-            *args, np.int64(block_size), bool(verify), how, np.int64(num_docs), terms, weights,
-            np.int64(0), np.int64(n), mask, scratch("local_po", n + 1, np.int64),
-            scratch("local_docs", max(1, postings), np.int32, grow=True),
-            scratch(f"local_impacts_{impact}", max(1, postings), impact, grow=True),
-            scratch("local_bo", n + 1, np.int64), scratch("local_last", max(1, blocks), np.int32, grow=True),
-            scratch(f"local_max_{impact}", max(1, blocks), impact, grow=True),
-            np.arange(n, dtype=np.int32), scratch("window_acc", WINDOW, np.float64),
-            scratch("window_bits", WINDOW // 64, np.uint64), scratch("cand_docs", WINDOW, np.int64),
-            scratch("cand_scores", WINDOW, np.float64),
-            scratch("word_bounds", (max(64, n) + 2) * (WINDOW // 64), np.float64, grow=True), hs, hd,
-            np.int64(WINDOW), err)
+        sc = _query_scratch(args[3].dtype)
+        _query_sizes(po, terms, block_size, sc.sizes)
+        sc.fit(n, int(sc.sizes[0]), int(sc.sizes[1]))
+        sc.err[0] = 0
+        ok = _compressed_query(*args, block_size, bool(verify), how, np.int64(num_docs), terms, weights, np.int64(0),
+                               np.int64(n), mask, sc.lpo, sc.lpd, sc.lpi, sc.lbo, sc.lbl, sc.lbm, sc.lterms, sc.wacc,
+                               sc.wbits, sc.cand_d, sc.cand_s, sc.wcum, hs, hd, np.int64(WINDOW), sc.err)
         if not ok:  # decoding precedes scoring: the scratch is still clean
-            codec.raise_error(root, err)
+            codec.raise_error(root, sc.err)
 
     return search_one(len(po) - 1, num_docs, terms, weights, k, mask, kernel)
 
