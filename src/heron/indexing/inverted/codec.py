@@ -473,27 +473,19 @@ def decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_term
     return True
 
 
-_ARG_NAMES = ("postings_offsets", "block_offsets", "block_last_doc", "block_max", "block_words", "block_bits",
-              "block_checksum", "postings_words")
+#: the compressed-posting arrays the decoders take, in their argument order
+COMPRESSED_NAMES = ("postings_offsets", "block_offsets", "block_last_doc", "block_max", "block_words", "block_bits",
+                    "block_checksum", "postings_words")
 _ARG_TYPES = (np.int64, np.int64, np.int32, None, np.int64, np.uint16, np.uint32, np.uint32)
-_args_cache: dict = {}  # ids of the arrays -> (the arrays, kept alive so the ids stay theirs; the views)
 
 
 def compressed_arrays(arrays: dict) -> tuple:
-    """The compressed-posting arrays of an index, in the decoders' argument order (read-only views;
-    cached per set of arrays: a query would otherwise spend ~10 us making them)."""
+    """The compressed-posting arrays of an index, in the decoders' argument order (read-only plain
+    views; ``InvertedIndex.open`` stores them in that form, for which this is cheap: making views of
+    memory maps cost ~10 us a query)."""
     from heron.indexing.inverted.topk import readonly
 
-    given = tuple(arrays[name] for name in _ARG_NAMES)
-    key = tuple(map(id, given))
-    hit = _args_cache.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], given)):
-        return hit[1]
-    views = tuple(readonly(array, kind) for array, kind in zip(given, _ARG_TYPES))
-    if len(_args_cache) >= 32:
-        _args_cache.clear()
-    _args_cache[key] = (given, views)
-    return views
+    return tuple(readonly(arrays[name], kind) for name, kind in zip(COMPRESSED_NAMES, _ARG_TYPES))
 
 
 def decode_postings(arrays: dict, num_docs: int, block_size: int, root: str | Path = "", verify: bool = True):
@@ -526,6 +518,6 @@ def raise_error(root: str | Path, err) -> None:
     raise IntegrityError(Path(root) / name, f"{what} in block {block} (corrupt file); rebuild the index")
 
 
-__all__ = ["BLOCK_SIZE", "CODEC_NAME", "ERRORS", "bit_width", "block_hash", "compressed_arrays", "decode_counts",
-           "decode_postings", "decode_query", "encode_counts", "encode_postings", "pack", "raise_error",
-           "unpack_into"]
+__all__ = ["BLOCK_SIZE", "CODEC_NAME", "COMPRESSED_NAMES", "ERRORS", "bit_width", "block_hash", "compressed_arrays",
+           "decode_counts", "decode_postings", "decode_query", "encode_counts", "encode_postings", "pack",
+           "raise_error", "unpack_into"]

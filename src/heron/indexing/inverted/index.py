@@ -116,6 +116,8 @@ class InvertedIndex(SearchIndex):
             raise IntegrityError(root / "block_bits.npy", "block widths do not add up to postings_words "
                                                          "(corrupt file); rebuild the index")
         arrays["block_offsets"], arrays["block_words"] = layout  # derived, in memory
+        for name, view in zip(codec.COMPRESSED_NAMES, codec.compressed_arrays(arrays)):
+            arrays[name] = view  # read-only plain views, made once: queries pass them to the kernels as they are
         opened = cls(root, manifest, arrays, approx)
         opened._guard = guard
         return opened
