@@ -10,8 +10,9 @@ query encoder, and reports:
   index), the VByte size of the same gaps for comparison, and Lucene's impact index (``--lucene``,
   built by ``heron.indexing.lucene.LuceneImpactIndex`` from the same impacts);
 * latency, one query at a time on one thread, kernel calls only (no id mapping): the format-1 kernels on
-  uncompressed arrays vs the format-2 path (decode the query's whole lists, then the same kernels), block
-  checksums on and off, at k = 10 and 1000;
+  uncompressed arrays vs the compressed path (decode the query's whole lists, then the same kernels; on
+  a one-window collection, decode straight into the accumulator), block checksums on and off, at k = 10
+  and 1000;
   ``--lucene`` adds Lucene impact search (``LuceneImpactIndex.search_batch``, one query per call).
 
 Example::

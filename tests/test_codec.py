@@ -256,6 +256,55 @@ def test_compressed_search_equals_brute_force_and_uncompressed_kernels(dtype):
             assert np.array_equal(idx[qi], one[0]) and np.array_equal(got[qi], one[1])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_single_window_search_decodes_into_the_accumulator_equal_to_brute_force(dtype):
+    """A collection that fits one accumulator window is scored by decoding straight into it
+    (``codec.score_query``): same answers as brute force and the uncompressed kernels, every check on."""
+    rng = np.random.default_rng(12)
+    num_docs, vocab = 3000, 80  # < K.WINDOW
+    matrix = sp.random(num_docs, vocab, density=0.05, format="csc", random_state=rng)
+    matrix.data = rng.integers(1, np.iinfo(dtype).max + 1, matrix.nnz).astype(dtype)
+    matrix.sort_indices()
+    offsets, docs, impacts = matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32), matrix.data
+    arrays = {"postings_offsets": offsets, **codec.encode_postings(offsets, docs, impacts)}
+    assert any(int(b) & 0xFF and (int(b) >> 8) for b in arrays["block_bits"])  # gaps and impacts both packed
+    plain_blocks = K.build_block_max(offsets, docs, impacts, codec.BLOCK_SIZE)
+    dense = matrix.toarray().astype(np.float64)
+    for qi in range(8):
+        terms = np.sort(rng.choice(vocab, size=int(rng.integers(1, 20)), replace=False)).astype(np.int32)
+        weights = np.ones(len(terms), np.float32) if qi % 3 == 0 else rng.random(len(terms)).astype(np.float32)
+        mask = (rng.random(num_docs) < 0.5).astype(np.uint8) if qi % 2 else None
+        scores = (dense[:, terms] @ weights.astype(np.float64)).astype(np.float32)
+        if mask is not None:
+            scores = np.where(mask == 1, scores, 0)
+        order = np.lexsort((np.arange(num_docs), -scores))[:30]
+        order = order[scores[order] > 0]
+        plain = K.search_exact(offsets, docs, impacts, *plain_blocks, num_docs, terms, weights, 30, mask)
+        for method in ("exact", "taat"):
+            idx, got = K.search_compressed(method, arrays, num_docs, terms, weights, 30, mask, codec.BLOCK_SIZE)
+            keep = idx >= 0
+            assert np.array_equal(idx[keep], order) and np.array_equal(got[keep], scores[order])
+            assert np.array_equal(idx, plain[0]) and np.array_equal(got, plain[1])
+    # a damaged block stops the query with the file named, and leaves the scratch clean for the next one
+    terms, weights = np.arange(vocab, dtype=np.int32), np.ones(vocab, np.float32)
+    good = K.search_compressed("exact", arrays, num_docs, terms, weights, 10, None, codec.BLOCK_SIZE)
+    b = len(arrays["block_bits"]) - 1
+    words = arrays["postings_words"].copy()
+    words[arrays["block_words"][b]] ^= np.uint32(1)
+    last, top = arrays["block_last_doc"].copy(), arrays["block_max"].copy()
+    last[b] += 1
+    top[b] -= 1
+    for damaged, match in (({"postings_words": words}, f"postings_words.npy: block checksum mismatch in block {b} "),
+                           ({"block_last_doc": last}, f"block_last_doc.npy: block's last document .* in block {b} "),
+                           ({"block_max": top}, f"block_max.npy: block maximum .* in block {b} ")):
+        for method in ("exact", "taat"):
+            with pytest.raises(IntegrityError, match=match):
+                K.search_compressed(method, {**arrays, **damaged}, num_docs, terms, weights, 10, None,
+                                    codec.BLOCK_SIZE, root="idx")
+            again = K.search_compressed(method, arrays, num_docs, terms, weights, 10, None, codec.BLOCK_SIZE)
+            assert np.array_equal(again[0], good[0]) and np.array_equal(again[1], good[1])
+
+
 # -- the index: no forward index by default, rows decoded from postings, old versions refused ------------------
 def _build(tmp_path, name, matrix, **kw):
     ids = [f"d{i}" for i in range(matrix.shape[0])]

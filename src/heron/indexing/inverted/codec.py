@@ -27,7 +27,9 @@ impact equals ``block_max[b]`` (so damaged pruning metadata cannot silently drop
 decodes, and so checks, every block of its terms before the kernels prune with their metadata). A
 failed check is returned as an error code (:data:`ERRORS`) and raised by :func:`raise_error` as an
 :class:`~heron.errors.IntegrityError` naming the file. ``verify=False`` skips only the hash (for
-measuring its cost); the bounds checks always run. The counts are checked when the index opens (the
+measuring its cost); the bounds checks always run. :func:`decode_query` decodes a query's lists into
+scratch arrays for the search kernels; :func:`score_query` decodes them straight into a score
+accumulator (collections of one accumulator window). The counts are checked when the index opens (the
 manifest's content hash of the file, then: exactly one varint per term, summing to the postings).
 """
 
@@ -473,6 +475,93 @@ def decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_term
     return True
 
 
+@njit(cache=True, nogil=True)
+def score_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, q_weights, qlo, qhi, verify,
+                wacc, wbits, err):
+    """Decode the posting lists of ``q_terms[qlo:qhi]`` straight into a whole-collection accumulator:
+    ``wacc[d] += w_t * impact`` and bit ``d`` of ``wbits`` set, term after term in query order, postings
+    in document order (the sums of :func:`kernels._taat`, bit for bit), with no decoded list in between:
+    two bit cursors walk a block's gaps and its impacts in step. ``wacc`` must hold ``num_docs`` entries.
+    Every check of :func:`decode_query`, each document bounded before it is added. True if every check
+    passed, else False with ``err = (code, block)`` and the accumulator partly written (the caller clears it)."""
+    nblocks = bl.shape[0]
+    nwords = words.shape[0]
+    for i in range(qhi - qlo):
+        t = q_terms[qlo + i]
+        wt = np.float64(q_weights[qlo + i])
+        df = po[t + 1] - po[t]
+        b0 = bo[t]
+        nb = bo[t + 1] - b0
+        if df < 0 or nb != (df + block_size - 1) // block_size or b0 < 0 or b0 + nb > nblocks:
+            err[0] = 6
+            err[1] = b0
+            return False
+        prev = np.int64(-1)
+        for j in range(nb):
+            b = b0 + j
+            cnt = min(block_size, df - j * block_size)
+            bits = np.int64(bb[b])
+            bd = bits & 0xFF
+            bi = bits >> 8
+            lo = bw[b]
+            hi = bw[b + 1]
+            if bd > 32 or bi > 16 or lo < 0 or hi > nwords or hi - lo != packed_words(cnt, bd + bi):
+                err[0] = 2
+                err[1] = b
+                return False
+            if verify and block_hash(words, lo, hi, _seed(b, bits, cnt)) != bc[b]:
+                err[0] = 1
+                err[1] = b
+                return False
+            maskd = (np.uint64(1) << np.uint64(bd)) - np.uint64(1)
+            maski = (np.uint64(1) << np.uint64(bi)) - np.uint64(1)
+            ubd = np.uint64(bd)
+            ubi = np.uint64(bi)
+            acc = np.uint64(0)  # gaps: from bit 0 of the block
+            have = 0
+            w = lo
+            acc2 = np.uint64(0)  # impacts: from bit cnt * bd
+            have2 = 0
+            w2 = lo + ((cnt * bd) >> 5)
+            skip = (cnt * bd) & 31
+            if bi > 0 and skip > 0:
+                acc2 = np.uint64(words[w2]) >> np.uint64(skip)
+                have2 = 32 - skip
+                w2 += 1
+            m = np.uint64(0)
+            for _ in range(cnt):
+                if have < bd:
+                    acc |= np.uint64(words[w]) << np.uint64(have)
+                    w += 1
+                    have += 32
+                prev += np.int64(acc & maskd) + 1
+                acc >>= ubd
+                have -= bd
+                if have2 < bi:
+                    acc2 |= np.uint64(words[w2]) << np.uint64(have2)
+                    w2 += 1
+                    have2 += 32
+                v = acc2 & maski
+                acc2 >>= ubi
+                have2 -= bi
+                if prev >= num_docs:
+                    err[0] = 3
+                    err[1] = b
+                    return False
+                wacc[prev] += wt * np.float64(v)
+                wbits[prev >> 6] |= np.uint64(1) << np.uint64(prev & 63)
+                m = max(m, v)
+            if prev != bl[b]:
+                err[0] = 4
+                err[1] = b
+                return False
+            if m != bm[b]:
+                err[0] = 5
+                err[1] = b
+                return False
+    return True
+
+
 #: the compressed-posting arrays the decoders take, in their argument order
 COMPRESSED_NAMES = ("postings_offsets", "block_offsets", "block_last_doc", "block_max", "block_words", "block_bits",
                     "block_checksum", "postings_words")
@@ -520,4 +609,4 @@ def raise_error(root: str | Path, err) -> None:
 
 __all__ = ["BLOCK_SIZE", "CODEC_NAME", "COMPRESSED_NAMES", "ERRORS", "bit_width", "block_hash", "compressed_arrays",
            "decode_counts", "decode_postings", "decode_query", "encode_counts", "encode_postings", "pack",
-           "raise_error", "unpack_into"]
+           "raise_error", "score_query", "unpack_into"]

@@ -17,7 +17,10 @@ Every function takes plain NumPy arrays (memory-mapped ones included) and return
 works on per-thread scratch arrays laid out as a small uncompressed index of its terms only (query-local
 term ids ``0..n-1``): it decodes its terms' whole lists into them (every block's checksum, bounds, last
 document and maximum checked, so the pruning below never trusts unchecked metadata) and runs
-:func:`_taat` or :func:`_maxscore` unchanged. A failed check stops the query and is raised as an
+:func:`_taat` or :func:`_maxscore` unchanged. A collection of at most ``WINDOW`` documents is one
+window, where MaxScore cannot prune (its threshold starts at the empty heap's) and both methods score
+every posting: there the lists are decoded straight into the accumulator (:func:`codec.score_query`,
+the same sums in the same order), with no decoded lists in between. A failed check stops the query and is raised as an
 IntegrityError naming the file. A MaxScore that decoded only the blocks it reads (with page checksums
 over the metadata of the blocks it skips) was built and measured slower than decoding everything on
 every collection measured (MaxScore skipped too few blocks there to repay its bookkeeping), and was
@@ -492,6 +495,15 @@ def _compressed_query(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, met
     (``lterms`` = ``0, 1, ...``), then score term at a time (``method`` ``TAAT``) or by MaxScore
     (``EAGER``). False (``err`` set) on a failed check (before any scoring: the scratch stays clean)."""
     n = qhi - qlo
+    if num_docs <= window:  # one window: MaxScore cannot prune (its threshold starts at the heap's), so
+        # both methods score every posting; decode straight into the accumulator (codec.score_query)
+        if not codec.score_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, q_weights, qlo,
+                                 qhi, verify, wacc, wbits, err):
+            wacc[:] = 0.0  # stopped part-way: leave the scratch clean
+            wbits[:] = 0
+            return False
+        _push_window(wacc, wbits, (num_docs + 63) >> 6, 0, mask, hs, hd)
+        return True
     if not codec.decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, qlo, qhi, verify,
                               lpo, lpd, lpi, lbo, lbl, lbm, err):
         return False
