@@ -305,6 +305,19 @@ def test_single_window_search_decodes_into_the_accumulator_equal_to_brute_force(
             assert np.array_equal(again[0], good[0]) and np.array_equal(again[1], good[1])
 
 
+def test_a_collection_of_exactly_one_window_reaches_its_last_document():
+    num_docs = K.WINDOW  # the largest collection scored by decoding into the accumulator
+    lists = [([0, 5, num_docs - 1], [3, 1, 7]), ([num_docs - 2, num_docs - 1], [2, 2]), (np.arange(0, num_docs, 97),
+                                                                                         np.full(676, 1))]
+    offsets, docs, impacts = lists_to_arrays(lists)
+    arrays = {"postings_offsets": offsets, **codec.encode_postings(offsets, docs, impacts)}
+    terms, weights = np.arange(3, dtype=np.int32), np.array([1.0, 1.5, 0.25], np.float32)
+    for method in ("exact", "taat"):
+        idx, scores = K.search_compressed(method, arrays, num_docs, terms, weights, 3, None, codec.BLOCK_SIZE)
+        assert idx.tolist() == [num_docs - 1, 0, num_docs - 2]
+        assert scores.tolist() == [10.0, 3.25, 3.0]
+
+
 # -- the index: no forward index by default, rows decoded from postings, old versions refused ------------------
 def _build(tmp_path, name, matrix, **kw):
     ids = [f"d{i}" for i in range(matrix.shape[0])]
