@@ -10,9 +10,9 @@ query encoder, and reports:
   index), the VByte size of the same gaps for comparison, and Lucene's impact index (``--lucene``,
   built by ``heron.indexing.lucene.LuceneImpactIndex`` from the same impacts);
 * latency, one query at a time on one thread, kernel calls only (no id mapping): the format-1 kernels on
-  uncompressed arrays vs the format-2 path (decode the query's whole lists, then the same kernels;
-  ``exact-lazy``: block-max MaxScore decoding only the blocks it reads), block checksums on and off, at
-  k = 10 and 1000;
+  uncompressed arrays vs the compressed path (decode the query's whole lists, then the same kernels; on
+  a one-window collection, decode straight into the accumulator), block checksums on and off, at k = 10
+  and 1000;
   ``--lucene`` adds Lucene impact search (``LuceneImpactIndex.search_batch``, one query per call).
 
 Example::
@@ -193,20 +193,15 @@ def main(argv=None) -> int:
         "v1-taat": lambda q, k: kernels.search_taat(v1["postings_offsets"], v1["postings_docs"], v1["postings_impacts"],
                                                     n, q[0], q[1], k, mask),
     }
-    def v2(mode, verify, lazy=False):
+    def v2(mode, verify):
         def run(q, k):
-            kernels.LAZY_EXACT = lazy
-            try:
-                return kernels.search_compressed(mode, a, n, q[0], q[1], k, mask, index.block_size, verify=verify)
-            finally:
-                kernels.LAZY_EXACT = False
+            return kernels.search_compressed(mode, a, n, q[0], q[1], k, mask, index.block_size, verify=verify)
         return run
 
     for mode in ("exact", "taat"):
         for verify in (True, False):
             runs[f"v2-{mode}{'' if verify else '-nochecksum'}"] = v2(mode, verify)
-    runs["v2-exact-lazy"] = v2("exact", True, lazy=True)  # decode only the blocks MaxScore reads
-    for name in ("v1-exact", "v2-exact", "v2-exact-lazy", "v2-taat"):  # same answers
+    for name in ("v1-exact", "v2-exact", "v2-taat"):  # same answers
         for q in queries[:50]:
             x, y = runs["v1-exact"](q, 100), runs[name](q, 100)
             assert np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1])

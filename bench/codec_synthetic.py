@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Compressed postings on a Zipfian synthetic corpus: format-1 kernels on the decoded arrays vs format 2
-(eager and lazy exact, taat); kernel calls, one thread, same answers asserted.
+(exact, taat); kernel calls, one thread, same answers asserted.
 
     PYTHONPATH=src .venv/bin/python bench/codec_synthetic.py 300000
 """
@@ -40,17 +40,9 @@ for _ in range(Q):
     t = np.unique(rng.choice(V, size=30, p=p)).astype(np.int32)
     queries.append((t, (rng.random(len(t)) + 0.1).astype(np.float32)))
 a, mask = idx.arrays, np.zeros(0, np.uint8)
-def lazy(flag):
-    def run(q, k):
-        K.LAZY_EXACT = flag
-        try:
-            return K.search_compressed("exact", a, N, q[0], q[1], k, mask, idx.block_size)
-        finally:
-            K.LAZY_EXACT = False
-    return run
 runs = {"v1-exact": lambda q, k: K.search_exact(po, docs, imps, *v1, N, q[0], q[1], k, mask),
         "v1-taat": lambda q, k: K.search_taat(po, docs, imps, N, q[0], q[1], k, mask),
-        "v2-exact-lazy": lazy(True), "v2-exact-eager": lazy(False),
+        "v2-exact": lambda q, k: K.search_compressed("exact", a, N, q[0], q[1], k, mask, idx.block_size),
         "v2-taat": lambda q, k: K.search_compressed("taat", a, N, q[0], q[1], k, mask, idx.block_size)}
 for q in queries[:20]:
     ref = runs["v1-exact"](q, 10)

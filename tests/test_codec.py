@@ -37,6 +37,7 @@ def round_trip(offsets, docs, impacts, num_docs, block_size=codec.BLOCK_SIZE):
     assert np.array_equal(enc["block_offsets"], ref[0])
     assert np.array_equal(enc["block_last_doc"], ref[1]) and np.array_equal(enc["block_max"], ref[2])
     assert enc["block_words"][-1] == len(enc["postings_words"])
+    assert np.array_equal(codec.decode_counts(enc["postings_counts"], len(offsets) - 1), offsets)
     derived = codec.derive_layout(offsets, enc["block_bits"], block_size)  # what an opened index computes
     assert np.array_equal(derived[0], enc["block_offsets"]) and np.array_equal(derived[1], enc["block_words"])
     return arrays
@@ -108,6 +109,33 @@ def test_pack_unpack_every_width():
         assert codec.bit_width(int(values.max())) <= bits
 
 
+def test_pack_unpack_from_any_bit():
+    rng = np.random.default_rng(5)
+    for bit0 in (0, 1, 17, 31, 33):
+        for bits in (1, 7, 13, 32):
+            values = rng.integers(0, 2 ** bits, size=40, dtype=np.uint64)
+            words = np.zeros(2 + (bit0 + 40 * bits + 31) // 32, np.uint32)
+            codec.pack(values, 40, bits, words, 1, bit0)
+            assert words[0] == 0 and words[-1] == 0  # nothing written outside the values' bits
+            out = np.zeros(40, np.uint64)
+            codec.unpack_into(words, 1, 40, bits, out, bit0)
+            assert np.array_equal(out, values)
+
+
+def test_posting_counts_round_trip_and_malformed_streams():
+    df = np.array([0, 1, 127, 128, 16383, 16384, 2 ** 31 - 1, 2 ** 40, 5, 0], np.int64)
+    stream = codec.encode_counts(df)
+    assert stream.dtype == np.uint8 and len(stream) == 1 + 1 + 1 + 2 + 2 + 3 + 5 + 6 + 1 + 1
+    assert np.array_equal(codec.decode_counts(stream, len(df)), np.r_[0, np.cumsum(df)])
+    assert codec.decode_counts(stream, len(df) - 1) is None  # a byte left over
+    assert codec.decode_counts(stream, len(df) + 1) is None  # one count short
+    assert codec.decode_counts(stream[:-2], len(df)) is None  # truncated
+    assert codec.decode_counts(np.full(7, 0xFF, np.uint8), 1) is None  # a varint that never ends
+    assert codec.decode_counts(np.zeros(0, np.uint8), 0).tolist() == [0]
+    with pytest.raises(ValueError, match="non-negative"):
+        codec.encode_counts([3, -1])
+
+
 # -- every check of a block ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def encoded():
@@ -156,21 +184,9 @@ def test_damaged_block_metadata_is_named(encoded):
         changed[b] ^= 1
         with pytest.raises(IntegrityError, match=f"{match} .* in block {b} "):
             _decode({**arrays, name: changed}, verify=False)
-    # the lazy MaxScore prunes with metadata of blocks it never decodes: their pages' checksums guard them
-    terms, weights = np.arange(12, dtype=np.int32), np.ones(12, np.float32)
-    try:
-        K.LAZY_EXACT = True
-        for name in ("block_last_doc", "block_max", "block_bits", "block_checksum"):
-            changed = arrays[name].copy()
-            changed[b] ^= 1
-            with pytest.raises(IntegrityError, match="block_meta_checksum.npy: block metadata .* in block 0 "):
-                K.search_compressed("exact", {**arrays, name: changed}, 3000, terms, weights, 10, None,
-                                    codec.BLOCK_SIZE)
-    finally:
-        K.LAZY_EXACT = False
     block_offsets = arrays["block_offsets"].copy()
     block_offsets[3] += 1
-    with pytest.raises(IntegrityError, match="postings_offsets.npy: term's block count"):
+    with pytest.raises(IntegrityError, match="postings_counts.npy: term's block count"):
         _decode({**arrays, "block_offsets": block_offsets})
 
 
@@ -227,12 +243,6 @@ def test_compressed_search_equals_brute_force_and_uncompressed_kernels(dtype):
                 assert np.array_equal(idx[keep], order) and np.array_equal(got[keep], scores[order])
         plain = K.search_exact(offsets, docs, impacts, *plain_blocks, num_docs, terms, weights, 50, mask)
         assert np.array_equal(plain[0], idx)
-        try:  # the lazy decoder (off by default) gives the same answer
-            K.LAZY_EXACT = True
-            lazy = K.search_compressed("exact", arrays, num_docs, terms, weights, 50, mask, block_size)
-        finally:
-            K.LAZY_EXACT = False
-        assert np.array_equal(lazy[0], idx) and np.array_equal(lazy[1], got)
         if mask is None:
             q_terms.append(terms)
             q_weights.append(weights)
@@ -244,6 +254,68 @@ def test_compressed_search_equals_brute_force_and_uncompressed_kernels(dtype):
         for qi in range(len(q_terms)):
             one = K.search_compressed(method, arrays, num_docs, q_terms[qi], q_weights[qi], 50, None, block_size)
             assert np.array_equal(idx[qi], one[0]) and np.array_equal(got[qi], one[1])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_single_window_search_decodes_into_the_accumulator_equal_to_brute_force(dtype):
+    """A collection that fits one accumulator window is scored by decoding straight into it
+    (``codec.score_query``): same answers as brute force and the uncompressed kernels, every check on."""
+    rng = np.random.default_rng(12)
+    num_docs, vocab = 3000, 80  # < K.WINDOW
+    matrix = sp.random(num_docs, vocab, density=0.05, format="csc", random_state=rng)
+    matrix.data = rng.integers(1, np.iinfo(dtype).max + 1, matrix.nnz).astype(dtype)
+    matrix.sort_indices()
+    offsets, docs, impacts = matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32), matrix.data
+    arrays = {"postings_offsets": offsets, **codec.encode_postings(offsets, docs, impacts)}
+    assert any(int(b) & 0xFF and (int(b) >> 8) for b in arrays["block_bits"])  # gaps and impacts both packed
+    plain_blocks = K.build_block_max(offsets, docs, impacts, codec.BLOCK_SIZE)
+    dense = matrix.toarray().astype(np.float64)
+    for qi in range(8):
+        terms = np.sort(rng.choice(vocab, size=int(rng.integers(1, 20)), replace=False)).astype(np.int32)
+        weights = np.ones(len(terms), np.float32) if qi % 3 == 0 else rng.random(len(terms)).astype(np.float32)
+        mask = (rng.random(num_docs) < 0.5).astype(np.uint8) if qi % 2 else None
+        scores = (dense[:, terms] @ weights.astype(np.float64)).astype(np.float32)
+        if mask is not None:
+            scores = np.where(mask == 1, scores, 0)
+        order = np.lexsort((np.arange(num_docs), -scores))[:30]
+        order = order[scores[order] > 0]
+        plain = K.search_exact(offsets, docs, impacts, *plain_blocks, num_docs, terms, weights, 30, mask)
+        for method in ("exact", "taat"):
+            idx, got = K.search_compressed(method, arrays, num_docs, terms, weights, 30, mask, codec.BLOCK_SIZE)
+            keep = idx >= 0
+            assert np.array_equal(idx[keep], order) and np.array_equal(got[keep], scores[order])
+            assert np.array_equal(idx, plain[0]) and np.array_equal(got, plain[1])
+    # a damaged block stops the query with the file named, and leaves the scratch clean for the next one
+    terms, weights = np.arange(vocab, dtype=np.int32), np.ones(vocab, np.float32)
+    good = K.search_compressed("exact", arrays, num_docs, terms, weights, 10, None, codec.BLOCK_SIZE)
+    b = len(arrays["block_bits"]) - 1
+    words = arrays["postings_words"].copy()
+    words[arrays["block_words"][b]] ^= np.uint32(1)
+    last, top = arrays["block_last_doc"].copy(), arrays["block_max"].copy()
+    last[b] += 1
+    top[b] -= 1
+    for damaged, match in (({"postings_words": words}, f"postings_words.npy: block checksum mismatch in block {b} "),
+                           ({"block_last_doc": last}, f"block_last_doc.npy: block's last document .* in block {b} "),
+                           ({"block_max": top}, f"block_max.npy: block maximum .* in block {b} ")):
+        for method in ("exact", "taat"):
+            with pytest.raises(IntegrityError, match=match):
+                K.search_compressed(method, {**arrays, **damaged}, num_docs, terms, weights, 10, None,
+                                    codec.BLOCK_SIZE, root="idx")
+            again = K.search_compressed(method, arrays, num_docs, terms, weights, 10, None, codec.BLOCK_SIZE)
+            assert np.array_equal(again[0], good[0]) and np.array_equal(again[1], good[1])
+
+
+def test_a_collection_of_exactly_one_window_reaches_its_last_document():
+    num_docs = K.WINDOW  # the largest collection scored by decoding into the accumulator
+    lists = [([0, 5, num_docs - 1], [3, 1, 7]), ([num_docs - 2, num_docs - 1], [2, 2]), (np.arange(0, num_docs, 97),
+                                                                                         np.full(676, 1))]
+    offsets, docs, impacts = lists_to_arrays(lists)
+    arrays = {"postings_offsets": offsets, **codec.encode_postings(offsets, docs, impacts)}
+    terms, weights = np.arange(3, dtype=np.int32), np.array([1.0, 1.5, 0.25], np.float32)
+    for method in ("exact", "taat"):
+        idx, scores = K.search_compressed(method, arrays, num_docs, terms, weights, 3, None, codec.BLOCK_SIZE)
+        assert idx.tolist() == [num_docs - 1, 0, num_docs - 2]
+        assert scores.tolist() == [10.0, 3.25, 3.0]
 
 
 # -- the index: no forward index by default, rows decoded from postings, old versions refused ------------------
@@ -261,7 +333,7 @@ def test_index_rows_without_forward_index_equal_the_stored_forward_index(tmp_pat
     assert not plain.has_forward_index and with_approx.has_forward_index
     assert not any(name.startswith(("forward_", "postings_docs", "postings_impacts"))
                    for name in plain.manifest["files"])
-    assert plain.manifest["format_version"] == FORMAT_VERSION == 2
+    assert plain.manifest["format_version"] == FORMAT_VERSION == 3
     assert plain.manifest["postings"]["codec"] == codec.CODEC_NAME and plain.block_size == codec.BLOCK_SIZE
     a, b = plain.forward_matrix(), with_approx.forward_matrix()
     assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
@@ -280,13 +352,14 @@ def test_index_rows_without_forward_index_equal_the_stored_forward_index(tmp_pat
         assert x[0] == y[0] and all(np.array_equal(s, t) for s, t in zip(x[1], y[1]))
 
 
-def test_version_1_index_is_refused_with_a_rebuild_hint(tmp_path):
+@pytest.mark.parametrize("old", [1, 2])
+def test_older_format_versions_are_refused_with_a_rebuild_hint(tmp_path, old):
     rng = np.random.default_rng(4)
     path = make_writable(_build(tmp_path, "idx", sp.random(20, 10, density=0.3, format="csr", random_state=rng)))
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["format_version"] = 1
+    manifest["format_version"] = old
     manifest.pop("checksum", None)
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(HeronError, match=r"format version 1 is not supported \(this heron reads version 2; "
+    with pytest.raises(HeronError, match=rf"format version {old} is not supported \(this heron reads version 3; "
                                          r"rebuild it with `heron build-index"):
         InvertedIndex.open(path)

@@ -84,8 +84,9 @@ _WINDOWS_FILE = "_windows.npy"
 _RUNS_DIR = "_runs"
 _WORDS_FILE = "_words.bin"  # the compressed blocks, appended window by window before they become a .npy
 _SCRATCH = (PROGRESS_FILE, _WINDOWS_FILE, _RUNS_DIR, SPOOL_DIR, _WORDS_FILE)
-# uncompressed postings: built, then read by the block encoder and the approximate structures, not published
-_UNCOMPRESSED = ("postings_docs", "postings_impacts")
+# uncompressed postings (and their int64 offsets, published as varint counts): built, then read by the block
+# encoder and the approximate structures, not published
+_UNCOMPRESSED = ("postings_offsets", "postings_docs", "postings_impacts")
 WINDOW_BYTES = 64 << 20  # largest read window of the postings when computing block maxima
 MERGE_WINDOW_POSTINGS = 4 << 20  # postings merged in memory at a time (≈ 22 bytes each)
 _MAX_DOCS = int(np.iinfo(np.int32).max)
@@ -548,12 +549,10 @@ class _Build:
                 term = end
                 self.report.tick(f"compressing postings: {term:,}/{size:,} terms")
         _npy_from_raw(self.dir / _WORDS_FILE, self.path("postings_words"), np.dtype(np.uint32), word_base)
-        meta = {name: np.load(self.path(name), mmap_mode="r") for name in kinds}
-        storage.save_array_atomic(self.path("block_meta_checksum"), codec.meta_checksums(
-            meta["block_last_doc"], meta["block_max"], meta["block_bits"], meta["block_checksum"]), durable=False)
-        del meta
+        counts = codec.encode_counts(np.diff(offsets))
+        storage.save_array_atomic(self.path("postings_counts"), counts, durable=False)
         storage.kill_point("inverted.blocks")
-        self.checkpoint(stage="approx", num_blocks=total, num_words=word_base)
+        self.checkpoint(stage="approx", num_blocks=total, num_words=word_base, count_bytes=len(counts))
 
     def approx(self, params: dict | None) -> None:
         target = self.dir / fmt.APPROX_DIR
@@ -626,6 +625,7 @@ class _Build:
                              "max_weight": state["max_weight"], "clipped": state["clipped"]},
             "block_max": {"block_size": self.block_size, "num_blocks": state["num_blocks"]},
             "postings": {"codec": codec.CODEC_NAME, "block_size": self.block_size, "num_words": state["num_words"],
+                         "count_bytes": state["count_bytes"],
                          "bytes": sum(files[fmt.array_file(name)]["bytes"] for name in fmt.ARRAYS)},
             "forward_index": approx is not None,
             "encoder": encoder,

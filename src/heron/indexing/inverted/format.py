@@ -4,14 +4,14 @@ An index is a directory::
 
     manifest.json            format name + format_version, counts, quantisation, encoder, build info,
                              and ``files``: {relative path: {dtype, shape, bytes, xxh3_128}} for every file
-    postings_offsets.npy     int64[V+1]   postings of term t are [offsets[t], offsets[t+1]) (df = the difference),
-                                          in ceil(df / block_size) blocks of consecutive postings
+    postings_counts.npy      uint8[C]     each term's posting count df, a LEB128 varint per term (``codec.py``);
+                                          the int64 offsets (postings of term t are [offsets[t], offsets[t+1]))
+                                          are derived at open; a term has ceil(df / block_size) blocks
     block_last_doc.npy       int32[B]     last document index in each block
     block_max.npy            uint8|uint16[B]  largest impact in each block
     block_bits.npy           uint16[B]    bit widths of the block's document gaps | impacts << 8
     block_checksum.npy       uint32[B]    hash of the block's words (seeded with b, its widths and length)
-    block_meta_checksum.npy  uint32[ceil(B/64)]  hash of each 64 blocks' last docs, maxima, widths, checksums
-    postings_words.npy       uint32[W]    the bit-packed blocks (``codec.py``: delta-coded documents, impacts);
+    postings_words.npy       uint32[W]    the bit-packed blocks (``codec.py``: delta-coded documents, then impacts);
                                           where each term's blocks and each block's words lie is derived
                                           from the counts and widths at open (``block_offsets``, ``block_words``)
     forward_offsets.npy      int64[N+1]   only with approx/: terms of document d are [offsets[d], offsets[d+1])
@@ -26,7 +26,8 @@ The block is both the unit of compression and of block-max pruning (``manifest["
 ["block_size"]``, 128 by default). The forward index is written only with the approximate structures,
 which read it; without it, document rows are decoded from the postings (``InvertedIndex.vectors``).
 Version 1 (uncompressed ``postings_docs`` / ``postings_impacts`` and an always-present forward index)
-is refused with a message to rebuild.
+and version 2 (int64 ``postings_offsets``, gaps and impacts padded separately, metadata page checksums)
+are refused with a message to rebuild.
 
 Every array is a plain ``.npy`` opened with ``np.load(mmap_mode="r")``. Weights are stored as
 integer *impacts*: ``impact = clip(round(weight * scale), 1, 2**bits - 1)`` for every non-zero
@@ -45,7 +46,7 @@ from heron.indexing.base import npy_header as npy_header  # the builder reads ar
 from heron.storage import read_versioned_json
 
 FORMAT_NAME = "heron-inverted-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 MANIFEST_FILE = "manifest.json"
 VOCAB_FILE = "vocab.json.gz"  # gzip: a 30k-term vocabulary is 0.3 MB as JSON, 0.1 MB compressed
@@ -58,12 +59,11 @@ IMPACT_DTYPES = {"uint8": np.dtype(np.uint8), "uint16": np.dtype(np.uint16)}
 
 # array name -> dtype ("impact" = the index's impact dtype); every one is required.
 ARRAYS: dict[str, str] = {
-    "postings_offsets": "int64",
+    "postings_counts": "uint8",
     "block_last_doc": "int32",
     "block_max": "impact",
     "block_bits": "uint16",
     "block_checksum": "uint32",
-    "block_meta_checksum": "uint32",
     "postings_words": "uint32",
 }
 # the forward index: present only in an index with approximate structures
@@ -79,11 +79,11 @@ def array_file(name: str) -> str:
 
 
 def expected_shapes(num_docs: int, vocab_size: int, nnz: int, num_blocks: int,
-                    num_words: int = 0) -> dict[str, tuple[int]]:
+                    num_words: int = 0, count_bytes: int = 0) -> dict[str, tuple[int]]:
     return {
-        "postings_offsets": (vocab_size + 1,),
+        "postings_counts": (count_bytes,),
         "block_last_doc": (num_blocks,), "block_max": (num_blocks,), "block_bits": (num_blocks,),
-        "block_checksum": (num_blocks,), "block_meta_checksum": ((num_blocks + 63) // 64,),
+        "block_checksum": (num_blocks,),
         "postings_words": (num_words,),
         "forward_offsets": (num_docs + 1,), "forward_terms": (nnz,), "forward_impacts": (nnz,),
     }

@@ -71,6 +71,7 @@ class InvertedIndex(SearchIndex):
             float(manifest["quantization"]["scale"])
             num_blocks = int(manifest["block_max"]["num_blocks"])
             num_words = int(manifest["postings"]["num_words"])
+            count_bytes = int(manifest["postings"]["count_bytes"])
             int(manifest["postings"]["block_size"])
             forward = bool(manifest.get("forward_index"))
             files = dict(manifest["files"])
@@ -78,7 +79,7 @@ class InvertedIndex(SearchIndex):
         except (KeyError, TypeError, ValueError) as exc:
             raise HeronError(f"{where}: malformed manifest ({type(exc).__name__}: {exc})") from None
 
-        shapes = fmt.expected_shapes(num_docs, vocab_size, nnz, num_blocks, num_words)
+        shapes = fmt.expected_shapes(num_docs, vocab_size, nnz, num_blocks, num_words, count_bytes)
         names = {**fmt.ARRAYS, **(fmt.FORWARD_ARRAYS if forward else {})}
         required = [fmt.array_file(name) for name in names]
         required += [manifest.get("doc_ids_file", fmt.DOC_IDS_FILE), manifest.get("vocab_file", fmt.VOCAB_FILE)]
@@ -100,19 +101,23 @@ class InvertedIndex(SearchIndex):
         guard = watch_files(root, mapped)  # before mapping: a later change of size is then always seen
         arrays = {name: _load(root / fmt.array_file(name)) for name in names}
         approx = {name: _load(root / fmt.APPROX_DIR / fmt.array_file(name)) for name in approx_names}
-        offsets = arrays["postings_offsets"]
-        if len(offsets) and (offsets[0] != 0 or offsets[-1] != nnz or np.any(np.diff(offsets) < 0)):
-            raise IntegrityError(root / "postings_offsets.npy", "offsets do not span the postings (corrupt file); "
-                                                               "rebuild the index")
+        offsets = codec.decode_counts(arrays["postings_counts"], vocab_size)  # derived, in memory
+        if offsets is None or offsets[-1] != nnz:
+            raise IntegrityError(root / "postings_counts.npy", "posting counts are malformed or do not add up to "
+                                                              "the postings (corrupt file); rebuild the index")
+        offsets.flags.writeable = False
+        arrays["postings_offsets"] = offsets
         block_size = int(manifest["postings"]["block_size"])
         layout = codec.derive_layout(offsets, arrays["block_bits"], block_size) if block_size > 0 else None
         if layout is None:
-            raise IntegrityError(root / "postings_offsets.npy", "posting counts do not match the number of blocks "
-                                                               "(corrupt file); rebuild the index")
+            raise IntegrityError(root / "postings_counts.npy", "posting counts do not match the number of blocks "
+                                                              "(corrupt file); rebuild the index")
         if layout[1][-1] != num_words:
             raise IntegrityError(root / "block_bits.npy", "block widths do not add up to postings_words "
                                                          "(corrupt file); rebuild the index")
         arrays["block_offsets"], arrays["block_words"] = layout  # derived, in memory
+        for name, view in zip(codec.COMPRESSED_NAMES, codec.compressed_arrays(arrays)):
+            arrays[name] = view  # read-only plain views, made once: queries pass them to the kernels as they are
         opened = cls(root, manifest, arrays, approx)
         opened._guard = guard
         return opened

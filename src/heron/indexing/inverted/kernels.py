@@ -15,15 +15,16 @@ Every function takes plain NumPy arrays (memory-mapped ones included) and return
 
 **Compressed postings.** The kernels above read uncompressed arrays. Over a compressed index a query
 works on per-thread scratch arrays laid out as a small uncompressed index of its terms only (query-local
-term ids ``0..n-1``). ``taat`` decodes the terms' whole lists into them (every block's checksum, bounds,
-last document and maximum checked) and runs :func:`_taat` unchanged; ``exact`` does the same and runs
-:func:`_maxscore`. With ``LAZY_EXACT = True``, ``exact`` instead copies the terms' block metadata (after
-checking its page checksums, :func:`codec.verify_meta`: the pruning trusts the maxima and last
-documents of blocks it never decodes) and runs :func:`_maxscore_lazy`, :func:`_maxscore` with a
-decode-on-first-read of each block; it was slower than eager decoding on every collection measured
-(MaxScore skipped too few blocks there to repay its bookkeeping), so it is off by default. A failed
-check stops the query and is raised as an IntegrityError naming the file. Costs: docs/BENCHMARKS.md,
-"Compressed postings".
+term ids ``0..n-1``): it decodes its terms' whole lists into them (every block's checksum, bounds, last
+document and maximum checked, so the pruning below never trusts unchecked metadata) and runs
+:func:`_taat` or :func:`_maxscore` unchanged. A collection of at most ``WINDOW`` documents is one
+window, where MaxScore cannot prune (its threshold starts at the empty heap's) and both methods score
+every posting: there the lists are decoded straight into the accumulator (:func:`codec.score_query`,
+the same sums in the same order), with no decoded lists in between. A failed check stops the query and is raised as an
+IntegrityError naming the file. A MaxScore that decoded only the blocks it reads (with page checksums
+over the metadata of the blocks it skips) was built and measured slower than decoding everything on
+every collection measured (MaxScore skipped too few blocks there to repay its bookkeeping), and was
+dropped. Costs: docs/BENCHMARKS.md, "Compressed postings".
 
 The top-k heap and the input checks the kernels share are in :mod:`heron.indexing.inverted.topk`.
 
@@ -58,6 +59,8 @@ threshold (``x <= theta`` implies ``float32(x) <= theta``).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from llvmlite import ir
 from numba import njit
@@ -83,11 +86,8 @@ from heron.indexing.inverted.topk import (
 MODES = ("exact", "taat", "approx")
 WINDOW = 1 << 16  # documents per accumulator window (a multiple of 64): 512 KiB of float64 scratch
 _MIN_SKIP = 0.3  # an exact-search window uses MaxScore only if it skips at least this fraction of its postings
-# how a query over compressed postings runs: decode everything then term at a time / MaxScore, or MaxScore
-# decoding blocks lazily. ``exact`` decodes eagerly: measured faster on SciFact, NFCorpus and a 300k-document
-# synthetic corpus, where MaxScore skips few blocks (docs/BENCHMARKS.md); LAZY_EXACT = True selects the lazy one
-TAAT, EAGER, LAZY = 0, 1, 2
-LAZY_EXACT = False
+# how a query over compressed postings is scored once its lists are decoded: term at a time or MaxScore
+TAAT, EAGER = 0, 1
 
 
 # -- small helpers -----------------------------------------------------------------------------------
@@ -455,269 +455,6 @@ def _maxscore(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, ma
         lo = hi
 
 
-@njit(cache=True, nogil=True)
-def _ensure(i, j, po, bo, pd, pi, block_size, gb0, done, gbl, gbm, gbw, gbb, gbc, words, num_docs, verify, err):
-    """Decode block ``j`` of local term ``i`` into ``pd``/``pi`` unless done; False on a failed check."""
-    lb = bo[i] + j
-    if done[lb]:
-        return True
-    b = gb0[i] + j
-    n = min(block_size, po[i + 1] - po[i] - j * block_size)
-    if not codec.decode_block(gbl, gbm, gbw, gbb, gbc, words, num_docs, b, n, gbl[b - 1] if j > 0 else -1, verify,
-                              pd, pi, po[i] + j * block_size, err):
-        return False
-    done[lb] = 1
-    return True
-
-
-@njit(cache=True, nogil=True)
-def _ensure_range(i, p, hi, po, bo, pd, pi, bl, block_size, gb0, done, gbl, gbm, gbw, gbb, gbc, words, num_docs,
-                  verify, err):
-    """Decode the blocks a scan of local term ``i`` from posting ``p`` up to document ``hi`` reads: from
-    ``p``'s block through the first block whose last document is >= ``hi`` (the scan reads one posting past)."""
-    nb = bo[i + 1] - bo[i]
-    j = (p - po[i]) // block_size
-    while j < nb:
-        if not _ensure(i, j, po, bo, pd, pi, block_size, gb0, done, gbl, gbm, gbw, gbb, gbc, words, num_docs, verify,
-                       err):
-            return False
-        if bl[bo[i] + j] >= hi:
-            break
-        j += 1
-    return True
-
-
-@njit(cache=True, nogil=True)
-def _maxscore_lazy(po, pd, pi, bo, bl, bm, num_docs, q_terms, q_weights, qlo, qhi, mask, wacc, wbits, cand_d,
-                   cand_s, wcum, hs, hd, window, block_size, gb0, done, gbl, gbm, gbw, gbb, gbc, words, verify, err):
-    """:func:`_maxscore` over query-local arrays whose postings ``pd``/``pi`` are decoded lazily: block ``j``
-    of local term ``i`` (global block ``gb0[i] + j`` of the compressed arrays ``gbl`` … ``words``) is
-    decoded and checked (:func:`codec.decode_block`) the first time the search reads one of its postings
-    (``done`` marks the decoded local blocks, all 0 on entry). The local block metadata ``bo``/``bl``/
-    ``bm`` are copies whose pages the caller has verified. False (``err`` set) on a failed check: the
-    window scratch is then left dirty (the caller discards it)."""
-    n = qhi - qlo
-    # per term: its postings [start, end), blocks [b0, b0 + nb) of bsz postings, current block and posting,
-    # first document (block j > 0 starts after block j-1's last), postings estimated in the window
-    state = np.zeros((9, n), np.int64)
-    start, end, b0, nb, bsz, blk, pos, first0, est = (state[0], state[1], state[2], state[3], state[4], state[5],
-                                                      state[6], state[7], state[8])
-    w = np.empty(n, np.float64)  # weight
-    wub = np.zeros(n, np.float64)  # bound in the window
-    nwords_max = (window + 63) >> 6
-    wtmp = wcum[(n + 1) * nwords_max:(n + 2) * nwords_max]
-    order = np.arange(n)
-    for i in range(n):
-        t = q_terms[qlo + i]
-        w[i] = np.float64(q_weights[qlo + i])
-        start[i] = po[t]
-        end[i] = po[t + 1]
-        b0[i] = bo[t]
-        nb[i] = bo[t + 1] - bo[t]
-        pos[i] = start[i]
-        if nb[i] > 0:
-            if not _ensure(i, 0, po, bo, pd, pi, block_size, gb0, done, gbl, gbm, gbw, gbb, gbc, words, num_docs,
-                           verify, err):
-                return False
-        first0[i] = pd[start[i]] if nb[i] > 0 else num_docs
-        bsz[i] = block_size if nb[i] >= 2 else max(1, end[i] - start[i])
-    has_mask = mask.shape[0] > 0
-    theta = hs[0]
-    lo = 0
-    while lo < num_docs:
-        hi = min(lo + window, num_docs)
-        total = 0.0
-        alive = False
-        next_lo = num_docs
-        for i in range(n):
-            base = b0[i]
-            j = blk[i] = _next_block(bl, base, blk[i], nb[i], lo)
-            m = 0
-            if j < nb[i]:
-                alive = True
-                first = bl[base + j - 1] + 1 if j > 0 else first0[i]
-                if first < next_lo:
-                    next_lo = first
-            count = 0
-            while j < nb[i]:
-                if j > 0 and bl[base + j - 1] >= hi - 1:  # the block starts after the window
-                    break
-                v = bm[base + j]
-                if v > m:
-                    m = v
-                count += 1
-                if bl[base + j] >= hi - 1:
-                    break
-                j += 1
-            wub[i] = w[i] * m
-            total += wub[i]
-            est[i] = count * bsz[i]  # about how many postings the term has in the window
-        if not alive:
-            break
-        if total == 0.0:  # no posting in this window: jump to the next window holding one
-            lo = max(hi, next_lo)
-            continue
-        if total * SLACK <= theta:
-            lo = hi
-            continue
-        # order terms by window bound (insertion sort; the order barely changes between windows)
-        for r in range(1, n):
-            x = order[r]
-            v = wub[x]
-            q = r - 1
-            while q >= 0 and wub[order[q]] > v:
-                order[q + 1] = order[q]
-                q -= 1
-            order[q + 1] = x
-        ne = 0
-        ne_total = 0.0
-        for r in range(n):
-            c = ne_total + wub[order[r]]
-            if c * SLACK <= theta:
-                ne_total = c
-                ne = r + 1
-            else:
-                break
-        skipped = 0
-        for r in range(ne):
-            skipped += est[order[r]]
-        all_est = 0
-        for i in range(n):
-            all_est += est[i]
-        if skipped < _MIN_SKIP * all_est:  # too little to skip: score the window exhaustively
-            ne = 0
-        # essential terms: accumulate the window
-        for r in range(ne, n):
-            i = order[r]
-            if wub[i] == 0.0:
-                continue
-            p = pos[i]
-            bstart = start[i] + blk[i] * bsz[i]
-            if p < bstart:
-                p = bstart
-            e = end[i]
-            if not _ensure_range(i, p, hi, po, bo, pd, pi, bl, block_size, gb0, done, gbl, gbm, gbw, gbb, gbc, words,
-                                 num_docs, verify, err):
-                return False
-            while p < e and pd[p] < lo:
-                p += 1
-            pos[i] = _scan_term(pd, pi, p, e, hi, lo, w[i], wacc, wbits)
-        nwords = (hi - lo + 63) >> 6
-        if ne == 0:
-            _push_window(wacc, wbits, nwords, lo, mask, hs, hd)
-            theta = hs[0]
-            lo = hi
-            continue
-        # cumulative bounds of the non-essential terms on each 64-document word (from their block maxima):
-        # wcum[r, word] bounds what terms order[0:r] can add to a document of that word
-        for word in range(nwords):
-            wcum[word] = 0.0
-        for r in range(ne):
-            i = order[r]
-            for word in range(nwords):
-                wtmp[word] = 0.0
-            base = b0[i]
-            for j in range(blk[i], nb[i]):
-                first = np.int64(bl[base + j - 1] + 1 if j > 0 else first0[i])
-                if first >= hi:
-                    break
-                bound = w[i] * bm[base + j]
-                for word in range((max(first, lo) - lo) >> 6, ((min(np.int64(bl[base + j]), hi - 1) - lo) >> 6) + 1):
-                    if bound > wtmp[word]:
-                        wtmp[word] = bound
-                if bl[base + j] >= hi - 1:
-                    break
-            for word in range(nwords):
-                wcum[(r + 1) * nwords_max + word] = wcum[r * nwords_max + word] + wtmp[word]
-        # candidates (ascending) that the non-essential terms could still lift above the threshold
-        nc = 0
-        for word in range(nwords):
-            bits = wbits[word]
-            if bits == 0:
-                continue
-            wbits[word] = 0
-            word_ne = wcum[ne * nwords_max + word]
-            while bits != 0:
-                off = (word << 6) + np.int64(_cttz(bits))
-                bits &= bits - np.uint64(1)
-                sc = wacc[off]
-                wacc[off] = 0.0
-                if (sc + word_ne) * SLACK <= theta:
-                    continue
-                if has_mask and mask[lo + off] == 0:
-                    continue
-                cand_d[nc] = lo + off
-                cand_s[nc] = sc
-                nc += 1
-        # non-essential terms, largest bound first, each by a merge with the candidates or by seeks;
-        # after each, drop the candidates that the remaining terms cannot lift above the threshold
-        for r in range(ne - 1, -1, -1):
-            if nc == 0:
-                break
-            i = order[r]
-            wi = w[i]
-            e = end[i]
-            if est[i] <= 8 * nc:  # dense: walk the term's postings in the window
-                p = pos[i]
-                bstart = start[i] + blk[i] * bsz[i]
-                if p < bstart:
-                    p = bstart
-                if not _ensure_range(i, p, hi, po, bo, pd, pi, bl, block_size, gb0, done, gbl, gbm, gbw, gbb, gbc,
-                                     words, num_docs, verify, err):
-                    return False
-                while p < e and pd[p] < lo:
-                    p += 1
-                c = 0
-                while p < e and c < nc:
-                    d = pd[p]
-                    if d >= hi:
-                        break
-                    cd = cand_d[c]
-                    if d < cd:
-                        p += 1
-                    elif d > cd:
-                        c += 1
-                    else:
-                        cand_s[c] += wi * pi[p]
-                        p += 1
-                        c += 1
-                pos[i] = p
-            else:  # sparse: skip blocks, binary search inside one
-                base = b0[i]
-                for c in range(nc):
-                    d = cand_d[c]
-                    j = blk[i] = _next_block(bl, base, blk[i], nb[i], d)
-                    if j == nb[i]:
-                        break
-                    bstart = start[i] + j * bsz[i]
-                    p = pos[i]
-                    if p < bstart:
-                        p = bstart
-                    if not _ensure(i, (p - start[i]) // block_size, po, bo, pd, pi, block_size, gb0, done, gbl, gbm,
-                                   gbw, gbb, gbc, words, num_docs, verify, err):
-                        return False
-                    if pd[p] < d:  # the first posting >= d in the block, else its last one
-                        p = _lower_bound(pd, p, min(bstart + bsz[i], e) - 1, d)
-                    pos[i] = p
-                    if pd[p] == d:
-                        cand_s[c] += wi * pi[p]
-            kept = 0
-            for c in range(nc):
-                sc = cand_s[c]
-                if (sc + wcum[r * nwords_max + ((cand_d[c] - lo) >> 6)]) * SLACK > theta:
-                    cand_d[kept] = cand_d[c]
-                    cand_s[kept] = sc
-                    kept += 1
-            nc = kept
-        for c in range(nc):
-            f = np.float32(cand_s[c])
-            if f > theta:  # ascending documents: an equal score never beats a lower index
-                heap_replace_root(hs, hd, f, cand_d[c])
-                theta = hs[0]
-        lo = hi
-    return True
-
-
 # -- batches -----------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def _exact_group(po, pd, pi, bo, bl, bm, maxscore, num_docs, q_indptr, q_terms, q_weights, allow_indptr,
@@ -751,53 +488,38 @@ def _exact_group(po, pd, pi, bo, bl, bm, maxscore, num_docs, q_indptr, q_terms, 
 
 # -- compressed postings -----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _compressed_query(po, bo, bl, bm, bw, bb, bc, words, mc, block_size, verify, method, num_docs, q_terms,
-                      q_weights, qlo, qhi, mask, lpo, lpd, lpi, lbo, lbl, lbm, lterms, gb0, done, wacc, wbits, cand_d,
-                      cand_s, wcum, hs, hd, window, err):
-    """One query over compressed postings into query-local arrays (``lterms`` = ``0, 1, ...``).
-    ``method``: ``TAAT`` or ``EAGER`` (decode every block of the query's terms, then term at a time or
-    MaxScore) or ``LAZY`` (check the terms' block metadata pages, copy the metadata, then MaxScore
-    decoding blocks as it reads them). False (``err`` set) on a failed check."""
+def _compressed_query(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, method, num_docs, q_terms, q_weights,
+                      qlo, qhi, mask, lpo, lpd, lpi, lbo, lbl, lbm, lterms, wacc, wbits, cand_d, cand_s, wcum, hs, hd,
+                      window, err):
+    """One query over compressed postings: decode every block of its terms into query-local arrays
+    (``lterms`` = ``0, 1, ...``), then score term at a time (``method`` ``TAAT``) or by MaxScore
+    (``EAGER``). False (``err`` set) on a failed check (before any scoring: the scratch stays clean)."""
     n = qhi - qlo
-    lw = q_weights[qlo:qhi]
-    if method != LAZY:
-        if not codec.decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, qlo, qhi, verify,
-                                  lpo, lpd, lpi, lbo, lbl, lbm, err):
+    if num_docs <= window:  # one window: MaxScore cannot prune (its threshold starts at the heap's), so
+        # both methods score every posting; decode straight into the accumulator (codec.score_query)
+        if not codec.score_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, q_weights, qlo,
+                                 qhi, verify, wacc, wbits, err):
+            wacc[:] = 0.0  # stopped part-way: leave the scratch clean
+            wbits[:] = 0
             return False
-        if method == EAGER:
-            _maxscore(lpo, lpd, lpi, lbo, lbl, lbm, num_docs, lterms, lw, 0, n, mask, wacc, wbits, cand_d, cand_s,
-                      wcum, hs, hd, window)
-        else:
-            _taat(lpo, lpd, lpi, num_docs, lterms, lw, 0, n, mask, wacc, wbits, hs, hd, window)
+        _push_window(wacc, wbits, (num_docs + 63) >> 6, 0, mask, hs, hd)
         return True
-    lpo[0] = 0
-    lbo[0] = 0
-    for i in range(n):
-        t = q_terms[qlo + i]
-        if not codec.term_blocks_ok(po, bo, bl, block_size, t, err):
-            return False
-        if verify and not codec.verify_meta(bl, bm, bb, bc, mc, bo[t], bo[t + 1], err):
-            return False
-        lpo[i + 1] = lpo[i] + po[t + 1] - po[t]
-        gb0[i] = bo[t]
-        nb = bo[t + 1] - bo[t]
-        for j in range(nb):
-            lbl[lbo[i] + j] = bl[bo[t] + j]
-            lbm[lbo[i] + j] = bm[bo[t] + j]
-            done[lbo[i] + j] = 0
-        lbo[i + 1] = lbo[i] + nb
-    if not _maxscore_lazy(lpo, lpd, lpi, lbo, lbl, lbm, num_docs, lterms, lw, 0, n, mask, wacc, wbits, cand_d, cand_s,
-                          wcum, hs, hd, window, block_size, gb0, done, bl, bm, bw, bb, bc, words, verify, err):
-        wacc[:] = 0.0  # stopped mid-window: leave the scratch clean for the next query
-        wbits[:] = 0
+    if not codec.decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, qlo, qhi, verify,
+                              lpo, lpd, lpi, lbo, lbl, lbm, err):
         return False
+    lw = q_weights[qlo:qhi]
+    if method == EAGER:
+        _maxscore(lpo, lpd, lpi, lbo, lbl, lbm, num_docs, lterms, lw, 0, n, mask, wacc, wbits, cand_d, cand_s, wcum,
+                  hs, hd, window)
+    else:
+        _taat(lpo, lpd, lpi, num_docs, lterms, lw, 0, n, mask, wacc, wbits, hs, hd, window)
     return True
 
 
 @njit(cache=True, nogil=True)
-def _compressed_group(po, bo, bl, bm, bw, bb, bc, words, mc, block_size, verify, method, num_docs, q_indptr, q_terms,
-                      q_weights, allow_indptr, allow_docs, g, groups, window, lpd, lpi, lbl, lbm, done, out_idx,
-                      out_scores, err):
+def _compressed_group(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, method, num_docs, q_indptr, q_terms,
+                      q_weights, allow_indptr, allow_docs, g, groups, window, lpd, lpi, lbl, lbm, out_idx, out_scores,
+                      err):
     """Queries ``g, g + groups, …`` of a batch over compressed postings, with the group's own scratch
     (``lpd``/``lpi``/``lbl``/``lbm`` sized by the caller for the group's largest query). Stops at the
     first failed check (``err`` set)."""
@@ -814,7 +536,6 @@ def _compressed_group(po, bo, bl, bm, bw, bb, bc, words, mc, block_size, verify,
     wcum = np.empty((longest + 2) * (window // 64) if maxscore else 0, np.float64)
     lpo = np.zeros(longest + 1, np.int64)
     lbo = np.zeros(longest + 1, np.int64)
-    gb0 = np.zeros(longest, np.int64)
     lterms = np.arange(longest).astype(np.int32)
     mask = np.zeros(num_docs if allow_indptr.shape[0] > 0 else 0, np.uint8)
     hs = np.empty(kk, np.float32)
@@ -822,16 +543,16 @@ def _compressed_group(po, bo, bl, bm, bw, bb, bc, words, mc, block_size, verify,
     for q in range(g, nq, groups):
         begin_query(hs, hd, mask, allow_indptr, allow_docs, q)
         if kk > 0 and q_indptr[q + 1] > q_indptr[q]:
-            if not _compressed_query(po, bo, bl, bm, bw, bb, bc, words, mc, block_size, verify, method, num_docs,
-                                     q_terms, q_weights, q_indptr[q], q_indptr[q + 1], mask, lpo, lpd, lpi, lbo, lbl,
-                                     lbm, lterms, gb0, done, wacc, wbits, cand_d, cand_s, wcum, hs, hd, window, err):
+            if not _compressed_query(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, method, num_docs, q_terms,
+                                     q_weights, q_indptr[q], q_indptr[q + 1], mask, lpo, lpd, lpi, lbo, lbl, lbm,
+                                     lterms, wacc, wbits, cand_d, cand_s, wcum, hs, hd, window, err):
                 return
         end_query(hs, hd, out_idx, out_scores, mask, allow_indptr, allow_docs, q)
 
 
 def _local_sizes(po, block_size: int, q_indptr, q_terms) -> tuple[np.ndarray, np.ndarray]:
     """Per query: its terms' postings and blocks (the sizes of its decoded scratch)."""
-    df = np.diff(po)[q_terms]
+    df = po[q_terms + 1] - po[q_terms]
     blocks = (df + block_size - 1) // block_size
     cp = np.concatenate([[0], np.cumsum(df)])
     cb = np.concatenate([[0], np.cumsum(blocks)])
@@ -839,42 +560,88 @@ def _local_sizes(po, block_size: int, q_indptr, q_terms) -> tuple[np.ndarray, np
 
 
 def _method_code(method: str) -> int:
-    return TAAT if method == "taat" else (LAZY if LAZY_EXACT else EAGER)
+    return TAAT if method == "taat" else EAGER
+
+
+@njit(cache=True, nogil=True)
+def _query_sizes(po, terms, block_size, out):
+    """``out = (postings, blocks)`` of the terms' lists: the sizes of a query's decoded scratch."""
+    out[0] = 0
+    out[1] = 0
+    for t in terms:
+        df = po[t + 1] - po[t]
+        out[0] += df
+        out[1] += (df + block_size - 1) // block_size
+
+
+class _QueryScratch:
+    """One thread's scratch for single queries over compressed postings (made once, grown as needed: a
+    query spends no time allocating). The window arrays are zero on entry and left zeroed by the kernels."""
+
+    def __init__(self, impact: np.dtype):
+        self.impact = impact
+        self.sizes = np.zeros(2, np.int64)
+        self.err = np.zeros(2, np.int64)
+        self.lpo = self.lbo = self.lterms = np.zeros(0, np.int64)
+        self.lpd = self.lbl = np.zeros(0, np.int32)
+        self.lpi = self.lbm = np.zeros(0, impact)
+        self.wacc = np.zeros(WINDOW, np.float64)
+        self.wbits = np.zeros(WINDOW // 64, np.uint64)
+        self.cand_d = np.zeros(WINDOW, np.int64)
+        self.cand_s = np.zeros(WINDOW, np.float64)
+        self.wcum = np.zeros(0, np.float64)
+
+    def fit(self, n: int, postings: int, blocks: int) -> None:
+        """Grow the arrays for a query of ``n`` terms, ``postings`` postings and ``blocks`` blocks."""
+        if len(self.lpo) < n + 1:
+            size = max(n + 1, 2 * len(self.lpo))
+            self.lpo, self.lbo = np.zeros(size, np.int64), np.zeros(size, np.int64)
+            self.lterms = np.arange(size, dtype=np.int32)
+            self.wcum = np.zeros((max(64, size) + 2) * (WINDOW // 64), np.float64)
+        if len(self.lpd) < postings:
+            size = max(postings, 2 * len(self.lpd))
+            self.lpd, self.lpi = np.zeros(size, np.int32), np.zeros(size, self.impact)
+        if len(self.lbl) < blocks:
+            size = max(blocks, 2 * len(self.lbl))
+            self.lbl, self.lbm = np.zeros(size, np.int32), np.zeros(size, self.impact)
+
+
+_scratch_local = threading.local()
+
+
+def _query_scratch(impact: np.dtype) -> _QueryScratch:
+    cache = getattr(_scratch_local, "by_dtype", None)
+    if cache is None:
+        cache = _scratch_local.by_dtype = {}
+    got = cache.get(impact)
+    if got is None:
+        got = cache[impact] = _QueryScratch(impact)
+    return got
 
 
 def search_compressed(method, arrays, num_docs, terms, weights, k, mask, block_size, root="", verify=True):
     """Exact top-``k`` of one query over compressed postings by ``method`` ``"exact"`` or ``"taat"``:
     ``(idx int32[k], scores float32[k])``, the same as :func:`search_exact` / :func:`search_taat` on the
-    decoded arrays. ``arrays``: the index arrays by name (``format.ARRAYS``); a failed block check raises
-    IntegrityError naming the file under ``root``."""
+    decoded arrays. ``arrays``: the index arrays by name (``format.ARRAYS``, with the ``postings_offsets``,
+    ``block_offsets`` and ``block_words`` derived at open); a failed block check raises IntegrityError
+    naming the file under ``root``."""
     if method not in ("exact", "taat"):
         raise ValueError(f"method must be 'exact' or 'taat', not {method!r}")
     args = codec.compressed_arrays(arrays)
-    mc = readonly(arrays["block_meta_checksum"], np.uint32)
-    po, block_size = args[0], int(block_size)
-    impact = args[3].dtype
+    po, block_size = args[0], np.int64(block_size)
     how = _method_code(method)
 
     def kernel(terms, weights, mask, hs, hd):
         n = len(terms)
-        postings, blocks = _local_sizes(po, block_size, np.array([0, n]), terms)
-        err = np.zeros(2, np.int64)
-        ok = _compressed_query(
-            *args, mc, np.int64(block_size), bool(verify), how, np.int64(num_docs), terms, weights,
-            np.int64(0), np.int64(n), mask, scratch("local_po", n + 1, np.int64),
-            scratch("local_docs", max(1, int(postings[0])), np.int32, grow=True),
-            scratch(f"local_impacts_{impact}", max(1, int(postings[0])), impact, grow=True),
-            scratch("local_bo", n + 1, np.int64), scratch("local_last", max(1, int(blocks[0])), np.int32, grow=True),
-            scratch(f"local_max_{impact}", max(1, int(blocks[0])), impact, grow=True),
-            np.arange(n, dtype=np.int32), scratch("local_gb0", max(1, n), np.int64, grow=True),
-            scratch("local_done", max(1, int(blocks[0])), np.uint8, grow=True),
-            scratch("window_acc", WINDOW, np.float64),
-            scratch("window_bits", WINDOW // 64, np.uint64), scratch("cand_docs", WINDOW, np.int64),
-            scratch("cand_scores", WINDOW, np.float64),
-            scratch("word_bounds", (max(64, n) + 2) * (WINDOW // 64), np.float64, grow=True), hs, hd,
-            np.int64(WINDOW), err)
+        sc = _query_scratch(args[3].dtype)
+        _query_sizes(po, terms, block_size, sc.sizes)
+        sc.fit(n, int(sc.sizes[0]), int(sc.sizes[1]))
+        sc.err[0] = 0
+        ok = _compressed_query(*args, block_size, bool(verify), how, np.int64(num_docs), terms, weights, np.int64(0),
+                               np.int64(n), mask, sc.lpo, sc.lpd, sc.lpi, sc.lbo, sc.lbl, sc.lbm, sc.lterms, sc.wacc,
+                               sc.wbits, sc.cand_d, sc.cand_s, sc.wcum, hs, hd, np.int64(WINDOW), sc.err)
         if not ok:  # decoding precedes scoring: the scratch is still clean
-            codec.raise_error(root, err)
+            codec.raise_error(root, sc.err)
 
     return search_one(len(po) - 1, num_docs, terms, weights, k, mask, kernel)
 
@@ -913,7 +680,6 @@ def _compressed_batch(method, arrays, num_docs, q_indptr, q_terms, q_weights, al
                       out_idx, out_scores, block_size, root="", verify=True):
     """The ``run(g)`` of a batch over compressed postings, and a check that raises the first group error."""
     args = codec.compressed_arrays(arrays)
-    mc = readonly(arrays["block_meta_checksum"], np.uint32)
     po, block_size = args[0], int(block_size)
     impact = args[3].dtype
     how = _method_code(method)
@@ -923,11 +689,11 @@ def _compressed_batch(method, arrays, num_docs, q_indptr, q_terms, q_weights, al
     def run(g):
         need_p = int(postings[g::groups].max()) if len(postings[g::groups]) else 0
         need_b = int(blocks[g::groups].max()) if len(blocks[g::groups]) else 0
-        _compressed_group(*args, mc, np.int64(block_size), bool(verify), how, np.int64(num_docs), q_indptr,
-                          q_terms, q_weights, allow_indptr, allow_docs, np.int64(g), np.int64(groups),
-                          np.int64(WINDOW), np.empty(max(1, need_p), np.int32), np.empty(max(1, need_p), impact),
-                          np.empty(max(1, need_b), np.int32), np.empty(max(1, need_b), impact),
-                          np.zeros(max(1, need_b), np.uint8), out_idx, out_scores, errors[g])
+        _compressed_group(*args, np.int64(block_size), bool(verify), how, np.int64(num_docs), q_indptr, q_terms,
+                          q_weights, allow_indptr, allow_docs, np.int64(g), np.int64(groups), np.int64(WINDOW),
+                          np.empty(max(1, need_p), np.int32), np.empty(max(1, need_p), impact),
+                          np.empty(max(1, need_b), np.int32), np.empty(max(1, need_b), impact), out_idx, out_scores,
+                          errors[g])
 
     def check():
         for err in errors:
