@@ -222,6 +222,7 @@ def _visit(lb, bdo, bd, so, st, sv, ss, q_terms, q_weights, qlo, qhi, query_cut,
 
 def options(paths: list[str], repeat: int, k: int) -> list[dict]:
     from heron.indexing.inverted import approx as A
+    from heron.indexing.inverted import forward as F
     from heron.indexing.inverted.approx import PRESETS as KNOBS
 
     rows = []
@@ -237,6 +238,7 @@ def options(paths: list[str], repeat: int, k: int) -> list[dict]:
         t0 = time.perf_counter()
         arrays = A.build_approx(csc.indptr.astype(np.int64), csc.indices.astype(np.int32),
                                 csc.data.astype(np.uint8), fo, ft32, fi, n, threads=1)
+        arrays = dict(arrays)
         build_s = time.perf_counter() - t0
         structures = tuple(arrays[name_] for name_ in A.ARRAY_NAMES)
         approx_bytes = sum(a.nbytes for a in arrays.values())
@@ -251,38 +253,58 @@ def options(paths: list[str], repeat: int, k: int) -> list[dict]:
         truth = exact_top(docs, queries, k)
         qi, qt, qw = (queries.indptr.astype(np.int64), queries.indices.astype(np.int32),
                       queries.data.astype(np.float32))
+        # the shipped kernel (approx.batch_runner: uint16 ids, chunk checks with kept flags) on the same structures
+        checksum = F.checksums(fo, ft32.astype(np.uint16), fi)
+        layouts["heron"] = ("heron", {**arrays, "forward_offsets": fo, "forward_terms": ft32.astype(np.uint16),
+                                      "forward_impacts": fi, "forward_checksum": checksum,
+                                      "forward_checked": F.new_checked(n)})
+        sizes["heron"] = sizes["uint16"] + checksum.nbytes
+        none = (np.zeros(0, np.int64), np.zeros(0, np.int32))
         for preset, knobs in KNOBS.items():
             results = {}
-            for layout, (kind, fwd) in layouts.items():
-                best = float("inf")
-                for _ in range(repeat):
+            best = dict.fromkeys(layouts, float("inf"))
+            for _ in range(repeat):  # layouts interleaved, best of ``repeat``
+                for layout, (kind, fwd) in layouts.items():
                     qdense = np.zeros(v, np.float64)
                     stamp = np.zeros(n, np.int32)
                     hs, hd = np.empty(k, np.float32), np.empty(k, np.int32)
-                    out_idx, out_scores = np.full((len(qi) - 1, k), -1, np.int32), np.zeros((len(qi) - 1, k), np.float32)
+                    out_idx = np.full((len(qi) - 1, k), -1, np.int32)
+                    out_scores = np.zeros((len(qi) - 1, k), np.float32)
                     t0 = time.perf_counter()
                     if kind == "plain":
                         _search_plain(*structures, *fwd, qi, qt, qw, np.int64(knobs["query_cut"]),
                                       np.float64(knobs["heap_factor"]), n, qdense, stamp, hs, hd, out_idx, out_scores)
-                    else:
+                    elif kind == "packed":
                         _search_packed(*structures, *fwd, qi, qt, qw, np.int64(knobs["query_cut"]),
                                        np.float64(knobs["heap_factor"]), n, qdense, stamp, hs, hd, out_idx,
                                        out_scores)
-                    best = min(best, time.perf_counter() - t0)
-                results[layout] = (out_idx.copy(), out_scores.copy())
+                    else:
+                        A.batch_runner(fwd, n, qi, qt, qw, *none, 1, out_idx, out_scores, **knobs)(0)
+                    best[layout] = min(best[layout], time.perf_counter() - t0)
+                    results[layout] = (out_idx.copy(), out_scores.copy())
+            for layout in layouts:
+                out_idx = results[layout][0]
                 rows.append({"dataset": name, "preset": preset, "layout": layout,
                              "forward_bytes": sizes[layout], "bytes_per_entry": round(sizes[layout] / docs.nnz, 3),
-                             "approx_bytes": approx_bytes, "ms_per_query": round(1000 * best / (len(qi) - 1), 4),
+                             "approx_bytes": approx_bytes,
+                             "ms_per_query": round(1000 * best[layout] / (len(qi) - 1), 4),
                              "recall@10": round(recall(out_idx, truth), 4), "approx_build_s": round(build_s, 2)})
             base = results["int32"]
             for layout, (idx, scores) in results.items():
                 assert np.array_equal(idx, base[0]) and np.array_equal(scores, base[1]), (name, preset, layout)
-        print(f"{name}: {n} docs, {docs.nnz} entries; offsets int64 {fo.nbytes} B, as uint32 {4 * (n + 1)} B",
-              flush=True)
+        flags, err = F.new_checked(n), np.zeros(2, np.int64)
+        F.check_range(fo, ft32.astype(np.uint16), fi, checksum, F.new_checked(n), np.int64(v), np.int64(0),
+                      np.int64(1), err)  # compiled
+        t0 = time.perf_counter()
+        assert F.check_range(fo, ft32.astype(np.uint16), fi, checksum, flags, np.int64(v), np.int64(0), np.int64(n), err)
+        check_ms = 1000 * (time.perf_counter() - t0)
+        print(f"{name}: {n} docs, {docs.nnz} entries; offsets int64 {fo.nbytes} B, as uint32 {4 * (n + 1)} B; "
+              f"checking every chunk once: {check_ms:.2f} ms", flush=True)
     return rows
 
 
-def index_run(path: str, work: str, repeat: int, k: int, threads: int) -> dict:
+def index_run(path: str, work: str, repeat: int, k: int, threads: int, reuse: bool = False,
+              approx: dict | None = None) -> dict:
     """Build an index with approximate structures from the vectors and measure it (module docstring)."""
     import heron
     from heron.indexing.inverted import InvertedIndex, build_inverted_index
@@ -291,13 +313,16 @@ def index_run(path: str, work: str, repeat: int, k: int, threads: int) -> dict:
     name = Path(path).stem
     n, v = docs.shape
     out = Path(work) / f"{name}-approx"
-    if out.exists():
-        shutil.rmtree(out)
-    weights = sp.csr_matrix((np.asarray(docs.data, np.float64) / scale, docs.indices, docs.indptr), shape=docs.shape)
-    t0 = time.perf_counter()
-    build_inverted_index([([str(i) for i in range(n)], weights)], out, vocab=[str(i) for i in range(v)],
-                         encoder={"type": "bench"}, scale=scale, approx={}, progress=False)
-    build_s = time.perf_counter() - t0
+    build_s = None
+    if not (reuse and (out / "manifest.json").exists()):
+        if out.exists():
+            shutil.rmtree(out)
+        weights = sp.csr_matrix((np.asarray(docs.data, np.float64) / scale, docs.indices, docs.indptr),
+                                shape=docs.shape)
+        t0 = time.perf_counter()
+        build_inverted_index([([str(i) for i in range(n)], weights)], out, vocab=[str(i) for i in range(v)],
+                             encoder={"type": "bench"}, scale=scale, approx=approx or {}, progress=False)
+        build_s = round(time.perf_counter() - t0, 2)
     index = InvertedIndex.open(out)
     stored = index.forward_matrix()
     assert np.array_equal(stored.indices, docs.indices) and np.array_equal(np.asarray(stored.data), docs.data), \
@@ -328,7 +353,7 @@ def index_run(path: str, work: str, repeat: int, k: int, threads: int) -> dict:
         presets[preset] = {"batch_ms_per_query": round(1000 * batch / len(qs), 4),
                            "one_ms_per_query": round(1000 * one / len(qs), 4), "recall@10": round(recall(found, truth), 4)}
     return {"dataset": name, "heron": str(Path(heron.__file__).parent), "docs": n, "nnz": int(docs.nnz),
-            "queries": len(qs), "build_s": round(build_s, 2), "files": files, "groups": groups,
+            "queries": len(qs), "build_s": build_s, "approx_params": approx or {}, "files": files, "groups": groups,
             "total_bytes": sum(files.values()), "presets": presets}
 
 
@@ -377,6 +402,8 @@ def main() -> None:
     i.add_argument("--repeat", type=int, default=5)
     i.add_argument("--threads", type=int, default=1)
     i.add_argument("-k", type=int, default=10)
+    i.add_argument("--reuse", action="store_true", help="search an index built by an earlier run")
+    i.add_argument("--approx", default="{}", help="build_approx parameters (JSON)")
     z = sub.add_parser("seismic")
     z.add_argument("vectors", nargs="+")
     z.add_argument("--work", default="/tmp/forward-bench")
@@ -388,7 +415,8 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     elif args.cmd == "index":
         for path in args.vectors:
-            print(json.dumps(index_run(path, args.work, args.repeat, args.k, args.threads)), flush=True)
+            print(json.dumps(index_run(path, args.work, args.repeat, args.k, args.threads, args.reuse,
+                                       json.loads(args.approx))), flush=True)
     elif args.cmd == "seismic":
         for path in args.vectors:
             print(json.dumps(seismic_size(path, args.work)), flush=True)

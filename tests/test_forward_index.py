@@ -220,3 +220,14 @@ def test_the_older_forward_layout_is_refused(built, tmp_path):
     reseal(wide, lambda m: m["files"].update({"forward_terms.npy": fmt.describe_file(wide, "forward_terms.npy")}))
     with pytest.raises(HeronError, match=r"forward_terms.npy: the manifest records int32.*expected uint16"):
         InvertedIndex.open(wide)
+
+
+def test_vectors_reads_only_the_requested_rows(built):
+    m, index = built
+    positions = [5, 699, 64, 5, 0, -1]
+    rows = index.vectors(positions)
+    expected = index.forward_matrix(dequantize=True)[[p % N for p in positions]]
+    assert rows.shape == (6, V) and (rows != expected).nnz == 0 and rows.dtype == np.float32
+    assert index.vectors([]).shape == (0, V)
+    with pytest.raises(IndexError):
+        index.vectors([N])

@@ -32,6 +32,12 @@ ascending term order, rounded to float32, ties to the lower document index), so 
 pruning, ``summary_energy=1``, ``heap_factor=1`` and ``query_cut`` ≥ the query's length the answer is
 exactly the exhaustive one (summaries are then upper bounds).
 
+**Forward rows** (:mod:`.forward`): term ids are uint16 when the vocabulary fits (int32 otherwise; the
+kernels are compiled for either), and a visited document's chunk of 64 rows is checked — offsets and
+term ids in bounds, checksum — the first time the reader visits it (``checked`` flags kept by the
+index), so a damaged row is an IntegrityError, never an out-of-bounds read or a silently wrong score.
+A block's document index is bounds-checked too.
+
 ``heap_factor`` > 0: below 1 skips more blocks (faster, lower recall), above 1 fewer (energy-pruned
 summaries underestimate block scores). ``PRESETS`` name ``(query_cut, heap_factor)`` pairs by the
 recall@10 against exact search they reached with the default build on a synthetic SPLADE-like corpus
