@@ -14,8 +14,8 @@ from heron import storage
 from heron.errors import HeronError, IntegrityError
 from heron.indexing.inverted import InvertedIndex, build_inverted_index
 from heron.indexing.inverted import approx as A
-from heron.indexing.inverted import forward as F
 from heron.indexing.inverted import format as fmt
+from heron.indexing.inverted import forward as F
 
 N, V = 700, 900
 
@@ -67,7 +67,8 @@ def test_layout_narrow_ids_and_checksums(built):
     # the stored rows are the input's, quantised
     fwd = index.forward_matrix()
     assert np.array_equal(fwd.indptr, m.indptr) and np.array_equal(fwd.indices, m.indices)
-    assert np.array_equal(fwd.toarray(), fmt.quantize(m.toarray(), index.scale, np.dtype(np.uint8))[0] * (m.toarray() > 0))
+    dense = m.toarray()
+    assert np.array_equal(fwd.toarray(), fmt.quantize(dense, index.scale, np.dtype(np.uint8))[0] * (dense > 0))
     # the checksums are those of the stored rows, recomputed independently of the builder
     assert np.array_equal(F.checksums(a["forward_offsets"], a["forward_terms"], a["forward_impacts"]),
                           a["forward_checksum"])

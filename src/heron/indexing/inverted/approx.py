@@ -527,7 +527,8 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
                 stamp[d] = gen
                 if has_mask and mask[d] == 0:
                     continue
-                if not checked[d >> CHUNK_SHIFT] and not check_doc(fo, ft, fi, fc, checked, nlists, d, err):
+                if (checked.shape[0] == 0 or not checked[d >> CHUNK_SHIFT]) and \
+                        not check_doc(fo, ft, fi, fc, checked, nlists, d, err):
                     break  # a damaged chunk: stop (the caller raises)
                 s = 0.0
                 for i in range(fo[d], fo[d + 1]):
@@ -604,11 +605,12 @@ def _terms(forward_terms) -> np.ndarray:
 
 def _forward(forward_offsets, forward_terms, forward_impacts, forward_checksum, checked, num_docs):
     """The forward arrays in the kernels' order: offsets, terms, impacts, checksums (empty: bounds checks
-    only) and the per-chunk checked flags (fresh ones unless the caller keeps them, see ``forward.py``)."""
+    only) and the per-chunk checked flags (``forward.py``): the caller's, else fresh ones when there are
+    checksums, else none (each visited row's bounds checked at every visit)."""
     fc = readonly(np.zeros(0, np.uint32) if forward_checksum is None else forward_checksum, np.uint32)
     if checked is None:
-        checked = forward.new_checked(num_docs)
-    if len(checked) != forward.num_chunks(num_docs) or checked.dtype != np.uint8 or not checked.flags.writeable:
+        checked = forward.new_checked(num_docs if len(fc) else 0)
+    elif len(checked) != forward.num_chunks(num_docs) or checked.dtype != np.uint8 or not checked.flags.writeable:
         raise ValueError(f"checked must be a writable uint8 array of {forward.num_chunks(num_docs)} flags")
     fo = readonly(forward_offsets, np.int64)
     if len(fo) != int(num_docs) + 1:

@@ -76,9 +76,8 @@ import heron
 from heron import storage
 from heron.errors import HeronError
 from heron.indexing import shards as shard_files
-from heron.indexing.inverted import codec
+from heron.indexing.inverted import codec, forward
 from heron.indexing.inverted import format as fmt
-from heron.indexing.inverted import forward
 
 PROGRESS_FILE = "progress.json"
 SPOOL_DIR = "spool"

@@ -20,7 +20,8 @@ can never index outside the query vector), and, when the checksums are given, it
 reader keeps one ``checked`` byte per chunk (:func:`new_checked`), so each chunk is hashed once per
 opened index, not at every visit: the approximate search pays the check on a chunk's first visit only.
 A failed check is an error code (:data:`ERRORS`); the index turns it into an IntegrityError naming the
-damaged file (it re-hashes the four forward files to find which one).
+damaged file (it re-hashes the four forward files to find which one). A caller of the kernels with
+neither checksums nor flags (raw arrays) gets the bounds of each row checked as it is read instead.
 """
 
 from __future__ import annotations
@@ -132,8 +133,29 @@ def check_chunk(fo, ft, fi, fc, vocab_size, c, err):
 
 
 @njit(cache=True, nogil=True)
+def check_row(fo, ft, fi, vocab_size, d, err):
+    """Bounds of document ``d``'s row alone (offsets, term ids; no hash): for callers without flags."""
+    nnz = ft.shape[0]
+    a = fo[d]
+    b = fo[d + 1]
+    if a < 0 or b < a or b > nnz or fi.shape[0] != nnz:
+        err[0] = 1
+        err[1] = d >> CHUNK_SHIFT
+        return False
+    for i in range(a, b):
+        if np.int64(ft[i]) >= vocab_size or np.int64(ft[i]) < 0:
+            err[0] = 2
+            err[1] = d >> CHUNK_SHIFT
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def check_doc(fo, ft, fi, fc, checked, vocab_size, d, err):
-    """Check document ``d``'s chunk unless ``checked`` says it was; whether its row may be read."""
+    """Check document ``d``'s chunk unless ``checked`` says it was; whether its row may be read. No flags
+    (``checked`` empty): only the row's own bounds, at every call (:func:`check_row`)."""
+    if checked.shape[0] == 0:
+        return check_row(fo, ft, fi, vocab_size, d, err)
     c = d >> CHUNK_SHIFT
     if checked[c]:
         return True
@@ -176,5 +198,5 @@ def describe_error(err) -> str:
             f"rebuild the index")
 
 
-__all__ = ["BAD_BLOCK_DOC", "CHUNK", "ERRORS", "ForwardIndexError", "NAMES", "check_chunk", "check_doc", "check_range", "checksums", "describe_error",
-           "new_checked", "num_chunks", "raise_error", "term_dtype"]
+__all__ = ["BAD_BLOCK_DOC", "CHUNK", "ERRORS", "NAMES", "ForwardIndexError", "check_chunk", "check_doc", "check_range",
+           "check_row", "checksums", "describe_error", "new_checked", "num_chunks", "raise_error", "term_dtype"]

@@ -24,8 +24,8 @@ from heron.indexing.base import MAX_WEIGHT, SearchIndex, check_files, manifest_f
 from heron.indexing.inverted import approx as approx_search
 from heron.indexing.inverted import codec, forward, kernels
 from heron.indexing.inverted import format as fmt
-from heron.indexing.inverted.topk import readonly
 from heron.indexing.inverted.kernels import MODES
+from heron.indexing.inverted.topk import readonly
 from heron.storage.integrity import check_bytes
 
 
