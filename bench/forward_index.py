@@ -26,6 +26,8 @@ its own query encoder applied to the BEIR test queries)::
     python bench/forward_index.py prepare scifact /path/to/scifact-splade-tiny-index out/scifact.npz
     python bench/forward_index.py options out/scifact.npz out/nfcorpus.npz
     python bench/forward_index.py index out/scifact.npz --work /tmp/fwd-work
+    python bench/forward_index.py seismic out/scifact.npz --work /tmp/fwd-work   # Seismic's index size
+    python bench/forward_index.py summaries /tmp/fwd-work/scifact-approx         # summaries, byte-gap estimate
 """
 
 from __future__ import annotations
@@ -259,6 +261,10 @@ def options(paths: list[str], repeat: int, k: int) -> list[dict]:
                                       "forward_impacts": fi, "forward_checksum": checksum,
                                       "forward_checked": F.new_checked(n)})
         sizes["heron"] = sizes["uint16"] + checksum.nbytes
+        # the same kernel on raw arrays without checksums or flags: each visited row's bounds checked per visit
+        layouts["heron-rows"] = ("heron", {**arrays, "forward_offsets": fo, "forward_terms": ft32.astype(np.uint16),
+                                           "forward_impacts": fi})
+        sizes["heron-rows"] = sizes["uint16"]
         none = (np.zeros(0, np.int64), np.zeros(0, np.int32))
         for preset, knobs in KNOBS.items():
             results = {}
@@ -384,6 +390,26 @@ def seismic_size(path: str, work: str) -> dict:
             "params": params}
 
 
+def summary_estimate(index_path: str) -> dict:
+    """Size of an index's approximate summaries if their term ids were sorted within each block and stored as
+    one-byte gaps (a gap >= 256 escaped by a 0 byte and the full uint16 id) with an int64 byte offset per
+    block: computed from the stored summaries, not implemented."""
+    root = Path(index_path) / "approx"
+    so = np.load(root / "summary_offsets.npy")
+    st = np.load(root / "summary_terms.npy").astype(np.int64)
+    nb, lens = len(so) - 1, np.diff(so)
+    t = st[np.lexsort((st, np.repeat(np.arange(nb), lens)))]
+    first = np.zeros(len(t), bool)
+    first[so[:-1][lens > 0]] = True
+    gap = np.diff(t, prepend=0)
+    gap[first] = t[first] + 1  # the first id of a block is a gap from -1
+    escapes = int(np.count_nonzero(gap >= 256))
+    coded = len(t) + 2 * escapes + 8 * (nb + 1)
+    return {"index": str(index_path), "entries": len(t), "blocks": nb, "summary_bytes_now": 3 * len(t),
+            "term_bytes_now": 2 * len(t), "term_bytes_byte_gaps": coded, "bytes_per_entry": round(coded / len(t), 3),
+            "escapes": round(escapes / max(1, len(t)), 4), "summary_bytes_byte_gaps": coded + len(t)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -407,6 +433,8 @@ def main() -> None:
     z = sub.add_parser("seismic")
     z.add_argument("vectors", nargs="+")
     z.add_argument("--work", default="/tmp/forward-bench")
+    e = sub.add_parser("summaries", help="estimate byte-gap coded summary term ids of built indexes")
+    e.add_argument("indexes", nargs="+")
     args = parser.parse_args()
     if args.cmd == "prepare":
         prepare(args.name, args.index, args.out, args.data)
@@ -417,6 +445,9 @@ def main() -> None:
         for path in args.vectors:
             print(json.dumps(index_run(path, args.work, args.repeat, args.k, args.threads, args.reuse,
                                        json.loads(args.approx))), flush=True)
+    elif args.cmd == "summaries":
+        for path in args.indexes:
+            print(json.dumps(summary_estimate(path)), flush=True)
     elif args.cmd == "seismic":
         for path in args.vectors:
             print(json.dumps(seismic_size(path, args.work)), flush=True)
