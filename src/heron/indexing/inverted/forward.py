@@ -11,7 +11,7 @@ Layout (written only with the approximate structures, which read it at build and
 
 That is 3 bytes per entry with uint8 impacts (format 2 stored int32 term ids: 5 bytes); docs/BENCHMARKS.md,
 "Compressed forward index", compares it with per-document bit-packed term gaps (2.45 bytes per entry on
-SPLADE, but 1.5-2.6× slower approximate search than narrow ids: the inner loop then decodes) and
+SPLADE, but 1.1-2.6× slower approximate search than narrow ids: the inner loop then decodes) and
 uint32 offsets (4 bytes per document, under 0.5 % of the forward index at 250 entries per document).
 
 **Checks.** A chunk is checked before any of its rows is read (:func:`check_chunk`): its offsets
