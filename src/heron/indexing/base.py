@@ -33,6 +33,7 @@ import contextlib
 import os
 import shutil
 import time
+import tokenize
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -207,7 +208,7 @@ def check_npy(path: Path, entry: dict) -> None:
     fills the file exactly."""
     try:
         shape, dtype, offset = npy_header(path)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, tokenize.TokenError) as exc:  # (a damaged header dict can end early)
         raise IntegrityError(path, f"not a readable .npy array ({exc}); rebuild the index") from None
     if list(shape) != list(entry["shape"]) or dtype.name != entry.get("dtype"):
         raise IntegrityError(path, f"array is {dtype.name}{list(shape)}, the manifest records "

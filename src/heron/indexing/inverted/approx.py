@@ -32,6 +32,12 @@ ascending term order, rounded to float32, ties to the lower document index), so 
 pruning, ``summary_energy=1``, ``heap_factor=1`` and ``query_cut`` ≥ the query's length the answer is
 exactly the exhaustive one (summaries are then upper bounds).
 
+**Forward rows** (:mod:`.forward`): term ids are uint16 when the vocabulary fits (int32 otherwise; the
+kernels are compiled for either), and a visited document's chunk of 64 rows is checked — offsets and
+term ids in bounds, checksum — the first time the reader visits it (``checked`` flags kept by the
+index), so a damaged row is an IntegrityError, never an out-of-bounds read or a silently wrong score.
+A block's document index is bounds-checked too.
+
 ``heap_factor`` > 0: below 1 skips more blocks (faster, lower recall), above 1 fewer (energy-pruned
 summaries underestimate block scores). ``PRESETS`` name ``(query_cut, heap_factor)`` pairs by the
 recall@10 against exact search they reached with the default build on a synthetic SPLADE-like corpus
@@ -47,6 +53,8 @@ import threading
 import numpy as np
 from numba import njit
 
+from heron.indexing.inverted import forward
+from heron.indexing.inverted.forward import CHUNK_SHIFT, check_doc
 from heron.indexing.inverted.topk import (
     INT32_MAX,
     SLACK,
@@ -367,7 +375,7 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
     """The approximate-search arrays of an index (see the module docstring for the parameters)."""
     po = readonly(postings_offsets, np.int64)
     pd, pi = readonly(postings_docs, np.int32), readonly(postings_impacts)
-    fo, ft, fi = readonly(forward_offsets, np.int64), readonly(forward_terms, np.int32), readonly(forward_impacts)
+    fo, ft, fi = readonly(forward_offsets, np.int64), _terms(forward_terms), readonly(forward_impacts)
     num_docs = int(num_docs)
     vocab_size = len(po) - 1
     if prune not in ("fixed", "global"):
@@ -487,8 +495,8 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
 
 # -- search --------------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_terms, q_weights, qlo, qhi, query_cut, heap_factor,
-            mask, qdense, stamp, gen, hs, hd):
+def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_weights, qlo, qhi, query_cut,
+            heap_factor, mask, qdense, stamp, gen, hs, hd, err):
     n = qhi - qlo
     for i in range(qlo, qhi):
         qdense[q_terms[i]] = np.float64(q_weights[i])
@@ -510,22 +518,33 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_terms, q_weights, qlo, qh
                 continue
             for p in range(bdo[b], bdo[b + 1]):
                 d = bd[p]
+                if d < 0 or d >= stamp.shape[0]:
+                    err[0] = forward.BAD_BLOCK_DOC
+                    err[1] = b
+                    break
                 if stamp[d] == gen:
                     continue
                 stamp[d] = gen
                 if has_mask and mask[d] == 0:
                     continue
+                if (checked.shape[0] == 0 or not checked[d >> CHUNK_SHIFT]) and \
+                        not check_doc(fo, ft, fi, fc, checked, nlists, d, err):
+                    break  # a damaged chunk: stop (the caller raises)
                 s = 0.0
                 for i in range(fo[d], fo[d + 1]):
                     s += qdense[ft[i]] * fi[i]
                 heap_offer(hs, hd, np.float32(s), d)
+            if err[0]:
+                break
+        if err[0]:
+            break
     for i in range(qlo, qhi):
         qdense[q_terms[i]] = 0.0
 
 
 @njit(cache=True, nogil=True)
-def _approx_group(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, num_docs, q_indptr, q_terms, q_weights, query_cut,
-                  heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, out_idx, out_scores):
+def _approx_group(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, num_docs, q_indptr, q_terms, q_weights,
+                  query_cut, heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, out_idx, out_scores, err):
     nq = q_indptr.shape[0] - 1
     kk = min(out_idx.shape[1], num_docs)
     qdense = np.zeros(vocab_size, np.float64)
@@ -538,9 +557,11 @@ def _approx_group(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, num_docs, q_indptr, q
         gen += 1
         begin_query(hs, hd, mask, allow_indptr, allow_docs, q)
         if kk > 0:
-            _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_terms, q_weights, q_indptr[q], q_indptr[q + 1],
-                    query_cut, heap_factor, mask, qdense, stamp, gen, hs, hd)
+            _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_weights, q_indptr[q],
+                    q_indptr[q + 1], query_cut, heap_factor, mask, qdense, stamp, gen, hs, hd, err)
         end_query(hs, hd, out_idx, out_scores, mask, allow_indptr, allow_docs, q)
+        if err[0]:
+            return
 
 
 def _structures(approx_arrays: dict) -> tuple[np.ndarray, ...]:
@@ -574,21 +595,52 @@ def _stamp(num_docs: int) -> tuple[np.ndarray, int]:
     return stamp, gen
 
 
+def _terms(forward_terms) -> np.ndarray:
+    """The forward term ids as stored (uint16 or int32: one compiled specialisation each)."""
+    terms = np.asarray(forward_terms)
+    if terms.dtype not in (np.dtype(np.uint16), np.dtype(np.int32)):
+        terms = terms.astype(np.int32)
+    return readonly(terms)
+
+
+def _forward(forward_offsets, forward_terms, forward_impacts, forward_checksum, checked, num_docs):
+    """The forward arrays in the kernels' order: offsets, terms, impacts, checksums (empty: bounds checks
+    only) and the per-chunk checked flags (``forward.py``): the caller's, else fresh ones when there are
+    checksums, else none (each visited row's bounds checked at every visit)."""
+    fc = readonly(np.zeros(0, np.uint32) if forward_checksum is None else forward_checksum, np.uint32)
+    if checked is None:
+        checked = forward.new_checked(num_docs if len(fc) else 0)
+    elif len(checked) != forward.num_chunks(num_docs) or checked.dtype != np.uint8 or not checked.flags.writeable:
+        raise ValueError(f"checked must be a writable uint8 array of {forward.num_chunks(num_docs)} flags")
+    fo = readonly(forward_offsets, np.int64)
+    if len(fo) != int(num_docs) + 1:
+        raise ValueError(f"forward_offsets has {len(fo)} entries for {num_docs} documents")
+    return fo, _terms(forward_terms), readonly(forward_impacts), fc, checked
+
+
 def search_approx(approx_arrays, forward_offsets, forward_terms, forward_impacts, num_docs, terms, weights, k,
-                  query_cut, heap_factor, mask):
-    """Approximate top-``k``: ``(idx int32[k], scores float32[k])`` (see the module docstring)."""
+                  query_cut, heap_factor, mask, forward_checksum=None, checked=None):
+    """Approximate top-``k``: ``(idx int32[k], scores float32[k])`` (see the module docstring).
+
+    ``forward_checksum`` (the index's ``forward_checksum`` array) and ``checked`` (the reader's per-chunk
+    flags, :func:`heron.indexing.inverted.forward.new_checked`) as in :mod:`.forward`: every visited
+    document's chunk is checked before its row is read; a damaged one raises ``ForwardIndexError``."""
     structures = _structures(approx_arrays)
     vocab_size = len(structures[0]) - 1
     query_cut, heap_factor = _knobs(query_cut, heap_factor)
+    fwd = _forward(forward_offsets, forward_terms, forward_impacts, forward_checksum, checked, num_docs)
+    err = np.zeros(2, np.int64)
 
     def kernel(terms, weights, mask, hs, hd):
         stamp, gen = _stamp(int(num_docs))
-        _approx(*structures, readonly(forward_offsets, np.int64), readonly(forward_terms, np.int32),
-                readonly(forward_impacts), terms, weights, np.int64(0), np.int64(len(terms)), np.int64(query_cut),
+        _approx(*structures, *fwd, terms, weights, np.int64(0), np.int64(len(terms)), np.int64(query_cut),
                 np.float64(heap_factor), mask, scratch("approx_query", vocab_size, np.float64), stamp, np.int64(gen),
-                hs, hd)
+                hs, hd, err)
 
-    return search_one(vocab_size, num_docs, terms, weights, k, mask, kernel)
+    out = search_one(vocab_size, num_docs, terms, weights, k, mask, kernel)
+    if err[0]:
+        forward.raise_error(err)
+    return out
 
 
 def batch_runner(arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, allow_docs, groups, out_idx,
@@ -599,13 +651,16 @@ def batch_runner(arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, a
     query_cut, heap_factor = _knobs(query_cut, heap_factor)
     if len(q_terms) and q_terms.max() >= vocab_size:
         raise ValueError(f"query term ids must lie in [0, {vocab_size})")
-    fo, ft, fi = (readonly(arrays["forward_offsets"], np.int64), readonly(arrays["forward_terms"], np.int32),
-                  readonly(arrays["forward_impacts"]))
+    fwd = _forward(arrays["forward_offsets"], arrays["forward_terms"], arrays["forward_impacts"],
+                   arrays.get("forward_checksum"), arrays.get("forward_checked"), num_docs)
 
     def run(g):
-        _approx_group(*structures, fo, ft, fi, np.int64(num_docs), q_indptr, q_terms, q_weights, np.int64(query_cut),
+        err = np.zeros(2, np.int64)
+        _approx_group(*structures, *fwd, np.int64(num_docs), q_indptr, q_terms, q_weights, np.int64(query_cut),
                       np.float64(heap_factor), allow_indptr, allow_docs, np.int64(g), np.int64(groups),
-                      np.int64(vocab_size), out_idx, out_scores)
+                      np.int64(vocab_size), out_idx, out_scores, err)
+        if err[0]:
+            forward.raise_error(err)
 
     return run
 

@@ -15,8 +15,9 @@ An index is a directory::
                                           where each term's blocks and each block's words lie is derived
                                           from the counts and widths at open (``block_offsets``, ``block_words``)
     forward_offsets.npy      int64[N+1]   only with approx/: terms of document d are [offsets[d], offsets[d+1])
-    forward_terms.npy        int32[nnz]   ascending within a document (uncompressed)
+    forward_terms.npy        uint16[nnz]  ascending within a document; int32 when the vocabulary has > 65,536 terms
     forward_impacts.npy      uint8|uint16[nnz]
+    forward_checksum.npy     uint32[ceil(N/64)]  hash of each 64 documents' rows (``forward.py``)
     doc_ids.txt              one external document id per line (utf-8; ids contain no newline)
     vocab.json.gz            list of term strings (JSON, gzip-compressed): term id -> term
     encoder/                 optional: files that re-create the query encoder
@@ -26,8 +27,8 @@ The block is both the unit of compression and of block-max pruning (``manifest["
 ["block_size"]``, 128 by default). The forward index is written only with the approximate structures,
 which read it; without it, document rows are decoded from the postings (``InvertedIndex.vectors``).
 Version 1 (uncompressed ``postings_docs`` / ``postings_impacts`` and an always-present forward index)
-and version 2 (int64 ``postings_offsets``, gaps and impacts padded separately, metadata page checksums)
-are refused with a message to rebuild.
+and version 2 (int64 ``postings_offsets``, gaps and impacts padded separately, metadata page checksums,
+int32 forward term ids without ``forward_checksum.npy``) are refused with a message to rebuild.
 
 Every array is a plain ``.npy`` opened with ``np.load(mmap_mode="r")``. Weights are stored as
 integer *impacts*: ``impact = clip(round(weight * scale), 1, 2**bits - 1)`` for every non-zero
@@ -43,6 +44,8 @@ import numpy as np
 from heron.errors import HeronError
 from heron.indexing.base import describe_index_file
 from heron.indexing.base import npy_header as npy_header  # the builder reads array headers through this module
+from heron.indexing.inverted.forward import num_chunks as forward_num_chunks
+from heron.indexing.inverted.forward import term_dtype as forward_term_dtype
 from heron.storage import read_versioned_json
 
 FORMAT_NAME = "heron-inverted-index"
@@ -66,12 +69,22 @@ ARRAYS: dict[str, str] = {
     "block_checksum": "uint32",
     "postings_words": "uint32",
 }
-# the forward index: present only in an index with approximate structures
+# the forward index: present only in an index with approximate structures ("term" = forward.term_dtype(V))
 FORWARD_ARRAYS: dict[str, str] = {
     "forward_offsets": "int64",
-    "forward_terms": "int32",
+    "forward_terms": "term",
     "forward_impacts": "impact",
+    "forward_checksum": "uint32",
 }
+
+
+def array_dtype(kind: str, impact: np.dtype, vocab_size: int) -> str:
+    """The dtype name of an array of ``ARRAYS`` / ``FORWARD_ARRAYS`` kind ``kind``."""
+    if kind == "impact":
+        return np.dtype(impact).name
+    if kind == "term":
+        return forward_term_dtype(vocab_size).name
+    return kind
 
 
 def array_file(name: str) -> str:
@@ -86,6 +99,7 @@ def expected_shapes(num_docs: int, vocab_size: int, nnz: int, num_blocks: int,
         "block_checksum": (num_blocks,),
         "postings_words": (num_words,),
         "forward_offsets": (num_docs + 1,), "forward_terms": (nnz,), "forward_impacts": (nnz,),
+        "forward_checksum": (forward_num_chunks(num_docs),),
     }
 
 

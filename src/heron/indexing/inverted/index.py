@@ -13,6 +13,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,10 @@ import scipy.sparse as sp
 from heron.errors import HeronError, IntegrityError, QueryError
 from heron.indexing.base import MAX_WEIGHT, SearchIndex, check_files, manifest_field, read_doc_ids, watch_files
 from heron.indexing.inverted import approx as approx_search
-from heron.indexing.inverted import codec, kernels
+from heron.indexing.inverted import codec, forward, kernels
 from heron.indexing.inverted import format as fmt
 from heron.indexing.inverted.kernels import MODES
+from heron.indexing.inverted.topk import readonly
 from heron.storage.integrity import check_bytes
 
 
@@ -50,6 +52,8 @@ class InvertedIndex(SearchIndex):
         self._vocab: list[str] | None = None
         self._term_ids: dict[str, int] | None = None
         self._forward: sp.csr_matrix | None = None  # decoded from the postings when there is no forward index
+        # the forward index's per-chunk "checked" flags: each chunk is checked once, on first read (forward.py)
+        self._forward_checked = forward.new_checked(manifest["num_docs"]) if "forward_offsets" in arrays else None
         for name, array in arrays.items():
             setattr(self, name, array)
 
@@ -84,13 +88,16 @@ class InvertedIndex(SearchIndex):
         required = [fmt.array_file(name) for name in names]
         required += [manifest.get("doc_ids_file", fmt.DOC_IDS_FILE), manifest.get("vocab_file", fmt.VOCAB_FILE)]
         required += [f"{fmt.APPROX_DIR}/{fmt.array_file(name)}" for name in approx_names]
+        if forward and fmt.array_file("forward_checksum") not in files:
+            raise HeronError(f"{root}: the forward index has an older layout (int32 term ids, no "
+                             f"forward_checksum.npy); rebuild the index")
         for rel in required:
             if rel not in files:
                 raise HeronError(f"{root / rel}: not listed in {fmt.MANIFEST_FILE} (incomplete index); "
                                  "rebuild the index")
         for name, kind in names.items():
             entry = files[fmt.array_file(name)]
-            want = dtype.name if kind == "impact" else kind
+            want = fmt.array_dtype(kind, dtype, vocab_size)
             if entry.get("dtype") != want or list(entry.get("shape", [])) != list(shapes[name]):
                 raise HeronError(f"{root / fmt.array_file(name)}: the manifest records {entry.get('dtype')}"
                                  f"{entry.get('shape')}, expected {want}{list(shapes[name])}; rebuild the index")
@@ -192,11 +199,37 @@ class InvertedIndex(SearchIndex):
         return out
 
     def vectors(self, positions) -> sp.csr_matrix:
-        """Dequantized stored rows (``len(positions) × V``) of the documents at ``positions``."""
+        """Dequantized stored rows (``len(positions) × V``) of the documents at ``positions``.
+
+        With a forward index only those rows are read (and their chunks checked). Without one, the rows
+        come from :meth:`forward_matrix`, which decodes every posting list once and keeps the whole matrix
+        for the life of this object: ``nnz × (4 + impact bytes) + 8 (N + 1)`` bytes (~640 MB at 1M documents
+        of 125 non-zeros), plus about as much again while it is built. Build with ``approx`` (which keeps a
+        memory-mapped forward index) where that matters."""
         self.check_in_use()
-        rows = self.forward_matrix()[np.asarray(list(positions), dtype=np.int64)]
+        positions = np.asarray(list(positions), dtype=np.int64).reshape(-1)
+        if self.has_forward_index:
+            rows = self._stored_rows(positions)
+        else:
+            rows = self.forward_matrix()[positions]
         rows.data = self._dequantize(rows.data)
         return rows
+
+    def _stored_rows(self, positions: np.ndarray) -> sp.csr_matrix:
+        """The forward index's rows at ``positions`` (impacts), read without building the whole matrix."""
+        if len(positions) and (positions.min() < -self.num_docs or positions.max() >= self.num_docs):
+            raise IndexError(f"document index out of range [0, {self.num_docs})")
+        positions = positions % max(self.num_docs, 1)
+        for chunk in np.unique(positions >> forward.CHUNK_SHIFT).tolist():
+            self._check_forward(chunk << forward.CHUNK_SHIFT, min((chunk + 1) << forward.CHUNK_SHIFT, self.num_docs))
+        a = self.arrays
+        offsets = a["forward_offsets"]
+        starts, ends = np.asarray(offsets[positions]), np.asarray(offsets[positions + 1])
+        indptr = np.zeros(len(positions) + 1, np.int64)
+        np.cumsum(ends - starts, out=indptr[1:])
+        take = np.repeat(starts - indptr[:-1], ends - starts) + np.arange(int(indptr[-1]))
+        return sp.csr_matrix((np.asarray(a["forward_impacts"][take]), np.asarray(a["forward_terms"][take], np.int32),
+                              indptr), shape=(len(positions), self.vocab_size))
 
     def describe(self) -> dict:
         return {**super().describe(), "vocab_size": self.vocab_size, "nnz": self.nnz,
@@ -222,7 +255,7 @@ class InvertedIndex(SearchIndex):
         if not 0 <= doc_idx < self.num_docs:
             raise IndexError(f"document index {doc_idx} out of range [0, {self.num_docs})")
         self.check_in_use()
-        offsets, terms, impacts = self._forward_arrays()
+        offsets, terms, impacts = self._forward_arrays(doc_idx, doc_idx + 1)
         lo, hi = int(offsets[doc_idx]), int(offsets[doc_idx + 1])
         terms = np.array(terms[lo:hi], dtype=np.int32)
         impacts = np.array(impacts[lo:hi])
@@ -230,10 +263,11 @@ class InvertedIndex(SearchIndex):
 
     def iter_rows(self, dequantize: bool = True, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every document's ``(terms, weights)`` in index order, read a chunk of documents at a time."""
-        offsets, all_terms, all_impacts = self._forward_arrays()
+        offsets, all_terms, all_impacts = self._forward_arrays(0, 0)
         for start in range(0, self.num_docs, chunk):
             self.check_in_use()
             stop = min(start + chunk, self.num_docs)
+            self._check_forward(start, stop)
             bounds = np.array(offsets[start:stop + 1])
             base = int(bounds[0])
             terms = np.array(all_terms[base:int(bounds[-1])], dtype=np.int32)
@@ -257,9 +291,11 @@ class InvertedIndex(SearchIndex):
         self.check_in_use()
         return codec.decode_postings(self.arrays, self.num_docs, self.block_size, self.path)
 
-    def _forward_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(offsets int64[N+1], terms, impacts)`` of the documents: stored, or decoded once."""
+    def _forward_arrays(self, lo: int = 0, hi: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(offsets int64[N+1], terms, impacts)`` of the documents: stored (the rows of documents
+        ``[lo, hi)`` checked, every row by default), or decoded once."""
         if self.has_forward_index:
+            self._check_forward(lo, self.num_docs if hi is None else hi)
             a = self.arrays
             return a["forward_offsets"], a["forward_terms"], a["forward_impacts"]
         if self._forward is None:
@@ -271,6 +307,32 @@ class InvertedIndex(SearchIndex):
             self._forward = forward
         return (self._forward.indptr.astype(np.int64, copy=False), self._forward.indices.astype(np.int32, copy=False),
                 self._forward.data)
+
+    def _check_forward(self, lo: int, hi: int) -> None:
+        """Check the forward-index chunks of documents ``[lo, hi)`` not checked yet (:mod:`.forward`)."""
+        if (not self.has_forward_index or hi <= lo
+                or self._forward_checked[lo >> forward.CHUNK_SHIFT:((hi - 1) >> forward.CHUNK_SHIFT) + 1].all()):
+            return
+        a, err = self.arrays, np.zeros(2, np.int64)
+        with self._forward_errors():
+            if not forward.check_range(readonly(a["forward_offsets"]), readonly(a["forward_terms"]),
+                                       readonly(a["forward_impacts"]), readonly(a["forward_checksum"]),
+                                       self._forward_checked, np.int64(self.vocab_size), np.int64(lo), np.int64(hi),
+                                       err):
+                forward.raise_error(err)
+
+    @contextmanager
+    def _forward_errors(self):
+        """Name the damaged file of a failed forward-index check: the forward files (and the approximate
+        structures) are hashed in full, and the first mismatch is raised; if none, the check's own error."""
+        try:
+            yield
+        except forward.ForwardIndexError as exc:
+            files = self.manifest["files"]
+            suspects = {rel: files[rel] for rel in files
+                        if rel.startswith(("forward_", f"{fmt.APPROX_DIR}/"))}
+            check_files(self.path, suspects, verify=True)
+            raise IntegrityError(self.path / exc.path, exc.problem) from None
 
     def _dequantize(self, impacts: np.ndarray) -> np.ndarray:
         return (impacts.astype(np.float64) / self.scale).astype(np.float32)
@@ -300,9 +362,11 @@ class InvertedIndex(SearchIndex):
             idx, scores = kernels.search_compressed(mode, a, self.num_docs, terms, weights, int(k), mask,
                                                     self.block_size, root=self.path, verify=self.verify_blocks)
         else:
-            idx, scores = approx_search.search_approx(
-                self.approx, a["forward_offsets"], a["forward_terms"], a["forward_impacts"], self.num_docs,
-                terms, weights, int(k), knobs["query_cut"], knobs["heap_factor"], mask)
+            with self._forward_errors():
+                idx, scores = approx_search.search_approx(
+                    self.approx, a["forward_offsets"], a["forward_terms"], a["forward_impacts"], self.num_docs,
+                    terms, weights, int(k), knobs["query_cut"], knobs["heap_factor"], mask,
+                    forward_checksum=a["forward_checksum"], checked=self._forward_checked)
         return self._results(np.asarray(idx)[None], np.asarray(scores)[None])[0]
 
     def search_batch(self, queries, k: int = 10, mode: str = "exact", allow=None, threads: int | None = None,
@@ -334,12 +398,14 @@ class InvertedIndex(SearchIndex):
             allow_docs = np.tile(docs, len(prepared))
         if k <= 0 or not len(prepared):
             return [[] for _ in prepared], [np.zeros(0, np.float32) for _ in prepared]
-        arrays = {**self.arrays, **self.approx} if mode == "approx" else dict(self.arrays)
+        arrays = ({**self.arrays, **self.approx, "forward_checked": self._forward_checked} if mode == "approx"
+                  else dict(self.arrays))
         extra = {} if mode == "approx" else {"root": self.path, "verify": self.verify_blocks,
                                              "block_size": self.block_size}
-        idx, scores = kernels.search_batch(mode, arrays, q_indptr, q_terms, q_weights, int(k), allow_indptr,
-                                           allow_docs, int(threads or os.cpu_count() or 1), num_docs=self.num_docs,
-                                           **extra, **knobs)
+        with self._forward_errors():
+            idx, scores = kernels.search_batch(mode, arrays, q_indptr, q_terms, q_weights, int(k), allow_indptr,
+                                               allow_docs, int(threads or os.cpu_count() or 1),
+                                               num_docs=self.num_docs, **extra, **knobs)
         results = self._results(np.asarray(idx), np.asarray(scores))
         return [ids for ids, _ in results], [row for _, row in results]
 
