@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, njit, types
 from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
 from heron.indexing.inverted import codec, kernels
@@ -102,10 +103,24 @@ def _pointer(typingctx, address):
     return types.voidptr(types.int64), codegen
 
 
+@intrinsic
+def _frozen(typingctx, array):
+    """``array`` typed read-only (the same data model): the kernels are then the specialisations a single index
+    already compiled (and cached), not a second set."""
+    if not isinstance(array, types.Array) or array.mutable is False:
+        return None
+    frozen = array.copy(readonly=True)
+
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, frozen, args[0])
+
+    return frozen(array), codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _column(addresses, lengths, s, c, dtype):
-    """Column ``c`` of segment ``s`` as an array of ``dtype`` (an empty one for a zero length)."""
-    return carray(_pointer(addresses[s, c] if lengths[s, c] > 0 else 0), lengths[s, c], dtype)
+    """Column ``c`` of segment ``s`` as a read-only array of ``dtype`` (an empty one for a zero length)."""
+    return _frozen(carray(_pointer(addresses[s, c] if lengths[s, c] > 0 else 0), lengths[s, c], dtype))
 
 
 @njit(cache=True, nogil=True)
@@ -168,8 +183,8 @@ def _group(addresses, lengths, num_docs, bases, total, block_size, verify, metho
                         _column(addresses, lengths, s, 3, impact), _column(addresses, lengths, s, 4, np.int64),
                         _column(addresses, lengths, s, 5, np.uint16), _column(addresses, lengths, s, 6, np.uint32),
                         _column(addresses, lengths, s, 7, np.uint32), _column(addresses, lengths, s, 8, np.uint32),
-                        block_size, verify, method, num_docs[s], lt, lw, 0, n,
-                        _column(addresses, lengths, s, 9, np.uint8), lpo, lpd, lpi, lbo, lbl, lbm, lterms, gb0,
+                        block_size, verify, method, num_docs[s], _frozen(lt), _frozen(lw), np.int64(0), n,
+                        carray(_pointer(addresses[s, 9]), lengths[s, 9], np.uint8), lpo, lpd, lpi, lbo, lbl, lbm, lterms, gb0,
                         done, wacc, wbits, cand_d, cand_s, wcum, hs, hd, window, err):
                     failed[0] = s
                     return

@@ -70,6 +70,9 @@ SHARE_SLACK = 1.5
 SHARE_MIN = 16
 #: a segment of n documents, d deleted, first over-fetches ``min(d, 2 · share · d / n + OVERFETCH_SLACK)`` more hits
 OVERFETCH_SLACK = 16
+#: inverted members searched in exact modes run as one compiled call over every segment sharing one top-k heap
+#: (:mod:`heron.indexing.inverted.multisegment`); False: per segment, shares of k and merging, as the other types
+ONE_CALL = True
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -509,7 +512,7 @@ class SegmentedMember(SearchIndex):
     def _one_call(self, options: dict) -> bool:
         """Whether an inverted search runs as one call over every segment (:mod:`.multisegment`): the exact
         modes over compressed postings, options ``mode`` and ``threads`` only."""
-        if set(options) - {"mode", "threads"} or options.get("mode", "exact") not in ("exact", "taat"):
+        if not ONE_CALL or set(options) - {"mode", "threads"} or options.get("mode", "exact") not in ("exact", "taat"):
             return False
         return all("postings_words" in part.arrays for part in self.parts)
 
