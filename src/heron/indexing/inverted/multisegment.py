@@ -33,7 +33,6 @@ from numba.extending import intrinsic
 from heron.indexing.inverted import codec, kernels
 from heron.indexing.inverted.topk import INT32_MAX, heap_finish, heap_reset, outputs, readonly, run_groups, scratch
 
-
 #: the arrays of a segment, in the order of the table's columns: the compressed postings
 #: (:func:`codec.compressed_arrays`), the metadata page checksums, the document mask
 _COLUMNS = ("po", "bo", "bl", "bm", "bw", "bb", "bc", "words", "mc", "mask")
@@ -184,8 +183,8 @@ def _group(addresses, lengths, num_docs, bases, total, block_size, verify, metho
                         _column(addresses, lengths, s, 5, np.uint16), _column(addresses, lengths, s, 6, np.uint32),
                         _column(addresses, lengths, s, 7, np.uint32), _column(addresses, lengths, s, 8, np.uint32),
                         block_size, verify, method, num_docs[s], _frozen(lt), _frozen(lw), np.int64(0), n,
-                        carray(_pointer(addresses[s, 9]), lengths[s, 9], np.uint8), lpo, lpd, lpi, lbo, lbl, lbm, lterms, gb0,
-                        done, wacc, wbits, cand_d, cand_s, wcum, hs, hd, window, err):
+                        carray(_pointer(addresses[s, 9]), lengths[s, 9], np.uint8), lpo, lpd, lpi, lbo, lbl, lbm,
+                        lterms, gb0, done, wacc, wbits, cand_d, cand_s, wcum, hs, hd, window, err):
                     failed[0] = s
                     return
                 shift = bases[s] - total  # this segment's entries: global position - total (< 0)
@@ -204,8 +203,8 @@ def search_batch(segments: SegmentArrays, masks, method: str, q_indptr, q_terms,
     ``(positions int32[Q, k], scores float32[Q, k])`` — global positions (segment base + local index, -1
     padding) and impact-scale scores (-inf padding). Query ``q`` is ``q_terms[q_indptr[q]:q_indptr[q+1]]``
     (int32 term ids, ascending and unique) with its float32 weights. ``masks``: a table from
-    :meth:`SegmentArrays.with_masks` (or None: ``segments.table``, the masks given at construction). A failed block check raises the
-    IntegrityError naming the file under ``roots[segment]``."""
+    :meth:`SegmentArrays.with_masks` (or None: ``segments.table``, the masks given at construction). A failed
+    block check raises the IntegrityError naming the file under ``roots[segment]``."""
     if method not in ("exact", "taat"):
         raise ValueError(f"method must be 'exact' or 'taat', not {method!r}")
     q_indptr = readonly(q_indptr, np.int64)

@@ -5,11 +5,18 @@
 (the commit's order), and within a segment by position. ``doc_ids`` lists them in that order and
 ``vectors(positions)`` takes global positions.
 
-**Search.** Each segment is searched with its own index and the per-segment top lists are merged into the
-global top-k, ranked by score (descending) and then by global position (ascending). A segment holding a
-fraction ``f`` of the live documents is first asked for about ``k · f · SHARE_SLACK + SHARE_MIN`` hits, not
-``k`` (a segment's top-``k`` threshold is far lower than the global one, and its pruning weaker: at 1M documents
-in 11 segments, top-1000 took 4.5× a single index's time with ``k`` per segment); a segment whose every
+**Search.** Inverted members in the exact modes (``exact``, ``taat``) are searched in *one compiled call* over
+every segment (:mod:`heron.indexing.inverted.multisegment`): the segments in global order share one top-k heap,
+so each starts from the k-th best score of those before it (as one index over all their documents would), ties
+go to the lower global position, and deleted documents and an allow-list are masks the kernel skips — no
+over-fetching, no second pass, no per-segment Python (:data:`ONE_CALL`; measured in docs/LIFECYCLE.md).
+
+Every other member type and mode (FAISS, multi-vector, inverted ``approx``) searches each segment with its own
+index and merges the per-segment top lists into the global top-k, ranked by score (descending) and then by
+global position (ascending). A segment holding a fraction ``f`` of the live documents is first asked for about
+``k · f · SHARE_SLACK + SHARE_MIN`` hits, not ``k`` (a segment's top-``k`` threshold is far lower than the global
+one, and its pruning weaker: at 1M documents in 11 segments, inverted top-1000 took 4.5× a single index's time
+with ``k`` per segment); a segment whose every
 returned hit entered the global top-k may hold more and is searched again with ``k``, so the result is exact.
 A segment of ``n`` documents, ``d`` of them deleted, first over-fetches ``min(d, 2·share·d/n + OVERFETCH_SLACK)``
 more hits (twice the deleted ones expected among its share) and drops the deleted ones; when its live hits may fall
@@ -85,6 +92,33 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+#: parsed vocabularies by their file's manifest entry (size and hash): the segments of an index share one list
+_VOCABS: dict[tuple, list[str]] = {}
+_VOCABS_MAX = 8
+
+
+def _share_vocab(index) -> None:
+    """Give an inverted segment the vocabulary list already parsed for another segment whose vocabulary file the
+    manifest records with the same size and hash (and that the open checked against it)."""
+    rel = index.manifest.get("vocab_file")
+    entry = (index.manifest.get("files") or {}).get(rel) if rel else None
+    if not isinstance(entry, dict) or getattr(index, "_vocab", None) is not None:
+        return
+    key = (rel, entry.get("bytes"), *sorted((k, v) for k, v in entry.items() if k.startswith("xxh3")))
+    if len(key) < 4:  # no hash recorded: nothing to compare
+        return
+    with _POOL_LOCK:
+        known = _VOCABS.get(key)
+    if known is not None and len(known) == index.vocab_size:
+        index._vocab = known
+        return
+    vocab = index.vocab
+    with _POOL_LOCK:
+        if len(_VOCABS) >= _VOCABS_MAX:
+            _VOCABS.pop(next(iter(_VOCABS)))
+        _VOCABS[key] = vocab
+
+
 class Segment:
     """One opened segment directory: every member's index, the document ids, the size on disk. Immutable
     and shared by every snapshot that holds it."""
@@ -120,6 +154,7 @@ class Segment:
                 raise IntegrityError(self.path / member["path"], f"member {name!r} holds other documents than "
                                                                  f"the first member")
             if index.kind == "inverted":
+                _share_vocab(index)
                 _ = index.vocab  # read now: a snapshot keeps answering term queries after its files are removed
             self.members[name] = index
         self.doc_ids: list[str] = ids or []

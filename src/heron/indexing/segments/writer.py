@@ -152,9 +152,9 @@ class IndexWriter:
         """Those of ``ids`` live in some segment."""
         found: set[str] = set()
         for entry in self._entries:
-            positions = entry.positions
-            common = positions.keys() & ids
+            common = ids.intersection(entry.ids)  # probes the (small) set of new ids: no map of the segment
             if common and entry.live is not None:
+                positions = entry.positions
                 common = {d for d in common if entry.live[positions[d]]}
             found |= common
         return found
