@@ -8,9 +8,9 @@ queries of about 24 terms from the same distribution. Steps, all on the same mac
 2. **add**: build the ``--add-fraction`` new documents as one segment, ``add_segment`` + ``commit``;
 3. **rebuild**: build every document (old + new) as one classic index, as a user without segments would;
 4. exact top-10 and top-1000 latency, one query at a time, over the segmented index (all segments in one
-   compiled call sharing one heap, ``reader.ONE_CALL``; then, for comparison, per segment and merged, one after
+   compiled call sharing one heap, ``reader.ONE_CALL``; and, for comparison, per segment and merged, one after
    the other) and over the rebuilt index (one thread: a single query is one kernel call), after checking that
-   both return the same ids and scores;
+   both return the same ids and scores; the three take turns query by query (the same load for each);
 5. **merge** to one segment (time), the same latency through the merged segment, and with 1 % deleted.
 
 Usage: ``python bench/segments.py --docs 200000`` (prints a JSON report; ``--out`` keeps the indexes).
@@ -97,6 +97,28 @@ def latency(index, queries: list[dict], k: int) -> dict:
             "p99_ms": round(float(np.percentile(ms, 99)), 3), "cpu_mean_ms": round(float(np.mean(cpu)) * 1000, 3)}
 
 
+def paired_latency(searches: dict, queries: list[dict], k: int) -> dict:
+    """:func:`latency` of several searches (name → ``search(queries, k)``) taking turns query by query, so that
+    every one sees the same load of a shared machine (measured one after the other, ratios drifted by 2x)."""
+    for search in searches.values():
+        search(queries[:5], k)
+    times = {name: [] for name in searches}
+    cpu = {name: [] for name in searches}
+    for q in queries:
+        for name, search in searches.items():
+            started, started_cpu = time.perf_counter(), time.thread_time()
+            search([q], k)
+            times[name].append(time.perf_counter() - started)
+            cpu[name].append(time.thread_time() - started_cpu)
+    out = {}
+    for name in searches:
+        ms = np.array(times[name]) * 1000
+        out[name] = {"mean_ms": round(float(ms.mean()), 3), "p50_ms": round(float(np.median(ms)), 3),
+                     "p99_ms": round(float(np.percentile(ms, 99)), 3),
+                     "cpu_mean_ms": round(float(np.mean(cpu[name])) * 1000, 3)}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=200_000)
@@ -168,12 +190,20 @@ def main() -> None:
         assert got[0] == want[0] and all(np.array_equal(a, b) for a, b in zip(got[1], want[1])), f"k={k} differs"
     report["segments_in_index"] = len(segmented.segments)
     report["latency"] = {}
+    reader.SEGMENT_THREADS = 1
+
+    def per_segment_merged(qs, k):
+        reader.ONE_CALL = False
+        try:
+            return member.search_batch(qs, k, threads=1)
+        finally:
+            reader.ONE_CALL = True
+
     for k in (10, 1000):
-        one = latency(single, queries, k)
-        seg = latency(member, queries, k)
-        reader.ONE_CALL, reader.SEGMENT_THREADS = False, 1
-        per_segment = latency(member, queries, k)
-        reader.ONE_CALL = True
+        got = paired_latency({"single": lambda qs, k: single.search_batch(qs, k, threads=1),
+                              "segmented": lambda qs, k: member.search_batch(qs, k, threads=1),
+                              "per_segment": per_segment_merged}, queries, k)
+        one, seg, per_segment = got["single"], got["segmented"], got["per_segment"]
         report["latency"][f"top{k}"] = {
             "rebuilt_single": one, "segmented": seg, "segmented_per_segment_merged": per_segment,
             "ratio": round(seg["mean_ms"] / one["mean_ms"], 2),
