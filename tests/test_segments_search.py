@@ -47,6 +47,7 @@ def test_ties_across_segments_go_to_the_lower_global_position(tmp_path, monkeypa
     parts = [[f"d{i}" for i in range(0, 14)], [f"d{i}" for i in range(14, 20)], [f"d{i}" for i in range(20, 40)]]
     index = segmented(tmp_path, rows, parts, deleted=["d1", "d2", "d16"])
     member = index.member(index.members[0])
+    assert len({id(part.vocab) for part in member.parts}) == 1  # one parsed vocabulary for every segment
     live = index.doc_ids
     fresh = open_index(build(rows, live, tmp_path / "fresh"))
     qs = [{"t0": 1.0}, {"t0": 1.0, "t1": 1.0}, {"t1": 2.0}, {"t5": 1.0}]

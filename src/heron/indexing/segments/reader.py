@@ -104,9 +104,10 @@ def _share_vocab(index) -> None:
     entry = (index.manifest.get("files") or {}).get(rel) if rel else None
     if not isinstance(entry, dict) or getattr(index, "_vocab", None) is not None:
         return
-    key = (rel, entry.get("bytes"), *sorted((k, v) for k, v in entry.items() if k.startswith("xxh3")))
-    if len(key) < 4:  # no hash recorded: nothing to compare
+    hashes = tuple(sorted((k, v) for k, v in entry.items() if k.startswith(("xxh3", "sha256"))))
+    if not hashes:  # no hash recorded: nothing to compare
         return
+    key = (rel, entry.get("bytes"), hashes)
     with _POOL_LOCK:
         known = _VOCABS.get(key)
     if known is not None and len(known) == index.vocab_size:
