@@ -146,9 +146,13 @@ def check_against_scratch(path: Path, model: dict[str, int], corpus: Corpus, tmp
                 assert_same(member.search_batch(queries(kind), k, **opts), ref.search_batch(queries(kind), k, **opts),
                             f"{name} k={k} {opts}", exact=kind == "inverted")
         allow = index.doc_ids[::3]
-        opts = {"mode": "taat"} if kind == "inverted" else {}
-        assert_same(member.search_batch(queries(kind), 5, allow=allow, **opts),
-                    ref.search_batch(queries(kind), 5, allow=allow, **opts), f"{name} allow", exact=kind == "inverted")
+        for opts in modes:
+            assert_same(member.search_batch(queries(kind), 5, allow=allow, **opts),
+                        ref.search_batch(queries(kind), 5, allow=allow, **opts), f"{name} allow {opts}",
+                        exact=kind == "inverted")
+        if kind == "inverted":  # queries dealt to several groups of the one-call search
+            assert_same(member.search_batch(queries(kind), 3, threads=3), ref.search_batch(queries(kind), 3),
+                        f"{name} threads=3", exact=True)
         got, want = member.vectors([len(docs) - 1, 0]), ref.vectors([len(docs) - 1, 0])
         if kind == "inverted":
             assert (got != want).nnz == 0
@@ -171,8 +175,9 @@ OPS = st.lists(st.one_of(
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(ops=OPS, seed=st.integers(0, 3), overfetch=st.booleans(), tiered=st.booleans(), threads=st.sampled_from([1, 3]),
-       share=st.sampled_from([(1.5, 16), (0.3, 0)]))
-def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, overfetch, tiered, threads, share):
+       share=st.sampled_from([(1.5, 16), (0.3, 0)]), one_call=st.booleans())
+def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, overfetch, tiered, threads, share,
+                                                  one_call):
     """Random add / upsert / delete / commit / merge sequences on a bundle of an inverted, a FAISS flat and a
     multi-vector member; after each commit, every member's search == a from-scratch build over the live docs."""
     tmp = tmp_path_factory.mktemp("prop")
@@ -183,7 +188,9 @@ def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, o
     convert_to_segmented(path)
     policy = {"segments_per_tier": 2, "min_docs": 2} if tiered else {"enabled": False}
     next_id, version, batch = 5, 1, 0
-    old = (reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS, reader.SHARE_SLACK, reader.SHARE_MIN)
+    old = (reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS, reader.SHARE_SLACK, reader.SHARE_MIN,
+           reader.ONE_CALL)
+    reader.ONE_CALL = one_call  # inverted members: one compiled call over every segment, or per segment and merged
     reader.SEGMENT_THREADS = threads  # segments searched one after the other, or on a thread pool
     reader.SHARE_SLACK, reader.SHARE_MIN = share  # (0.3, 0): segments first asked for too few hits, then again
     if not overfetch:  # every segment with deletions searched through the live-document filter
@@ -218,7 +225,7 @@ def test_random_changes_search_like_a_fresh_build(tmp_path_factory, ops, seed, o
         check_against_scratch(path, model, corpus, tmp)  # the with block committed the rest
     finally:
         (reader.OVERFETCH_MIN, reader.OVERFETCH_FACTOR, reader.SEGMENT_THREADS, reader.SHARE_SLACK,
-         reader.SHARE_MIN) = old
+         reader.SHARE_MIN, reader.ONE_CALL) = old
 
 
 def test_approximate_search_per_segment_merged_into_a_global_top_k(tmp_path):
@@ -478,6 +485,7 @@ def test_segments_asked_for_a_share_of_k_are_searched_again_when_it_may_be_short
 
     monkeypatch.setattr(reader.SegmentedMember, "_run", staticmethod(counted))
     monkeypatch.setattr(reader, "SHARE_MIN", 0)
+    monkeypatch.setattr(reader, "ONE_CALL", False)  # the per-segment path (FAISS, multi-vector, approx)
     member = SegmentedIndex.open(path).member("ix")
     got = member.search_batch([{"t0": 1.0}], 40)
     assert calls == [[30, 30], [40]]  # each asked for 40 · 60/120 · 1.5 = 30 hits, then t0's segment for 40
@@ -487,10 +495,12 @@ def test_segments_asked_for_a_share_of_k_are_searched_again_when_it_may_be_short
     assert_same(got, open_index(fresh).search_batch([{"t0": 1.0}], 40))
 
 
-@pytest.mark.parametrize("fallback", [False, True])
+@pytest.mark.parametrize("fallback", [False, True, None])
 def test_deleted_documents_at_the_top_make_a_segment_search_again(tmp_path, monkeypatch, fallback):
     """The 30 best documents of a query are deleted: the first over-fetch (k + a few) finds no live hit, the
-    segment is searched again (over-fetching every deleted document, or filtering by the live ones)."""
+    segment is searched again (over-fetching every deleted document, or filtering by the live ones); in one call
+    (``fallback`` None) the live documents are a mask."""
+    monkeypatch.setattr(reader, "ONE_CALL", fallback is None)
     rows = {f"d{i}": np.eye(len(VOCAB), dtype=np.float32)[0] * (6 - i / 20) for i in range(60)}
 
     def build(ids, out):

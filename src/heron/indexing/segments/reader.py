@@ -5,11 +5,18 @@
 (the commit's order), and within a segment by position. ``doc_ids`` lists them in that order and
 ``vectors(positions)`` takes global positions.
 
-**Search.** Each segment is searched with its own index and the per-segment top lists are merged into the
-global top-k, ranked by score (descending) and then by global position (ascending). A segment holding a
-fraction ``f`` of the live documents is first asked for about ``k · f · SHARE_SLACK + SHARE_MIN`` hits, not
-``k`` (a segment's top-``k`` threshold is far lower than the global one, and its pruning weaker: at 1M documents
-in 11 segments, top-1000 took 4.5× a single index's time with ``k`` per segment); a segment whose every
+**Search.** Inverted members in the exact modes (``exact``, ``taat``) are searched in *one compiled call* over
+every segment (:mod:`heron.indexing.inverted.multisegment`): the segments in global order share one top-k heap,
+so each starts from the k-th best score of those before it (as one index over all their documents would), ties
+go to the lower global position, and deleted documents and an allow-list are masks the kernel skips — no
+over-fetching, no second pass, no per-segment Python (:data:`ONE_CALL`; measured in docs/LIFECYCLE.md).
+
+Every other member type and mode (FAISS, multi-vector, inverted ``approx``) searches each segment with its own
+index and merges the per-segment top lists into the global top-k, ranked by score (descending) and then by
+global position (ascending). A segment holding a fraction ``f`` of the live documents is first asked for about
+``k · f · SHARE_SLACK + SHARE_MIN`` hits, not ``k`` (a segment's top-``k`` threshold is far lower than the global
+one, and its pruning weaker: at 1M documents in 11 segments, inverted top-1000 took 4.5× a single index's time
+with ``k`` per segment); a segment whose every
 returned hit entered the global top-k may hold more and is searched again with ``k``, so the result is exact.
 A segment of ``n`` documents, ``d`` of them deleted, first over-fetches ``min(d, 2·share·d/n + OVERFETCH_SLACK)``
 more hits (twice the deleted ones expected among its share) and drops the deleted ones; when its live hits may fall
@@ -70,6 +77,9 @@ SHARE_SLACK = 1.5
 SHARE_MIN = 16
 #: a segment of n documents, d deleted, first over-fetches ``min(d, 2 · share · d / n + OVERFETCH_SLACK)`` more hits
 OVERFETCH_SLACK = 16
+#: inverted members searched in exact modes run as one compiled call over every segment sharing one top-k heap
+#: (:mod:`heron.indexing.inverted.multisegment`); False: per segment, shares of k and merging, as the other types
+ONE_CALL = True
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -80,6 +90,34 @@ def _pool() -> ThreadPoolExecutor:
         if _POOL is None or _POOL._max_workers != SEGMENT_THREADS:
             _POOL = ThreadPoolExecutor(SEGMENT_THREADS, thread_name_prefix="heron-segments")
         return _POOL
+
+
+#: parsed vocabularies by their file's manifest entry (size and hash): the segments of an index share one list
+_VOCABS: dict[tuple, list[str]] = {}
+_VOCABS_MAX = 8
+
+
+def _share_vocab(index) -> None:
+    """Give an inverted segment the vocabulary list already parsed for another segment whose vocabulary file the
+    manifest records with the same size and hash (and that the open checked against it)."""
+    rel = index.manifest.get("vocab_file")
+    entry = (index.manifest.get("files") or {}).get(rel) if rel else None
+    if not isinstance(entry, dict) or getattr(index, "_vocab", None) is not None:
+        return
+    hashes = tuple(sorted((k, v) for k, v in entry.items() if k.startswith(("xxh3", "sha256"))))
+    if not hashes:  # no hash recorded: nothing to compare
+        return
+    key = (rel, entry.get("bytes"), hashes)
+    with _POOL_LOCK:
+        known = _VOCABS.get(key)
+    if known is not None and len(known) == index.vocab_size:
+        index._vocab = known
+        return
+    vocab = index.vocab
+    with _POOL_LOCK:
+        if len(_VOCABS) >= _VOCABS_MAX:
+            _VOCABS.pop(next(iter(_VOCABS)))
+        _VOCABS[key] = vocab
 
 
 class Segment:
@@ -117,6 +155,7 @@ class Segment:
                 raise IntegrityError(self.path / member["path"], f"member {name!r} holds other documents than "
                                                                  f"the first member")
             if index.kind == "inverted":
+                _share_vocab(index)
                 _ = index.vocab  # read now: a snapshot keeps answering term queries after its files are removed
             self.members[name] = index
         self.doc_ids: list[str] = ids or []
@@ -370,6 +409,9 @@ class SegmentedMember(SearchIndex):
         self.kind = first.kind
         self.format_name = first.format_name
         self.search_options = first.search_options
+        self._multi = None  # the segments' arrays for one-call inverted search, built on first use
+        self._all_ids: list[str] | None = None
+        self._guards: list | None = None
 
     @classmethod
     def open(cls, path, verify: bool = False, **options) -> SegmentedMember:
@@ -469,6 +511,8 @@ class SegmentedMember(SearchIndex):
         snap = self.snapshot
         k = int(k)
         allowed = None if allow is None else set(allow)
+        if self.kind == "inverted" and self._one_call(options):
+            return self._search_inverted(queries, k, allowed, **options)
         if self.kind == "inverted":
             queries = self._term_ids(queries)
         tasks = []
@@ -499,6 +543,116 @@ class SegmentedMember(SearchIndex):
             for task in again:
                 task.escalate(k)
             self._run(again, queries, options)
+
+    # -- inverted members: every segment in one compiled call --------------------------------------
+    def _one_call(self, options: dict) -> bool:
+        """Whether an inverted search runs as one call over every segment (:mod:`.multisegment`): the exact
+        modes over compressed postings, options ``mode`` and ``threads`` only."""
+        if not ONE_CALL or set(options) - {"mode", "threads"} or options.get("mode", "exact") not in ("exact", "taat"):
+            return False
+        return all("postings_words" in part.arrays for part in self.parts)
+
+    def _segment_arrays(self):
+        from heron.indexing.inverted.multisegment import SegmentArrays
+
+        if self._multi is None:
+            self._multi = SegmentArrays(self.parts, self.snapshot._lives)
+        return self._multi
+
+    def _search_inverted(self, queries, k: int, allowed: set[str] | None, mode: str = "exact",
+                         threads: int | None = None) -> BatchResult:
+        """Exact top-``k`` over every segment in one compiled call sharing one heap (module docstring of
+        :mod:`heron.indexing.inverted.multisegment`): deleted documents and ``allowed`` filtered by masks."""
+        from heron.indexing.inverted import multisegment
+
+        snap = self.snapshot
+        self._check_in_use()
+        segments = self._segment_arrays()
+        q_indptr, q_terms, q_weights = self._prepared(queries)
+        masks = None
+        if allowed is not None:
+            built = []
+            for s, seg in enumerate(snap._segments):
+                mask = np.zeros(seg.num_docs, dtype=np.uint8)
+                local = [p for d in allowed if (p := seg.positions.get(d)) is not None]
+                if local:
+                    mask[np.asarray(local, np.int64)] = 1
+                if snap._lives[s] is not None:
+                    mask &= snap._lives[s]
+                built.append(mask)
+            masks = segments.with_masks(built)
+        verify = all(part.verify_blocks for part in self.parts)
+        idx, scores = multisegment.search_batch(segments, masks, mode, q_indptr, q_terms, q_weights, k,
+                                                int(threads or os.cpu_count() or 1), verify,
+                                                [part.path for part in self.parts])
+        scale = np.float32(self._first.scale)
+        if self._all_ids is None:  # every segment's ids, deleted ones included: by global position
+            self._all_ids = [d for seg in snap._segments for d in seg.doc_ids]
+        all_ids = self._all_ids
+        out_ids, out_scores = [], []
+        for row_idx, row_scores in zip(idx, scores):
+            keep = row_scores != -np.inf
+            out_ids.append([all_ids[i] for i in row_idx[keep].tolist()])
+            out_scores.append((row_scores[keep] / scale).astype(np.float32))
+        return out_ids, out_scores
+
+    def _check_in_use(self) -> None:
+        """Every segment's :meth:`~heron.indexing.base.SearchIndex.check_in_use` (the size of each memory-mapped
+        file), as one loop over their descriptors."""
+        if self._guards is None:
+            guards = [getattr(part, "_guard", None) for part in self.parts]
+            self._guards = [(part, fd, size) for part, guard in zip(self.parts, guards) if guard is not None
+                            for _, fd, size in getattr(guard, "_files", ())]
+            self._guards += [(part, None, None) for part, guard in zip(self.parts, guards)
+                             if guard is not None and not hasattr(guard, "_files")]
+        fstat = os.fstat
+        for part, fd, size in self._guards:
+            if fd is None or fstat(fd).st_size != size:
+                part.check_in_use()  # raises the IntegrityError naming the file
+
+    def _prepared(self, queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Queries as the kernels' ``(q_indptr, q_terms, q_weights)``: per query its term ids ascending and
+        unique (weights of a repeated term summed, as one index does), terms unknown to the vocabulary or of
+        weight 0 dropped; ValueError for negative or non-finite weights. Terms absent from a segment are
+        dropped by the kernel per segment."""
+        vocab_size = int(self._first.vocab_size)
+        if sp.issparse(queries):
+            queries = sp.csr_matrix(queries)
+            pairs = [(queries.indices[queries.indptr[i]:queries.indptr[i + 1]],
+                      queries.data[queries.indptr[i]:queries.indptr[i + 1]]) for i in range(queries.shape[0])]
+        else:
+            pairs = [(q, None) if isinstance(q, dict) else q for q in queries]
+        lookup = None
+        terms_out, weights_out = [], []
+        for q_terms, q_weights in pairs:
+            if isinstance(q_terms, dict):
+                if q_weights is not None:
+                    raise TypeError("pass either a {term: weight} dict or terms and weights")
+                q_terms, q_weights = list(q_terms.keys()), list(q_terms.values())
+            terms = list(q_terms) if not isinstance(q_terms, np.ndarray) else q_terms
+            weights = np.ones(len(terms), np.float64) if q_weights is None else \
+                np.asarray(q_weights, dtype=np.float64).reshape(-1)
+            if len(weights) != len(terms):
+                raise ValueError(f"{len(terms)} query terms but {len(weights)} weights")
+            if len(terms) and isinstance(terms[0], str):
+                lookup = lookup or self._first.term_ids
+                ids = np.array([lookup.get(t, -1) for t in terms], dtype=np.int64)
+            else:
+                ids = np.asarray(terms, dtype=np.int64).reshape(-1)
+            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError("query weights must be finite and non-negative")
+            keep = (ids >= 0) & (ids < vocab_size) & (weights > 0)
+            ids, weights = ids[keep], weights[keep]
+            if len(ids):
+                ids, inverse = np.unique(ids, return_inverse=True)
+                weights = np.bincount(inverse, weights=weights, minlength=len(ids))
+            terms_out.append(ids.astype(np.int32))
+            weights_out.append(weights.astype(np.float32))
+        q_indptr = np.zeros(len(pairs) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in terms_out], out=q_indptr[1:])
+        q_terms = np.concatenate(terms_out or [np.zeros(0, np.int32)]).astype(np.int32)
+        q_weights = np.concatenate(weights_out or [np.zeros(0, np.float32)]).astype(np.float32)
+        return q_indptr, q_terms, q_weights
 
     @staticmethod
     def _run(tasks: list[_Task], queries, options: dict) -> None:
