@@ -532,8 +532,9 @@ def test_docstring_examples(name):
 
 
 def test_hnsw_segments_filter_tombstones_at_search_time(tmp_path):
-    """HNSW members over-fetch past deleted documents (no filter exists for them): deleted documents never come
-    back, and with a search beam as wide as the segments the results are the exact ones."""
+    """HNSW members skip deleted documents inside FAISS's search (the live bitmap as an IDSelectorBitmap, with the
+    segment's own ef_search): deleted documents never come back, every query gets k live hits, and with a search
+    beam as wide as the segments the results are the exact ones."""
     corpus = Corpus(14)
 
     def build(docs, out):

@@ -34,8 +34,8 @@ from heron.indexing.inverted import codec, kernels
 from heron.indexing.inverted.topk import INT32_MAX, heap_finish, heap_reset, outputs, readonly, run_groups, scratch
 
 #: the arrays of a segment, in the order of the table's columns: the compressed postings
-#: (:func:`codec.compressed_arrays`), the metadata page checksums, the document mask
-_COLUMNS = ("po", "bo", "bl", "bm", "bw", "bb", "bc", "words", "mc", "mask")
+#: (:func:`codec.compressed_arrays`), the document mask
+_COLUMNS = ("po", "bo", "bl", "bm", "bw", "bb", "bc", "words", "mask")
 
 
 class SegmentArrays:
@@ -59,7 +59,7 @@ class SegmentArrays:
         for part in parts:
             if int(part.block_size) != self.block_size or int(part.vocab_size) != self.vocab_size:
                 raise ValueError(f"{part.path}: another block size or vocabulary than the first segment")
-            arrays = codec.compressed_arrays(part.arrays) + (readonly(part.arrays["block_meta_checksum"], np.uint32),)
+            arrays = codec.compressed_arrays(part.arrays)
             if arrays[3].dtype != self.impact:
                 raise ValueError(f"{part.path}: impacts of another type than the first segment")
             if len(arrays[0]) != self.vocab_size + 1:
@@ -144,7 +144,7 @@ def _needs(addresses, lengths, q_indptr, q_terms, g, groups):
 
 @njit(cache=True, nogil=True)
 def _group(addresses, lengths, num_docs, bases, total, block_size, verify, method, q_indptr, q_terms, q_weights, g,
-           groups, window, lpd, lpi, lbl, lbm, done, wacc, wbits, cand_d, cand_s, wcum, out_idx, out_scores, err,
+           groups, window, lpd, lpi, lbl, lbm, wacc, wbits, cand_d, cand_s, wcum, out_idx, out_scores, err,
            failed):
     """Queries ``g, g + groups, …``: each over every segment in order with one heap (module docstring); the
     result rows hold global positions (``bases[s] + local``). Stops at the first failed check: ``err`` set,
@@ -156,7 +156,6 @@ def _group(addresses, lengths, num_docs, bases, total, block_size, verify, metho
         longest = max(longest, q_indptr[q + 1] - q_indptr[q])
     lpo = np.zeros(longest + 1, np.int64)
     lbo = np.zeros(longest + 1, np.int64)
-    gb0 = np.zeros(max(longest, 1), np.int64)
     lterms = np.arange(longest).astype(np.int32)
     lt = np.empty(longest, np.int32)
     lw = np.empty(longest, np.float32)
@@ -181,10 +180,10 @@ def _group(addresses, lengths, num_docs, bases, total, block_size, verify, metho
                         po, _column(addresses, lengths, s, 1, np.int64), _column(addresses, lengths, s, 2, np.int32),
                         _column(addresses, lengths, s, 3, impact), _column(addresses, lengths, s, 4, np.int64),
                         _column(addresses, lengths, s, 5, np.uint16), _column(addresses, lengths, s, 6, np.uint32),
-                        _column(addresses, lengths, s, 7, np.uint32), _column(addresses, lengths, s, 8, np.uint32),
+                        _column(addresses, lengths, s, 7, np.uint32),
                         block_size, verify, method, num_docs[s], _frozen(lt), _frozen(lw), np.int64(0), n,
-                        carray(_pointer(addresses[s, 9]), lengths[s, 9], np.uint8), lpo, lpd, lpi, lbo, lbl, lbm,
-                        lterms, gb0, done, wacc, wbits, cand_d, cand_s, wcum, hs, hd, window, err):
+                        carray(_pointer(addresses[s, 8]), lengths[s, 8], np.uint8), lpo, lpd, lpi, lbo, lbl, lbm,
+                        lterms, wacc, wbits, cand_d, cand_s, wcum, hs, hd, window, err):
                     failed[0] = s
                     return
                 shift = bases[s] - total  # this segment's entries: global position - total (< 0)
@@ -237,7 +236,6 @@ def search_batch(segments: SegmentArrays, masks, method: str, q_indptr, q_terms,
                scratch(f"multi_impacts_{impact}", need_p, impact, grow=True),
                scratch("multi_last", need_b, np.int32, grow=True),
                scratch(f"multi_max_{impact}", need_b, impact, grow=True),
-               scratch("multi_done", need_b, np.uint8, grow=True),
                scratch("window_acc", window, np.float64), scratch("window_bits", window // 64, np.uint64),
                scratch("cand_docs", window, np.int64), scratch("cand_scores", window, np.float64),
                scratch("word_bounds", (max(64, longest) + 2) * (window // 64), np.float64, grow=True),

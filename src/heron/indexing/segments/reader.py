@@ -18,13 +18,17 @@ global position (ascending). A segment holding a fraction ``f`` of the live docu
 one, and its pruning weaker: at 1M documents in 11 segments, inverted top-1000 took 4.5× a single index's time
 with ``k`` per segment); a segment whose every
 returned hit entered the global top-k may hold more and is searched again with ``k``, so the result is exact.
-A segment of ``n`` documents, ``d`` of them deleted, first over-fetches ``min(d, 2·share·d/n + OVERFETCH_SLACK)``
+A FAISS segment's deleted documents are skipped inside FAISS's own search (its live bitmap as an
+``IDSelectorBitmap``: FAISS's search-time filter, for every type — flat exactly, HNSW / IVF on the same graph
+walk or lists), so it returns live hits only. ``remove_ids`` is not used: it rewrites the index in place
+(and renumbers a flat index), while a segment is immutable and may be read by older snapshots; merges drop
+the deleted vectors. Any other segment of ``n`` documents, ``d`` of them deleted, first over-fetches ``min(d, 2·share·d/n + OVERFETCH_SLACK)``
 more hits (twice the deleted ones expected among its share) and drops the deleted ones; when its live hits may fall
 short (the same rule), it is searched again with ``k`` and either every deleted document over-fetched — the top
-``k`` live hits are always among ``k + d`` — while ``d ≤ max(OVERFETCH_MIN, OVERFETCH_FACTOR·k)`` and always for
-approximate FAISS types (HNSW, IVF: tombstones filtered at search time), or an *allow filter* of the live documents
-(the inverted kernels' filter; the exact MaxSim pool of a multi-vector member; FAISS's exact search over its stored
-vectors).
+``k`` live hits are always among ``k + d`` — while ``d ≤ max(OVERFETCH_MIN, OVERFETCH_FACTOR·k)`` (and always for
+an approximate FAISS type searched with ``truncate_dims``), or an *allow filter* of the live documents (the
+inverted kernels' filter for ``approx``; the exact MaxSim pool of a multi-vector member; FAISS's exact search over
+its stored vectors).
 
 With exact per-segment search (inverted ``exact``/``taat``, FAISS ``flat``, multi-vector brute force) the
 result equals a from-scratch index over the live documents in global order built with the same parameters
@@ -367,11 +371,13 @@ class _Task:
     """One segment's part of a search: ``share`` hits asked for, plus ``extra`` to make up for deleted documents
     that are ``drop``ped from its results, or a filter ``filt``. A task not :meth:`final` may fall short of the
     global top k; :meth:`escalate` makes it final: ``k`` hits, over-fetching all ``deleted`` documents or, where
-    that costs more than a filter (``fallback``), filtering by the live documents."""
+    that costs more than a filter (``fallback``), filtering by the live documents. ``live`` (a FAISS segment's live
+    bitmap): the deleted documents are skipped inside FAISS's own search, nothing to drop or over-fetch."""
 
     def __init__(self, s: int, part: SearchIndex, share: int, filt=None, drop: frozenset[str] | None = None,
-                 fallback=None):
+                 fallback=None, live: np.ndarray | None = None):
         self.s, self.part, self.share, self.filt, self.drop, self.fallback = s, part, share, filt, drop, fallback
+        self.live = live
         self.deleted = len(drop) if drop else 0
         expected = 2 * share * self.deleted / max(part.num_docs, 1)  # twice the deleted hits expected among share
         self.extra = min(self.deleted, math.ceil(expected) + OVERFETCH_SLACK)
@@ -529,6 +535,8 @@ class SegmentedMember(SearchIndex):
                                and (live is None or live[p]))
                 if local:
                     tasks.append(_Task(s, part, share, filt=self._filter(part, seg, np.asarray(local, np.int64))))
+            elif deleted and part.kind == "faiss" and not options.get("truncate_dims"):
+                tasks.append(_Task(s, part, share, live=live))  # FAISS skips them itself (IDSelectorBitmap)
             elif deleted:
                 fallback = None if self._overfetch(part, deleted, k) else \
                     (lambda part=part, s=s: self._filter(part, snap._segments[s], snap._live_positions[s]))
@@ -658,7 +666,8 @@ class SegmentedMember(SearchIndex):
     def _run(tasks: list[_Task], queries, options: dict) -> None:
         def run(task: _Task) -> None:
             task.requested = min(task.share + task.extra, task.part.num_docs)
-            task.ids, task.scores = task.part.search_batch(queries, task.requested, allow=task.filt, **options)
+            live = {} if task.live is None else {"live": task.live}
+            task.ids, task.scores = task.part.search_batch(queries, task.requested, allow=task.filt, **live, **options)
 
         if min(SEGMENT_THREADS, len(tasks)) > 1:
             list(_pool().map(run, tasks))
@@ -689,7 +698,7 @@ class SegmentedMember(SearchIndex):
 
     def _overfetch(self, part: SearchIndex, deleted: int, k: int) -> bool:
         if part.kind == "faiss" and (part.index_type != "flat" or part.stored is None):
-            return True  # approximate types (or no stored vectors): tombstones filtered at search time
+            return True  # approximate types (or no stored vectors) with truncate_dims: over-fetch and drop
         return deleted <= max(OVERFETCH_MIN, OVERFETCH_FACTOR * k)
 
     @staticmethod
