@@ -25,8 +25,8 @@ walk or lists), so it returns live hits only. ``remove_ids`` is not used: it rew
 the deleted vectors. Any other segment of ``n`` documents, ``d`` of them deleted, first over-fetches
 ``min(d, 2·share·d/n + OVERFETCH_SLACK)`` more hits (twice the deleted ones expected among its share) and drops
 the deleted ones; when its live hits may fall short (the same rule), it is searched again with ``k`` and either
-every deleted document over-fetched — the top ``k`` live hits are always among ``k + d`` — while ``d ≤ max(OVERFETCH_MIN, OVERFETCH_FACTOR·k)`` (and always for
-an approximate FAISS type searched with ``truncate_dims``), or an *allow filter* of the live documents (the
+every deleted document over-fetched — the top ``k`` live hits are always among ``k + d`` — while
+``d ≤ max(OVERFETCH_MIN, OVERFETCH_FACTOR·k)`` (and always for an approximate FAISS type searched with ``truncate_dims``), or an *allow filter* of the live documents (the
 inverted kernels' filter for ``approx``; the exact MaxSim pool of a multi-vector member; FAISS's exact search over
 its stored vectors).
 
