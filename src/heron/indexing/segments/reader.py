@@ -19,16 +19,16 @@ one, and its pruning weaker: at 1M documents in 11 segments, inverted top-1000 t
 with ``k`` per segment); a segment whose every
 returned hit entered the global top-k may hold more and is searched again with ``k``, so the result is exact.
 A FAISS segment's deleted documents are skipped inside FAISS's own search (its live bitmap as an
-``IDSelectorBitmap``: FAISS's search-time filter, for every type — flat exactly, HNSW / IVF on the same graph
-walk or lists), so it returns live hits only. ``remove_ids`` is not used: it rewrites the index in place
-(and renumbers a flat index), while a segment is immutable and may be read by older snapshots; merges drop
-the deleted vectors. Any other segment of ``n`` documents, ``d`` of them deleted, first over-fetches
-``min(d, 2·share·d/n + OVERFETCH_SLACK)`` more hits (twice the deleted ones expected among its share) and drops
-the deleted ones; when its live hits may fall short (the same rule), it is searched again with ``k`` and either
-every deleted document over-fetched — the top ``k`` live hits are always among ``k + d`` — while
-``d ≤ max(OVERFETCH_MIN, OVERFETCH_FACTOR·k)`` (and always for an approximate FAISS type searched with ``truncate_dims``), or an *allow filter* of the live documents (the
-inverted kernels' filter for ``approx``; the exact MaxSim pool of a multi-vector member; FAISS's exact search over
-its stored vectors).
+``IDSelectorBitmap``: FAISS's search-time filter, for every type — flat exactly, HNSW / IVF on the same graph walk
+or lists), so it returns live hits only. ``remove_ids`` is not used: it rewrites the index in place (and renumbers a
+flat index), while a segment is immutable and may be read by older snapshots; merges drop the deleted vectors. Any
+other segment of ``n`` documents, ``d`` of them deleted, first over-fetches ``min(d, 2·share·d/n +
+OVERFETCH_SLACK)`` more hits (twice the deleted ones expected among its share) and drops the deleted ones; when its
+live hits may fall short (the same rule), it is searched again with ``k`` and either every deleted document
+over-fetched — the top ``k`` live hits are always among ``k + d`` — while ``d ≤ max(OVERFETCH_MIN,
+OVERFETCH_FACTOR·k)`` (and always for an approximate FAISS type searched with ``truncate_dims``), or an *allow
+filter* of the live documents (the inverted kernels' filter for ``approx``; the exact MaxSim pool of a multi-vector
+member; FAISS's exact search over its stored vectors).
 
 With exact per-segment search (inverted ``exact``/``taat``, FAISS ``flat``, multi-vector brute force) the
 result equals a from-scratch index over the live documents in global order built with the same parameters
