@@ -624,3 +624,36 @@ def test_empty_collection(tmp_path):
     index = InvertedIndex.open(build([], tmp_path / "idx", 4), verify=True)
     assert index.num_docs == 0 and index.nnz == 0 and index.doc_ids == [] and len(index.block_max) == 0
     assert index.search([0, 1], [1.0, 1.0], k=3)[0] == []
+
+
+@pytest.mark.parametrize("memory_bytes", [None, 1])
+def test_a_build_not_resumed_holds_small_input_in_memory_and_writes_the_same_index(tmp_path, monkeypatch,
+                                                                                memory_bytes):
+    """resume=False keeps the input chunks in memory (or, past MEMORY_INPUT_BYTES, spools them as usual): the
+    published arrays are byte-identical to a resumable build's; a bad weight in a held chunk names the chunk."""
+    import scipy.sparse as sp
+
+    from heron.errors import HeronError
+    from heron.indexing.inverted import builder
+    from heron.indexing.inverted.builder import build_inverted_index
+
+    if memory_bytes is not None:
+        monkeypatch.setattr(builder, "MEMORY_INPUT_BYTES", memory_bytes)
+    rng = np.random.default_rng(3)
+    chunks = []
+    for c in range(4):
+        m = sp.random(50, 40, density=0.2, random_state=rng, format="csr", dtype=np.float32)
+        chunks.append(([f"c{c}d{i}" for i in range(50)], m))
+    vocab = [f"t{i}" for i in range(40)]
+    kw = {"vocab": vocab, "encoder": {"type": "test"}, "progress": False, "approx": {"n_postings": 20}}
+    a = build_inverted_index(chunks, tmp_path / "a", **kw)
+    b = build_inverted_index(chunks, tmp_path / "b", resume=False, **kw)
+    names = sorted(p.name for p in a.rglob("*.npy"))
+    assert names == sorted(p.name for p in b.rglob("*.npy")) and "postings_words.npy" in names
+    for path in a.rglob("*"):
+        if path.is_file() and path.name != "manifest.json":
+            assert path.read_bytes() == (b / path.relative_to(a)).read_bytes(), path.name
+    bad = chunks[2][1].copy()
+    bad.data[0] = np.nan
+    with pytest.raises(HeronError, match="input chunk 2" if memory_bytes is None else "spool"):
+        build_inverted_index([chunks[0], chunks[1], (chunks[2][0], bad)], tmp_path / "c", resume=False, **kw)

@@ -43,7 +43,9 @@ serialised by :func:`heron.storage.build_lock` (``.<name>.lock``).
 
 Input from an iterable of ``(doc_ids, csr_matrix)`` chunks is first spooled to a shard directory
 inside the build directory (one shard per chunk), so both passes can read it; a resumed build from
-an iterable consumes the iterable again but skips the work already done.
+an iterable consumes the iterable again but skips the work already done. A build that will not be
+resumed (``resume=False``: adds and merges of segments) keeps up to :data:`MEMORY_INPUT_BYTES` of input in
+memory instead (the same checks as it is read), and spools as usual past that.
 
 Kill points (``HERON_TEST_KILL_AT``, :mod:`heron.storage.killpoints`): ``inverted.spool`` (a spooled
 input chunk written), ``inverted.pass1.data`` / ``inverted.pass1`` (a pass-1 shard's doc ids and df
@@ -90,6 +92,10 @@ _SCRATCH = (PROGRESS_FILE, _WINDOWS_FILE, _RUNS_DIR, SPOOL_DIR, _WORDS_FILE)
 _UNCOMPRESSED = ("postings_offsets", "postings_docs", "postings_impacts")
 WINDOW_BYTES = 64 << 20  # largest read window of the postings when computing block maxima
 MERGE_WINDOW_POSTINGS = 4 << 20  # postings merged in memory at a time (≈ 22 bytes each)
+#: a build that will not be resumed (``resume=False``: what ``heron index add`` and merges run) keeps input chunks
+#: of up to this many bytes of CSR arrays in memory instead of spooling them to disk (written, hashed, read back
+#: and verified twice); past it, everything is spooled as usual, so memory stays bounded
+MEMORY_INPUT_BYTES = 256 << 20
 _MAX_DOCS = int(np.iinfo(np.int32).max)
 _APPROX_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -153,7 +159,8 @@ def _build_locked(shards, output: Path, build: Path, *, vocab, encoder, dtype, s
         if isinstance(shards, str | os.PathLike):
             source = _ShardSource.from_directory(Path(shards))
         else:
-            source = _ShardSource.spool(shards, build / SPOOL_DIR, len(vocab), report)
+            source = _ShardSource.spool(shards, build / SPOOL_DIR, len(vocab), report,
+                                        memory_bytes=0 if resume else MEMORY_INPUT_BYTES)
         if source.vocab_size != len(vocab):
             raise HeronError(f"{source.directory}: vectors have {source.vocab_size} columns, "
                              f"the vocabulary has {len(vocab)} terms")
@@ -240,10 +247,19 @@ def _check_output(output: Path) -> None:
 
 # -- input ------------------------------------------------------------------------------------------------
 class _ShardSource:
-    """A shard directory read shard by shard, each checked against its recorded checksum."""
+    """A shard directory read shard by shard, each checked against its recorded checksum — or, for a build that
+    will not be resumed, input chunks ``held`` in memory (checked the same way as they are read)."""
 
-    def __init__(self, directory: Path, shards: list[dict], vocab_size: int, fingerprint: str):
+    def __init__(self, directory: Path, shards: list[dict], vocab_size: int, fingerprint: str,
+                 held: list[tuple[list[str], sp.csr_matrix]] | None = None):
         self.directory, self.shards, self.vocab_size, self.fingerprint = directory, shards, vocab_size, fingerprint
+        self.held = held
+
+    def label(self, number: int) -> str:
+        """Where shard ``number`` comes from, for error messages."""
+        if self.held is not None:
+            return f"input chunk {number}"
+        return str(self.directory / self.shards[number]["file"])
 
     @classmethod
     def from_directory(cls, directory: Path) -> _ShardSource:
@@ -257,11 +273,17 @@ class _ShardSource:
         return cls(directory, shards, int(manifest["vocab_size"]), fingerprint)
 
     @classmethod
-    def spool(cls, chunks, directory: Path, vocab_size: int, report: _Reporter) -> _ShardSource:
-        """Write ``(doc_ids, matrix)`` chunks to a shard directory; fingerprint them by content."""
+    def spool(cls, chunks, directory: Path, vocab_size: int, report: _Reporter,
+              memory_bytes: int = 0) -> _ShardSource:
+        """Write ``(doc_ids, matrix)`` chunks to a shard directory; fingerprint them by content. With
+        ``memory_bytes``, chunks are held in memory while their arrays take at most that many bytes (and all
+        written out, as usual, as soon as they take more)."""
         if directory.exists():
             shutil.rmtree(directory)
-        writer = shard_files.SparseShardWriter(directory, vocab_size=vocab_size, meta={"spooled": True})
+        writer = None if memory_bytes > 0 else \
+            shard_files.SparseShardWriter(directory, vocab_size=vocab_size, meta={"spooled": True})
+        held: list[tuple[list[str], sp.csr_matrix]] = []
+        held_bytes = 0
         digests = []
         try:
             iterator = iter(chunks)
@@ -285,11 +307,24 @@ class _ShardSource:
             for array, kind in ((matrix.indptr, np.int64), (matrix.indices, np.int32), (matrix.data, np.float32)):
                 digest.update(np.ascontiguousarray(array, dtype=kind).tobytes())
             digests.append([len(ids), int(matrix.nnz), digest.hexdigest()])
-            writer.add(ids, matrix)
+            if writer is None:
+                held.append((ids, matrix.copy()))  # the caller may reuse its arrays for the next chunk
+                held_bytes += matrix.indptr.nbytes + matrix.indices.nbytes + matrix.data.nbytes
+                if held_bytes <= memory_bytes:
+                    continue
+                writer = shard_files.SparseShardWriter(directory, vocab_size=vocab_size, meta={"spooled": True})
+                for held_ids, held_matrix in held:  # too big to hold: spool everything after all
+                    writer.add(held_ids, held_matrix)
+                held = []
+            else:
+                writer.add(ids, matrix)
             report.tick(f"spooling input: chunk {number + 1}")
             storage.kill_point("inverted.spool")
-        writer.close()
         key = [vocab_size, digests]
+        if writer is None:
+            shards = [{"num_docs": n, "nnz": nnz, "file": None} for n, nnz, _ in digests]
+            return cls(directory, shards, vocab_size, hashlib.sha256(json.dumps(key).encode()).hexdigest(), held)
+        writer.close()
         source = cls(directory, writer.manifest["shards"], vocab_size,
                      hashlib.sha256(json.dumps(key).encode()).hexdigest())
         return source
@@ -299,6 +334,12 @@ class _ShardSource:
         return len(self.shards)
 
     def rows(self, start: int) -> Iterator[tuple[int, list[str], np.ndarray, np.ndarray, np.ndarray]]:
+        if self.held is not None:
+            for number in range(start, len(self.held)):
+                ids, matrix = self.held[number]
+                yield number, ids, *_canonical_rows(self.label(number), ids, matrix.indptr, matrix.indices,
+                                                    matrix.data, len(ids), self.vocab_size)
+            return
         for number in range(start, len(self.shards)):
             shard = self.shards[number]
             path = self.directory / shard["file"]
@@ -315,6 +356,12 @@ class _ShardSource:
 def _load_rows(path: Path, vocab_size: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """One shard as canonical CSR arrays (sorted, unique, strictly positive weights)."""
     ids, (indptr, indices, data), n = shard_files.load_shard(path)
+    return (ids, *_canonical_rows(str(path), ids, indptr, indices, data, n, vocab_size))
+
+
+def _canonical_rows(path: str, ids: list[str], indptr, indices, data, n: int, vocab_size: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indptr, indices, data)`` checked and made canonical (sorted, unique, strictly positive weights)."""
     indptr = np.asarray(indptr, dtype=np.int64)
     indices = np.asarray(indices, dtype=np.int32)
     data = np.asarray(data, dtype=np.float32)
@@ -344,7 +391,7 @@ def _load_rows(path: Path, vocab_size: int) -> tuple[list[str], np.ndarray, np.n
         keep = ~zero
         kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
         indptr, indices, data = kept_before[indptr], indices[keep], data[keep]
-    return ids, indptr, indices, data
+    return indptr, indices, data
 
 
 # -- the build ------------------------------------------------------------------------------------------
@@ -373,7 +420,7 @@ class _Build:
             handle.truncate(state["doc_ids_bytes"])
             handle.seek(state["doc_ids_bytes"])
             for number, ids, _, indices, data in self.source.rows(start):
-                path = self.source.directory / self.source.shards[number]["file"]
+                path = self.source.label(number)
                 for doc_id in ids:
                     if "\n" in doc_id or "\r" in doc_id:
                         raise HeronError(f"{path}: document id {doc_id!r} contains a line break; "
