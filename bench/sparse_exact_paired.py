@@ -97,7 +97,7 @@ def run_dataset(name: str, work: Path, ks: list[int], rounds: int, threads: int)
             res[label] = {"warmup_passes": len(means), "warmup_means_ms": means, "recall": recall,
                           "mean_ms": [], "p50_ms": [], "loadavg": []}
         order = list(range(len(configs)))
-        for r in range(rounds):
+        for _ in range(rounds):
             order = order[1:] + order[:1]  # rotate who goes first
             for i in order:
                 label, eng, knobs = configs[i]
