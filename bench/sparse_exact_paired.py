@@ -63,7 +63,7 @@ def build(engine: str, vs: VectorSet, index: Path, threads: int) -> None:
     adapter.build(vs, index, threads)
 
 
-def run_dataset(name: str, work: Path, ks: list[int], rounds: int, threads: int) -> dict:
+def run_dataset(name: str, work: Path, ks: list[int], rounds: int, threads: int, only: list[str] | None = None) -> dict:
     vs = VectorSet(work / "vectors" / name)
     truth_path = work / "truth" / f"{name}.npz"
     truth = Truth(truth_path)
@@ -72,17 +72,22 @@ def run_dataset(name: str, work: Path, ks: list[int], rounds: int, threads: int)
     queries = [all_q[i] for i in keep]
     base = work / "paired" / name
     base.mkdir(parents=True, exist_ok=True)
-    dirs = {"heron-exact-build": base / "heron-exact", "pisa": base / "pisa", "lucene": base / "lucene"}
-    for engine, d in dirs.items():
-        build(engine, vs, d, threads)
-    searchers = {"heron": E.ENGINES["heron-exact-build"]().open(vs, dirs["heron-exact-build"]),
-                 "pisa": E.ENGINES["pisa"]().open(vs, dirs["pisa"]),
-                 "lucene": E.ENGINES["lucene"]().open(vs, dirs["lucene"])}
     configs = [("heron-taat", "heron", {"mode": "taat"}), ("heron-pruned", "heron", {"mode": "exact"})]
     configs += [(f"pisa-{E.PISA_SHORT[a]}", "pisa", {"algorithm": a}) for a in E.PISA_ALGORITHMS]
     configs.append(("lucene-impact", "lucene", {}))
+    if only:
+        configs = [c for c in configs if c[0] in only]
+    engines = {c[1] for c in configs}
+    dirs = {"heron": ("heron-exact-build", base / "heron-exact"), "pisa": ("pisa", base / "pisa"),
+            "lucene": ("lucene", base / "lucene")}
+    searchers = {}
+    for eng in sorted(engines):
+        adapter, d = dirs[eng]
+        build(adapter, vs, d, threads)
+        searchers[eng] = E.ENGINES[adapter]().open(vs, d)
     prepared = {e: s.prepare(queries) for e, s in searchers.items()}
-    out = {"queries": len(queries), "lucene_segments": E.lucene_segments(dirs["lucene"]), "by_k": {}}
+    out = {"queries": len(queries), "by_k": {},
+           "lucene_segments": E.lucene_segments(dirs["lucene"][1]) if "lucene" in engines else None}
     for k in ks:
         res = {}
         for label, eng, knobs in configs:  # warm-up until stable, and check the answers
@@ -142,7 +147,8 @@ def markdown(results: dict) -> str:
              "values (ms, single-query calls, 1 thread):", ""]
     for name, entry in results["datasets"].items():
         for k, res in entry["by_k"].items():
-            lines += [f"**{name}, top-{k}** ({entry['queries']} queries; Lucene {entry['lucene_segments']} segment)", "",
+            seg = f"; Lucene {entry['lucene_segments']} segment" if entry.get("lucene_segments") else ""
+            lines += [f"**{name}, top-{k}** ({entry['queries']} queries{seg})", "",
                       "| engine | mean ms | p50 ms | recall | warm-up passes |", "|---|---:|---:|---:|---:|"]
             for lab, v in sorted(res.items(), key=lambda kv: np.median(kv[1]["mean_ms"])):
                 lines.append(f"| {lab} | {np.median(v['mean_ms']):.3g} | {np.median(v['p50_ms']):.3g} | "
@@ -157,6 +163,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=str(HERE / "out" / "work"), help="sparse_engines.py's work folder")
     ap.add_argument("--ks", default="10,1000")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--configs", default="", help="only these labels (e.g. heron-taat,pisa-taat,pisa-bmm)")
     ap.add_argument("--threads", type=int, default=2, help="build threads")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the paired indexes")
     ap.add_argument("--out", default=str(HERE / "out"))
@@ -168,8 +175,9 @@ def main(argv=None) -> int:
     results = {"command": " ".join(["bench/sparse_exact_paired.py", *(argv or sys.argv[1:])]),
                "started": started.isoformat(), "rounds": args.rounds, "loadavg_start": os.getloadavg(), "datasets": {}}
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+        only = [c.strip() for c in args.configs.split(",") if c.strip()] or None
         results["datasets"][name] = run_dataset(name, work, [int(k) for k in args.ks.split(",")], args.rounds,
-                                                args.threads)
+                                                args.threads, only)
     results["loadavg_end"] = os.getloadavg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
