@@ -41,6 +41,9 @@ from lsrbench.engines import dir_bytes, invert  # noqa: E402
 
 REAL = ("scifact", "nfcorpus")
 ALL_ENGINES = ("heron", "lucene", "pisa", "seismic", "bmp")
+# Seismic twice: the authors' recommended build settings, and heron's static-pruning budget with
+# pyseismic-lsr's defaults (the 2026-12-01 settings): (build label, worker engine, index folder)
+SEISMIC_VARIANTS = [("seismic", "seismic", "seismic"), ("seismic-hb (heron budget)", "seismic-hb", "seismic-hb")]
 
 
 def log(msg: str) -> None:
@@ -168,7 +171,9 @@ def build_engine(engine: str, vs: D.VectorSet, idx_dir: Path, res_dir: Path, arg
     approximate structures)."""
     out = {}
     variants = {"heron": [("heron", "heron-exact-build", "heron-exact"), ("heron+approx", "heron", "heron-approx")],
-                "lucene": [("lucene", "lucene", "lucene")]}.get(engine, [(engine, engine, engine)])
+                "lucene": [("lucene", "lucene", "lucene")],
+                "seismic": [v for v in SEISMIC_VARIANTS if v[1] in args.seismic_settings]}.get(
+        engine, [(engine, engine, engine)])
     for label, eng, dirname in variants:
         index = idx_dir / dirname
         if index.exists():
@@ -208,8 +213,10 @@ def search_engine(engine: str, vs: D.VectorSet, idx_dir: Path, truth: Path, res_
     res = res_dir / f"search-{engine}.json"
     log(f"{vs.name}: searching {engine}")
     cmd = worker("search", "--engine", engine, "--vectors", vs.root, "--index", idx_dir / dirname, "--truth", truth,
-                 "--threads", args.threads, "--result", res, "--ks", args.ks)
-    if engine in ("heron", "seismic", "bmp"):
+                 "--threads", args.threads, "--result", res, "--ks", args.ks, "--passes", args.passes)
+    if args.batch_1:
+        cmd.append("--batch-1")
+    if engine in ("heron", "seismic", "seismic-hb", "bmp"):
         cmd.append("--sweep")
     if engine == "heron":
         cmd.append("--keep-rows")
@@ -292,6 +299,13 @@ def parse_args(argv=None):
     ap.add_argument("--num-queries", type=int, default=500, help="synthetic queries (real sets use their test queries)")
     ap.add_argument("--engines", default=",".join(ALL_ENGINES), help=f"comma-separated subset of {ALL_ENGINES}")
     ap.add_argument("--threads", type=int, default=2, help="threads of the parallel runs (default 2)")
+    ap.add_argument("--passes", type=int, default=5,
+                    help="timed passes over the queries per configuration, after the warm-up passes; medians are "
+                         "reported (default 5)")
+    ap.add_argument("--batch-1", action="store_true", help="also time every batch call on 1 thread")
+    ap.add_argument("--seismic-settings", default="seismic,seismic-hb",
+                    help="Seismic builds: seismic (the authors' recommended settings), seismic-hb (heron's "
+                         "static-pruning budget, pyseismic-lsr's defaults); default both")
     ap.add_argument("--ks", default="10,1000", help="cut-offs (default 10,1000)")
     ap.add_argument("--out", default=str(HERE / "out"), help="results folder (default bench/out)")
     ap.add_argument("--work", default=None, help="vectors and indexes (default OUT/work)")
@@ -302,7 +316,9 @@ def parse_args(argv=None):
     ap.add_argument("--write-docs", action="store_true", help="write the tables into docs/BENCHMARKS.md")
     ap.add_argument("--report-only", metavar="JSON", help="only render the report of an earlier results file")
     ap.add_argument("--vectors-from-npz", help=argparse.SUPPRESS)  # development stand-in for the real encodings
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.seismic_settings = [x.strip() for x in args.seismic_settings.split(",") if x.strip()]
+    return args
 
 
 def main(argv=None) -> int:
@@ -328,7 +344,8 @@ def main(argv=None) -> int:
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     results = {"command": " ".join([".venv/bin/python", "bench/sparse_engines.py", *(argv or sys.argv[1:])]),
                "started": started.isoformat(), "machine": machine(), "versions": versions(),
-               "threads": args.threads, "ks": ks, "engines": engines, "loadavg_start": os.getloadavg(),
+               "threads": args.threads, "ks": ks, "engines": engines, "passes": args.passes,
+               "loadavg_start": os.getloadavg(),
                "datasets": {}}
     real = [real_vectors(name, work, args) for name in REAL if name in datasets or "synthetic" in datasets]
     sets = [v for v in real if v.name in datasets]
@@ -346,9 +363,12 @@ def main(argv=None) -> int:
         results["datasets"][vs.root.name] = entry
         for engine in engines:
             entry["builds"].update(build_engine(engine, vs, idx_dir, res_dir, args))
-            entry["search"][engine] = search_engine(engine, vs, idx_dir, truth, res_dir, args)
+            searched = [v[1] for v in SEISMIC_VARIANTS if v[1] in args.seismic_settings] if engine == "seismic" \
+                else [engine]
+            for name in searched:
+                entry["search"][name] = search_engine(name, vs, idx_dir, truth, res_dir, args)
             if not args.keep_indexes:
-                for name in {"heron": ["heron-exact", "heron-approx"]}.get(engine, [engine]):
+                for name in {"heron": ["heron-exact", "heron-approx"], "seismic": searched}.get(engine, [engine]):
                     shutil.rmtree(idx_dir / name, ignore_errors=True)
             _save(results, out, stamp)
         entry["checks"] = heron_exact_check(res_dir, truth, ks)

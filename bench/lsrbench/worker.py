@@ -6,11 +6,17 @@ the parent reads the child's peak RSS from ``wait4``). Writes one JSON file (``-
 Search protocol, per configuration and per ``k``:
 
 1. warm-up: a parallel batch over the first 100 queries and 50 single-query calls (numba compilation,
-   JVM JIT, page cache are excluded from timing);
-2. *latency*: every query once through the engine's single-query call on this thread (1 thread),
-   each timed with ``perf_counter_ns``: p50, p99, mean; QPS on 1 thread = 1000 / mean ms;
-3. *throughput*: the engine's batch call with ``--threads`` threads over every query: QPS;
-4. recall@k (tie-aware, :mod:`lsrbench.metrics`) of the answers of step 3;
+   JVM JIT, page cache are excluded from timing), then whole passes of single-query calls over every
+   query until the mean latency of a pass differs from the previous pass's by less than 5 % (at most
+   ``WARM_MAX_PASSES`` passes or ``WARM_MAX_SECONDS``; the number of passes is reported, and whether it
+   became stable: the JVM keeps compiling for several passes);
+2. *latency*: ``--passes`` timed passes, every query once per pass through the engine's single-query
+   call on this thread (1 thread), each timed with ``perf_counter_ns``: p50, p99, mean per pass, and the
+   median of each over the passes; QPS on 1 thread = 1000 / mean ms;
+3. *throughput*: the engine's batch call with ``--threads`` threads over every query, ``--passes``
+   times: the median QPS (and QPS of the batch call on 1 thread with ``--batch-1``);
+4. recall@k (tie-aware, :mod:`lsrbench.metrics`) of the answers of step 3 (and of step 2's single
+   calls: both are reported, since a batch call may answer differently, e.g. a data race);
 5. heron only, exact modes: the kernel function alone (no query preparation, no id mapping), to show
    the overhead of the Python API.
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import sys
 import time
@@ -43,6 +50,9 @@ WARMUP_SINGLE = 50
 WARMUP_BATCH = 100
 SWEEP_QUERIES = 300
 SWEEP_STOP = 0.995
+WARM_MAX_PASSES = 30
+WARM_MAX_SECONDS = 120.0  # per configuration and k: then measured anyway, reported "not stable"
+WARM_STABLE = 0.05
 
 
 def _maxrss_bytes() -> int:
@@ -104,14 +114,47 @@ def _batch(searcher, qs, k, threads, knobs) -> tuple[float, list]:
     return seconds, raws
 
 
-def measure(searcher, qs, k, threads, knobs, truth: Truth, keep_rows: bool, kernel: bool) -> dict:
+def _median_summary(passes: list[dict]) -> dict:
+    """The median of each latency statistic over the timed passes (and the spread of the means)."""
+    out = {key: float(np.median([p[key] for p in passes])) for key in ("p50_ms", "p99_ms", "mean_ms")}
+    out["qps_single_calls"] = 1000.0 / out["mean_ms"] if out["mean_ms"] > 0 else None
+    out["pass_means_ms"] = [p["mean_ms"] for p in passes]
+    return out
+
+
+def measure(searcher, qs, k, threads, knobs, truth: Truth, keep_rows: bool, kernel: bool, passes: int = 1,
+            batch_1: bool = False) -> dict:
+    load = list(os.getloadavg())
     searcher.batch(qs[:WARMUP_BATCH], k, threads, **knobs)  # warm-up
     for q in qs[:WARMUP_SINGLE]:
         searcher.one(q, k, **knobs)
-    lat, _ = _single(searcher, qs, k, knobs)
-    sn, raws = _batch(searcher, qs, k, threads, knobs)
+    warm_means = []  # whole warm-up passes until the mean is stable
+    warm_start = time.perf_counter()
+    while len(warm_means) < WARM_MAX_PASSES and time.perf_counter() - warm_start < WARM_MAX_SECONDS:
+        lat, _ = _single(searcher, qs, k, knobs)
+        warm_means.append(float(lat.mean() / 1e6))
+        if len(warm_means) >= 2 and abs(warm_means[-1] - warm_means[-2]) < WARM_STABLE * warm_means[-2]:
+            break
+    stats, single_raws = [], None
+    for _ in range(max(1, passes)):
+        lat, single_raws = _single(searcher, qs, k, knobs)
+        stats.append(latency_summary(lat))
+    qps, raws = [], None
+    for _ in range(max(1, passes)):
+        sn, raws = _batch(searcher, qs, k, threads, knobs)
+        qps.append(len(qs) / sn)
     rows = _rows(searcher, raws)
-    out = {**latency_summary(lat), f"qps_{threads}_threads": len(qs) / sn, "recall": truth.recall(k, rows)}
+    out = {**_median_summary(stats), f"qps_{threads}_threads": float(np.median(qps)), "recall": truth.recall(k, rows),
+           "recall_single_calls": truth.recall(k, _rows(searcher, single_raws)), "passes": len(stats),
+           "warmup_passes": len(warm_means), "warmup_pass_means_ms": warm_means,
+           "warmup_stable": len(warm_means) >= 2 and abs(warm_means[-1] - warm_means[-2]) < WARM_STABLE * warm_means[-2],
+           f"qps_{threads}_threads_passes": qps, "loadavg": load}
+    if batch_1 and threads != 1:
+        q1 = []
+        for _ in range(max(1, passes)):
+            sn, _ = _batch(searcher, qs, k, 1, knobs)
+            q1.append(len(qs) / sn)
+        out["qps_1_thread_batch"] = float(np.median(q1))
     out["qps_1_thread"] = out.pop("qps_single_calls")
     if kernel and hasattr(searcher, "kernel_one"):  # heron: the kernel call alone (Python API overhead)
         ns = np.empty(len(qs), np.int64)
@@ -145,7 +188,9 @@ def cmd_search(args) -> dict:
         searcher.batch(sq, k, args.threads, **sweep[-1])
         done = set()
         for knobs in sweep:
-            group = knobs.get(getattr(searcher, "sweep_group", ""))
+            group_keys = getattr(searcher, "sweep_group", "")
+            group = (tuple(knobs.get(g) for g in group_keys) if isinstance(group_keys, tuple)
+                     else knobs.get(group_keys))
             if group is not None and group in done:
                 continue  # a faster setting along this group already reached SWEEP_STOP
             for q in sq[:10]:
@@ -177,12 +222,14 @@ def cmd_search(args) -> dict:
     for label, knobs, approximate in configs:
         entry = {"label": label, "knobs": knobs, "approximate": approximate, "by_k": {}}
         for k in ks:
-            m = measure(searcher, qs, k, args.threads, knobs, truth, keep_rows=args.keep_rows, kernel=not approximate)
+            m = measure(searcher, qs, k, args.threads, knobs, truth, keep_rows=args.keep_rows, kernel=not approximate,
+                        passes=args.passes, batch_1=args.batch_1)
             if "_rows" in m:
                 rows_out[f"{label}|{k}"] = m.pop("_rows")
             entry["by_k"][str(k)] = m
             print(f"  {label} k={k}: p50 {m['p50_ms']:.3f} ms p99 {m['p99_ms']:.3f} ms mean {m['mean_ms']:.3f} ms "
-                  f"qps{args.threads} {m[f'qps_{args.threads}_threads']:.1f} recall {m['recall']:.4f}"
+                  f"qps{args.threads} {m[f'qps_{args.threads}_threads']:.1f} recall {m['recall']:.4f} "
+                  f"(single calls {m['recall_single_calls']:.4f}; warm-up passes {m['warmup_passes']})"
                   + (f" (kernel alone: mean {m['kernel_only']['mean_ms']:.3f} ms)" if "kernel_only" in m else ""),
                   flush=True)
         result["configs"].append(entry)
@@ -205,6 +252,8 @@ def main(argv=None) -> int:
     s.add_argument("--ks", default="10,1000")
     s.add_argument("--sweep", action="store_true")
     s.add_argument("--keep-rows", action="store_true")
+    s.add_argument("--passes", type=int, default=1, help="timed passes per configuration (medians reported)")
+    s.add_argument("--batch-1", action="store_true", help="also time the batch call on 1 thread")
     for p in (b, s):
         p.add_argument("--engine", required=True, choices=sorted(E.ENGINES))
         p.add_argument("--vectors", required=True)
