@@ -124,7 +124,8 @@ class HeronSearcher:
             return kernels.search_compressed(mode, a, n, q[0], q[1], k, mask, self.index.block_size,
                                              verify=self.index.verify_blocks)
         return approx.search_approx(self.index.approx, a["forward_offsets"], a["forward_terms"], a["forward_impacts"],
-                                    n, q[0], q[1], k, knobs["query_cut"], knobs["heap_factor"], mask)
+                                    n, q[0], q[1], k, knobs["query_cut"], knobs["heap_factor"], mask,
+                                    forward_checksum=a["forward_checksum"], checked=self.index._forward_checked)
 
     def batch(self, qs, k, threads, mode="taat", **knobs):
         return self.index.search_batch(qs, k=k, mode=mode, threads=threads, **knobs)[0]
