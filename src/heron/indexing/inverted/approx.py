@@ -53,6 +53,7 @@ import threading
 import numpy as np
 from numba import njit
 
+from heron.errors import HeronError, IntegrityError
 from heron.indexing.inverted import forward
 from heron.indexing.inverted.forward import CHUNK_SHIFT, check_doc
 from heron.indexing.inverted.topk import (
@@ -358,6 +359,12 @@ def _summary_group(bdo, bd, fo, ft, fi, b_lo, b_hi, bound_off, g, groups, energy
             u = touched[j]
             mass[np.int64(dense[u]) >> shift] = 0.0
             dense[u] = 0
+        if m > 1:  # ascending term ids: the stored summary is their gaps (``_gap_counts``)
+            idx = np.argsort(out_terms[o:o + m])
+            st = out_terms[o:o + m][idx]
+            sv = out_vals[o:o + m][idx]
+            out_terms[o:o + m] = st
+            out_vals[o:o + m] = sv
         scale = 1.0
         if top > 255:
             scale = np.float64(np.float32(top / 255.0 * (1.0 + 1e-6)))
@@ -366,6 +373,61 @@ def _summary_group(bdo, bd, fo, ft, fi, b_lo, b_hi, bound_off, g, groups, energy
                 out_vals[o + j] = min(q, 255)
         out_len[b - b_lo] = m
         out_scale[b - b_lo] = scale
+
+
+@njit(cache=True, nogil=True)
+def _gap_counts(terms, lengths, out_lengths):
+    """The stored entries of each block's summary (``lengths`` ascending term ids each): its entries plus
+    one filler per started 256 × 255 of a gap of at least 256 (see ``_gap_encode``)."""
+    o = 0
+    total = 0
+    for b in range(lengths.shape[0]):
+        prev = np.int64(0)
+        c = 0
+        for j in range(o, o + lengths[b]):
+            hi = (np.int64(terms[j]) - prev) >> 8
+            c += 1 + (hi + 254) // 255
+            prev = terms[j]
+        o += lengths[b]
+        out_lengths[b] = c
+        total += c
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _gap_encode(terms, values, lengths, out_gaps, out_values):
+    """Store each block's ascending ``terms`` as one-byte gaps (the first from 0), aligned with ``values``
+    (all ≥ 1). A gap ``g`` ≥ 256 is preceded by filler entries of value 0 whose byte counts 256 each
+    (``hi = g >> 8`` split in fillers of at most 255), so the entry itself keeps ``g & 255``."""
+    o = 0
+    w = 0
+    for b in range(lengths.shape[0]):
+        prev = np.int64(0)
+        for j in range(o, o + lengths[b]):
+            g = np.int64(terms[j]) - prev
+            hi = g >> 8
+            while hi > 0:
+                f = min(hi, 255)
+                out_gaps[w] = f
+                out_values[w] = 0
+                w += 1
+                hi -= f
+            out_gaps[w] = g & 255
+            out_values[w] = values[j]
+            w += 1
+            prev = terms[j]
+        o += lengths[b]
+
+
+def decode_summary(approx_arrays: dict, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Block ``block``'s summary as stored: ``(term ids int64, quantised values uint8)``, ascending terms,
+    the filler entries left out (the values times ``summary_scales[block]`` bound the block's impacts)."""
+    so, st, sv = (approx_arrays[name] for name in ("summary_offsets", "summary_terms", "summary_values"))
+    a, b = int(so[block]), int(so[block + 1])
+    gaps, values = st[a:b].astype(np.int64), sv[a:b]
+    filler = values == 0
+    terms = np.cumsum(np.where(filler, gaps << 8, gaps))
+    return terms[~filler], values[~filler]
 
 
 def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offsets, forward_terms,
@@ -451,7 +513,6 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
     doc_nnz = np.diff(fo)
     bounds = np.minimum(np.add.reduceat(doc_nnz[block_docs], block_doc_offsets[:-1]), vocab_size) \
         if num_blocks else np.zeros(0, np.int64)
-    term_dtype = np.uint16 if vocab_size <= 65536 else np.int32
     shift = 0 if pi.dtype.itemsize == 1 else 6
     nbuckets = (int(np.iinfo(fi.dtype).max) >> shift) + 1
     terms_parts, vals_parts = [], []
@@ -475,9 +536,13 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
                            float(summary_energy), shift, nbuckets, vocab_size, *out), groups, threads)
         take = np.repeat(bound_off[:-1], out_len) + (np.arange(int(out_len.sum()))
                                                      - np.repeat(np.cumsum(out_len) - out_len, out_len))
-        terms_parts.append(out_terms[take].astype(term_dtype))
-        vals_parts.append(out_vals[take].astype(np.uint8))
-        lengths[lo:hi] = out_len
+        stored = np.zeros(hi - lo, np.int64)
+        count = _gap_counts(out_terms[take], out_len, stored)
+        gaps, vals = np.empty(count, np.uint8), np.empty(count, np.uint8)
+        _gap_encode(out_terms[take], out_vals[take], out_len, gaps, vals)
+        terms_parts.append(gaps)
+        vals_parts.append(vals)
+        lengths[lo:hi] = stored
         scales[lo:hi] = out_scale
         lo = hi
     summary_offsets = np.zeros(num_blocks + 1, np.int64)
@@ -487,7 +552,7 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
         "block_doc_offsets": block_doc_offsets,
         "block_docs": block_docs,
         "summary_offsets": summary_offsets,
-        "summary_terms": np.concatenate(terms_parts) if terms_parts else np.zeros(0, term_dtype),
+        "summary_terms": np.concatenate(terms_parts) if terms_parts else np.zeros(0, np.uint8),
         "summary_values": np.concatenate(vals_parts) if vals_parts else np.zeros(0, np.uint8),
         "summary_scales": scales,
     }
@@ -512,8 +577,17 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
             continue
         for b in range(lb[t], lb[t + 1]):
             dot = 0.0
-            for j in range(so[b], so[b + 1]):
-                dot += qdense[st[j]] * sv[j]
+            u = np.int64(0)
+            for j in range(so[b], so[b + 1]):  # term ids as one-byte gaps; a filler (value 0) counts 256 each
+                v = sv[j]
+                u += np.int64(st[j]) << (8 if v == 0 else 0)
+                if u >= nlists:
+                    err[0] = forward.BAD_SUMMARY
+                    err[1] = b
+                    break
+                dot += qdense[u] * v
+            if err[0]:
+                break
             if dot * ss[b] * heap_factor * SLACK < hs[0]:
                 continue
             for p in range(bdo[b], bdo[b + 1]):
@@ -568,7 +642,14 @@ def _structures(approx_arrays: dict) -> tuple[np.ndarray, ...]:
     missing = [name for name in ARRAY_NAMES if name not in approx_arrays]
     if missing:
         raise ValueError(f"approximate-search arrays missing: {missing} (rebuild the index with approx=...)")
-    kinds = (np.int64, np.int64, np.int32, np.int64, None, np.uint8, np.float32)
+    st, sv, so = (np.asarray(approx_arrays[name]) for name in ("summary_terms", "summary_values", "summary_offsets"))
+    if st.dtype != np.uint8:
+        raise HeronError(f"approx/summary_terms.npy holds {st.dtype} term ids, an older layout of the approximate "
+                         f"structures (now one-byte gaps); rebuild the index")
+    if len(st) != len(sv) or len(so) < 1 or int(so[-1]) != len(st) or int(so[0]) != 0:
+        raise IntegrityError("approx/summary_offsets.npy", f"summary offsets end at {int(so[-1]) if len(so) else None} "
+                             f"for {len(st)} term gaps and {len(sv)} values (corrupt file); rebuild the index")
+    kinds = (np.int64, np.int64, np.int32, np.int64, np.uint8, np.uint8, np.float32)
     return tuple(readonly(approx_arrays[name], kind) for name, kind in zip(ARRAY_NAMES, kinds))
 
 
