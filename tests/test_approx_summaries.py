@@ -8,13 +8,18 @@ summary) decide a block visit whose outcome flips if a single term id is decoded
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from test_forward_index import N, V, build, corpus, damaged_copy, reseal, visit_everything
 from test_kernels import EMPTY_MASK, approx, index_arrays, topical_corpus
 
 from heron.errors import HeronError, IntegrityError
+from heron.indexing.inverted import InvertedIndex
 from heron.indexing.inverted import approx as A
+from heron.indexing.inverted import format as fmt
 from heron.indexing.inverted.topk import INT32_MAX, SLACK
 
 
@@ -189,3 +194,51 @@ def test_search_matches_the_reference_on_spread_vocabularies(vocab_size):
                 order = np.argsort(-weights.astype(np.float64), kind="mergesort")[:cut]
                 skipped += sum(int(lb[t + 1] - lb[t]) for t in terms[order]) - visited
         assert skipped > 0
+
+
+# -- in an index ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    m = corpus()
+    return m, build(tmp_path_factory.mktemp("summaries"), "idx", m)
+
+
+def test_index_damage_in_the_summaries_is_found_and_named(built, tmp_path, monkeypatch):
+    """A value turned 0 makes its entry a filler (gap × 256): past the vocabulary, an IntegrityError naming
+    the damaged file (the re-hash after the kernel's check); a gap changed within range moves the summary
+    score only — the returned scores are still the documents' exact ones."""
+    _, index = built
+    monkeypatch.setenv("HERON_OPEN_HASH_BYTES", "0")  # check sizes, headers and ends only at open
+    gaps = np.asarray(index.approx["summary_terms"])
+    position = int(np.flatnonzero(gaps >= 4)[0])  # 4 × 256 > V = 900
+    damaged = damaged_copy(index, tmp_path, "values", "approx/summary_values.npy", position, 0)
+    with pytest.raises(IntegrityError) as info:
+        visit_everything(damaged)
+    assert str(info.value).startswith(f"{damaged.path / 'approx/summary_values.npy'}: checksum mismatch")
+    assert "\n" not in str(info.value)
+
+    so = np.asarray(index.approx["summary_offsets"])
+    position = int(so[1]) - 1  # the last entry of block 0: one more is still in range (terms end below V - 1)
+    assert A.decode_summary(index.approx, 0)[0][-1] < V - 1
+    damaged = damaged_copy(index, tmp_path, "gap", "approx/summary_terms.npy", position, lambda g: g + 1)
+    terms = np.arange(0, V, 7, dtype=np.int32)
+    weights = np.linspace(0.5, 2, len(terms)).astype(np.float32)
+    ids, scores = damaged.search(terms, weights, k=10, mode="approx", query_cut=20, heap_factor=1.0)
+    every_id, every_score = index.search(terms, weights, k=N, mode="exact")  # each document's exact score
+    exact = dict(zip(every_id, every_score.tolist()))
+    assert len(ids) == 10 and scores.tolist() == [exact[d] for d in ids]
+
+
+def test_index_with_the_older_summary_layout_is_refused(built, tmp_path):
+    _, index = built
+    old = tmp_path / "old"
+    shutil.copytree(index.path, old)
+    rel = "approx/summary_terms.npy"
+    (old / rel).chmod(0o644)
+    np.save(old / rel, np.zeros(len(index.approx["summary_terms"]), np.uint16))
+    reseal(old, lambda m: m["files"].update({rel: fmt.describe_file(old, rel)}))
+    opened = InvertedIndex.open(old)
+    with pytest.raises(HeronError, match=r"summary_terms.npy holds uint16 term ids, an older layout .*rebuild"):
+        opened.search({"t1": 1.0, "t2": 0.5}, k=5, mode="approx", preset="recall95")
+    with pytest.raises(HeronError, match="older layout"):
+        opened.search_batch([{"t1": 1.0}], k=5, mode="approx", preset="recall95")

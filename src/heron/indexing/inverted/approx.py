@@ -17,15 +17,22 @@
 3. *Summaries.* A block's summary is the component-wise maximum of its documents' forward vectors,
    reduced to the largest components holding ``summary_energy`` of its total mass (for uint16 impacts
    the components are ranked in buckets of 64 impact levels, inside a bucket by first appearance), and
-   quantised to uint8 with a per-block scale, rounded **up** (``value * scale >= impact``).
+   quantised to uint8 with a per-block scale, rounded **up** (``value * scale >= impact``) — every
+   value ≥ 1. A summary is stored in ascending term order, its term ids as **one-byte gaps** (the first
+   from 0) aligned entry for entry with the values: a gap ``g`` ≥ 256 is preceded by *filler* entries of
+   value 0 whose byte counts 256 each (``g >> 8`` in fillers of at most 255) and the entry keeps
+   ``g & 255``. A filler adds nothing to a summary score; 2 bytes an entry plus ~7 % fillers on SPLADE
+   summaries (docs/BENCHMARKS.md), against 3 bytes with uint16 ids. :func:`decode_summary` reads one.
 
 Arrays: ``list_blocks`` int64[V+1] (blocks of term t), ``block_doc_offsets`` int64[B+1],
-``block_docs`` int32, ``summary_offsets`` int64[B+1], ``summary_terms`` (uint16 when V ≤ 65536, else
-int32), ``summary_values`` uint8, ``summary_scales`` float32[B].
+``block_docs`` int32, ``summary_offsets`` int64[B+1] (entries, fillers included), ``summary_terms``
+uint8 (gaps), ``summary_values`` uint8, ``summary_scales`` float32[B]. The older layout (uint16 / int32
+``summary_terms``) is refused at search with a one-line "rebuild the index" error.
 
 **Search** (``search_approx``). The query's ``query_cut`` heaviest terms are visited, heaviest first;
-for each, its blocks in stored order: a block whose summary score (dot product with the full query)
-times ``heap_factor`` is below the current k-th score is skipped, otherwise each of its documents not
+for each, its blocks in stored order: a block whose summary score (dot product with the full query,
+summed in ascending term order while the gaps are decoded) times ``heap_factor`` is below the current
+k-th score is skipped, otherwise each of its documents not
 seen yet (a per-thread generation stamp) is scored exactly from the forward index with the full query
 and offered to the top-k heap. Scores and the tie rule are those of the exact kernels (float64 sums in
 ascending term order, rounded to float32, ties to the lower document index), so with no static
@@ -36,7 +43,12 @@ exactly the exhaustive one (summaries are then upper bounds).
 kernels are compiled for either), and a visited document's chunk of 64 rows is checked — offsets and
 term ids in bounds, checksum — the first time the reader visits it (``checked`` flags kept by the
 index), so a damaged row is an IntegrityError, never an out-of-bounds read or a silently wrong score.
-A block's document index is bounds-checked too.
+A block's document index is bounds-checked too, and so is every summary term id as it is decoded (a
+running sum of the gaps, one compare per entry): a corrupt gap is an IntegrityError naming
+``approx/summary_terms.npy``, never an out-of-range read. A corrupt gap or value that stays in range can
+only change which blocks are visited (as a worse summary would), never a document's score, which comes
+from the checked forward rows; the approx files are also covered by the manifest's xxh3 checksums when
+the index is opened with ``verify``. Summary offsets are checked to end at the arrays' length.
 
 ``heap_factor`` > 0: below 1 skips more blocks (faster, lower recall), above 1 fewer (energy-pruned
 summaries underestimate block scores). ``PRESETS`` name ``(query_cut, heap_factor)`` pairs by the

@@ -186,7 +186,8 @@ class ForwardIndexError(IntegrityError):
 
 
 def raise_error(err, root="") -> None:
-    """Raise the ForwardIndexError of a check's ``err = (code, chunk)`` (``(4, block)`` / ``(5, block)``: an approximate block)."""
+    """Raise the ForwardIndexError of a check's ``err = (code, chunk)`` (``(4, block)``, ``(5, block)``: an
+    approximate block's document, summary)."""
     if int(err[0]) == BAD_BLOCK_DOC:
         raise ForwardIndexError(Path(root) / "approx" / "block_docs.npy", f"approximate block {int(err[1])} holds a "
                                 f"document index out of range (corrupt file); rebuild the index")
@@ -203,5 +204,6 @@ def describe_error(err) -> str:
             f"rebuild the index")
 
 
-__all__ = ["BAD_BLOCK_DOC", "BAD_SUMMARY", "CHUNK", "ERRORS", "NAMES", "ForwardIndexError", "check_chunk", "check_doc", "check_range",
-           "check_row", "checksums", "describe_error", "new_checked", "num_chunks", "raise_error", "term_dtype"]
+__all__ = ["BAD_BLOCK_DOC", "BAD_SUMMARY", "CHUNK", "ERRORS", "NAMES", "ForwardIndexError", "check_chunk",
+           "check_doc", "check_range", "check_row", "checksums", "describe_error", "new_checked", "num_chunks",
+           "raise_error", "term_dtype"]
