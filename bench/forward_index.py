@@ -27,7 +27,8 @@ its own query encoder applied to the BEIR test queries)::
     python bench/forward_index.py options out/scifact.npz out/nfcorpus.npz
     python bench/forward_index.py index out/scifact.npz --work /tmp/fwd-work
     python bench/forward_index.py seismic out/scifact.npz --work /tmp/fwd-work   # Seismic's index size
-    python bench/forward_index.py summaries /tmp/fwd-work/scifact-approx         # summaries, byte-gap estimate
+    python bench/forward_index.py summaries /tmp/fwd-work/scifact-approx         # summary sizes, fillers
+    python bench/forward_index.py summaries NEW-approx --compare OLD-approx       # the same summaries?
 """
 
 from __future__ import annotations
@@ -204,8 +205,11 @@ def _visit(lb, bdo, bd, so, st, sv, ss, q_terms, q_weights, qlo, qhi, query_cut,
             continue
         for b in range(lb[t], lb[t + 1]):
             dot = 0.0
-            for j in range(so[b], so[b + 1]):
-                dot += qdense[st[j]] * sv[j]
+            u = np.int64(0)
+            for j in range(so[b], so[b + 1]):  # one-byte term gaps, a filler (value 0) counting 256 each
+                v = sv[j]
+                u += np.int64(st[j]) << (8 if v == 0 else 0)
+                dot += qdense[u] * v
             if dot * ss[b] * heap_factor * SLACK < hs[0]:
                 continue
             for p in range(bdo[b], bdo[b + 1]):
