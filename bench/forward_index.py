@@ -206,10 +206,9 @@ def _visit(lb, bdo, bd, so, st, sv, ss, q_terms, q_weights, qlo, qhi, query_cut,
         for b in range(lb[t], lb[t + 1]):
             dot = 0.0
             u = np.int64(0)
-            for j in range(so[b], so[b + 1]):  # one-byte term gaps, a filler (value 0) counting 256 each
-                v = sv[j]
-                u += np.int64(st[j]) << (8 if v == 0 else 0)
-                dot += qdense[u] * v
+            for j in range(so[b], so[b + 1]):  # one-byte term gaps (fillers: gap 255, value 0)
+                u += st[j]
+                dot += qdense[u] * sv[j]
             if dot * ss[b] * heap_factor * SLACK < hs[0]:
                 continue
             for p in range(bdo[b], bdo[b + 1]):
@@ -420,7 +419,7 @@ def _summaries(index_path: str) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def summary_estimate(index_path: str, compare: str | None = None) -> dict:
     """The size of an index's approximate summaries. Gap-coded (uint8 ``summary_terms``): the stored bytes,
-    the summary entries and the filler entries (value 0) of gaps >= 256. Older layout (uint16 ids): the
+    the summary entries and the filler entries (gap 255, value 0) of gaps above 255. Older layout (uint16 ids): the
     stored bytes and the size the gap coding would give (fillers counted from the sorted ids). ``compare``:
     another index's summaries must be the same (term, value) pairs block by block (before / after)."""
     root = Path(index_path) / "approx"
@@ -442,7 +441,7 @@ def summary_estimate(index_path: str, compare: str | None = None) -> dict:
         first[so[:-1][lens > 0]] = True
         gap = np.diff(t, prepend=0)
         gap[first] = t[first]  # the first id of a block is a gap from 0
-        fillers = int(((gap >> 8) + 254).__floordiv__(255).sum())
+        fillers = int(((gap[gap > 255] - 1) // 255).sum())
         row.update(entries=len(t), fillers_if_gap_coded=fillers, filler_overhead=round(fillers / max(1, len(t)), 4),
                    summary_bytes_if_gap_coded=2 * (len(t) + fillers))
     if compare:

@@ -51,15 +51,19 @@ def test_gap_encoding_round_trips_with_fillers():
         assert terms.tolist() == want
         assert got.tolist() == vals[o:o + len(want)].tolist()
         o += len(want)
-    # fillers: one per started 255 × 256 of a gap of at least 256 (value 0, counting 256 each)
-    want_fillers = [0, 0, 1, 1, 1, 0 + 0 + 1 + 1 + 0, 1, 1, 0, 0 + 1 + 0 + 0 + 1 + 0]
+    # fillers (gap 255, value 0): (g - 1) // 255 before a gap g above 255
+    want_fillers = [0, 0, 1, 1, 2, 0 + 0 + 1 + 1 + 0, 65534 // 255, 0 + 65533 // 255, 0,
+                    0 + 1 + 0 + 0 + 64764 // 255 + 0]
     stored = np.diff(offsets) - np.array([len(b) for b in ADVERSARIAL])
     assert stored.tolist() == want_fillers
     assert np.count_nonzero(values == 0) == sum(want_fillers)
-    assert gaps[offsets[2]:offsets[3]].tolist() == [1, 0] and values[offsets[2]] == 0  # 256 = filler 1, gap 0
-    # a gap of 65,535 and more (int32 vocabularies): several fillers of 255
+    assert np.all(gaps[values == 0] == 255)
+    assert gaps[offsets[2]:offsets[3]].tolist() == [255, 1] and values[offsets[2]] == 0  # 256 = filler + 1
+    assert gaps[offsets[4]:offsets[5]].tolist() == [255, 255, 1]  # 511
+    assert gaps[offsets[1]:offsets[2]].tolist() == [255] and values[offsets[1]] > 0  # 255: no filler
+    # a gap beyond 65,535 (int32 vocabularies)
     offsets, gaps, values, _ = encode([[0, 200_000]])
-    assert gaps.tolist() == [0, 255, 255, 255, 16, 200_000 & 255] and values.tolist()[1:5] == [0, 0, 0, 0]
+    assert gaps.tolist() == [0] + [255] * 784 + [200_000 - 784 * 255] and np.count_nonzero(values == 0) == 784
     assert A.decode_summary({"summary_offsets": offsets, "summary_terms": gaps, "summary_values": values},
                             0)[0].tolist() == [0, 200_000]
 
@@ -105,14 +109,14 @@ def test_corrupt_gap_is_an_integrity_error_never_an_out_of_range_read():
     terms, weights = np.array([1, 7], np.int32), np.array([1.0, 5.0], np.float32)
     approx(arrays, structures, 2, terms, weights, 1, 1, 1.0)
     bad = structures["summary_terms"].copy()
+    assert bad[-1] == 65534 - 256 * 255
     bad[-1] = 255  # the last term becomes 65,536 = the vocabulary size
     with pytest.raises(IntegrityError, match=r"approx/summary_terms.npy: approximate block 1's summary decodes a "
                                               r"term id out of range"):
         approx(arrays, {**structures, "summary_terms": bad}, 2, terms, weights, 1, 1, 1.0)
-    bad = structures["summary_values"].copy()
-    bad[:] = 0  # every entry a filler: block 1 reaches 256 × (1 + 255) = 65,536 at its second entry
+    bad[:] = 255  # far past the vocabulary from the second entry on: the reads stay inside the query vector
     with pytest.raises(IntegrityError, match="out of range"):
-        approx(arrays, {**structures, "summary_values": bad}, 2, terms, weights, 1, 1, 1.0)
+        approx(arrays, {**structures, "summary_terms": bad}, 2, terms, weights, 1, 1, 1.0)
     with pytest.raises(IntegrityError, match="summary_offsets.npy: summary offsets end at"):
         approx(arrays, {**structures, "summary_values": structures["summary_values"][:-1]}, 2, terms, weights,
                1, 1, 1.0)
@@ -204,20 +208,22 @@ def built(tmp_path_factory):
 
 
 def test_index_damage_in_the_summaries_is_found_and_named(built, tmp_path, monkeypatch):
-    """A value turned 0 makes its entry a filler (gap × 256): past the vocabulary, an IntegrityError naming
-    the damaged file (the re-hash after the kernel's check); a gap changed within range moves the summary
-    score only — the returned scores are still the documents' exact ones."""
+    """A gap raised past the vocabulary is an IntegrityError naming the damaged file (the re-hash after the
+    kernel's check); a gap changed within range moves the summary score only — the returned scores are
+    still the documents' exact ones."""
     _, index = built
     monkeypatch.setenv("HERON_OPEN_HASH_BYTES", "0")  # check sizes, headers and ends only at open
-    gaps = np.asarray(index.approx["summary_terms"])
-    position = int(np.flatnonzero(gaps >= 4)[0])  # 4 × 256 > V = 900
-    damaged = damaged_copy(index, tmp_path, "values", "approx/summary_values.npy", position, 0)
+    gaps, so = np.asarray(index.approx["summary_terms"]), np.asarray(index.approx["summary_offsets"])
+    last = [A.decode_summary(index.approx, b)[0][-1] for b in range(len(so) - 1)]
+    block = int(np.argmax(last))  # its last id + 255 - its last gap >= V: past the vocabulary
+    position = int(so[block + 1]) - 1
+    assert last[block] - gaps[position] + 255 >= V
+    damaged = damaged_copy(index, tmp_path, "terms", "approx/summary_terms.npy", position, 255)
     with pytest.raises(IntegrityError) as info:
         visit_everything(damaged)
-    assert str(info.value).startswith(f"{damaged.path / 'approx/summary_values.npy'}: checksum mismatch")
+    assert str(info.value).startswith(f"{damaged.path / 'approx/summary_terms.npy'}: checksum mismatch")
     assert "\n" not in str(info.value)
 
-    so = np.asarray(index.approx["summary_offsets"])
     position = int(so[1]) - 1  # the last entry of block 0: one more is still in range (terms end below V - 1)
     assert A.decode_summary(index.approx, 0)[0][-1] < V - 1
     damaged = damaged_copy(index, tmp_path, "gap", "approx/summary_terms.npy", position, lambda g: g + 1)

@@ -19,10 +19,10 @@
    the components are ranked in buckets of 64 impact levels, inside a bucket by first appearance), and
    quantised to uint8 with a per-block scale, rounded **up** (``value * scale >= impact``) — every
    value ≥ 1. A summary is stored in ascending term order, its term ids as **one-byte gaps** (the first
-   from 0) aligned entry for entry with the values: a gap ``g`` ≥ 256 is preceded by *filler* entries of
-   value 0 whose byte counts 256 each (``g >> 8`` in fillers of at most 255) and the entry keeps
-   ``g & 255``. A filler adds nothing to a summary score; 2 bytes an entry plus ~7 % fillers on SPLADE
-   summaries (docs/BENCHMARKS.md), against 3 bytes with uint16 ids. :func:`decode_summary` reads one.
+   from 0) aligned entry for entry with the values: a gap ``g`` above 255 is preceded by *filler* entries
+   (gap 255, value 0) until the rest fits in a byte, so decoding is a plain running sum and a filler adds
+   nothing to a summary score. 2 bytes an entry plus ~12 % fillers on SPLADE summaries
+   (docs/BENCHMARKS.md), against 3 bytes with uint16 ids. :func:`decode_summary` reads one.
 
 Arrays: ``list_blocks`` int64[V+1] (blocks of term t), ``block_doc_offsets`` int64[B+1],
 ``block_docs`` int32, ``summary_offsets`` int64[B+1] (entries, fillers included), ``summary_terms``
@@ -43,8 +43,9 @@ exactly the exhaustive one (summaries are then upper bounds).
 kernels are compiled for either), and a visited document's chunk of 64 rows is checked — offsets and
 term ids in bounds, checksum — the first time the reader visits it (``checked`` flags kept by the
 index), so a damaged row is an IntegrityError, never an out-of-bounds read or a silently wrong score.
-A block's document index is bounds-checked too, and so is every summary term id as it is decoded (a
-running sum of the gaps, one compare per entry): a corrupt gap is an IntegrityError naming
+A block's document index is bounds-checked too, and so are the summary term ids: decoded ids only grow,
+so the kernel checks a block's last one against the vocabulary size, and reads the query vector (a power
+of two long) at ``id & (length - 1)`` meanwhile: a corrupt gap is an IntegrityError naming
 ``approx/summary_terms.npy``, never an out-of-range read. A corrupt gap or value that stays in range can
 only change which blocks are visited (as a worse summary would), never a document's score, which comes
 from the checked forward rows; the approx files are also covered by the manifest's xxh3 checksums when
@@ -390,15 +391,15 @@ def _summary_group(bdo, bd, fo, ft, fi, b_lo, b_hi, bound_off, g, groups, energy
 @njit(cache=True, nogil=True)
 def _gap_counts(terms, lengths, out_lengths):
     """The stored entries of each block's summary (``lengths`` ascending term ids each): its entries plus
-    one filler per started 256 × 255 of a gap of at least 256 (see ``_gap_encode``)."""
+    ``(g - 1) // 255`` fillers for each gap ``g`` above 255 (see ``_gap_encode``)."""
     o = 0
     total = 0
     for b in range(lengths.shape[0]):
         prev = np.int64(0)
         c = 0
         for j in range(o, o + lengths[b]):
-            hi = (np.int64(terms[j]) - prev) >> 8
-            c += 1 + (hi + 254) // 255
+            g = np.int64(terms[j]) - prev
+            c += 1 + ((g - 1) // 255 if g > 255 else 0)
             prev = terms[j]
         o += lengths[b]
         out_lengths[b] = c
@@ -409,22 +410,20 @@ def _gap_counts(terms, lengths, out_lengths):
 @njit(cache=True, nogil=True)
 def _gap_encode(terms, values, lengths, out_gaps, out_values):
     """Store each block's ascending ``terms`` as one-byte gaps (the first from 0), aligned with ``values``
-    (all ≥ 1). A gap ``g`` ≥ 256 is preceded by filler entries of value 0 whose byte counts 256 each
-    (``hi = g >> 8`` split in fillers of at most 255), so the entry itself keeps ``g & 255``."""
+    (all ≥ 1). A gap ``g`` above 255 is preceded by filler entries (gap 255, value 0) until the rest fits
+    in the entry's own byte: the decoder just adds every gap."""
     o = 0
     w = 0
     for b in range(lengths.shape[0]):
         prev = np.int64(0)
         for j in range(o, o + lengths[b]):
             g = np.int64(terms[j]) - prev
-            hi = g >> 8
-            while hi > 0:
-                f = min(hi, 255)
-                out_gaps[w] = f
+            while g > 255:
+                out_gaps[w] = 255
                 out_values[w] = 0
                 w += 1
-                hi -= f
-            out_gaps[w] = g & 255
+                g -= 255
+            out_gaps[w] = g
             out_values[w] = values[j]
             w += 1
             prev = terms[j]
@@ -436,10 +435,8 @@ def decode_summary(approx_arrays: dict, block: int) -> tuple[np.ndarray, np.ndar
     the filler entries left out (the values times ``summary_scales[block]`` bound the block's impacts)."""
     so, st, sv = (approx_arrays[name] for name in ("summary_offsets", "summary_terms", "summary_values"))
     a, b = int(so[block]), int(so[block + 1])
-    gaps, values = st[a:b].astype(np.int64), sv[a:b]
-    filler = values == 0
-    terms = np.cumsum(np.where(filler, gaps << 8, gaps))
-    return terms[~filler], values[~filler]
+    terms, values = np.cumsum(st[a:b].astype(np.int64)), sv[a:b]
+    return terms[values > 0], values[values > 0]
 
 
 def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offsets, forward_terms,
@@ -583,6 +580,7 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
     order = np.argsort(neg, kind="mergesort")  # heaviest first, ties to the lower term id
     has_mask = mask.shape[0] > 0
     nlists = lb.shape[0] - 1
+    wrap = qdense.shape[0] - 1  # qdense: a power of two >= nlists entries (``_query_size``)
     for r in range(min(query_cut, n)):
         t = q_terms[qlo + order[r]]
         if t >= nlists or q_weights[qlo + order[r]] <= 0:
@@ -590,15 +588,12 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
         for b in range(lb[t], lb[t + 1]):
             dot = 0.0
             u = np.int64(0)
-            for j in range(so[b], so[b + 1]):  # term ids as one-byte gaps; a filler (value 0) counts 256 each
-                v = sv[j]
-                u += np.int64(st[j]) << (8 if v == 0 else 0)
-                if u >= nlists:
-                    err[0] = forward.BAD_SUMMARY
-                    err[1] = b
-                    break
-                dot += qdense[u] * v
-            if err[0]:
+            for j in range(so[b], so[b + 1]):  # term ids as one-byte gaps (fillers: value 0)
+                u += st[j]
+                dot += qdense[u & wrap] * sv[j]
+            if u >= nlists:  # the ids only grow: the last bounds them all (``wrap`` kept the reads in qdense)
+                err[0] = forward.BAD_SUMMARY
+                err[1] = b
                 break
             if dot * ss[b] * heap_factor * SLACK < hs[0]:
                 continue
@@ -633,7 +628,7 @@ def _approx_group(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, num_docs
                   query_cut, heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, out_idx, out_scores, err):
     nq = q_indptr.shape[0] - 1
     kk = min(out_idx.shape[1], num_docs)
-    qdense = np.zeros(vocab_size, np.float64)
+    qdense = np.zeros(_query_size(vocab_size), np.float64)
     stamp = np.zeros(num_docs, np.int32)
     mask = np.zeros(num_docs if allow_indptr.shape[0] > 0 else 0, np.uint8)
     hs = np.empty(kk, np.float32)
@@ -675,6 +670,16 @@ def _knobs(query_cut, heap_factor) -> tuple[int, float]:
 
 
 _local = threading.local()
+
+
+@njit(cache=True, nogil=True)
+def _query_size(vocab_size):
+    """The query vector's length: the smallest power of two >= ``vocab_size``, so that a decoded summary id
+    masked with ``length - 1`` always reads inside it (a bad one is caught at the block's end)."""
+    size = 1
+    while size < vocab_size:
+        size *= 2
+    return size
 
 
 def _stamp(num_docs: int) -> tuple[np.ndarray, int]:
@@ -727,8 +732,8 @@ def search_approx(approx_arrays, forward_offsets, forward_terms, forward_impacts
     def kernel(terms, weights, mask, hs, hd):
         stamp, gen = _stamp(int(num_docs))
         _approx(*structures, *fwd, terms, weights, np.int64(0), np.int64(len(terms)), np.int64(query_cut),
-                np.float64(heap_factor), mask, scratch("approx_query", vocab_size, np.float64), stamp, np.int64(gen),
-                hs, hd, err)
+                np.float64(heap_factor), mask, scratch("approx_query", _query_size(vocab_size), np.float64), stamp,
+                np.int64(gen), hs, hd, err)
 
     out = search_one(vocab_size, num_docs, terms, weights, k, mask, kernel)
     if err[0]:
