@@ -27,7 +27,8 @@ its own query encoder applied to the BEIR test queries)::
     python bench/forward_index.py options out/scifact.npz out/nfcorpus.npz
     python bench/forward_index.py index out/scifact.npz --work /tmp/fwd-work
     python bench/forward_index.py seismic out/scifact.npz --work /tmp/fwd-work   # Seismic's index size
-    python bench/forward_index.py summaries /tmp/fwd-work/scifact-approx         # summaries, byte-gap estimate
+    python bench/forward_index.py summaries /tmp/fwd-work/scifact-approx         # summary sizes, fillers
+    python bench/forward_index.py summaries NEW-approx --compare OLD-approx       # the same summaries?
 """
 
 from __future__ import annotations
@@ -204,8 +205,10 @@ def _visit(lb, bdo, bd, so, st, sv, ss, q_terms, q_weights, qlo, qhi, query_cut,
             continue
         for b in range(lb[t], lb[t + 1]):
             dot = 0.0
-            for j in range(so[b], so[b + 1]):
-                dot += qdense[st[j]] * sv[j]
+            u = np.int64(0)
+            for j in range(so[b], so[b + 1]):  # one-byte term gaps (fillers: gap 255, value 0)
+                u += st[j]
+                dot += qdense[u] * sv[j]
             if dot * ss[b] * heap_factor * SLACK < hs[0]:
                 continue
             for p in range(bdo[b], bdo[b + 1]):
@@ -310,8 +313,9 @@ def options(paths: list[str], repeat: int, k: int) -> list[dict]:
 
 
 def index_run(path: str, work: str, repeat: int, k: int, threads: int, reuse: bool = False,
-              approx: dict | None = None) -> dict:
-    """Build an index with approximate structures from the vectors and measure it (module docstring)."""
+              approx: dict | None = None, dump: bool = False) -> dict:
+    """Build an index with approximate structures from the vectors and measure it (module docstring);
+    ``dump``: save the batch results (ids, scores per preset) to ``work/NAME-results.npz``."""
     import heron
     from heron.indexing.inverted import InvertedIndex, build_inverted_index
 
@@ -343,21 +347,26 @@ def index_run(path: str, work: str, repeat: int, k: int, threads: int, reuse: bo
     qs = [(queries.indices[queries.indptr[i]:queries.indptr[i + 1]].astype(np.int32),
            queries.data[queries.indptr[i]:queries.indptr[i + 1]].astype(np.float32)) for i in range(queries.shape[0])]
     truth = exact_top(docs, queries, k)
-    presets = {}
+    presets, results = {}, {}
     for preset in PRESETS:
         index.search_batch(qs, k=k, mode="approx", preset=preset, threads=1)  # warm (compile, check chunks)
         batch, one = float("inf"), float("inf")
         for _ in range(repeat):
             t0 = time.perf_counter()
-            ids, _ = index.search_batch(qs, k=k, mode="approx", preset=preset, threads=threads)
+            ids, scores = index.search_batch(qs, k=k, mode="approx", preset=preset, threads=threads)
             batch = min(batch, time.perf_counter() - t0)
             t0 = time.perf_counter()
             for terms, w in qs:
                 index.search(terms, w, k=k, mode="approx", preset=preset)
             one = min(one, time.perf_counter() - t0)
         found = np.array([[int(x) for x in row] + [-1] * (k - len(row)) for row in ids])
+        if dump:
+            results[f"{preset}_ids"] = found
+            results[f"{preset}_scores"] = np.array([list(s) + [-np.inf] * (k - len(s)) for s in scores], np.float32)
         presets[preset] = {"batch_ms_per_query": round(1000 * batch / len(qs), 4),
                            "one_ms_per_query": round(1000 * one / len(qs), 4), "recall@10": round(recall(found, truth), 4)}
+    if dump:
+        np.savez(Path(work) / f"{name}-results.npz", **results)
     return {"dataset": name, "heron": str(Path(heron.__file__).parent), "docs": n, "nnz": int(docs.nnz),
             "queries": len(qs), "build_s": build_s, "approx_params": approx or {}, "files": files, "groups": groups,
             "total_bytes": sum(files.values()), "presets": presets}
@@ -390,24 +399,57 @@ def seismic_size(path: str, work: str) -> dict:
             "params": params}
 
 
-def summary_estimate(index_path: str) -> dict:
-    """Size of an index's approximate summaries if their term ids were sorted within each block and stored as
-    one-byte gaps (a gap >= 256 escaped by a 0 byte and the full uint16 id) with an int64 byte offset per
-    block: computed from the stored summaries, not implemented."""
+def _summaries(index_path: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every block's summary of an index as ``(ascending term ids, quantised values)``: the gap-coded layout
+    decoded (``approx.decode_summary``), or the older uint16 / int32 layout sorted."""
+    root = Path(index_path) / "approx"
+    arrays = {name: np.load(root / f"{name}.npy") for name in ("summary_offsets", "summary_terms", "summary_values")}
+    so = arrays["summary_offsets"]
+    if arrays["summary_terms"].dtype == np.uint8:
+        from heron.indexing.inverted.approx import decode_summary
+
+        return [decode_summary(arrays, b) for b in range(len(so) - 1)]
+    out = []
+    for b in range(len(so) - 1):
+        t, v = arrays["summary_terms"][so[b]:so[b + 1]].astype(np.int64), arrays["summary_values"][so[b]:so[b + 1]]
+        order = np.argsort(t)
+        out.append((t[order], v[order]))
+    return out
+
+
+def summary_estimate(index_path: str, compare: str | None = None) -> dict:
+    """The size of an index's approximate summaries. Gap-coded (uint8 ``summary_terms``): the stored bytes,
+    the summary entries and the filler entries (gap 255, value 0) of gaps above 255. Older layout (uint16 ids): the
+    stored bytes and the size the gap coding would give (fillers counted from the sorted ids). ``compare``:
+    another index's summaries must be the same (term, value) pairs block by block (before / after)."""
     root = Path(index_path) / "approx"
     so = np.load(root / "summary_offsets.npy")
-    st = np.load(root / "summary_terms.npy").astype(np.int64)
+    st = np.load(root / "summary_terms.npy", mmap_mode="r")
+    sv = np.load(root / "summary_values.npy", mmap_mode="r")
     nb, lens = len(so) - 1, np.diff(so)
-    t = st[np.lexsort((st, np.repeat(np.arange(nb), lens)))]
-    first = np.zeros(len(t), bool)
-    first[so[:-1][lens > 0]] = True
-    gap = np.diff(t, prepend=0)
-    gap[first] = t[first] + 1  # the first id of a block is a gap from -1
-    escapes = int(np.count_nonzero(gap >= 256))
-    coded = len(t) + 2 * escapes + 8 * (nb + 1)
-    return {"index": str(index_path), "entries": len(t), "blocks": nb, "summary_bytes_now": 3 * len(t),
-            "term_bytes_now": 2 * len(t), "term_bytes_byte_gaps": coded, "bytes_per_entry": round(coded / len(t), 3),
-            "escapes": round(escapes / max(1, len(t)), 4), "summary_bytes_byte_gaps": coded + len(t)}
+    row = {"index": str(index_path), "blocks": nb, "layout": str(st.dtype),
+           "summary_bytes": int(st.nbytes + sv.nbytes)}
+    if st.dtype == np.uint8:
+        fillers = int(np.count_nonzero(np.asarray(sv) == 0))
+        entries = len(st) - fillers
+        row.update(entries=entries, fillers=fillers, filler_overhead=round(fillers / max(1, entries), 4),
+                   bytes_per_entry=round(row["summary_bytes"] / max(1, entries), 3))
+    else:
+        t = np.asarray(st).astype(np.int64)
+        t = t[np.lexsort((t, np.repeat(np.arange(nb), lens)))]
+        first = np.zeros(len(t), bool)
+        first[so[:-1][lens > 0]] = True
+        gap = np.diff(t, prepend=0)
+        gap[first] = t[first]  # the first id of a block is a gap from 0
+        fillers = int(((gap[gap > 255] - 1) // 255).sum())
+        row.update(entries=len(t), fillers_if_gap_coded=fillers, filler_overhead=round(fillers / max(1, len(t)), 4),
+                   summary_bytes_if_gap_coded=2 * (len(t) + fillers))
+    if compare:
+        mine, theirs = _summaries(index_path), _summaries(compare)
+        row["same_summaries_as"] = compare
+        row["same_summaries"] = len(mine) == len(theirs) and all(
+            np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(mine, theirs))
+    return row
 
 
 def main() -> None:
@@ -430,11 +472,13 @@ def main() -> None:
     i.add_argument("-k", type=int, default=10)
     i.add_argument("--reuse", action="store_true", help="search an index built by an earlier run")
     i.add_argument("--approx", default="{}", help="build_approx parameters (JSON)")
+    i.add_argument("--dump", action="store_true", help="save the results to WORK/NAME-results.npz")
     z = sub.add_parser("seismic")
     z.add_argument("vectors", nargs="+")
     z.add_argument("--work", default="/tmp/forward-bench")
-    e = sub.add_parser("summaries", help="estimate byte-gap coded summary term ids of built indexes")
+    e = sub.add_parser("summaries", help="summary sizes (gap-coded, or estimated for the older layout)")
     e.add_argument("indexes", nargs="+")
+    e.add_argument("--compare", help="an index whose summaries must be the same (one index given)")
     args = parser.parse_args()
     if args.cmd == "prepare":
         prepare(args.name, args.index, args.out, args.data)
@@ -444,10 +488,10 @@ def main() -> None:
     elif args.cmd == "index":
         for path in args.vectors:
             print(json.dumps(index_run(path, args.work, args.repeat, args.k, args.threads, args.reuse,
-                                       json.loads(args.approx))), flush=True)
+                                       json.loads(args.approx), args.dump)), flush=True)
     elif args.cmd == "summaries":
         for path in args.indexes:
-            print(json.dumps(summary_estimate(path)), flush=True)
+            print(json.dumps(summary_estimate(path, args.compare)), flush=True)
     elif args.cmd == "seismic":
         for path in args.vectors:
             print(json.dumps(seismic_size(path, args.work)), flush=True)

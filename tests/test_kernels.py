@@ -391,9 +391,9 @@ def test_approx_static_pruning_and_summaries():
             for b in blocks:
                 members = bd[bdo[b]:bdo[b + 1]]
                 assert len(members) and np.all(np.diff(members) > 0)
-                terms = s["summary_terms"][s["summary_offsets"][b]:s["summary_offsets"][b + 1]].astype(np.int64)
-                values = s["summary_values"][s["summary_offsets"][b]:s["summary_offsets"][b + 1]] * np.float64(
-                    s["summary_scales"][b])
+                terms, values = A.decode_summary(s, b)
+                assert np.all(np.diff(terms) > 0) and np.all(values > 0)
+                values = values * np.float64(s["summary_scales"][b])
                 block_max = fwd[members].max(axis=0).toarray().ravel().astype(np.float64)
                 assert np.all(values >= block_max[terms] * (1 - 1e-12))  # quantised upward
                 if energy == 1.0:

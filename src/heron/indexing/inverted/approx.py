@@ -17,15 +17,22 @@
 3. *Summaries.* A block's summary is the component-wise maximum of its documents' forward vectors,
    reduced to the largest components holding ``summary_energy`` of its total mass (for uint16 impacts
    the components are ranked in buckets of 64 impact levels, inside a bucket by first appearance), and
-   quantised to uint8 with a per-block scale, rounded **up** (``value * scale >= impact``).
+   quantised to uint8 with a per-block scale, rounded **up** (``value * scale >= impact``) — every
+   value ≥ 1. A summary is stored in ascending term order, its term ids as **one-byte gaps** (the first
+   from 0) aligned entry for entry with the values: a gap ``g`` above 255 is preceded by *filler* entries
+   (gap 255, value 0) until the rest fits in a byte, so decoding is a plain running sum and a filler adds
+   nothing to a summary score. 2 bytes an entry plus ~12 % fillers on SPLADE summaries
+   (docs/BENCHMARKS.md), against 3 bytes with uint16 ids. :func:`decode_summary` reads one.
 
 Arrays: ``list_blocks`` int64[V+1] (blocks of term t), ``block_doc_offsets`` int64[B+1],
-``block_docs`` int32, ``summary_offsets`` int64[B+1], ``summary_terms`` (uint16 when V ≤ 65536, else
-int32), ``summary_values`` uint8, ``summary_scales`` float32[B].
+``block_docs`` int32, ``summary_offsets`` int64[B+1] (entries, fillers included), ``summary_terms``
+uint8 (gaps), ``summary_values`` uint8, ``summary_scales`` float32[B]. The older layout (uint16 / int32
+``summary_terms``) is refused at search with a one-line "rebuild the index" error.
 
 **Search** (``search_approx``). The query's ``query_cut`` heaviest terms are visited, heaviest first;
-for each, its blocks in stored order: a block whose summary score (dot product with the full query)
-times ``heap_factor`` is below the current k-th score is skipped, otherwise each of its documents not
+for each, its blocks in stored order: a block whose summary score (dot product with the full query,
+summed in ascending term order while the gaps are decoded) times ``heap_factor`` is below the current
+k-th score is skipped, otherwise each of its documents not
 seen yet (a per-thread generation stamp) is scored exactly from the forward index with the full query
 and offered to the top-k heap. Scores and the tie rule are those of the exact kernels (float64 sums in
 ascending term order, rounded to float32, ties to the lower document index), so with no static
@@ -36,7 +43,13 @@ exactly the exhaustive one (summaries are then upper bounds).
 kernels are compiled for either), and a visited document's chunk of 64 rows is checked — offsets and
 term ids in bounds, checksum — the first time the reader visits it (``checked`` flags kept by the
 index), so a damaged row is an IntegrityError, never an out-of-bounds read or a silently wrong score.
-A block's document index is bounds-checked too.
+A block's document index is bounds-checked too, and so are the summary term ids: decoded ids only grow,
+so the kernel checks a block's last one against the vocabulary size, and reads the query vector (a power
+of two long) at ``id & (length - 1)`` meanwhile: a corrupt gap is an IntegrityError naming
+``approx/summary_terms.npy``, never an out-of-range read. A corrupt gap or value that stays in range can
+only change which blocks are visited (as a worse summary would), never a document's score, which comes
+from the checked forward rows; the approx files are also covered by the manifest's xxh3 checksums when
+the index is opened with ``verify``. Summary offsets are checked to end at the arrays' length.
 
 ``heap_factor`` > 0: below 1 skips more blocks (faster, lower recall), above 1 fewer (energy-pruned
 summaries underestimate block scores). ``PRESETS`` name ``(query_cut, heap_factor)`` pairs by the
@@ -53,6 +66,7 @@ import threading
 import numpy as np
 from numba import njit
 
+from heron.errors import HeronError, IntegrityError
 from heron.indexing.inverted import forward
 from heron.indexing.inverted.forward import CHUNK_SHIFT, check_doc
 from heron.indexing.inverted.topk import (
@@ -358,6 +372,12 @@ def _summary_group(bdo, bd, fo, ft, fi, b_lo, b_hi, bound_off, g, groups, energy
             u = touched[j]
             mass[np.int64(dense[u]) >> shift] = 0.0
             dense[u] = 0
+        if m > 1:  # ascending term ids: the stored summary is their gaps (``_gap_counts``)
+            idx = np.argsort(out_terms[o:o + m])
+            st = out_terms[o:o + m][idx]
+            sv = out_vals[o:o + m][idx]
+            out_terms[o:o + m] = st
+            out_vals[o:o + m] = sv
         scale = 1.0
         if top > 255:
             scale = np.float64(np.float32(top / 255.0 * (1.0 + 1e-6)))
@@ -366,6 +386,57 @@ def _summary_group(bdo, bd, fo, ft, fi, b_lo, b_hi, bound_off, g, groups, energy
                 out_vals[o + j] = min(q, 255)
         out_len[b - b_lo] = m
         out_scale[b - b_lo] = scale
+
+
+@njit(cache=True, nogil=True)
+def _gap_counts(terms, lengths, out_lengths):
+    """The stored entries of each block's summary (``lengths`` ascending term ids each): its entries plus
+    ``(g - 1) // 255`` fillers for each gap ``g`` above 255 (see ``_gap_encode``)."""
+    o = 0
+    total = 0
+    for b in range(lengths.shape[0]):
+        prev = np.int64(0)
+        c = 0
+        for j in range(o, o + lengths[b]):
+            g = np.int64(terms[j]) - prev
+            c += 1 + ((g - 1) // 255 if g > 255 else 0)
+            prev = terms[j]
+        o += lengths[b]
+        out_lengths[b] = c
+        total += c
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _gap_encode(terms, values, lengths, out_gaps, out_values):
+    """Store each block's ascending ``terms`` as one-byte gaps (the first from 0), aligned with ``values``
+    (all ≥ 1). A gap ``g`` above 255 is preceded by filler entries (gap 255, value 0) until the rest fits
+    in the entry's own byte: the decoder just adds every gap."""
+    o = 0
+    w = 0
+    for b in range(lengths.shape[0]):
+        prev = np.int64(0)
+        for j in range(o, o + lengths[b]):
+            g = np.int64(terms[j]) - prev
+            while g > 255:
+                out_gaps[w] = 255
+                out_values[w] = 0
+                w += 1
+                g -= 255
+            out_gaps[w] = g
+            out_values[w] = values[j]
+            w += 1
+            prev = terms[j]
+        o += lengths[b]
+
+
+def decode_summary(approx_arrays: dict, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Block ``block``'s summary as stored: ``(term ids int64, quantised values uint8)``, ascending terms,
+    the filler entries left out (the values times ``summary_scales[block]`` bound the block's impacts)."""
+    so, st, sv = (approx_arrays[name] for name in ("summary_offsets", "summary_terms", "summary_values"))
+    a, b = int(so[block]), int(so[block + 1])
+    terms, values = np.cumsum(st[a:b].astype(np.int64)), sv[a:b]
+    return terms[values > 0], values[values > 0]
 
 
 def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offsets, forward_terms,
@@ -451,7 +522,6 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
     doc_nnz = np.diff(fo)
     bounds = np.minimum(np.add.reduceat(doc_nnz[block_docs], block_doc_offsets[:-1]), vocab_size) \
         if num_blocks else np.zeros(0, np.int64)
-    term_dtype = np.uint16 if vocab_size <= 65536 else np.int32
     shift = 0 if pi.dtype.itemsize == 1 else 6
     nbuckets = (int(np.iinfo(fi.dtype).max) >> shift) + 1
     terms_parts, vals_parts = [], []
@@ -475,9 +545,13 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
                            float(summary_energy), shift, nbuckets, vocab_size, *out), groups, threads)
         take = np.repeat(bound_off[:-1], out_len) + (np.arange(int(out_len.sum()))
                                                      - np.repeat(np.cumsum(out_len) - out_len, out_len))
-        terms_parts.append(out_terms[take].astype(term_dtype))
-        vals_parts.append(out_vals[take].astype(np.uint8))
-        lengths[lo:hi] = out_len
+        stored = np.zeros(hi - lo, np.int64)
+        count = _gap_counts(out_terms[take], out_len, stored)
+        gaps, vals = np.empty(count, np.uint8), np.empty(count, np.uint8)
+        _gap_encode(out_terms[take], out_vals[take], out_len, gaps, vals)
+        terms_parts.append(gaps)
+        vals_parts.append(vals)
+        lengths[lo:hi] = stored
         scales[lo:hi] = out_scale
         lo = hi
     summary_offsets = np.zeros(num_blocks + 1, np.int64)
@@ -487,7 +561,7 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
         "block_doc_offsets": block_doc_offsets,
         "block_docs": block_docs,
         "summary_offsets": summary_offsets,
-        "summary_terms": np.concatenate(terms_parts) if terms_parts else np.zeros(0, term_dtype),
+        "summary_terms": np.concatenate(terms_parts) if terms_parts else np.zeros(0, np.uint8),
         "summary_values": np.concatenate(vals_parts) if vals_parts else np.zeros(0, np.uint8),
         "summary_scales": scales,
     }
@@ -506,14 +580,21 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
     order = np.argsort(neg, kind="mergesort")  # heaviest first, ties to the lower term id
     has_mask = mask.shape[0] > 0
     nlists = lb.shape[0] - 1
+    wrap = qdense.shape[0] - 1  # qdense: a power of two >= nlists entries (``_query_size``)
     for r in range(min(query_cut, n)):
         t = q_terms[qlo + order[r]]
         if t >= nlists or q_weights[qlo + order[r]] <= 0:
             continue
         for b in range(lb[t], lb[t + 1]):
             dot = 0.0
-            for j in range(so[b], so[b + 1]):
-                dot += qdense[st[j]] * sv[j]
+            u = np.int64(0)
+            for j in range(so[b], so[b + 1]):  # term ids as one-byte gaps (fillers: value 0)
+                u += st[j]
+                dot += qdense[u & wrap] * sv[j]
+            if u >= nlists:  # the ids only grow: the last bounds them all (``wrap`` kept the reads in qdense)
+                err[0] = forward.BAD_SUMMARY
+                err[1] = b
+                break
             if dot * ss[b] * heap_factor * SLACK < hs[0]:
                 continue
             for p in range(bdo[b], bdo[b + 1]):
@@ -547,7 +628,7 @@ def _approx_group(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, num_docs
                   query_cut, heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, out_idx, out_scores, err):
     nq = q_indptr.shape[0] - 1
     kk = min(out_idx.shape[1], num_docs)
-    qdense = np.zeros(vocab_size, np.float64)
+    qdense = np.zeros(_query_size(vocab_size), np.float64)
     stamp = np.zeros(num_docs, np.int32)
     mask = np.zeros(num_docs if allow_indptr.shape[0] > 0 else 0, np.uint8)
     hs = np.empty(kk, np.float32)
@@ -568,7 +649,14 @@ def _structures(approx_arrays: dict) -> tuple[np.ndarray, ...]:
     missing = [name for name in ARRAY_NAMES if name not in approx_arrays]
     if missing:
         raise ValueError(f"approximate-search arrays missing: {missing} (rebuild the index with approx=...)")
-    kinds = (np.int64, np.int64, np.int32, np.int64, None, np.uint8, np.float32)
+    st, sv, so = (np.asarray(approx_arrays[name]) for name in ("summary_terms", "summary_values", "summary_offsets"))
+    if st.dtype != np.uint8:
+        raise HeronError(f"approx/summary_terms.npy holds {st.dtype} term ids, an older layout of the approximate "
+                         f"structures (now one-byte gaps); rebuild the index")
+    if len(st) != len(sv) or len(so) < 1 or int(so[-1]) != len(st) or int(so[0]) != 0:
+        raise IntegrityError("approx/summary_offsets.npy", f"summary offsets end at {int(so[-1]) if len(so) else None} "
+                             f"for {len(st)} term gaps and {len(sv)} values (corrupt file); rebuild the index")
+    kinds = (np.int64, np.int64, np.int32, np.int64, np.uint8, np.uint8, np.float32)
     return tuple(readonly(approx_arrays[name], kind) for name, kind in zip(ARRAY_NAMES, kinds))
 
 
@@ -582,6 +670,16 @@ def _knobs(query_cut, heap_factor) -> tuple[int, float]:
 
 
 _local = threading.local()
+
+
+@njit(cache=True, nogil=True)
+def _query_size(vocab_size):
+    """The query vector's length: the smallest power of two >= ``vocab_size``, so that a decoded summary id
+    masked with ``length - 1`` always reads inside it (a bad one is caught at the block's end)."""
+    size = 1
+    while size < vocab_size:
+        size *= 2
+    return size
 
 
 def _stamp(num_docs: int) -> tuple[np.ndarray, int]:
@@ -634,8 +732,8 @@ def search_approx(approx_arrays, forward_offsets, forward_terms, forward_impacts
     def kernel(terms, weights, mask, hs, hd):
         stamp, gen = _stamp(int(num_docs))
         _approx(*structures, *fwd, terms, weights, np.int64(0), np.int64(len(terms)), np.int64(query_cut),
-                np.float64(heap_factor), mask, scratch("approx_query", vocab_size, np.float64), stamp, np.int64(gen),
-                hs, hd, err)
+                np.float64(heap_factor), mask, scratch("approx_query", _query_size(vocab_size), np.float64), stamp,
+                np.int64(gen), hs, hd, err)
 
     out = search_one(vocab_size, num_docs, terms, weights, k, mask, kernel)
     if err[0]:

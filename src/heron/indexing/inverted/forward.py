@@ -43,8 +43,10 @@ ERRORS = {
     2: "term id out of range",
     3: "checksum mismatch",
     4: "document index out of range",  # a document of an approximate block (approx/block_docs.npy)
+    5: "summary term id out of range",  # an approximate block's summary (approx/summary_terms.npy)
 }
 BAD_BLOCK_DOC = 4
+BAD_SUMMARY = 5
 
 _M32 = np.uint64(0xFFFFFFFF)
 
@@ -184,10 +186,14 @@ class ForwardIndexError(IntegrityError):
 
 
 def raise_error(err, root="") -> None:
-    """Raise the ForwardIndexError of a check's ``err = (code, chunk)`` (``(4, block)``: an approximate block)."""
+    """Raise the ForwardIndexError of a check's ``err = (code, chunk)`` (``(4, block)``, ``(5, block)``: an
+    approximate block's document, summary)."""
     if int(err[0]) == BAD_BLOCK_DOC:
         raise ForwardIndexError(Path(root) / "approx" / "block_docs.npy", f"approximate block {int(err[1])} holds a "
                                 f"document index out of range (corrupt file); rebuild the index")
+    if int(err[0]) == BAD_SUMMARY:
+        raise ForwardIndexError(Path(root) / "approx" / "summary_terms.npy", f"approximate block {int(err[1])}'s "
+                                f"summary decodes a term id out of range (corrupt file); rebuild the index")
     raise ForwardIndexError(Path(root) / "forward_terms.npy", describe_error(err))
 
 
@@ -198,5 +204,6 @@ def describe_error(err) -> str:
             f"rebuild the index")
 
 
-__all__ = ["BAD_BLOCK_DOC", "CHUNK", "ERRORS", "NAMES", "ForwardIndexError", "check_chunk", "check_doc", "check_range",
-           "check_row", "checksums", "describe_error", "new_checked", "num_chunks", "raise_error", "term_dtype"]
+__all__ = ["BAD_BLOCK_DOC", "BAD_SUMMARY", "CHUNK", "ERRORS", "NAMES", "ForwardIndexError", "check_chunk",
+           "check_doc", "check_range", "check_row", "checksums", "describe_error", "new_checked", "num_chunks",
+           "raise_error", "term_dtype"]
