@@ -13,6 +13,7 @@ import heron
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_lifecycle_api import QUERIES, _build, _corpus, _dataset  # noqa: E402
+from test_multivector import tiny_backbone  # noqa: E402, F401  (a fixture: the tiny random backbone)
 
 
 def _ranked(index, k=10):
@@ -30,22 +31,12 @@ def _assert_same_ranking(ours, theirs, atol):
 
 
 @pytest.fixture(scope="module")
-def colbert_model(tmp_path_factory):
+def colbert_model(tiny_backbone, tmp_path_factory):  # noqa: F811  (the imported fixture)
     """A saved multi-vector model (tiny random BERT backbone + projection), so two builds load the same weights."""
-    from test_splade import _tiny_model
-    from transformers import BertModel
-
     from heron.retrieval.encoders.multivector import MultiVectorEncoder
 
-    root = tmp_path_factory.mktemp("colbert")
-    mlm = _tiny_model(root / "mlm")
-    BertModel.from_pretrained(str(mlm)).save_pretrained(str(root / "backbone"), safe_serialization=True)
-    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
-        if (mlm / name).exists():
-            (root / "backbone" / name).write_bytes((mlm / name).read_bytes())
-    enc = MultiVectorEncoder(root / "backbone", device="cpu", projection_dim=16, query_length=12,
-                             document_length=40)
-    return enc.save(root / "colbert")
+    enc = MultiVectorEncoder(tiny_backbone, device="cpu", projection_dim=16, query_length=12, document_length=40)
+    return enc.save(tmp_path_factory.mktemp("colbert") / "colbert")
 
 
 def test_multivector_add_equals_a_from_scratch_build(tiny_beir, tmp_path, colbert_model):

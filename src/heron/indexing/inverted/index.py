@@ -29,6 +29,16 @@ from heron.indexing.inverted.topk import readonly
 from heron.storage.integrity import check_bytes
 
 
+def query_pairs(queries) -> list:
+    """Sparse queries as ``(terms, weights)`` pairs: the rows of a ``Q × V`` scipy sparse matrix as (term ids,
+    weights); a ``{term: weight}`` dict as ``(dict, None)``; a pair as it is."""
+    if sp.issparse(queries):
+        queries = sp.csr_matrix(queries)
+        return [(queries.indices[queries.indptr[i]:queries.indptr[i + 1]],
+                 queries.data[queries.indptr[i]:queries.indptr[i + 1]]) for i in range(queries.shape[0])]
+    return [(q, None) if isinstance(q, dict) else q for q in queries]
+
+
 class InvertedIndex(SearchIndex):
     """An opened index directory (the :class:`~heron.indexing.base.SearchIndex` interface). Arrays are
     memory-mapped read-only; ids and vocab load lazily. Search options: ``mode``, ``threads`` and the
@@ -379,13 +389,7 @@ class InvertedIndex(SearchIndex):
         """
         knobs = self._knobs(mode, knobs)
         self.check_in_use()
-        if sp.issparse(queries):
-            queries = sp.csr_matrix(queries)
-            pairs = [(queries.indices[queries.indptr[i]:queries.indptr[i + 1]],
-                      queries.data[queries.indptr[i]:queries.indptr[i + 1]]) for i in range(queries.shape[0])]
-        else:
-            pairs = [(q, None) if isinstance(q, dict) else q for q in queries]
-        prepared = [self._prepare_query(t, w) for t, w in pairs]
+        prepared = [self._prepare_query(t, w) for t, w in query_pairs(queries)]
         q_indptr = np.zeros(len(prepared) + 1, dtype=np.int64)
         np.cumsum([len(t) for t, _ in prepared], out=q_indptr[1:])
         q_terms = np.concatenate([t for t, _ in prepared] or [np.zeros(0, np.int32)]).astype(np.int32)

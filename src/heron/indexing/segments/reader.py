@@ -623,13 +623,10 @@ class SegmentedMember(SearchIndex):
         unique (weights of a repeated term summed, as one index does), terms unknown to the vocabulary or of
         weight 0 dropped; ValueError for negative or non-finite weights. Terms absent from a segment are
         dropped by the kernel per segment."""
+        from heron.indexing.inverted.index import query_pairs
+
         vocab_size = int(self._first.vocab_size)
-        if sp.issparse(queries):
-            queries = sp.csr_matrix(queries)
-            pairs = [(queries.indices[queries.indptr[i]:queries.indptr[i + 1]],
-                      queries.data[queries.indptr[i]:queries.indptr[i + 1]]) for i in range(queries.shape[0])]
-        else:
-            pairs = [(q, None) if isinstance(q, dict) else q for q in queries]
+        pairs = query_pairs(queries)
         lookup = None
         terms_out, weights_out = [], []
         for q_terms, q_weights in pairs:
