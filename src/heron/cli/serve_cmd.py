@@ -44,10 +44,9 @@ def serve_command(
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the full verification of every member's "
                                             "files that runs in the background at start.")] = False,
     max_write_docs: Annotated[int, typer.Option(min=1, max=100_000, help="Most documents (or ids) in one write "
-                                                "request (POST /v1/indexes/NAME/documents|delete; needs --api-key)."
-                                                )] = 1000,
+                                                "request (the write routes need --api-key).")] = 1000,
     refresh: Annotated[float, typer.Option(min=0.0, max=86400.0, help="Seconds between checks for commits made by "
-                                           "other processes (heron index add …); 0: never.")] = 1.0,
+                                           "other processes, such as heron index add; 0: never.")] = 1.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve indexes over HTTP: POST /v1/search, /v1/search/batch; GET /v1/indexes, /healthz, /metrics, /docs.
