@@ -657,3 +657,35 @@ def test_a_build_not_resumed_holds_small_input_in_memory_and_writes_the_same_ind
     bad.data[0] = np.nan
     with pytest.raises(HeronError, match="input chunk 2" if memory_bytes is None else "spool"):
         build_inverted_index([chunks[0], chunks[1], (chunks[2][0], bad)], tmp_path / "c", resume=False, **kw)
+
+
+def test_query_preparation_equals_the_numpy_reference():
+    """kernels.prepare_terms (compiled, per query) gives what the former numpy code gave: ids ascending and unique,
+    a repeated term's weights summed in float64 in input order then rounded to float32, terms out of range, of
+    weight 0 or without postings dropped; a negative or non-finite weight is refused."""
+    from heron.indexing.inverted.kernels import prepare_terms
+
+    rng = np.random.default_rng(7)
+    vocab = 50
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(0, 3, vocab))]).astype(np.int64)  # some terms empty
+
+    def reference(ids, weights):
+        keep = (ids >= 0) & (ids < vocab) & (weights > 0)
+        ids, weights = ids[keep], weights[keep]
+        if len(ids):
+            ids, inverse = np.unique(ids, return_inverse=True)
+            weights = np.bincount(inverse, weights=weights, minlength=len(ids))
+            present = np.diff(offsets)[ids] > 0
+            ids, weights = ids[present], weights[present]
+        return ids.astype(np.int32), weights.astype(np.float32)
+
+    for n in (0, 1, 5, 40, 200):
+        ids = rng.integers(-3, vocab + 3, n).astype(np.int64)
+        weights = rng.random(n) * rng.choice([0.0, 1e-8, 1.0, 1e5], n)
+        got_ids, got_w, status = prepare_terms(ids, weights, offsets, np.int64(vocab))
+        want_ids, want_w = reference(ids, weights)
+        assert status == 0
+        np.testing.assert_array_equal(got_ids, want_ids)
+        np.testing.assert_array_equal(got_w, want_w)  # bit for bit
+    for bad in (-1.0, np.nan, np.inf):
+        assert prepare_terms(np.array([1, 2], np.int64), np.array([1.0, bad]), offsets, np.int64(vocab))[2] == 1

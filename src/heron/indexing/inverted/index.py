@@ -39,6 +39,33 @@ def query_pairs(queries) -> list:
     return [(q, None) if isinstance(q, dict) else q for q in queries]
 
 
+
+def prepare_query(q_terms, q_weights, term_ids, offsets: np.ndarray, vocab_size: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """One query (term ids, or term strings looked up in ``term_ids()``, or a ``{term: weight}`` dict with no
+    ``q_weights``; weights default to 1) as the kernels take it: int32 ids ascending and unique, float32 summed
+    weights; terms out of range, of weight 0 or without postings in ``offsets`` dropped
+    (:func:`kernels.prepare_terms`). ValueError for a negative or non-finite weight or mismatched lengths."""
+    if isinstance(q_terms, dict):
+        if q_weights is not None:
+            raise TypeError("pass either a {term: weight} dict or terms and weights")
+        q_terms, q_weights = list(q_terms.keys()), list(q_terms.values())
+    terms = list(q_terms) if not isinstance(q_terms, np.ndarray) else q_terms
+    weights = np.ones(len(terms), np.float64) if q_weights is None else \
+        np.asarray(q_weights, dtype=np.float64).reshape(-1)
+    if len(weights) != len(terms):
+        raise ValueError(f"{len(terms)} query terms but {len(weights)} weights")
+    if len(terms) and isinstance(terms[0], str):
+        lookup = term_ids()
+        ids = np.array([lookup.get(t, -1) for t in terms], dtype=np.int64)
+    else:
+        ids = np.asarray(terms, dtype=np.int64).reshape(-1)
+    ids, weights, status = kernels.prepare_terms(np.ascontiguousarray(ids), np.ascontiguousarray(weights),
+                                                 offsets, np.int64(vocab_size))
+    if status:
+        raise ValueError("query weights must be finite and non-negative")
+    return ids, weights
+
 class InvertedIndex(SearchIndex):
     """An opened index directory (the :class:`~heron.indexing.base.SearchIndex` interface). Arrays are
     memory-mapped read-only; ids and vocab load lazily. Search options: ``mode``, ``threads`` and the
@@ -416,32 +443,8 @@ class InvertedIndex(SearchIndex):
     # -- helpers ------------------------------------------------------------------------------------
     def _prepare_query(self, q_terms, q_weights) -> tuple[np.ndarray, np.ndarray]:
         """Term ids (int32, ascending, unique, present in the index) and their summed float32 weights."""
-        if isinstance(q_terms, dict):
-            if q_weights is not None:
-                raise TypeError("pass either a {term: weight} dict or terms and weights")
-            q_terms, q_weights = list(q_terms.keys()), list(q_terms.values())
-        terms = list(q_terms) if not isinstance(q_terms, np.ndarray) else q_terms
-        if q_weights is None:
-            weights = np.ones(len(terms), dtype=np.float64)
-        else:
-            weights = np.asarray(q_weights, dtype=np.float64).reshape(-1)
-        if len(weights) != len(terms):
-            raise ValueError(f"{len(terms)} query terms but {len(weights)} weights")
-        if len(terms) and isinstance(terms[0], str):
-            lookup = self.term_ids
-            ids = np.array([lookup.get(t, -1) for t in terms], dtype=np.int64)
-        else:
-            ids = np.asarray(terms, dtype=np.int64).reshape(-1)
-        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-            raise ValueError("query weights must be finite and non-negative")
-        keep = (ids >= 0) & (ids < self.vocab_size) & (weights > 0)
-        ids, weights = ids[keep], weights[keep]
-        if len(ids):
-            ids, inverse = np.unique(ids, return_inverse=True)
-            weights = np.bincount(inverse, weights=weights, minlength=len(ids))
-            present = self.df()[ids] > 0
-            ids, weights = ids[present], weights[present]
-        return ids.astype(np.int32), weights.astype(np.float32)
+        return prepare_query(q_terms, q_weights, lambda: self.term_ids, self.arrays["postings_offsets"],
+                             self.vocab_size)
 
     def _allow_mask(self, allow) -> np.ndarray:
         """``allow`` as the kernels' uint8 mask; an empty array means no filter."""

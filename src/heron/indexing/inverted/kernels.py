@@ -619,6 +619,42 @@ def _query_scratch(impact: np.dtype) -> _QueryScratch:
     return got
 
 
+@njit(cache=True, nogil=True)
+def prepare_terms(ids, weights, offsets, vocab_size):
+    """One query's term ids and weights as the kernels take them: ``(int32 ids ascending and unique, float32
+    weights, status)``. Terms outside ``[0, vocab_size)``, of weight 0 or with no postings (``offsets``) are
+    dropped; a repeated term's weights are summed in float64 in input order (as ``np.bincount`` sums), then
+    rounded to float32. ``status`` 1: a weight is negative or not finite (nothing else is computed)."""
+    n = ids.shape[0]
+    for i in range(n):
+        w = weights[i]
+        if not np.isfinite(w) or w < 0:
+            return np.empty(0, np.int32), np.empty(0, np.float32), 1
+    kept = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        if 0 <= ids[i] < vocab_size and weights[i] > 0:
+            kept[m] = i
+            m += 1
+    kept = kept[:m]
+    order = np.argsort(ids[kept], kind="mergesort")  # stable: equal ids keep their input order
+    out_ids = np.empty(m, np.int32)
+    out_w = np.empty(m, np.float32)
+    j = 0
+    r = 0
+    while r < m:
+        t = ids[kept[order[r]]]
+        acc = 0.0
+        while r < m and ids[kept[order[r]]] == t:
+            acc += weights[kept[order[r]]]
+            r += 1
+        if offsets[t + 1] > offsets[t]:
+            out_ids[j] = t
+            out_w[j] = acc
+            j += 1
+    return out_ids[:j], out_w[:j], 0
+
+
 def search_compressed(method, arrays, num_docs, terms, weights, k, mask, block_size, root="", verify=True):
     """Exact top-``k`` of one query over compressed postings by ``method`` ``"exact"`` or ``"taat"``:
     ``(idx int32[k], scores float32[k])``, the same as :func:`search_exact` / :func:`search_taat` on the

@@ -416,6 +416,7 @@ class SegmentedMember(SearchIndex):
         self.format_name = first.format_name
         self.search_options = first.search_options
         self._multi = None  # the segments' arrays for one-call inverted search, built on first use
+        self._every_term: np.ndarray | None = None  # query preparation: no term dropped for lack of postings
         self._all_ids: list[str] | None = None
         self._guards: list | None = None
 
@@ -623,36 +624,18 @@ class SegmentedMember(SearchIndex):
         unique (weights of a repeated term summed, as one index does), terms unknown to the vocabulary or of
         weight 0 dropped; ValueError for negative or non-finite weights. Terms absent from a segment are
         dropped by the kernel per segment."""
-        from heron.indexing.inverted.index import query_pairs
+        from heron.indexing.inverted.index import prepare_query, query_pairs
 
         vocab_size = int(self._first.vocab_size)
         pairs = query_pairs(queries)
-        lookup = None
+        if self._every_term is None or len(self._every_term) != vocab_size + 1:
+            self._every_term = np.arange(vocab_size + 1, dtype=np.int64)  # "every term has postings"
         terms_out, weights_out = [], []
         for q_terms, q_weights in pairs:
-            if isinstance(q_terms, dict):
-                if q_weights is not None:
-                    raise TypeError("pass either a {term: weight} dict or terms and weights")
-                q_terms, q_weights = list(q_terms.keys()), list(q_terms.values())
-            terms = list(q_terms) if not isinstance(q_terms, np.ndarray) else q_terms
-            weights = np.ones(len(terms), np.float64) if q_weights is None else \
-                np.asarray(q_weights, dtype=np.float64).reshape(-1)
-            if len(weights) != len(terms):
-                raise ValueError(f"{len(terms)} query terms but {len(weights)} weights")
-            if len(terms) and isinstance(terms[0], str):
-                lookup = lookup or self._first.term_ids
-                ids = np.array([lookup.get(t, -1) for t in terms], dtype=np.int64)
-            else:
-                ids = np.asarray(terms, dtype=np.int64).reshape(-1)
-            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-                raise ValueError("query weights must be finite and non-negative")
-            keep = (ids >= 0) & (ids < vocab_size) & (weights > 0)
-            ids, weights = ids[keep], weights[keep]
-            if len(ids):
-                ids, inverse = np.unique(ids, return_inverse=True)
-                weights = np.bincount(inverse, weights=weights, minlength=len(ids))
-            terms_out.append(ids.astype(np.int32))
-            weights_out.append(weights.astype(np.float32))
+            ids, weights = prepare_query(q_terms, q_weights, lambda: self._first.term_ids, self._every_term,
+                                         vocab_size)
+            terms_out.append(ids)
+            weights_out.append(weights)
         q_indptr = np.zeros(len(pairs) + 1, dtype=np.int64)
         np.cumsum([len(t) for t in terms_out], out=q_indptr[1:])
         q_terms = np.concatenate(terms_out or [np.zeros(0, np.int32)]).astype(np.int32)
