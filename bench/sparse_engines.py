@@ -72,6 +72,8 @@ def real_vectors(name: str, work: Path, args) -> D.VectorSet:
         return D.VectorSet(out)
     if out.exists():
         shutil.rmtree(out)
+    if name in args.vectors_npz:  # a corpus encoded elsewhere (bench/forward_index.py prepare layout)
+        return npz_vectors(name, Path(args.vectors_npz[name]), out)
     if args.vectors_from_npz:  # development stand-in: float matrices saved elsewhere
         import scipy.sparse as sp
 
@@ -84,6 +86,24 @@ def real_vectors(name: str, work: Path, args) -> D.VectorSet:
     ds = load_dataset(name)
     queries = ds.queries("test")
     return D.from_heron_index(index, queries, out, name, {"dataset": name, "split": "test", "encoder": "splade-tiny"})
+
+
+def npz_vectors(name: str, src: Path, out: Path) -> D.VectorSet:
+    """A vector set from a ``bench/forward_index.py prepare`` file: a heron index's stored uint8 impacts
+    (kept exactly: ``impacts / scale`` requantised at the same scale) and its query encoder's queries."""
+    import scipy.sparse as sp
+
+    with np.load(src) as z:
+        scale, v = float(z["scale"]), int(z["V"])
+        docs = sp.csr_matrix((z["data"].astype(np.float64) / scale, z["indices"], z["indptr"]),
+                             shape=(len(z["indptr"]) - 1, v))
+        queries = sp.csr_matrix((z["qdata"], z["qindices"], z["qindptr"]), shape=(len(z["qindptr"]) - 1, v))
+        impacts = z["data"]
+    log(f"{name}: vectors from {src} ({docs.shape[0]:,} documents, {queries.shape[0]} queries)")
+    vs = D.from_csr(docs, queries, out, name, {"npz": str(src), "encoder": "splade-tiny"}, scale=scale)
+    if not np.array_equal(np.fromfile(out / "docs_impacts.bin", dtype=np.uint8), impacts[impacts > 0]):
+        raise SystemExit(f"{src}: impacts changed on requantisation")
+    return vs
 
 
 def float_matrices(vs: D.VectorSet):
@@ -315,9 +335,16 @@ def parse_args(argv=None):
     ap.add_argument("--keep-indexes", action="store_true", help="keep every engine's index after searching it")
     ap.add_argument("--write-docs", action="store_true", help="write the tables into docs/BENCHMARKS.md")
     ap.add_argument("--report-only", metavar="JSON", help="only render the report of an earlier results file")
+    ap.add_argument("--vectors-npz", action="append", default=[], metavar="NAME=FILE",
+                    help="a further real dataset NAME from FILE in bench/forward_index.py's prepare layout (a heron "
+                         "index's uint8 impacts and encoded queries), e.g. dictionaries=/tmp/fwd/dict.npz")
     ap.add_argument("--vectors-from-npz", help=argparse.SUPPRESS)  # development stand-in for the real encodings
     args = ap.parse_args(argv)
     args.seismic_settings = [x.strip() for x in args.seismic_settings.split(",") if x.strip()]
+    bad = [x for x in args.vectors_npz if "=" not in x]
+    if bad:
+        ap.error(f"--vectors-npz wants NAME=FILE, got {bad[0]!r}")
+    args.vectors_npz = dict(x.split("=", 1) for x in args.vectors_npz)
     return args
 
 
@@ -347,10 +374,14 @@ def main(argv=None) -> int:
                "threads": args.threads, "ks": ks, "engines": engines, "passes": args.passes,
                "loadavg_start": os.getloadavg(),
                "datasets": {}}
+    unknown = set(datasets) - set(REAL) - set(args.vectors_npz) - {"synthetic"}
+    if unknown:
+        raise SystemExit(f"unknown datasets (a further one needs --vectors-npz NAME=FILE): {sorted(unknown)}")
     real = [real_vectors(name, work, args) for name in REAL if name in datasets or "synthetic" in datasets]
     sets = [v for v in real if v.name in datasets]
+    sets += [real_vectors(name, work, args) for name in args.vectors_npz if name in datasets]
     if "synthetic" in datasets:
-        sets.append(synthetic_vectors(real, work, args))
+        sets.append(synthetic_vectors(real, work, args))  # calibrated from SciFact and NFCorpus only
     for vs in sets:
         limit = args.num_queries if vs.name.startswith("synthetic") else None
         truth = truth_for(vs, work, limit, ks)
