@@ -39,6 +39,15 @@ def query_pairs(queries) -> list:
     return [(q, None) if isinstance(q, dict) else q for q in queries]
 
 
+def pack_queries(prepared: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prepared queries (:func:`prepare_query`) as the batch kernels' ``(q_indptr int64, q_terms int32,
+    q_weights float32)``: query ``q`` is ``q_terms[q_indptr[q]:q_indptr[q + 1]]``."""
+    q_indptr = np.zeros(len(prepared) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t, _ in prepared], out=q_indptr[1:])
+    q_terms = np.concatenate([t for t, _ in prepared] or [np.zeros(0, np.int32)]).astype(np.int32)
+    q_weights = np.concatenate([w for _, w in prepared] or [np.zeros(0, np.float32)]).astype(np.float32)
+    return q_indptr, q_terms, q_weights
+
 
 def prepare_query(q_terms, q_weights, term_ids, offsets: np.ndarray, vocab_size: int
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +74,7 @@ def prepare_query(q_terms, q_weights, term_ids, offsets: np.ndarray, vocab_size:
     if status:
         raise ValueError("query weights must be finite and non-negative")
     return ids, weights
+
 
 class InvertedIndex(SearchIndex):
     """An opened index directory (the :class:`~heron.indexing.base.SearchIndex` interface). Arrays are
@@ -416,19 +426,16 @@ class InvertedIndex(SearchIndex):
         """
         knobs = self._knobs(mode, knobs)
         self.check_in_use()
-        prepared = [self._prepare_query(t, w) for t, w in query_pairs(queries)]
-        q_indptr = np.zeros(len(prepared) + 1, dtype=np.int64)
-        np.cumsum([len(t) for t, _ in prepared], out=q_indptr[1:])
-        q_terms = np.concatenate([t for t, _ in prepared] or [np.zeros(0, np.int32)]).astype(np.int32)
-        q_weights = np.concatenate([w for _, w in prepared] or [np.zeros(0, np.float32)]).astype(np.float32)
+        q_indptr, q_terms, q_weights = pack_queries([self._prepare_query(t, w) for t, w in query_pairs(queries)])
+        nq = len(q_indptr) - 1
         if allow is None:
             allow_indptr, allow_docs = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
         else:
             docs = np.flatnonzero(self._allow_mask(allow)).astype(np.int32)
-            allow_indptr = np.arange(len(prepared) + 1, dtype=np.int64) * len(docs)
-            allow_docs = np.tile(docs, len(prepared))
-        if k <= 0 or not len(prepared):
-            return [[] for _ in prepared], [np.zeros(0, np.float32) for _ in prepared]
+            allow_indptr = np.arange(nq + 1, dtype=np.int64) * len(docs)
+            allow_docs = np.tile(docs, nq)
+        if k <= 0 or not nq:
+            return [[] for _ in range(nq)], [np.zeros(0, np.float32) for _ in range(nq)]
         arrays = ({**self.arrays, **self.approx, "forward_checked": self._forward_checked} if mode == "approx"
                   else dict(self.arrays))
         extra = {} if mode == "approx" else {"root": self.path, "verify": self.verify_blocks,

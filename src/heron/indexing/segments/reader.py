@@ -624,23 +624,14 @@ class SegmentedMember(SearchIndex):
         unique (weights of a repeated term summed, as one index does), terms unknown to the vocabulary or of
         weight 0 dropped; ValueError for negative or non-finite weights. Terms absent from a segment are
         dropped by the kernel per segment."""
-        from heron.indexing.inverted.index import prepare_query, query_pairs
+        from heron.indexing.inverted.index import pack_queries, prepare_query, query_pairs
 
         vocab_size = int(self._first.vocab_size)
         pairs = query_pairs(queries)
         if self._every_term is None or len(self._every_term) != vocab_size + 1:
             self._every_term = np.arange(vocab_size + 1, dtype=np.int64)  # "every term has postings"
-        terms_out, weights_out = [], []
-        for q_terms, q_weights in pairs:
-            ids, weights = prepare_query(q_terms, q_weights, lambda: self._first.term_ids, self._every_term,
-                                         vocab_size)
-            terms_out.append(ids)
-            weights_out.append(weights)
-        q_indptr = np.zeros(len(pairs) + 1, dtype=np.int64)
-        np.cumsum([len(t) for t in terms_out], out=q_indptr[1:])
-        q_terms = np.concatenate(terms_out or [np.zeros(0, np.int32)]).astype(np.int32)
-        q_weights = np.concatenate(weights_out or [np.zeros(0, np.float32)]).astype(np.float32)
-        return q_indptr, q_terms, q_weights
+        return pack_queries([prepare_query(t, w, lambda: self._first.term_ids, self._every_term, vocab_size)
+                             for t, w in pairs])
 
     @staticmethod
     def _run(tasks: list[_Task], queries, options: dict) -> None:
