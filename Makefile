@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,lucene,server
+EXTRAS ?= dev,lucene,server,distributed
 
 # Datasets by name come from $HERON_DATA first; default to the shared copy beside this checkout.
 HERON_DATA ?= $(if $(wildcard ../shared/data/beir),$(abspath ../shared/data/beir),)
