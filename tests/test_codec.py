@@ -212,7 +212,13 @@ def test_document_out_of_range_is_an_error_not_a_write(encoded):
 
 # -- search over compressed postings ----------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_compressed_search_equals_brute_force_and_uncompressed_kernels(dtype):
+@pytest.mark.parametrize("whole", [True, False], ids=["whole-accumulator", "windows"])
+def test_compressed_search_equals_brute_force_and_uncompressed_kernels(dtype, whole, monkeypatch):
+    """More than one accumulator window: MaxScore walks windows; term at a time decodes into one
+    whole-collection accumulator, or (above ``WHOLE_TAAT_DOCS``, forced here) walks windows too."""
+    if not whole:
+        monkeypatch.setattr(K, "WHOLE_TAAT_DOCS", 0)
+    assert K.accumulator_docs(K.TAAT, 70_000) == (70_000 if whole else K.WINDOW)
     rng = np.random.default_rng(11)
     num_docs, vocab = 70_000, 300  # more than one accumulator window
     matrix = sp.random(num_docs, vocab, density=0.01, format="csc", random_state=rng)

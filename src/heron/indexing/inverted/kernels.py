@@ -85,6 +85,9 @@ from heron.indexing.inverted.topk import (
 #: and ``approx`` (approximate, :mod:`heron.indexing.inverted.approx`)
 MODES = ("exact", "taat", "approx")
 WINDOW = 1 << 16  # documents per accumulator window (a multiple of 64): 512 KiB of float64 scratch
+#: term at a time over compressed postings uses one whole-collection accumulator up to this many documents
+#: (32 MiB of float64 per searching thread at the cap), windows beyond it
+WHOLE_TAAT_DOCS = 1 << 22
 _MIN_SKIP = 0.3  # an exact-search window uses MaxScore only if it skips at least this fraction of its postings
 # how a query over compressed postings is scored once its lists are decoded: term at a time or MaxScore
 TAAT, EAGER = 0, 1
@@ -495,8 +498,10 @@ def _compressed_query(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, met
     (``lterms`` = ``0, 1, ...``), then score term at a time (``method`` ``TAAT``) or by MaxScore
     (``EAGER``). False (``err`` set) on a failed check (before any scoring: the scratch stays clean)."""
     n = qhi - qlo
-    if num_docs <= window:  # one window: MaxScore cannot prune (its threshold starts at the heap's), so
-        # both methods score every posting; decode straight into the accumulator (codec.score_query)
+    if num_docs <= window or (method == TAAT and num_docs <= wacc.shape[0]):
+        # one window (MaxScore cannot prune: its threshold starts at the heap's, so both methods score every
+        # posting), or term at a time with a whole-collection accumulator: decode straight into the
+        # accumulator (codec.score_query)
         if not codec.score_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, q_weights, qlo,
                                  qhi, verify, wacc, wbits, err):
             wacc[:] = 0.0  # stopped part-way: leave the scratch clean
@@ -518,18 +523,18 @@ def _compressed_query(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, met
 
 @njit(cache=True, nogil=True)
 def _compressed_group(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, method, num_docs, q_indptr, q_terms,
-                      q_weights, allow_indptr, allow_docs, g, groups, window, lpd, lpi, lbl, lbm, out_idx, out_scores,
-                      err):
+                      q_weights, allow_indptr, allow_docs, g, groups, window, acc, lpd, lpi, lbl, lbm, out_idx,
+                      out_scores, err):
     """Queries ``g, g + groups, …`` of a batch over compressed postings, with the group's own scratch
-    (``lpd``/``lpi``/``lbl``/``lbm`` sized by the caller for the group's largest query). Stops at the
-    first failed check (``err`` set)."""
+    (``lpd``/``lpi``/``lbl``/``lbm`` sized by the caller for the group's largest query; an accumulator of
+    ``acc`` documents, :func:`accumulator_docs`). Stops at the first failed check (``err`` set)."""
     nq = q_indptr.shape[0] - 1
     kk = min(out_idx.shape[1], num_docs)
     longest = 0
     for q in range(g, nq, groups):
         longest = max(longest, q_indptr[q + 1] - q_indptr[q])
-    wacc = np.zeros(window, np.float64)
-    wbits = np.zeros(window // 64, np.uint64)
+    wacc = np.zeros(acc, np.float64)
+    wbits = np.zeros((acc + 63) // 64, np.uint64)
     maxscore = method != TAAT
     cand_d = np.empty(window if maxscore else 0, np.int64)
     cand_s = np.empty(window if maxscore else 0, np.float64)
@@ -563,6 +568,13 @@ def _method_code(method: str) -> int:
     return TAAT if method == "taat" else EAGER
 
 
+def accumulator_docs(how: int, num_docs: int) -> int:
+    """Documents the score accumulator of a query over compressed postings must hold: the whole collection
+    for term at a time up to :data:`WHOLE_TAAT_DOCS` documents, else one window (``how``: ``TAAT`` or
+    ``EAGER``)."""
+    return int(num_docs) if how == TAAT and WINDOW < num_docs <= WHOLE_TAAT_DOCS else WINDOW
+
+
 @njit(cache=True, nogil=True)
 def _query_sizes(po, terms, block_size, out):
     """``out = (postings, blocks)`` of the terms' lists: the sizes of a query's decoded scratch."""
@@ -587,9 +599,20 @@ class _QueryScratch:
         self.lpi = self.lbm = np.zeros(0, impact)
         self.wacc = np.zeros(WINDOW, np.float64)
         self.wbits = np.zeros(WINDOW // 64, np.uint64)
+        self.whole_acc = np.zeros(0, np.float64)  # term at a time's whole-collection accumulator, made on first use
+        self.whole_bits = np.zeros(0, np.uint64)
         self.cand_d = np.zeros(WINDOW, np.int64)
         self.cand_s = np.zeros(WINDOW, np.float64)
         self.wcum = np.zeros(0, np.float64)
+
+    def accumulator(self, docs: int) -> tuple[np.ndarray, np.ndarray]:
+        """The zeroed accumulator and bitset for ``docs`` documents (the window's, or a grown whole one)."""
+        if docs <= WINDOW:
+            return self.wacc, self.wbits
+        if len(self.whole_acc) < docs:
+            self.whole_acc = np.zeros(docs, np.float64)
+            self.whole_bits = np.zeros((docs + 63) // 64, np.uint64)
+        return self.whole_acc, self.whole_bits
 
     def fit(self, n: int, postings: int, blocks: int) -> None:
         """Grow the arrays for a query of ``n`` terms, ``postings`` postings and ``blocks`` blocks."""
@@ -673,9 +696,10 @@ def search_compressed(method, arrays, num_docs, terms, weights, k, mask, block_s
         _query_sizes(po, terms, block_size, sc.sizes)
         sc.fit(n, int(sc.sizes[0]), int(sc.sizes[1]))
         sc.err[0] = 0
+        wacc, wbits = sc.accumulator(accumulator_docs(how, num_docs))
         ok = _compressed_query(*args, block_size, bool(verify), how, np.int64(num_docs), terms, weights, np.int64(0),
-                               np.int64(n), mask, sc.lpo, sc.lpd, sc.lpi, sc.lbo, sc.lbl, sc.lbm, sc.lterms, sc.wacc,
-                               sc.wbits, sc.cand_d, sc.cand_s, sc.wcum, hs, hd, np.int64(WINDOW), sc.err)
+                               np.int64(n), mask, sc.lpo, sc.lpd, sc.lpi, sc.lbo, sc.lbl, sc.lbm, sc.lterms, wacc,
+                               wbits, sc.cand_d, sc.cand_s, sc.wcum, hs, hd, np.int64(WINDOW), sc.err)
         if not ok:  # decoding precedes scoring: the scratch is still clean
             codec.raise_error(root, sc.err)
 
@@ -727,9 +751,9 @@ def _compressed_batch(method, arrays, num_docs, q_indptr, q_terms, q_weights, al
         need_b = int(blocks[g::groups].max()) if len(blocks[g::groups]) else 0
         _compressed_group(*args, np.int64(block_size), bool(verify), how, np.int64(num_docs), q_indptr, q_terms,
                           q_weights, allow_indptr, allow_docs, np.int64(g), np.int64(groups), np.int64(WINDOW),
-                          np.empty(max(1, need_p), np.int32), np.empty(max(1, need_p), impact),
-                          np.empty(max(1, need_b), np.int32), np.empty(max(1, need_b), impact), out_idx, out_scores,
-                          errors[g])
+                          np.int64(accumulator_docs(how, num_docs)), np.empty(max(1, need_p), np.int32),
+                          np.empty(max(1, need_p), impact), np.empty(max(1, need_b), np.int32),
+                          np.empty(max(1, need_b), impact), out_idx, out_scores, errors[g])
 
     def check():
         for err in errors:
@@ -824,4 +848,5 @@ def search_batch(method, arrays, q_indptr, q_terms, q_weights, k, allow_indptr, 
     return out_idx, out_scores
 
 
-__all__ = ["MODES", "WINDOW", "build_block_max", "search_batch", "search_compressed", "search_exact", "search_taat"]
+__all__ = ["MODES", "WHOLE_TAAT_DOCS", "WINDOW", "accumulator_docs", "build_block_max", "search_batch",
+           "search_compressed", "search_exact", "search_taat"]

@@ -224,6 +224,8 @@ def search_batch(segments: SegmentArrays, masks, method: str, q_indptr, q_terms,
     errors = np.zeros((groups, 2), np.int64)
     failed = np.full((groups, 1), -1, np.int64)
     window = kernels.WINDOW
+    acc = kernels.accumulator_docs(how, int(np.max(segments.num_docs))) if len(segments.num_docs) else window
+    where = "window" if acc == window else "whole"  # a whole-collection accumulator for term at a time
     longest = int(np.diff(q_indptr).max())
     impact = segments.impact
 
@@ -236,7 +238,8 @@ def search_batch(segments: SegmentArrays, masks, method: str, q_indptr, q_terms,
                scratch(f"multi_impacts_{impact}", need_p, impact, grow=True),
                scratch("multi_last", need_b, np.int32, grow=True),
                scratch(f"multi_max_{impact}", need_b, impact, grow=True),
-               scratch("window_acc", window, np.float64), scratch("window_bits", window // 64, np.uint64),
+               scratch(f"{where}_acc", acc, np.float64, grow=True),
+               scratch(f"{where}_bits", (acc + 63) // 64, np.uint64, grow=True),
                scratch("cand_docs", window, np.int64), scratch("cand_scores", window, np.float64),
                scratch("word_bounds", (max(64, longest) + 2) * (window // 64), np.float64, grow=True),
                out_idx, out_scores, errors[g], failed[g])
