@@ -228,6 +228,48 @@ def test_sync_after_add_delete_and_upsert(env, cache, tmp_path):
     assert again["sent"] == 0 and again["deleted"] == 0
 
 
+def test_serve_and_eval_a_milvus_collection(env, cache):
+    """heron serve --index milvus://… answers as heron.Index does (fused, with text) and verifies the cached
+    encoders in the background; heron eval --index milvus://…/MEMBER scores a member as heron's own index."""
+    import httpx
+
+    from heron.indexing.milvus_store import release_local
+    from serving import start_heron_serve
+
+    release_local(env["db"])  # the file's lock: the server is another process
+    local = heron.Index.open(env["bundle"])
+    proc, url = start_heron_serve(["--index", env["address"]],
+                                  env={**os.environ, "PYTHONPATH": str(Path(heron.__file__).parents[1])})
+    try:
+        for retriever in ("splade", "splade+dense"):
+            body = httpx.post(f"{url}/v1/search", json={"query": env["queries"][0], "k": 5, "retriever": retriever,
+                                                        "fields": True}, timeout=60).json()
+            want = local.search(env["queries"][0], k=5, retriever=retriever, fields=True)
+            _same_ranking(([h["doc_id"] for h in body["hits"]], [h["score"] for h in body["hits"]]),
+                          ([h.doc_id for h in want], [h.score for h in want]))
+            assert body["hits"][0]["text"] == want[0].text
+        deadline = time.monotonic() + 60
+        while (health := httpx.get(f"{url}/healthz", timeout=10).json())["status"] != "ok":
+            assert health["status"] == "degraded" and time.monotonic() < deadline, health
+            time.sleep(0.5)
+        indexes = httpx.get(f"{url}/v1/indexes", timeout=10).json()["indexes"]
+        assert indexes["tiny"]["retrievers"] == ["splade", "dense"]
+    finally:
+        proc.kill()
+        proc.wait()
+    records = []
+    for i, index in enumerate((f"{env['address']}/splade", env["bundle"] / "splade")):
+        out = env["root"] / f"results-{i}"
+        proc = _heron("eval", "--dataset", env["data"], "--index", index, "--results-dir", out, "--metric", "ndcg@10",
+                      cache_root=env["root"] / "cache")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        [found] = out.glob("*/*/metrics.json")
+        records.append(json.loads(found.read_text()))
+    served, own = records
+    assert served["retriever"]["name"].endswith("-milvus") and served["num_queries"] == own["num_queries"]
+    assert served["mean"]["ndcg@10"] == pytest.approx(own["mean"]["ndcg@10"], abs=1e-6)
+
+
 # -- bad input: one-line errors -------------------------------------------------------------------------------------
 def test_bad_addresses_and_missing_collections(env, cache, tmp_path):
     from heron.indexing.milvus_store import address_for, parse_address
