@@ -232,9 +232,9 @@ def test_serve_and_eval_a_milvus_collection(env, cache):
     """heron serve --index milvus://… answers as heron.Index does (fused, with text) and verifies the cached
     encoders in the background; heron eval --index milvus://…/MEMBER scores a member as heron's own index."""
     import httpx
+    from serving import start_heron_serve
 
     from heron.indexing.milvus_store import release_local
-    from serving import start_heron_serve
 
     release_local(env["db"])  # the file's lock: the server is another process
     local = heron.Index.open(env["bundle"])
