@@ -51,7 +51,8 @@ def main() -> None:
     for retriever in args.members.split(","):
         runs = {}
         for label, index in (("heron", local), ("milvus", served)):
-            hits = index.search_batch(texts, k=args.depth, retriever=retriever)
+            hits = [h for start in range(0, len(texts), 100)  # the API caps hits per call
+                    for h in index.search_batch(texts[start:start + 100], k=args.depth, retriever=retriever)]
             runs[label] = {q: {h.doc_id: h.score for h in hs} for q, hs in zip(qids, hits)}
         metrics = {label: evaluate(run, qrels, ["ndcg@10", "recall@100"]) for label, run in runs.items()}
         agree = [same_top(runs["milvus"][q], runs["heron"][q]) for q in qids]

@@ -44,5 +44,6 @@ def milvus_command(
     summary = export_milvus(index, address, token=token, fields=fields, sync=sync, progress=progress,
                             log=lambda message: console.print(message, highlight=False))
     console.print(f"{summary['address']}: {summary['documents']} documents ({summary['sent']} sent, "
-                  f"{summary['deleted']} deleted) in {summary['seconds']:.1f} s", highlight=False)
+                  f"{summary['deleted']} deleted) in {summary['seconds']:.1f} s (documents: "
+                  f"{summary['documents_seconds']:.1f} s)", highlight=False)
     print(summary["address"])
