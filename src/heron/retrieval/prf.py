@@ -217,8 +217,8 @@ class FeedbackSpace:
         kind = getattr(index, "kind", None)
         space = {"inverted": "sparse", "faiss": "dense"}.get(kind) or (index.space if kind == "milvus" else None)
         if space is None:
-            raise HeronError(f"PRF needs a retriever over heron's inverted index, a FAISS index or a Milvus "
-                             f"collection, not {kind or type(base).__name__}")
+            raise HeronError(f"PRF needs a retriever over heron's inverted index or a FAISS index (or their Milvus "
+                             f"export), not {kind or type(base).__name__}")
         if getattr(base, "options", {}).get("truncate_dims"):
             raise HeronError(f"{index.path}: PRF works on full vectors; drop truncate_dims")
         self.base = base
