@@ -28,14 +28,15 @@ def milvus_command(
     fields: Annotated[bool, typer.Option("--fields", help="Also store each document's title and text.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
-    """Write the index's vectors into a Milvus collection (resumable: rerun after an interruption), then search
-    it with heron query / eval / serve --index milvus://…
+    """Write the index's vectors into a Milvus collection (resumable: rerun
+    after an interruption), then search it with heron query, eval or serve
+    --index milvus://ADDRESS.
 
     Examples:
-      heron export milvus indexes/scifact-bundle --uri /data/heron.db --collection scifact
-      heron query -i milvus:///data/heron.db/scifact "coffee and cancer"
-      heron index add indexes/scifact-bundle new.jsonl && heron export milvus indexes/scifact-bundle \\
-          --uri http://milvus:19530 --collection scifact --sync
+      heron export milvus indexes/scifact --uri /data/h.db --collection scifact
+      heron query -i milvus:///data/h.db/scifact "coffee and cancer"
+      heron export milvus indexes/scifact --uri http://milvus:19530 \
+          --collection scifact --sync
     """
     from heron.build.export_milvus import export_milvus
     from heron.indexing.milvus_store import address_for
