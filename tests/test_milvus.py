@@ -198,8 +198,8 @@ def test_sync_after_add_delete_and_upsert(env, cache, tmp_path):
     from heron.build.export_milvus import export_milvus
     from heron.indexing.milvus_store import address_for
 
-    index_dir = tmp_path / "dense"
-    shutil.copytree(env["bundle"] / "dense", index_dir)
+    index_dir = tmp_path / "splade"
+    shutil.copytree(env["bundle"] / "splade", index_dir)
     address = address_for(str(tmp_path / "sync.db"), "sync")
     with pytest.raises(HeronError, match="no milvus-lite database"):  # --sync creates nothing
         export_milvus(index_dir, address, sync=True, progress=False)
