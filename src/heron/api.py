@@ -73,12 +73,14 @@ class Hit:
 @dataclass
 class Member:
     """One index of a bundle: its directory and the search options it is opened with (``source``: its name
-    in a segmented index's snapshot, whose ``path`` is then the index's root)."""
+    in a segmented index's snapshot, whose ``path`` is then the index's root; ``index``: the opened index of a
+    member that is no directory, e.g. a Milvus collection's, whose ``path`` is then its cached query encoder)."""
 
     name: str
     path: Path
     search: dict
     source: str | None = None
+    index: object = None
 
 
 class Index:
@@ -98,13 +100,21 @@ class Index:
         self._docstore = None
         #: the commit this Index searches (a segmented index), else None
         self.snapshot = None
+        #: the Milvus collection this Index searches (``milvus://…``), else None
+        self.milvus = None
         self._writer = None
         self._write_lock = threading.RLock()
 
     # -- opening ------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, *, device: str | None = "auto", threads: int | None = None) -> Index:
-        """Open a bundle (``manifest.json`` of format ``heron-index-bundle``) or a single index directory."""
+        """Open a bundle (``manifest.json`` of format ``heron-index-bundle``), a single index directory, or a
+        collection exported to Milvus (``milvus://HOST:PORT/COLLECTION`` or ``milvus:///ABS/FILE.db/COLLECTION``,
+        :mod:`heron.indexing.milvus_store`; read-only here: change the index, then ``heron export milvus --sync``)."""
+        from heron.indexing.milvus_store import is_milvus_address
+
+        if is_milvus_address(path):
+            return cls._open_milvus(path, device=device, threads=threads)
         root = Path(path)
         if not root.is_dir():
             raise HeronError(f"{path}: index directory does not exist")
@@ -138,6 +148,27 @@ class Index:
             index = cls(root, members, bundle.get("default") or next(iter(members)),
                         (bundle.get("fusion") or {}).get("method", "rrf"), bundle, device, threads)
         index.snapshot = snap
+        return index
+
+    @classmethod
+    def _open_milvus(cls, address, *, device: str | None = "auto", threads: int | None = None) -> Index:
+        """An Index over an exported Milvus collection (every member, or the one the address names)."""
+        from heron.indexing.milvus_index import MilvusCollection
+        from heron.indexing.milvus_store import parse_address
+
+        parsed = parse_address(address)
+        collection = MilvusCollection.open(parsed)
+        names = [parsed.member] if parsed.member else collection.members
+        members = {}
+        for name in names:
+            member = collection.member(name)
+            members[name] = Member(name, collection.cache_folder(name), dict(member.spec.get("search") or {}),
+                                   index=member)
+        default = collection.default if collection.default in members or "+" in collection.default else names[0]
+        if any(part not in members for part in default.split("+")):
+            default = names[0]
+        index = cls(str(collection.address), members, default, collection.fusion, {}, device, threads)
+        index.milvus = collection
         return index
 
     @property
@@ -186,7 +217,12 @@ class Index:
             return opened
         with self._lock:
             if key not in self._opened:
-                if prf is None and self.snapshot is not None:
+                if prf is None and member.index is not None:
+                    from heron.retrieval import open_member_retriever
+
+                    self._opened[key] = open_member_retriever(member.index, device=self.device, threads=self.threads,
+                                                              **member.search)
+                elif prf is None and self.snapshot is not None:
                     from heron.retrieval import open_member_retriever
 
                     self._opened[key] = open_member_retriever(self.snapshot.member(member.source), device=self.device,
@@ -212,11 +248,15 @@ class Index:
             from heron.indexing.registry import open_index
 
             opened = self._opened.get((name, None))  # an opened member describes itself; else open its index only
-            if snap is not None:
+            if member.index is not None:
+                index = member.index
+            elif snap is not None:
                 index = snap.member(member.source)
             else:
                 index = opened.index if opened is not None else open_index(member.path)
             out["members"][name] = {"path": str(member.path), "search": member.search, **index.describe()}
+        if self.milvus is not None:
+            out["milvus"] = self.milvus.describe()
         if self.manifest:
             out["bundle"] = {k: self.manifest.get(k) for k in ("format", "format_version", "dataset", "config",
                                                               "models", "created")}
@@ -336,6 +376,11 @@ class Index:
             for hit in hits:
                 row = snap.document(hit.doc_id) or {}
                 hit.title, hit.text = row.get("title") or "", row.get("text") or ""
+        elif fields and hits and self.milvus is not None:
+            rows = self.milvus.documents([hit.doc_id for hit in hits])  # none when exported without --fields
+            for hit in hits:
+                if hit.doc_id in rows:
+                    hit.title, hit.text = rows[hit.doc_id]["title"], rows[hit.doc_id]["text"]
         elif fields and hits:
             store, positions = self._documents()
             for hit in hits:
@@ -391,6 +436,7 @@ class Index:
         ``upsert``, an id already in the searched commit is a one-line error too."""
         from heron.build.segment import read_documents
 
+        self._refuse_milvus()
         docs = read_documents(documents)
         if not upsert:
             snap = self.snapshot
@@ -474,6 +520,8 @@ class Index:
         """Search the newest commit if there is a newer one (made here or by another process); True if it
         changed. Searches running meanwhile finish on the commit they started with."""
         snap = self.snapshot
+        if self.milvus is not None:
+            return False  # the collection itself changes (heron export milvus --sync): searches see it at once
         if snap is None:
             from heron.indexing.segments import is_segmented
 
@@ -506,6 +554,7 @@ class Index:
         """The index's writer (converting a classic index first), held until commit, merge or rollback."""
         if self._writer is not None:
             return self._writer
+        self._refuse_milvus()
         from heron.indexing.segments import IndexWriter, convert_to_segmented, is_segmented
 
         try:
@@ -519,6 +568,11 @@ class Index:
                 raise IndexBusy(str(exc)) from None
             raise
         return self._writer
+
+    def _refuse_milvus(self) -> None:
+        if self.milvus is not None:
+            raise HeronError(f"{self.path}: a Milvus collection is searched here, not changed; change the heron index "
+                             f"and run heron export milvus --sync")
 
     def _adopt_segmented(self) -> None:
         """This classic index was converted to a segmented one in place: search its latest commit from now on

@@ -33,7 +33,7 @@ def _register() -> None:
     from heron.retrieval import set_index_builder
 
     set_index_builder(_build_cached_index)
-    from heron.cli import data_cmd, eval_cmd, index_cmd, models_cmd, serve_cmd, train_cmd
+    from heron.cli import data_cmd, eval_cmd, export_cmd, index_cmd, models_cmd, serve_cmd, train_cmd
 
     app.command("build-index")(index_cmd.build_index_command)
     app.command("query")(index_cmd.query_command)
@@ -44,6 +44,7 @@ def _register() -> None:
     app.add_typer(models_cmd.app, name="models")
     app.add_typer(train_cmd.app, name="train")
     app.add_typer(data_cmd.app, name="data")
+    app.add_typer(export_cmd.app, name="export")
 
 
 _register()

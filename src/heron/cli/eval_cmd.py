@@ -117,7 +117,8 @@ def eval_command(
                                                  "directory; join members with '+' to fuse them (splade+dense). "
                                                  "Default: bm25 when no --index.")] = None,
     index: Annotated[list[Path] | None, typer.Option("--index", "-i", metavar="DIR", help="Index directory from heron "
-                                                     "build-index, searched with its own query encoder; "
+                                                     "build-index, searched with its own query encoder, or a "
+                                                     "milvus:// address of one exported member; "
                                                      "repeatable.")] = None,
     search: Annotated[list[str] | None, typer.Option("--search", "-s", metavar="KEY=VALUE",
                                                      help=SEARCH_HELP)] = None,

@@ -14,8 +14,8 @@ console = Console(stderr=True)
 
 
 def serve_command(
-    index: Annotated[list[str], typer.Option("--index", "-i", help="Index or bundle directory, or NAME=DIR; "
-                                             "repeatable.")],
+    index: Annotated[list[str], typer.Option("--index", "-i", help="Index or bundle directory, a "
+                                             "milvus:// address, or NAME=DIR; repeatable.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port).")] = 8000,
     workers: Annotated[int | None, typer.Option(min=1, help="Search threads (default: CPU count).")] = None,

@@ -100,6 +100,7 @@ RETRIEVER_FOR_KIND: dict[str, tuple[str, str]] = {
     "inverted": ("heron.retrieval.sparse", "SparseIndexRetriever"),
     "faiss": ("heron.retrieval.dense", "DenseIndexRetriever"),
     "multivector": ("heron.retrieval.multivector", "MultiVectorRetriever"),
+    "milvus": ("heron.retrieval.milvus", "MilvusRetriever"),
 }
 #: options every index retriever takes besides its index's search options
 _COMMON_OPTIONS = {"threads", "device"}
@@ -115,6 +116,12 @@ def open_index_retriever(path: str | os.PathLike, **options) -> Retriever:
     """
     import importlib
 
+    from heron.indexing.milvus_store import is_milvus_address
+
+    if is_milvus_address(path):  # a member of an exported Milvus collection (heron export milvus)
+        from heron.indexing.milvus_index import MilvusIndex
+
+        return open_member_retriever(MilvusIndex.open(path), **options)
     from heron.indexing.registry import index_type
     from heron.indexing.segments import SegmentedIndex, is_segmented
 

@@ -215,13 +215,14 @@ class FeedbackSpace:
     def __init__(self, base: IndexRetriever):
         index = getattr(base, "index", None)
         kind = getattr(index, "kind", None)
-        if kind not in ("inverted", "faiss"):
-            raise HeronError(f"PRF needs a retriever over heron's inverted index or a FAISS index, not "
-                             f"{kind or type(base).__name__}")
+        space = {"inverted": "sparse", "faiss": "dense"}.get(kind) or (index.space if kind == "milvus" else None)
+        if space is None:
+            raise HeronError(f"PRF needs a retriever over heron's inverted index or a FAISS index (or their Milvus "
+                             f"export), not {kind or type(base).__name__}")
         if getattr(base, "options", {}).get("truncate_dims"):
             raise HeronError(f"{index.path}: PRF works on full vectors; drop truncate_dims")
         self.base = base
-        self.kind, self.dim = ("sparse" if kind == "inverted" else "dense"), int(index.dim)
+        self.kind, self.dim = space, int(index.dim)
         self.index = index
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -237,8 +237,12 @@ class CommitWatcher:
 def verify_served(path) -> None:
     """Full verification of a served member's files: every segment of a segmented index's commit, or the
     classic index / bundle."""
+    from heron.indexing.milvus_index import is_cached_encoder, verify_cached_encoder
     from heron.indexing.segments import SegmentedIndex, is_segmented
 
+    if is_cached_encoder(path):  # a Milvus member: its cached query encoder (Milvus keeps the vectors)
+        verify_cached_encoder(path)
+        return
     if is_segmented(path):
         SegmentedIndex.open(path, verify=True)
         return
