@@ -62,6 +62,8 @@ RAY_ENCODERS = ("splade", "dense")
 PLAN_FILE = "plan.json"
 STATS_FILE = "stats.json"
 PLAN_VERSION = 1
+#: seconds to wait for the whole actor pool to start (model loads included) before failing
+ACTOR_START_TIMEOUT = 600
 #: segments a build makes at most by default
 MAX_SEGMENTS = 8
 
@@ -205,9 +207,19 @@ def encode_range(encoder, kind: str, corpus: Path, work: Path, rng: dict, plan_i
         stats = {"max_weight": float(matrix.data.max()) if matrix.nnz else 0.0,
                  "df": [terms.tolist(), counts.tolist()], "nnz": int(matrix.nnz)}
     stats.update(plan=plan_id, range=[rng["start"], rng["stop"]], num_docs=len(docs),
-                 seconds=round(time.monotonic() - started, 3), node=socket.gethostname(), pid=os.getpid())
+                 seconds=round(time.monotonic() - started, 3), host=socket.gethostname(), node=_node_id(),
+                 pid=os.getpid())
     write_json_atomic(folder / STATS_FILE, stats)
     return stats
+
+
+def _node_id() -> str | None:
+    """The Ray node this process runs on (None outside Ray)."""
+    if "ray" not in sys.modules:
+        return None
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 class RangeEncoder:
@@ -402,6 +414,8 @@ def build_with_ray(config, dataset, source: dict, output: Path, progress: bool =
                 raise HeronError(f"{range_dir(work, r['index'])}: range {r['index']} was not encoded; rerun the "
                                  f"build (it resumes)")
             stats[r["index"]] = s
+        nodes = {s.get("node") for s in stats.values()}
+        _say(progress, f"{len(ranges)} ranges encoded on {len(nodes)} node(s)")
         segments = _build_segments(cluster.ray, config, ranges, stats, num_docs, source, corpus, work, use_gpus,
                                    workers, progress)
     finally:
@@ -415,9 +429,13 @@ def _encode(ray, todo, workers, use_gpus, ray_cfg, kind, actor_kwargs, corpus, w
     """Map the ranges still to encode over the actor pool (Ray Data), advancing ``bar`` as each one lands."""
     import ray.data
 
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # the bar below says what is happening
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    context.wait_for_min_actors_s = ACTOR_START_TIMEOUT  # hand out ranges once every actor has its model loaded
     items = [{k: r[k] for k in ("index", "start", "stop", "offset", "line")} for r in todo]
     resources = {"num_gpus": 1} if use_gpus else {"num_cpus": ray_cfg.cpus_per_worker}
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
