@@ -192,7 +192,7 @@ def encode_range(encoder, kind: str, corpus: Path, work: Path, rng: dict, plan_i
     meta = {"plan": plan_id, "range": [rng["start"], rng["stop"]]}
     texts = [d.contents for d in docs]
     ids = [d.id for d in docs]
-    started = time.monotonic()
+    started, wall_started = time.monotonic(), time.time()
     if kind == "dense":
         vectors = encoder.encode_documents(texts)
         with DenseShardWriter(folder, encoder.dim, meta=meta) as writer:
@@ -207,8 +207,8 @@ def encode_range(encoder, kind: str, corpus: Path, work: Path, rng: dict, plan_i
         stats = {"max_weight": float(matrix.data.max()) if matrix.nnz else 0.0,
                  "df": [terms.tolist(), counts.tolist()], "nnz": int(matrix.nnz)}
     stats.update(plan=plan_id, range=[rng["start"], rng["stop"]], num_docs=len(docs),
-                 seconds=round(time.monotonic() - started, 3), host=socket.gethostname(), node=_node_id(),
-                 pid=os.getpid())
+                 seconds=round(time.monotonic() - started, 3), started=wall_started, finished=time.time(),
+                 host=socket.gethostname(), node=_node_id(), pid=os.getpid())
     write_json_atomic(folder / STATS_FILE, stats)
     return stats
 
