@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import make_tiny_beir
 from test_bad_input import assert_one_line_error, cli
 
@@ -252,6 +251,21 @@ def test_unreachable_address_is_a_quick_one_line_error(corpus, tmp_path):
     result = cli("build-index", "-d", corpus, "--encoder", "splade", "-o", tmp_path / "x", "--ray-address",
                  f"127.0.0.1:{port}")
     assert_one_line_error(result, f"127.0.0.1:{port}", "ray start --head", after_progress=True)
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_line_in_a_range_is_a_one_line_error(corpus, two_nodes, tmp_path):
+    """A malformed document line is found by the actor that reads its range: the build fails with the one-line
+    error a single-process build gives (file and line), raised through Ray's wrappers."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("queries.jsonl", "qrels"):
+        (bad / name).symlink_to(corpus / name)
+    lines = (corpus / "corpus.jsonl").read_text().splitlines(keepends=True)
+    lines[33] = '{"_id": "broken", "text": }\n'
+    (bad / "corpus.jsonl").write_text("".join(lines))
+    result = cli("build-index", "-d", bad, "--encoder", "splade", "-o", tmp_path / "x", "--ray-address", two_nodes)
+    assert_one_line_error(result, "corpus.jsonl:34", after_progress=True)
     assert not (tmp_path / "x").exists()
 
 

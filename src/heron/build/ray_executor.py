@@ -312,6 +312,7 @@ class Cluster:
 
         self.ray = ray
         self.opened = not ray.is_initialized()
+        self._environ = dict(os.environ)  # ray.init sets RAY_AUTH_MODE & co. for the process; put back at close
         if self.opened:
             if ray_cfg.address:
                 _probe(ray_cfg.address, ray_cfg.connect_timeout)
@@ -323,6 +324,7 @@ class Cluster:
                 else:
                     ray.init(include_dashboard=False, num_cpus=ray_cfg.local_cpus, **kwargs)
             except (ConnectionError, RuntimeError, TimeoutError) as exc:
+                self.close()
                 where = ray_cfg.address or "a local cluster"
                 raise HeronError(f"--ray: cannot connect to {where}: {str(exc).splitlines()[0]}") from None
             self.startup_seconds = time.monotonic() - started
@@ -335,8 +337,12 @@ class Cluster:
                        f"(connected in {self.startup_seconds:.1f} s)")
 
     def close(self) -> None:
-        if self.opened and self.ray.is_initialized():
-            self.ray.shutdown()
+        if self.opened:
+            if self.ray.is_initialized():
+                self.ray.shutdown()
+            for key in set(os.environ) - set(self._environ):
+                del os.environ[key]
+            os.environ.update(self._environ)
 
 
 # -- the driver -----------------------------------------------------------------------------------------------
@@ -427,9 +433,9 @@ def build_with_ray(config, dataset, source: dict, output: Path, progress: bool =
 
 def _encode(ray, todo, workers, use_gpus, ray_cfg, kind, actor_kwargs, corpus, work, plan_id, bar) -> None:
     """Map the ranges still to encode over the actor pool (Ray Data), advancing ``bar`` as each one lands."""
-    import ray.data
-
     import logging
+
+    import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # the bar below says what is happening
     context = ray.data.DataContext.get_current()
@@ -448,15 +454,29 @@ def _encode(ray, todo, workers, use_gpus, ray_cfg, kind, actor_kwargs, corpus, w
                 bar.update(int(n))
                 kill_point("ray.range")
     except ray.exceptions.RayError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, HeronError):
-            raise HeronError(str(cause)) from None
-        raise HeronError(f"--ray: encoding failed on the cluster: {str(exc).strip().splitlines()[-1]}") from None
+        raise _cluster_error(exc, "encoding failed on the cluster") from None
     finally:
         bar.close()
 
 
-def _build_segments(ray, config, ranges, stats, num_docs, source, corpus, work, use_gpus, workers, progress) -> list[Path]:
+def _cluster_error(exc: BaseException, what: str) -> HeronError:
+    """The one-line error for an exception raised on the cluster: the :class:`HeronError` an actor or task raised
+    (bad input names its file and line), found through Ray's wrappers, else the wrapper's last line."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, HeronError):
+            return HeronError(str(e).strip().splitlines()[0])
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return HeronError(f"--ray: {what}: {lines[-1] if lines else type(exc).__name__}")
+
+
+def _build_segments(ray, config, ranges, stats, num_docs, source, corpus, work, use_gpus, workers,
+                    progress) -> list[Path]:
     """The global settings from the ranges' statistics, the query encoder, then one segment per group of
     ranges built as Ray tasks; returns the segment folders in corpus order."""
     from heron.build.config import FaissConfig
@@ -507,11 +527,7 @@ def _build_segments(ray, config, ranges, stats, num_docs, source, corpus, work, 
     try:
         paths = ray.get([task.remote(spec) for spec in specs])
     except ray.exceptions.RayError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, HeronError):
-            raise HeronError(str(cause)) from None
-        raise HeronError(f"--ray: a segment build failed on the cluster: {str(exc).strip().splitlines()[-1]}") \
-            from None
+        raise _cluster_error(exc, "a segment build failed on the cluster") from None
     return [Path(p) for p in paths]
 
 
