@@ -233,13 +233,21 @@ class RangeEncoder:
         self.encoder = make_encoder(kind, kwargs)
 
     def __call__(self, batch: dict) -> dict:
-        out = {"index": [], "num_docs": []}
+        """Encode the ranges of ``batch``; a :class:`HeronError` (bad input: file and line) comes back as data,
+        its one line in ``error``, so the driver raises it as it is (Ray's wrappers keep only its text)."""
+        out = {"index": [], "num_docs": [], "error": []}
         for i in range(len(batch["index"])):
             rng = {key: int(batch[key][i]) for key in ("index", "start", "stop", "offset", "line")}
-            stats = encode_range(self.encoder, self.kind, self.corpus, self.work, rng, self.plan_id)
+            try:
+                docs, error = encode_range(self.encoder, self.kind, self.corpus, self.work, rng,
+                                           self.plan_id)["num_docs"], ""
+            except HeronError as exc:
+                docs, error = 0, str(exc)
             out["index"].append(rng["index"])
-            out["num_docs"].append(stats["num_docs"])
-        return {key: np.asarray(value, dtype=np.int64) for key, value in out.items()}
+            out["num_docs"].append(docs)
+            out["error"].append(error)
+        return {"index": np.asarray(out["index"], dtype=np.int64), "num_docs": np.asarray(out["num_docs"],
+                dtype=np.int64), "error": np.asarray(out["error"], dtype=object)}
 
 
 # -- segments (Ray tasks) -----------------------------------------------------------------------------------
@@ -450,7 +458,9 @@ def _encode(ray, todo, workers, use_gpus, ray_cfg, kind, actor_kwargs, corpus, w
         **resources)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for n in batch["num_docs"]:
+            for n, error in zip(batch["num_docs"], batch["error"]):
+                if error:
+                    raise HeronError(str(error))
                 bar.update(int(n))
                 kill_point("ray.range")
     except ray.exceptions.RayError as exc:
@@ -471,7 +481,13 @@ def _cluster_error(exc: BaseException, what: str) -> HeronError:
         if isinstance(e, HeronError):
             return HeronError(str(e).strip().splitlines()[0])
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    import re
+
+    text = str(exc)
+    found = re.findall(r"^heron\.errors\.\w+: (.+)$", text, flags=re.M)  # a HeronError's line in a traceback
+    if found:
+        return HeronError(found[-1].strip())
+    lines = [line for line in text.strip().splitlines() if line.strip()]
     return HeronError(f"--ray: {what}: {lines[-1] if lines else type(exc).__name__}")
 
 
