@@ -4,7 +4,8 @@ Steps, in one run on one machine:
 
 1. **single process**: :class:`~heron.retrieval.encoders.splade.SpladeEncoder` with one torch thread, the model
    loaded and warmed up first, encoding the documents in chunks of ``--shard-docs`` (what ``heron build-index``
-   does): documents per second of encoding alone;
+   does): documents per second of encoding alone; then the **control without Ray**: two such processes at once
+   on alternate documents (what the machine gives two workers at best);
 2. **Ray startup**: ``ray.init(num_cpus=--cpus)`` (a local cluster), seconds;
 3. **Ray, W workers** for each W in ``--workers`` (default 1 and 2; one CPU and one torch thread per actor): the
    ranges mapped over the actor pool exactly as ``build-index --ray`` encodes them (Ray Data ``map_batches``,
@@ -65,6 +66,30 @@ def single_process(corpus: Path, shard_docs: int) -> dict:
     return {"docs": total, "seconds": round(seconds, 2), "docs_per_s": round(total / seconds, 1)}
 
 
+def _encode_half(args) -> dict:
+    corpus, shard_docs = args
+    return single_process(Path(corpus), shard_docs)
+
+
+def parallel_processes(corpus: Path, shard_docs: int, processes: int = 2) -> dict:
+    """The control without Ray: ``processes`` plain processes (one torch thread each) encoding disjoint parts of
+    the corpus at the same time; aggregate documents per second = documents / the slowest one's seconds."""
+    import multiprocessing
+
+    lines = (corpus / "corpus.jsonl").read_text().splitlines(keepends=True)
+    parts = []
+    for p in range(processes):
+        part = corpus.parent / f"part{p}"
+        part.mkdir(exist_ok=True)
+        (part / "corpus.jsonl").write_text("".join(lines[p::processes]))
+        parts.append((str(part), shard_docs))
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        runs = pool.map(_encode_half, parts)
+    slowest = max(r["seconds"] for r in runs)
+    return {"processes": processes, "per_process_docs_per_s": [r["docs_per_s"] for r in runs],
+            "aggregate_docs_per_s": round(sum(r["docs"] for r in runs) / slowest, 1)}
+
+
 def ray_encode(corpus: Path, work: Path, shard_docs: int, workers: int) -> dict:
     import ray
 
@@ -114,6 +139,8 @@ def main() -> None:
     parser.add_argument("--shard-docs", type=int, default=50)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--control-only", action="store_true", help="only one process and two plain processes "
+                        "in parallel (no Ray): what the machine itself gives")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -123,6 +150,11 @@ def main() -> None:
         corpus = make_corpus(root / "corpus", args.docs)
         report = {"docs": args.docs, "shard_docs": args.shard_docs, "cpus": args.cpus}
         report["single_process_1_thread"] = single_process(corpus, args.shard_docs)
+        report["two_plain_processes"] = parallel_processes(corpus, args.shard_docs)
+        report["ratio_two_plain_processes"] = round(report["two_plain_processes"]["aggregate_docs_per_s"] /
+                                                    report["single_process_1_thread"]["docs_per_s"], 2)
+        if args.control_only:
+            raise SystemExit(print(json.dumps(report, indent=2)))
         import logging
 
         import ray
