@@ -22,6 +22,10 @@ Dense (FAISS), CSR (inverted index over sparse autoencoder codes) and multi-vect
     encoder: {type: multivector, model: checkpoints/scifact-colbert}
     multivector: {crisp: C4x8, muvera: {}}
 
+Encoded on a Ray cluster (``heron build-index --ray``; :mod:`heron.build.ray_executor`)::
+
+    ray: {}                        # a local cluster (ray.init()); or {address: 10.0.0.5:6379, workers: 16}
+
 A bundle of several indexes of one corpus is :class:`heron.build.bundle.BundleConfig`.
 """
 
@@ -107,6 +111,24 @@ class MultiVectorConfig(BaseModel):
         return None, None
 
 
+class RayConfig(BaseModel):
+    """Where and how a Ray build runs (:mod:`heron.build.ray_executor`); ``--ray`` / ``--ray-address`` /
+    ``--ray-workers`` set it from the command line."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    address: str | None = Field(None, description="HOST:PORT of a running cluster's head node ('auto': the one "
+                                "this machine belongs to); None starts a local cluster with ray.init()")
+    workers: int | None = Field(None, ge=1, description="encoder actors (default: one per GPU when the cluster "
+                                "has GPUs, else cluster CPUs / cpus_per_worker)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs (and torch threads) per CPU actor")
+    gpus: bool | None = Field(None, description="GPU actors (fp16); None: when the cluster reports GPUs")
+    segments: int | None = Field(None, ge=1, le=64, description="segments of the index (default min(workers, 8))")
+    merge: bool = Field(False, description="merge the segments into one at the end")
+    local_cpus: int | None = Field(None, ge=1, description="CPUs of a local cluster (default: the machine's)")
+    connect_timeout: float = Field(5.0, gt=0, description="seconds to wait for the head node to answer")
+
+
 #: the encoder fields each encoder type reads; any other keeps its default (a changed one is refused)
 ENCODER_FIELDS: dict[str, frozenset[str]] = {
     "splade": frozenset({"model", "query_model", "query_mode", "doc_max_length", "query_max_length", "doc_top_k",
@@ -152,7 +174,9 @@ class IndexConfig(BaseModel):
     approx: dict | None = Field(None, description="parameters of the approximate structures ({} = defaults)")
     faiss: FaissConfig | None = Field(None, description="dense: the FAISS index (default flat)")
     multivector: MultiVectorConfig | None = Field(None, description="multivector: CRISP / pruning and MUVERA")
-    shard_docs: int = Field(1024, ge=1, description="documents per encoded shard (and progress step)")
+    shard_docs: int = Field(1024, ge=1, description="documents per encoded shard (and progress step; a Ray "
+                            "build's unit of work)")
+    ray: RayConfig | None = Field(None, description="encode on a Ray cluster ({} = a local one)")
 
     @model_validator(mode="after")
     def _settings_apply(self) -> IndexConfig:
@@ -170,7 +194,7 @@ def load_config(path: str | Path, raw: dict | None = None, **overrides) -> Index
     path = Path(path)
     raw = dict(read_config_file(path) if raw is None else raw)
     encoder_overrides = overrides.pop("encoder", None) or {}
-    for section in ("faiss", "multivector"):
+    for section in ("faiss", "multivector", "ray"):
         given = overrides.pop(section, None)
         if given:
             raw[section] = {**(raw.get(section) or {}), **{k: v for k, v in given.items() if v is not None}}

@@ -49,9 +49,15 @@ def _verified(build):
     @functools.wraps(build)
     def run(*args, **kwargs) -> Path:
         from heron.indexing.registry import verify_index
+        from heron.indexing.segments import is_segmented, segmented_problems
 
         path = build(*args, **kwargs)
-        verify_index(path)
+        if is_segmented(path):  # a Ray build's segments, committed
+            problems = segmented_problems(path)
+            if problems:
+                raise problems[0]
+        else:
+            verify_index(path)
         return path
 
     return run
@@ -67,6 +73,14 @@ def build_index(config: IndexConfig, progress: bool = True) -> Path:
     enc = config.encoder
     _check_config(config)  # a bad combination fails before any output or progress line
     source = {"name": dataset.name, "fingerprint": dataset.fingerprint(), "num_docs": None}
+    if config.ray is not None:  # encoded on a Ray cluster into a segmented index (heron.build.ray_executor)
+        from heron.build.ray_executor import build_with_ray, check_ray_config
+
+        check_ray_config(config)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with build_lock(output):
+            _say(progress, f"building a {enc.type} index of {dataset.name} into {output} on Ray")
+            return build_with_ray(config, dataset, source, output, progress)
     output.parent.mkdir(parents=True, exist_ok=True)
     # one build of this output at a time; aux is removed at the end, or by the next build if this one is killed
     with build_lock(output), scratch(output, "aux") as aux:

@@ -106,6 +106,13 @@ def build_index_command(
     = None,
     from_index: Annotated[Path | None, typer.Option(help="Rebuild from this index's stored vectors (no "
                                                     "re-encoding), e.g. to add --approx.")] = None,
+    ray: Annotated[bool | None, typer.Option("--ray/--no-ray", help="Encode on a Ray cluster (a local one "
+                                             "unless --ray-address) into a segmented index; splade and dense.")]
+    = None,
+    ray_address: Annotated[str | None, typer.Option(help="HOST:PORT of a running Ray cluster's head node "
+                                                    "(implies --ray).")] = None,
+    ray_workers: Annotated[int | None, typer.Option(min=1, help="Ray encoder actors (default: one per GPU, else "
+                                                    "per CPU).")] = None,
 ) -> None:
     """Encode a dataset's corpus and build an index, or a bundle of indexes (atomic, resumable).
 
@@ -129,6 +136,9 @@ def build_index_command(
       heron build-index -d scifact --encoder multivector \\
           --model checkpoints/scifact-colbert --muvera \\
           -o indexes/scifact-colbert-muvera
+      heron build-index configs/scifact-splade-tiny.yaml --ray
+      heron build-index configs/scifact-splade-tiny.yaml \\
+          --ray-address 10.0.0.5:6379 --ray-workers 16
     """
     from heron.build import build_index, load_config, make_config, reindex
     from heron.models import quiet_model_loading
@@ -145,10 +155,13 @@ def build_index_command(
                       flags={"encoder": encoder, "model": model, "query_model": query_model, "query_mode": query_mode,
                              "doc_max_length": doc_max_length, "doc_top_k": doc_top_k, "batch_size": batch_size,
                              "threads": threads, "quantization": quantization, "approx": approx, "faiss": faiss,
-                             "k": k, "crisp": crisp, "muvera": muvera, "from_index": from_index})
+                             "k": k, "crisp": crisp, "muvera": muvera, "from_index": from_index, "ray": ray,
+                             "ray_address": ray_address, "ray_workers": ray_workers})
         return
 
     if from_index is not None:
+        if ray or ray_address is not None or ray_workers is not None:
+            raise HeronError("--from-index re-uses stored vectors (nothing to encode); leave out --ray")
         if output is None:
             raise HeronError("--from-index needs --output")
         if not from_index.is_dir():
@@ -167,10 +180,16 @@ def build_index_command(
         top["faiss"] = {"type": faiss}
     if crisp is not None or muvera is not None:
         top["multivector"] = {"crisp": crisp, "muvera": {} if muvera else None}
+    if ray_address is not None or ray_workers is not None or ray:
+        if ray is False:
+            raise HeronError("--no-ray contradicts --ray-address / --ray-workers")
+        top["ray"] = {"address": ray_address, "workers": ray_workers}
     if config is not None:
         cfg = load_config(config, raw, encoder=encoder_fields, **top)
         if approx is False:
             cfg = cfg.model_copy(update={"approx": None})
+        if ray is False:
+            cfg = cfg.model_copy(update={"ray": None})
     else:
         if dataset is None or output is None:
             raise HeronError("build-index needs a config file, or --dataset and --output")
