@@ -39,7 +39,7 @@ def test_help_is_complete():
     for sub in ([], ["eval"], ["compare"], ["serve"], ["models"], ["models", "fetch"], ["models", "list"],
                 ["build-index"], ["query"], ["train"], ["train", "csr"], ["train", "colbert"], ["train", "splade"],
                 ["train", "prf"], ["data"], ["data", "dictionaries"], ["index", "add"], ["index", "delete"],
-                ["index", "merge"], ["index", "info"]):
+                ["index", "merge"], ["index", "info"], ["export", "milvus"]):
         proc = heron(*sub, "--help", env={"COLUMNS": "80"})
         assert proc.returncode == 0 and "Usage" in proc.stdout, sub
         assert max(len(line) for line in proc.stdout.splitlines()) <= 80, sub  # readable in 80 columns

@@ -223,8 +223,9 @@ def _snippet(text: str, limit: int = 300) -> str:
 @with_search_keys
 def query_command(
     text: Annotated[str, typer.Argument(help="The query text.")],
-    index: Annotated[Path, typer.Option("--index", "-i", help="Index or bundle directory (from heron "
-                                        "build-index).")],
+    index: Annotated[str, typer.Option("--index", "-i", metavar="DIR|URI", help="Index or bundle "
+                                       "directory (from heron build-index), or the milvus:// address of an "
+                                       "exported one (heron export milvus).")],
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000, help="Results to show.")] = 10,
     retriever: Annotated[str | None, typer.Option("--retriever", "-r", help="Bundle member, or members joined "
                                                   "by '+' (fused); default: the bundle's default.")] = None,
@@ -249,6 +250,7 @@ def query_command(
       heron query -i indexes/scifact-bundle -r splade+dense "coffee and cancer"
       heron query -i indexes/scifact-splade-tiny -s mode=approx,preset=recall99 \\
           "does coffee cause cancer"
+      heron query -i milvus:///data/heron.db/scifact -r splade+dense "coffee"
     """
     import json
 
