@@ -49,6 +49,9 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
+
+from heron.indexing.inverted.topk import SLACK, heap_finish, heap_offer, heap_reset
 
 BEIR = Path(os.environ.get("HERON_DATA", "data/beir"))
 # corpus -> (vectors file, dataset folder, dev split, test split, queries per split or None for all)
@@ -223,55 +226,48 @@ def cheapest(rows: list[dict], corpora: list[str], target: float, margin: float)
 
 
 # -- work counters -------------------------------------------------------------------------------------------
-def _work_kernel():
-    from numba import njit
-
-    from heron.indexing.inverted.topk import SLACK, heap_finish, heap_offer, heap_reset
-
-    @njit(nogil=True)
-    def run(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_indptr, q_terms, q_weights, query_cut, heap_factor, qdense,
-            stamp, hs, hd, counts, out_idx, out_scores):
-        """``approx._approx``'s loop (no allow mask, no checks), counting per query: blocks whose summary was
-        read, summary entries read (fillers included), blocks visited, documents scored, forward entries read."""
-        for q in range(q_indptr.shape[0] - 1):
-            heap_reset(hs, hd)
-            qlo, qhi = q_indptr[q], q_indptr[q + 1]
-            n = qhi - qlo
-            for i in range(qlo, qhi):
-                qdense[q_terms[i]] = np.float64(q_weights[i])
-            neg = np.empty(n, np.float64)
-            for i in range(n):
-                neg[i] = -np.float64(q_weights[qlo + i])
-            order = np.argsort(neg, kind="mergesort")
-            for r in range(min(query_cut, n)):
-                t = q_terms[qlo + order[r]]
-                for b in range(lb[t], lb[t + 1]):
-                    counts[q, 0] += 1
-                    counts[q, 1] += so[b + 1] - so[b]
-                    dot = 0.0
-                    u = np.int64(0)
-                    for j in range(so[b], so[b + 1]):
-                        u += st[j]
-                        dot += qdense[u] * sv[j]
-                    if dot * ss[b] * heap_factor * SLACK < hs[0]:
+@njit(cache=True, nogil=True)
+def _work(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_indptr, q_terms, q_weights, query_cut, heap_factor, qdense,
+        stamp, hs, hd, counts, out_idx, out_scores):
+    """``approx._approx``'s loop (no allow mask, no checks), counting per query: blocks whose summary was
+    read, summary entries read (fillers included), blocks visited, documents scored, forward entries read."""
+    for q in range(q_indptr.shape[0] - 1):
+        heap_reset(hs, hd)
+        qlo, qhi = q_indptr[q], q_indptr[q + 1]
+        n = qhi - qlo
+        for i in range(qlo, qhi):
+            qdense[q_terms[i]] = np.float64(q_weights[i])
+        neg = np.empty(n, np.float64)
+        for i in range(n):
+            neg[i] = -np.float64(q_weights[qlo + i])
+        order = np.argsort(neg, kind="mergesort")
+        for r in range(min(query_cut, n)):
+            t = q_terms[qlo + order[r]]
+            for b in range(lb[t], lb[t + 1]):
+                counts[q, 0] += 1
+                counts[q, 1] += so[b + 1] - so[b]
+                dot = 0.0
+                u = np.int64(0)
+                for j in range(so[b], so[b + 1]):
+                    u += st[j]
+                    dot += qdense[u] * sv[j]
+                if dot * ss[b] * heap_factor * SLACK < hs[0]:
+                    continue
+                counts[q, 2] += 1
+                for p in range(bdo[b], bdo[b + 1]):
+                    d = bd[p]
+                    if stamp[d] == q + 1:
                         continue
-                    counts[q, 2] += 1
-                    for p in range(bdo[b], bdo[b + 1]):
-                        d = bd[p]
-                        if stamp[d] == q + 1:
-                            continue
-                        stamp[d] = q + 1
-                        counts[q, 3] += 1
-                        counts[q, 4] += fo[d + 1] - fo[d]
-                        s = 0.0
-                        for i in range(fo[d], fo[d + 1]):
-                            s += qdense[ft[i]] * fi[i]
-                        heap_offer(hs, hd, np.float32(s), d)
-            for i in range(qlo, qhi):
-                qdense[q_terms[i]] = 0.0
-            heap_finish(hs, hd, out_idx, out_scores, q)
-
-    return run
+                    stamp[d] = q + 1
+                    counts[q, 3] += 1
+                    counts[q, 4] += fo[d + 1] - fo[d]
+                    s = 0.0
+                    for i in range(fo[d], fo[d + 1]):
+                        s += qdense[ft[i]] * fi[i]
+                    heap_offer(hs, hd, np.float32(s), d)
+        for i in range(qlo, qhi):
+            qdense[q_terms[i]] = 0.0
+        heap_finish(hs, hd, out_idx, out_scores, q)
 
 
 WORK_NAMES = ("summaries_read", "summary_entries", "blocks_visited", "docs_scored", "forward_entries")
@@ -280,9 +276,6 @@ WORK_NAMES = ("summaries_read", "summary_entries", "blocks_visited", "docs_score
 def work_counts(index, queries, query_cut: int, heap_factor: float) -> tuple[np.ndarray, np.ndarray]:
     """Per query, the ``WORK_NAMES`` counts of an approximate search (int64[Q, 5]), and its top-10 document
     indices (-1 padded: the same as ``search_batch``'s, checked by ``sweep``)."""
-    global _WORK
-    if "_WORK" not in globals():
-        _WORK = _work_kernel()
     from heron.indexing.inverted import approx as A
 
     arrays, fwd = index.approx, index.arrays
@@ -294,7 +287,7 @@ def work_counts(index, queries, query_cut: int, heap_factor: float) -> tuple[np.
     q_indptr, q_terms, q_weights = pack_queries([index._prepare_query(t, w) for t, w in queries])
     counts = np.zeros((len(queries), len(WORK_NAMES)), np.int64)
     out_idx = np.full((len(queries), K), -1, np.int32)
-    _WORK(*structures, np.asarray(fwd["forward_offsets"]), np.asarray(fwd["forward_terms"]),
+    _work(*structures, np.asarray(fwd["forward_offsets"]), np.asarray(fwd["forward_terms"]),
           np.asarray(fwd["forward_impacts"]), q_indptr, q_terms, q_weights, np.int64(query_cut),
           np.float64(heap_factor), np.zeros(v, np.float64), np.zeros(index.num_docs, np.int64),
           np.empty(K, np.float32), np.empty(K, np.int32), counts, out_idx, np.zeros((len(queries), K), np.float32))
