@@ -230,7 +230,8 @@ def cheapest(rows: list[dict], corpora: list[str], target: float, margin: float)
 def _work(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_indptr, q_terms, q_weights, query_cut, heap_factor, qdense,
         stamp, hs, hd, counts, out_idx, out_scores):
     """``approx._approx``'s loop (no allow mask, no checks), counting per query: blocks whose summary was
-    read, summary entries read (fillers included), blocks visited, documents scored, forward entries read."""
+    read, summary entries read (fillers included), blocks visited, documents scored, forward entries read,
+    summary entries of a query term (the only ones that add to a summary score)."""
     for q in range(q_indptr.shape[0] - 1):
         heap_reset(hs, hd)
         qlo, qhi = q_indptr[q], q_indptr[q + 1]
@@ -251,6 +252,8 @@ def _work(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_indptr, q_terms, q_weights,
                 for j in range(so[b], so[b + 1]):
                     u += st[j]
                     dot += qdense[u] * sv[j]
+                    if qdense[u] != 0 and sv[j] != 0:
+                        counts[q, 5] += 1
                 if dot * ss[b] * heap_factor * SLACK < hs[0]:
                     continue
                 counts[q, 2] += 1
@@ -270,11 +273,12 @@ def _work(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_indptr, q_terms, q_weights,
         heap_finish(hs, hd, out_idx, out_scores, q)
 
 
-WORK_NAMES = ("summaries_read", "summary_entries", "blocks_visited", "docs_scored", "forward_entries")
+WORK_NAMES = ("summaries_read", "summary_entries", "blocks_visited", "docs_scored", "forward_entries",
+              "summary_matches")
 
 
 def work_counts(index, queries, query_cut: int, heap_factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, the ``WORK_NAMES`` counts of an approximate search (int64[Q, 5]), and its top-10 document
+    """Per query, the ``WORK_NAMES`` counts of an approximate search (int64[Q, 6]), and its top-10 document
     indices (-1 padded: the same as ``search_batch``'s, checked by ``sweep``)."""
     from heron.indexing.inverted import approx as A
 
@@ -361,11 +365,14 @@ def seismic_reference(name: str, vectors: str, work: Path, repeat: int) -> dict:
 
 
 # -- the table -------------------------------------------------------------------------------------------------
-def table(corpora: dict, work: Path, repeat: int, sweep_file: str | None, with_seismic: bool) -> None:
+def table(corpora: dict, work: Path, repeat: int, sweep_file: str | None, with_seismic: bool,
+          extra: dict | None = None) -> None:
+    """The markdown table (module docstring); ``extra``: further ``label -> knobs`` rows (the older presets)."""
     from heron.indexing.inverted.approx import PRESETS
 
     load = os.getloadavg()
     settings = {name: {"preset": name} for name in TARGETS}
+    settings.update(extra or {})
     if sweep_file:
         rows = [json.loads(line) for line in Path(sweep_file).read_text().splitlines() if line.strip()]
         for name, target in TARGETS.items():
@@ -375,8 +382,8 @@ def table(corpora: dict, work: Path, repeat: int, sweep_file: str | None, with_s
             if best and best != PRESETS[name]:
                 settings[f"grid-{name}"] = best
     lines = ["| corpus | setting | knobs | recall@10 dev | recall@10 test | p10 recall test | ms/query dev | "
-             "ms/query test | entries read / query, test (summary + forward) | docs scored / query, test |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "ms/query test | entries read / query, test (summary + forward) | of which summary entries of a query "
+             "term | docs scored / query, test |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in corpora:
         index = open_index(work, name)
         splits = {split: load_queries(work, name, split) for split in ("dev", "test")}
@@ -391,12 +398,12 @@ def table(corpora: dict, work: Path, repeat: int, sweep_file: str | None, with_s
                          f"{res['test']['recall']:.3f}{flag} | {res['test']['p10_recall']:.2f} | "
                          f"{res['dev']['ms']:.3f} | {res['test']['ms']:.3f} | "
                          f"{(counts[1] + counts[4]) / 1000:.0f}k ({counts[1] / 1000:.0f}k + {counts[4] / 1000:.0f}k) | "
-                         f"{counts[3]:.0f} |")
+                         f"{counts[5] / 1000:.1f}k | {counts[3]:.0f} |")
             log(lines[-1])
         if with_seismic:
             s = seismic_reference(name, corpora[name][0], work, repeat)
             lines.append(f"| {name} | Seismic (authors' build) | {fmt(s['knobs'])} | {s['dev']['recall']:.3f} | "
-                         f"{s['test']['recall']:.3f} | | {s['dev']['ms']:.3f} | {s['test']['ms']:.3f} | | |")
+                         f"{s['test']['recall']:.3f} | | {s['dev']['ms']:.3f} | {s['test']['ms']:.3f} | | | |")
             log(lines[-1])
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; after: "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
@@ -430,6 +437,8 @@ def main(argv=None) -> None:
     ap.add_argument("--sweep", help="table: a sweep's output (with work counts): the cheapest grid setting per "
                                     "target, compared with the shipped preset (and measured if different)")
     ap.add_argument("--seismic", action="store_true", help="table: add Seismic at the authors' settings")
+    ap.add_argument("--knobs", action="append", default=[], metavar="LABEL=QUERY_CUT,HEAP_FACTOR",
+                    help="table: a further setting measured (e.g. old-recall95=8,1.0)")
     args = ap.parse_args(argv)
     corpora = parse_corpora(args.vectors)
     corpora = {name: corpora[name] for name in args.corpora.split(",")}
@@ -441,7 +450,12 @@ def main(argv=None) -> None:
         sweep(corpora, args.work, args.repeat, args.splits.split(","), [int(x) for x in args.cuts.split(",")],
               [float(x) for x in args.factors.split(",")])
     else:
-        table(corpora, args.work, args.repeat, args.sweep, args.seismic)
+        extra = {}
+        for value in args.knobs:
+            label, _, pair = value.partition("=")
+            qc, hf = pair.split(",")
+            extra[label] = {"query_cut": int(qc), "heap_factor": float(hf)}
+        table(corpora, args.work, args.repeat, args.sweep, args.seismic, extra)
 
 
 if __name__ == "__main__":

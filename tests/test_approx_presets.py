@@ -78,14 +78,16 @@ def test_counts_are_the_hand_counted_ones(index):
     lb, bdo, bd, so = (np.asarray(a[name]) for name in ("list_blocks", "block_doc_offsets", "block_docs",
                                                         "summary_offsets"))
     fo = np.asarray(idx.arrays["forward_offsets"])
+    summaries = [A.decode_summary(a, b) for b in range(len(so) - 1)]
     counts, _ = P.work_counts(idx, queries, 3, 1e9)
     for q, (terms, weights) in enumerate(queries):
         t, w = idx._prepare_query(terms, weights)
         heaviest = t[np.argsort(-w.astype(np.float64), kind="stable")[:3]]
         blocks = [b for term in heaviest for b in range(lb[term], lb[term + 1])]
         docs = {int(d) for b in blocks for d in bd[bdo[b]:bdo[b + 1]]}
+        matches = sum(len(set(summaries[b][0].tolist()) & set(t.tolist())) for b in blocks)
         assert counts[q].tolist() == [len(blocks), sum(int(so[b + 1] - so[b]) for b in blocks), len(blocks),
-                                      len(docs), sum(int(fo[d + 1] - fo[d]) for d in docs)]
+                                      len(docs), sum(int(fo[d + 1] - fo[d]) for d in docs), matches]
 
 
 def test_cheapest_clears_every_corpus_at_least_cost():
