@@ -125,3 +125,23 @@ def test_presets_order_recall_against_exact(index):
     assert recall["recall99"] >= 0.9
     cuts = [A.PRESETS[name]["query_cut"] for name in ("recall90", "recall95", "recall99")]
     assert cuts == sorted(cuts)
+
+
+def test_transposed_summaries_give_the_same_block_scores(index):
+    """bench/approx_summary_layout.py: Seismic's transposed summary layout scores every block of the visited
+    lists as heron's stored one does."""
+    import approx_summary_layout as L
+
+    from heron.indexing.inverted.index import pack_queries
+
+    idx, queries = index
+    a = idx.approx
+    qi, qt, qw = pack_queries([idx._prepare_query(t, w) for t, w in queries])
+    qt = qt.astype(np.int64)
+    lb, so, st, sv, ss = (np.asarray(a[n]) for n in ("list_blocks", "summary_offsets", "summary_terms",
+                                                       "summary_values", "summary_scales"))
+    to, tt, tb, tv = L.transpose(a, set(qt.tolist()))
+    stored, transposed = np.zeros(len(ss)), np.zeros(len(ss))
+    L._as_stored(lb, so, st, sv, ss, qi, qt, qw, 4, np.zeros(len(lb) - 1), stored)
+    L._transposed(lb, to, tt, tb, tv, ss, qi, qt, qw, 4, np.zeros(int(np.diff(lb).max())), transposed)
+    assert np.count_nonzero(stored) > 0 and np.allclose(stored, transposed, rtol=1e-9, atol=1e-9)
