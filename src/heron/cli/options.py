@@ -83,7 +83,7 @@ is searched; each index type takes its own keys:
     the same results; approx is Seismic-style approximate search, tuned by
     preset=recall90|recall95|recall99, or by query_cut=N (query terms
     visited) and heap_factor=X (any X > 0: below 1 faster, above 1 more
-    recall; recall99 uses 1.1).
+    recall; recall99 uses 2.0).
   FAISS index: ef_search=N (HNSW), nprobe=N (IVF), truncate_dims=N (score
     by the first N dimensions).
   multi-vector index: candidates=N (MUVERA candidates reranked by MaxSim)."""
