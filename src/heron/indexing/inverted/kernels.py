@@ -20,7 +20,9 @@ document and maximum checked, so the pruning below never trusts unchecked metada
 :func:`_taat` or :func:`_maxscore` unchanged. A collection of at most ``WINDOW`` documents is one
 window, where MaxScore cannot prune (its threshold starts at the empty heap's) and both methods score
 every posting: there the lists are decoded straight into the accumulator (:func:`codec.score_query`,
-the same sums in the same order), with no decoded lists in between. A failed check stops the query and is raised as an
+the same sums in the same order), with no decoded lists in between. Term at a time does the same on larger
+collections, with one whole-collection accumulator (up to :data:`WHOLE_TAAT_DOCS` documents,
+:func:`accumulator_docs`; windows beyond), as PISA's exhaustive ``ranked_or_taat`` does. A failed check stops the query and is raised as an
 IntegrityError naming the file. A MaxScore that decoded only the blocks it reads (with page checksums
 over the metadata of the blocks it skips) was built and measured slower than decoding everything on
 every collection measured (MaxScore skipped too few blocks there to repay its bookkeeping), and was
