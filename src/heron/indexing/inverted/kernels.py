@@ -23,10 +23,10 @@ every posting: there the lists are decoded straight into the accumulator (:func:
 the same sums in the same order), with no decoded lists in between. Term at a time does the same on larger
 collections, with one whole-collection accumulator (up to :data:`WHOLE_TAAT_DOCS` documents,
 :func:`accumulator_docs`; windows beyond), as PISA's exhaustive ``ranked_or_taat`` does. A failed check
-stops the query and is raised as an IntegrityError naming the file. A MaxScore that decoded only the blocks it reads (with page checksums
-over the metadata of the blocks it skips) was built and measured slower than decoding everything on
-every collection measured (MaxScore skipped too few blocks there to repay its bookkeeping), and was
-dropped. Costs: docs/BENCHMARKS.md, "Compressed postings".
+stops the query and is raised as an IntegrityError naming the file. A MaxScore that decoded only the
+blocks it reads (with page checksums over the metadata of the blocks it skips) was built and measured
+slower than decoding everything on every collection measured (MaxScore skipped too few blocks there to
+repay its bookkeeping), and was dropped. Costs: docs/BENCHMARKS.md, "Compressed postings".
 
 The top-k heap and the input checks the kernels share are in :mod:`heron.indexing.inverted.topk`.
 
