@@ -304,3 +304,17 @@ def read_doc_ids(path: Path, count: int | None = None, entry: dict | None = None
 def finite_within(array: np.ndarray, limit: float = MAX_WEIGHT) -> bool:
     """True when every entry of ``array`` is finite and within ``±limit`` (query vectors from users)."""
     return bool(np.all(np.isfinite(array)) and (not array.size or np.abs(array).max() <= limit))
+
+
+def dense_queries(raw, dim: int) -> np.ndarray:
+    """Precomputed dense query vectors from a user (parsed JSON) as a float32 ``Q × dim`` array: QueryError
+    unless they are ``dim`` finite numbers each, within ``±MAX_WEIGHT`` (FAISS and Milvus dense members)."""
+    from heron.errors import QueryError
+
+    try:
+        array = np.asarray(raw, dtype=np.float32)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != 2 or array.shape[1] != dim or not finite_within(array):
+        raise QueryError(f"a dense index: the vector must be {dim} numbers in [-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}]")
+    return array

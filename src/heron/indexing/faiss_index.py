@@ -57,15 +57,14 @@ from pathlib import Path
 
 import numpy as np
 
-from heron.errors import HeronError, IntegrityError, QueryError
+from heron.errors import HeronError, IntegrityError
 from heron.indexing.base import (
-    MAX_WEIGHT,
     BatchResult,
     SearchIndex,
     building,
     check_files,
+    dense_queries,
     finish_index,
-    finite_within,
     manifest_field,
     read_doc_ids,
     read_index_manifest,
@@ -410,14 +409,7 @@ class FaissIndex(SearchIndex):
         return self._truncated[n]
 
     def check_queries(self, raw: list) -> np.ndarray:
-        try:
-            array = np.asarray(raw, dtype=np.float32)
-        except (TypeError, ValueError):
-            array = None
-        if array is None or array.ndim != 2 or array.shape[1] != self.dim or not finite_within(array):
-            raise QueryError(f"a dense index: the vector must be {self.dim} numbers in [-{MAX_WEIGHT:g}, "
-                             f"{MAX_WEIGHT:g}]")
-        return array
+        return dense_queries(raw, self.dim)
 
     def vectors(self, positions) -> np.ndarray:
         """Float32 vectors of the documents at ``positions``: the stored copy, else FAISS's reconstruction."""

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from heron.errors import HeronError, IntegrityError, QueryError
-from heron.indexing.base import MAX_WEIGHT, SearchIndex, finite_within
+from heron.indexing.base import MAX_WEIGHT, SearchIndex, dense_queries
 from heron.indexing.milvus_store import (
     PRIMARY,
     MilvusAddress,
@@ -390,14 +390,7 @@ class MilvusIndex(SearchIndex):
                                      f"e.g. {{\"coffee\": 1.2}}")
                 out.append({t: float(w) for t, w in v.items()})
             return out
-        try:
-            array = np.asarray(raw, dtype=np.float32)
-        except (TypeError, ValueError):
-            array = None
-        if array is None or array.ndim != 2 or array.shape[1] != self.dim or not finite_within(array):
-            raise QueryError(f"a dense index: the vector must be {self.dim} numbers in [-{MAX_WEIGHT:g}, "
-                             f"{MAX_WEIGHT:g}]")
-        return array
+        return dense_queries(raw, self.dim)
 
     def search_batch(self, queries, k: int = 10, allow=None, mode: str | None = None, threads: int | None = None,
                      ef_search: int | None = None):
