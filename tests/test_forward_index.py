@@ -116,6 +116,36 @@ def test_approx_without_pruning_is_exact(tmp_path):
         assert approx[0] == exact[0] and np.array_equal(approx[1], exact[1])
 
 
+def test_approx_interleaved_sums_keep_exact_scores_and_ties(tmp_path):
+    """A visited document is first scored with four interleaved partial sums (``approx._row_dot``); only one
+    that may enter the heap is scored again in ascending term order, as the exact kernels add. With duplicated
+    documents (exact ties, at the k-th place too) the answer is still the exhaustive one: same ids (ties to the
+    lower index), same float32 scores. And the interleaved sum stays within ``SLACK`` of the ordered one."""
+    from heron.indexing.inverted.topk import SLACK
+
+    m = corpus(7, n=200)
+    m = sp.vstack([m, m[:60]]).tocsr()  # documents 200..259 repeat documents 0..59
+    index = build(tmp_path, "ties", m, n_postings=10**9, summary_energy=1.0)
+    tied = 0
+    for terms, weights in queries(m, 30, seed=9):
+        for k in (1, 10, 50):
+            exact = index.search(terms, weights, k=k)
+            approx = index.search(terms, weights, k=k, mode="approx", query_cut=len(terms), heap_factor=1.0)
+            assert approx[0] == exact[0] and np.array_equal(approx[1], exact[1])
+            tied += len(exact[1]) - len(np.unique(exact[1]))
+    assert tied > 0  # the duplicates did tie inside the answers
+    a = index.arrays
+    fo, ft, fi = (np.asarray(a[name]) for name in ("forward_offsets", "forward_terms", "forward_impacts"))
+    qdense = np.zeros(1024)
+    qdense[:V] = np.random.default_rng(3).lognormal(0, 0.5, V)
+    for d in range(len(fo) - 1):
+        ordered = 0.0
+        for i in range(fo[d], fo[d + 1]):
+            ordered += qdense[ft[i]] * float(fi[i])
+        fast = A._row_dot(qdense, ft, fi, fo[d], fo[d + 1])
+        assert abs(fast - ordered) <= (SLACK - 1.0) * ordered
+
+
 def damaged_copy(index: InvertedIndex, tmp_path, name: str, rel: str, position: int, value) -> InvertedIndex:
     """A copy of ``index`` with element ``position`` of the array file ``rel`` set to ``value``, opened with
     the large-file checks only (the damage is not seen at open, as in a file over the open-hash limit)."""

@@ -146,6 +146,25 @@ def _stop_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=10)
 
 
+def _heron(*args, env: dict | None = None) -> tuple[int, str, str]:
+    """``heron ARGS`` as a command of its own: (exit code, stdout, stderr). Every Ray connection in this module is
+    made by such a child, never by the pytest worker: a worker that was a driver on a cluster this module later
+    stops can be taken down with it (an xdist "node down" seen once in CI)."""
+    env = dict(os.environ, **(env or {}),
+               PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "heron", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _build_command(corpus: Path, output: Path, tmp_path: Path, mode: str = "model", ray: dict | None = None,
+                   kind: str = "splade") -> tuple[int, str, str]:
+    """``heron build-index CONFIG`` for the config ``_config`` makes (written as JSON, which YAML reads)."""
+    config = tmp_path / f"{output.name}-{kind}-{mode}.yaml"
+    config.write_text(_config(corpus, output, mode, ray, kind).model_dump_json(exclude_none=True))
+    return _heron("build-index", config)
+
+
 # -- (1) local cluster ------------------------------------------------------------------------------------------
 def test_local_ray_build_equals_single_process(corpus, reference, tmp_path):
     """``heron build-index CONFIG --ray`` (a YAML config with a ``ray:`` section; ``ray.init()`` on this machine,
@@ -171,29 +190,26 @@ def test_local_ray_build_equals_single_process(corpus, reference, tmp_path):
 
 
 # -- (2) two nodes on loopback ----------------------------------------------------------------------------------
-def test_two_node_cluster_builds_the_same_index(corpus, reference, two_nodes, tmp_path, capfd):
+def test_two_node_cluster_builds_the_same_index(corpus, reference, two_nodes, tmp_path):
     """Head + worker node on loopback (one CPU actor on each): inference-free SPLADE (IDF query weights from the
     summed per-range document frequencies) gives the single-process build's ids and scores; its ranges were
     encoded on both nodes' actors; merge: true leaves one segment."""
-    from heron.build import build_index
     from heron.indexing.segments import SegmentedIndex
 
-    capfd.readouterr()
-    out = build_index(_config(corpus, tmp_path / "ray", "idf", ray={"address": two_nodes, "merge": True}),
-                      progress=True)
-    err = capfd.readouterr().err
+    out = tmp_path / "ray"
+    code, _, err = _build_command(corpus, out, tmp_path, "idf", ray={"address": two_nodes, "merge": True})
+    assert code == 0, err[-3000:]
     assert f"{RANGES} ranges encoded on 2 node(s)" in err, err
     assert len(SegmentedIndex.open(out).segments) == 1
     assert_same_results(reference("idf"), out, corpus)
 
 
 # -- (3) a killed build resumes -----------------------------------------------------------------------------------
-def test_killed_build_resumes_only_missing_ranges(corpus, reference, two_nodes, tmp_path, capfd):
+def test_killed_build_resumes_only_missing_ranges(corpus, reference, two_nodes, tmp_path):
     """The driver is SIGKILLed as the first range's result arrives (``HERON_TEST_KILL_AT=ray.range``); the rerun
     keeps every range that was done (its files untouched), encodes only the others, and the index equals the
     single-process build. Dense (MiniLM, FAISS flat) on the two-node cluster: the dense path's equality test too
     (the SPLADE ones are the local and two-node builds above; one build fewer keeps the suite short)."""
-    from heron.build import build_index
     from heron.build.ray_executor import STATS_FILE, range_dir
 
     out = tmp_path / "ray"
@@ -211,9 +227,8 @@ def test_killed_build_resumes_only_missing_ranges(corpus, reference, two_nodes, 
     done = {i: (range_dir(work, i) / STATS_FILE).read_bytes() for i in range(RANGES)
             if (range_dir(work, i) / STATS_FILE).is_file()}
     assert done, "the kill point fires after a range is written"
-    capfd.readouterr()
-    build_index(_config(corpus, out, ray={"address": two_nodes}, kind="dense"), progress=True)
-    err = capfd.readouterr().err
+    code, _, err = _build_command(corpus, out, tmp_path, ray={"address": two_nodes}, kind="dense")
+    assert code == 0, err[-3000:]
     line = next(line for line in err.splitlines() if "ranges (" in line)
     encoded = int(line.split("encoding ")[1].split(" of ")[0])
     assert encoded <= RANGES - len(done), line
@@ -249,8 +264,8 @@ def test_bm25_with_ray_is_a_one_line_error(corpus, tmp_path):
 
 def test_unreachable_address_is_a_quick_one_line_error(corpus, tmp_path):
     port = _free_port()  # nothing listens there
-    result = cli("build-index", "-d", corpus, "--encoder", "splade", "-o", tmp_path / "x", "--ray-address",
-                 f"127.0.0.1:{port}")
+    result = _heron("build-index", "-d", corpus, "--encoder", "splade", "-o", tmp_path / "x", "--ray-address",
+                    f"127.0.0.1:{port}")
     assert_one_line_error(result, f"127.0.0.1:{port}", "ray start --head", after_progress=True)
     assert not (tmp_path / "x").exists()
 
@@ -265,7 +280,7 @@ def test_bad_line_in_a_range_is_a_one_line_error(corpus, two_nodes, tmp_path):
     lines = (corpus / "corpus.jsonl").read_text().splitlines(keepends=True)
     lines[33] = '{"_id": "broken", "text": }\n'
     (bad / "corpus.jsonl").write_text("".join(lines))
-    result = cli("build-index", "-d", bad, "--encoder", "splade", "-o", tmp_path / "x", "--ray-address", two_nodes)
+    result = _heron("build-index", "-d", bad, "--encoder", "splade", "-o", tmp_path / "x", "--ray-address", two_nodes)
     assert_one_line_error(result, "corpus.jsonl:34", after_progress=True)
     assert not (tmp_path / "x").exists()
 

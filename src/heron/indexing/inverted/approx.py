@@ -69,6 +69,7 @@ from numba import njit
 from heron.errors import HeronError, IntegrityError
 from heron.indexing.inverted import forward
 from heron.indexing.inverted.forward import CHUNK_SHIFT, check_doc
+from heron.indexing.inverted.prefetch import prefetch
 from heron.indexing.inverted.topk import (
     INT32_MAX,
     SLACK,
@@ -572,6 +573,82 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
 
 
 # -- search --------------------------------------------------------------------------------------------
+FLOAT32_BELOW = 1.0 - 2.0 ** -22  # x < t * FLOAT32_BELOW (t a float32) rounds to a float32 below t
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_dot(qdense, ft, fi, a, b):
+    """A forward row's dot product with the query, summed in four interleaved parts (no chain of dependent
+    additions to wait on): within ``SLACK`` of the ascending-order sum the exact kernels compute (all terms are
+    >= 0), so it decides whether a document can enter the heap; one that can is scored again in that order."""
+    s0 = s1 = s2 = s3 = 0.0
+    i = a
+    stop = a + ((b - a) & ~np.int64(3))
+    while i < stop:
+        s0 += qdense[ft[i]] * fi[i]
+        s1 += qdense[ft[i + 1]] * fi[i + 1]
+        s2 += qdense[ft[i + 2]] * fi[i + 2]
+        s3 += qdense[ft[i + 3]] * fi[i + 3]
+        i += 4
+    while i < b:
+        s0 += qdense[ft[i]] * fi[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _summary_dot(qdense, st, sv, a, b, wrap):
+    """A summary's dot product with the query (term ids as one-byte gaps, fillers of value 0, read at
+    ``id & wrap``), in four interleaved parts as :func:`_row_dot`; and the last term id decoded."""
+    s0 = s1 = s2 = s3 = 0.0
+    u = np.int64(0)
+    j = a
+    stop = a + ((b - a) & ~np.int64(3))
+    while j < stop:
+        u += st[j]
+        s0 += qdense[u & wrap] * sv[j]
+        u += st[j + 1]
+        s1 += qdense[u & wrap] * sv[j + 1]
+        u += st[j + 2]
+        s2 += qdense[u & wrap] * sv[j + 2]
+        u += st[j + 3]
+        s3 += qdense[u & wrap] * sv[j + 3]
+        j += 4
+    while j < b:
+        u += st[j]
+        s0 += qdense[u & wrap] * sv[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3), u
+
+
+PREFETCH_OFFSETS = 4  # block positions ahead whose forward offsets are prefetched
+PREFETCH_ROWS = 2  # ... and whose forward rows (fetched offsets by then)
+PREFETCH_ROW_LIMIT = 1024  # entries of a row prefetched at most (a hint; a damaged offset cannot run long)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_ahead(bd, fo, ft, fi, p, end):
+    """Prefetch what scoring the documents a few block positions after ``p`` will read: their forward offsets
+    (``PREFETCH_OFFSETS`` ahead) and their rows' term ids and impacts (``PREFETCH_ROWS`` ahead). Hints only:
+    a document index out of range is skipped, a damaged offset prefetches a bounded stretch of nothing."""
+    n = fo.shape[0] - 1
+    if p + PREFETCH_OFFSETS < end:
+        d = bd[p + PREFETCH_OFFSETS]
+        if 0 <= d < n:
+            prefetch(fo, d)
+    if p + PREFETCH_ROWS < end:
+        d = bd[p + PREFETCH_ROWS]
+        if 0 <= d < n:
+            a = fo[d]
+            b = min(fo[d + 1], a + PREFETCH_ROW_LIMIT)
+            step = 64 // ft.itemsize
+            for j in range(a, b, step):
+                prefetch(ft, j)
+            step = 64 // fi.itemsize
+            for j in range(a, b, step):
+                prefetch(fi, j)
+
+
 @njit(cache=True, nogil=True)
 def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_weights, qlo, qhi, query_cut,
             heap_factor, mask, qdense, stamp, gen, hs, hd, err):
@@ -590,18 +667,16 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
         if t >= nlists or q_weights[qlo + order[r]] <= 0:
             continue
         for b in range(lb[t], lb[t + 1]):
-            dot = 0.0
-            u = np.int64(0)
-            for j in range(so[b], so[b + 1]):  # term ids as one-byte gaps (fillers: value 0)
-                u += st[j]
-                dot += qdense[u & wrap] * sv[j]
+            dot, u = _summary_dot(qdense, st, sv, so[b], so[b + 1], wrap)
             if u >= nlists:  # the ids only grow: the last bounds them all (``wrap`` kept the reads in qdense)
                 err[0] = forward.BAD_SUMMARY
                 err[1] = b
                 break
             if dot * ss[b] * heap_factor * SLACK < hs[0]:
                 continue
-            for p in range(bdo[b], bdo[b + 1]):
+            end = bdo[b + 1]
+            for p in range(bdo[b], end):
+                _prefetch_ahead(bd, fo, ft, fi, p, end)
                 d = bd[p]
                 if d < 0 or d >= stamp.shape[0]:
                     err[0] = forward.BAD_BLOCK_DOC
@@ -615,10 +690,12 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
                 if (checked.shape[0] == 0 or not checked[d >> CHUNK_SHIFT]) and \
                         not check_doc(fo, ft, fi, fc, checked, nlists, d, err):
                     break  # a damaged chunk: stop (the caller raises)
-                s = 0.0
-                for i in range(fo[d], fo[d + 1]):
-                    s += qdense[ft[i]] * fi[i]
-                heap_offer(hs, hd, np.float32(s), d)
+                s = _row_dot(qdense, ft, fi, fo[d], fo[d + 1])
+                if s > 0 and s * SLACK >= hs[0] * FLOAT32_BELOW:  # it may enter the heap: the exact score
+                    s = 0.0
+                    for i in range(fo[d], fo[d + 1]):
+                        s += qdense[ft[i]] * fi[i]
+                    heap_offer(hs, hd, np.float32(s), d)
             if err[0]:
                 break
         if err[0]:
