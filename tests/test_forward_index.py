@@ -116,7 +116,7 @@ def test_approx_without_pruning_is_exact(tmp_path):
         assert approx[0] == exact[0] and np.array_equal(approx[1], exact[1])
 
 
-def test_approx_interleaved_sums_keep_exact_scores_and_ties(tmp_path):
+def test_approx_interleaved_sums_keep_exact_scores_and_ties(tmp_path, prefetching):
     """A visited document is first scored with four interleaved partial sums (``approx._row_dot``); only one
     that may enter the heap is scored again in ascending term order, as the exact kernels add. With duplicated
     documents (exact ties, at the k-th place too) the answer is still the exhaustive one: same ids (ties to the
@@ -202,9 +202,21 @@ def test_rows_are_checked_once_per_chunk(built, tmp_path, monkeypatch):
         list(damaged.iter_rows())
 
 
-def test_the_kernel_bounds_checks_rows_without_checksums(built):
-    """Raw arrays, no checksums: a term id past the vocabulary or a bad offset is an error, not a crash."""
+@pytest.fixture(params=["prefetching", "not prefetching"])
+def prefetching(request, monkeypatch):
+    """The approximate kernel both ways: prefetching forward rows (as for a forward index of at least
+    ``approx.PREFETCH_MIN_BYTES``: every index here is smaller, so the threshold is lowered) and not."""
+    if request.param == "prefetching":
+        monkeypatch.setattr(A, "PREFETCH_MIN_BYTES", 0)
+    return request.param == "prefetching"
+
+
+def test_the_kernel_bounds_checks_rows_without_checksums(built, prefetching):
+    """Raw arrays, no checksums: a term id past the vocabulary or a bad offset is an error, not a crash (a
+    prefetch of a damaged row's address is a hint, never a read)."""
     _, index = built
+    fwd = (None, index.arrays["forward_terms"], index.arrays["forward_impacts"])
+    assert A._prefetching(fwd) == prefetching
     a = index.arrays
     terms, weights = np.arange(V, dtype=np.int32), np.ones(V, np.float32)
     for name, position, value in (("forward_terms", 50, 65_535), ("forward_offsets", 7, -3)):

@@ -624,6 +624,10 @@ def _summary_dot(qdense, st, sv, a, b, wrap):
 PREFETCH_OFFSETS = 4  # block positions ahead whose forward offsets are prefetched
 PREFETCH_ROWS = 2  # ... and whose forward rows (fetched offsets by then)
 PREFETCH_ROW_LIMIT = 1024  # entries of a row prefetched at most (a hint; a damaged offset cannot run long)
+# Forward rows are prefetched only when the forward index is at least this large: rows that stay in the caches
+# gain nothing and pay for the extra instructions (bench/forward_row_cost.py: 1.0-1.5 against 0.7-1.3 ns per
+# entry on SciFact's 3.7 MB, 1.7 against 4.0 ns on the dictionary corpus's 33 MB).
+PREFETCH_MIN_BYTES = 8 << 20
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -651,7 +655,7 @@ def _prefetch_ahead(bd, fo, ft, fi, p, end):
 
 @njit(cache=True, nogil=True)
 def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_weights, qlo, qhi, query_cut,
-            heap_factor, mask, qdense, stamp, gen, hs, hd, err):
+            heap_factor, mask, qdense, stamp, gen, hs, hd, err, ahead):
     n = qhi - qlo
     for i in range(qlo, qhi):
         qdense[q_terms[i]] = np.float64(q_weights[i])
@@ -676,7 +680,8 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
                 continue
             end = bdo[b + 1]
             for p in range(bdo[b], end):
-                _prefetch_ahead(bd, fo, ft, fi, p, end)
+                if ahead:
+                    _prefetch_ahead(bd, fo, ft, fi, p, end)
                 d = bd[p]
                 if d < 0 or d >= stamp.shape[0]:
                     err[0] = forward.BAD_BLOCK_DOC
@@ -706,7 +711,8 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
 
 @njit(cache=True, nogil=True)
 def _approx_group(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, num_docs, q_indptr, q_terms, q_weights,
-                  query_cut, heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, out_idx, out_scores, err):
+                  query_cut, heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, out_idx, out_scores, err,
+                  ahead):
     nq = q_indptr.shape[0] - 1
     kk = min(out_idx.shape[1], num_docs)
     qdense = np.zeros(_query_size(vocab_size), np.float64)
@@ -720,7 +726,7 @@ def _approx_group(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, num_docs
         begin_query(hs, hd, mask, allow_indptr, allow_docs, q)
         if kk > 0:
             _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_weights, q_indptr[q],
-                    q_indptr[q + 1], query_cut, heap_factor, mask, qdense, stamp, gen, hs, hd, err)
+                    q_indptr[q + 1], query_cut, heap_factor, mask, qdense, stamp, gen, hs, hd, err, ahead)
         end_query(hs, hd, out_idx, out_scores, mask, allow_indptr, allow_docs, q)
         if err[0]:
             return
@@ -761,6 +767,12 @@ def _query_size(vocab_size):
     while size < vocab_size:
         size *= 2
     return size
+
+
+def _prefetching(fwd) -> bool:
+    """Whether the kernel prefetches forward rows: the term ids and impacts of ``fwd`` (``_forward``'s tuple)
+    hold at least ``PREFETCH_MIN_BYTES``."""
+    return fwd[1].nbytes + fwd[2].nbytes >= PREFETCH_MIN_BYTES
 
 
 def _stamp(num_docs: int) -> tuple[np.ndarray, int]:
@@ -814,7 +826,7 @@ def search_approx(approx_arrays, forward_offsets, forward_terms, forward_impacts
         stamp, gen = _stamp(int(num_docs))
         _approx(*structures, *fwd, terms, weights, np.int64(0), np.int64(len(terms)), np.int64(query_cut),
                 np.float64(heap_factor), mask, scratch("approx_query", _query_size(vocab_size), np.float64), stamp,
-                np.int64(gen), hs, hd, err)
+                np.int64(gen), hs, hd, err, _prefetching(fwd))
 
     out = search_one(vocab_size, num_docs, terms, weights, k, mask, kernel)
     if err[0]:
@@ -833,11 +845,13 @@ def batch_runner(arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, a
     fwd = _forward(arrays["forward_offsets"], arrays["forward_terms"], arrays["forward_impacts"],
                    arrays.get("forward_checksum"), arrays.get("forward_checked"), num_docs)
 
+    ahead = _prefetching(fwd)
+
     def run(g):
         err = np.zeros(2, np.int64)
         _approx_group(*structures, *fwd, np.int64(num_docs), q_indptr, q_terms, q_weights, np.int64(query_cut),
                       np.float64(heap_factor), allow_indptr, allow_docs, np.int64(g), np.int64(groups),
-                      np.int64(vocab_size), out_idx, out_scores, err)
+                      np.int64(vocab_size), out_idx, out_scores, err, ahead)
         if err[0]:
             forward.raise_error(err)
 
