@@ -596,31 +596,6 @@ def _row_dot(qdense, ft, fi, a, b):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _summary_dot(qdense, st, sv, a, b, wrap):
-    """A summary's dot product with the query (term ids as one-byte gaps, fillers of value 0, read at
-    ``id & wrap``), in four interleaved parts as :func:`_row_dot`; and the last term id decoded."""
-    s0 = s1 = s2 = s3 = 0.0
-    u = np.int64(0)
-    j = a
-    stop = a + ((b - a) & ~np.int64(3))
-    while j < stop:
-        u += st[j]
-        s0 += qdense[u & wrap] * sv[j]
-        u += st[j + 1]
-        s1 += qdense[u & wrap] * sv[j + 1]
-        u += st[j + 2]
-        s2 += qdense[u & wrap] * sv[j + 2]
-        u += st[j + 3]
-        s3 += qdense[u & wrap] * sv[j + 3]
-        j += 4
-    while j < b:
-        u += st[j]
-        s0 += qdense[u & wrap] * sv[j]
-        j += 1
-    return (s0 + s1) + (s2 + s3), u
-
-
 PREFETCH_OFFSETS = 4  # block positions ahead whose forward offsets are prefetched
 PREFETCH_ROWS = 2  # ... and whose forward rows (fetched offsets by then)
 PREFETCH_ROW_LIMIT = 1024  # entries of a row prefetched at most (a hint; a damaged offset cannot run long)
@@ -671,7 +646,11 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
         if t >= nlists or q_weights[qlo + order[r]] <= 0:
             continue
         for b in range(lb[t], lb[t + 1]):
-            dot, u = _summary_dot(qdense, st, sv, so[b], so[b + 1], wrap)
+            dot = 0.0
+            u = np.int64(0)
+            for j in range(so[b], so[b + 1]):  # term ids as one-byte gaps (fillers: value 0)
+                u += st[j]
+                dot += qdense[u & wrap] * sv[j]
             if u >= nlists:  # the ids only grow: the last bounds them all (``wrap`` kept the reads in qdense)
                 err[0] = forward.BAD_SUMMARY
                 err[1] = b
