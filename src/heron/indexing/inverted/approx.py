@@ -34,8 +34,10 @@ for each, its blocks in stored order: a block whose summary score (dot product w
 summed in ascending term order while the gaps are decoded) times ``heap_factor`` is below the current
 k-th score is skipped, otherwise each of its documents not
 seen yet (a per-thread generation stamp) is scored exactly from the forward index with the full query
-and offered to the top-k heap. Scores and the tie rule are those of the exact kernels (float64 sums in
-ascending term order, rounded to float32, ties to the lower document index), so with no static
+and offered to the top-k heap (first summed in four interleaved parts; only a document that may enter the
+heap is summed again in ascending term order; on a forward index of ``PREFETCH_MIN_BYTES`` or more the
+offsets and rows of the next documents of the block are prefetched). Scores and the tie rule are those
+of the exact kernels (float64 sums in ascending term order, rounded to float32, ties to the lower document index), so with no static
 pruning, ``summary_energy=1``, ``heap_factor=1`` and ``query_cut`` ≥ the query's length the answer is
 exactly the exhaustive one (summaries are then upper bounds).
 

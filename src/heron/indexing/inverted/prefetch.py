@@ -3,7 +3,8 @@
 ``prefetch(array, i)`` asks the CPU to start loading the cache line that holds ``array[i]`` (LLVM's
 ``llvm.prefetch``: read, keep in all cache levels). It is a hint: it never faults, whatever ``i`` is, and
 changes no result; it only hides memory latency when the kernel knows which rows it reads next (the
-approximate search's forward rows: about 3x faster per entry on a forward index larger than the caches).
+approximate search's forward rows: about 2.4x faster per entry on a forward index larger than the
+caches, bench/forward_row_cost.py).
 """
 
 from __future__ import annotations
