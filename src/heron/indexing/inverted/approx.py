@@ -37,9 +37,9 @@ seen yet (a per-thread generation stamp) is scored exactly from the forward inde
 and offered to the top-k heap (first summed in four interleaved parts; only a document that may enter the
 heap is summed again in ascending term order; on a forward index of ``PREFETCH_MIN_BYTES`` or more the
 offsets and rows of the next documents of the block are prefetched). Scores and the tie rule are those
-of the exact kernels (float64 sums in ascending term order, rounded to float32, ties to the lower document index), so with no static
-pruning, ``summary_energy=1``, ``heap_factor=1`` and ``query_cut`` ≥ the query's length the answer is
-exactly the exhaustive one (summaries are then upper bounds).
+of the exact kernels (float64 sums in ascending term order, rounded to float32, ties to the lower document
+index), so with no static pruning, ``summary_energy=1``, ``heap_factor=1`` and ``query_cut`` ≥ the query's
+length the answer is exactly the exhaustive one (summaries are then upper bounds).
 
 **Forward rows** (:mod:`.forward`): term ids are uint16 when the vocabulary fits (int32 otherwise; the
 kernels are compiled for either), and a visited document's chunk of 64 rows is checked — offsets and
