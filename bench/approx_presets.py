@@ -51,6 +51,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
+from heron.indexing.inverted.approx import query_order
 from heron.indexing.inverted.topk import SLACK, heap_finish, heap_offer, heap_reset
 
 BEIR = Path(os.environ.get("HERON_DATA", "data/beir"))
@@ -236,12 +237,7 @@ def _work(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_indptr, q_terms, q_weights,
         heap_reset(hs, hd)
         qlo, qhi = q_indptr[q], q_indptr[q + 1]
         n = qhi - qlo
-        for i in range(qlo, qhi):
-            qdense[q_terms[i]] = np.float64(q_weights[i])
-        neg = np.empty(n, np.float64)
-        for i in range(n):
-            neg[i] = -np.float64(q_weights[qlo + i])
-        order = np.argsort(neg, kind="mergesort")
+        order = query_order(q_terms, q_weights, qlo, qhi, qdense)
         for r in range(min(query_cut, n)):
             t = q_terms[qlo + order[r]]
             for b in range(lb[t], lb[t + 1]):

@@ -45,6 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
+from heron.indexing.inverted.approx import query_order
 from heron.indexing.inverted.topk import SLACK, heap_finish, heap_offer, heap_reset
 
 PRESETS = ("recall90", "recall95", "recall99")
@@ -192,12 +193,7 @@ def _visit(lb, bdo, bd, so, st, sv, ss, q_terms, q_weights, qlo, qhi, query_cut,
            hd, fo, f1, f2, fi, packed):
     """The loop of ``approx._approx`` (no allow mask), the row read by ``_score_plain`` / ``_score_packed``."""
     n = qhi - qlo
-    for i in range(qlo, qhi):
-        qdense[q_terms[i]] = np.float64(q_weights[i])
-    neg = np.empty(n, np.float64)
-    for i in range(n):
-        neg[i] = -np.float64(q_weights[qlo + i])
-    order = np.argsort(neg, kind="mergesort")
+    order = query_order(q_terms, q_weights, qlo, qhi, qdense)
     nlists = lb.shape[0] - 1
     for r in range(min(query_cut, n)):
         t = q_terms[qlo + order[r]]

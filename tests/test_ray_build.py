@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import make_tiny_beir
 from test_bad_input import assert_one_line_error, cli
+from test_cli import heron
 
 pytest.importorskip("ray", reason="the distributed extra (ray[data]) is not installed: pip install heron[distributed]")
 
@@ -146,14 +147,13 @@ def _stop_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=10)
 
 
-def _heron(*args, env: dict | None = None) -> tuple[int, str, str]:
-    """``heron ARGS`` as a command of its own: (exit code, stdout, stderr). Every Ray connection in this module is
-    made by such a child, never by the pytest worker: a worker that was a driver on a cluster this module later
-    stops can be taken down with it (an xdist "node down" seen once in CI)."""
-    env = dict(os.environ, **(env or {}),
-               PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-m", "heron", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=600)
+def _heron(*args) -> tuple[int, str, str]:
+    """``heron ARGS`` as a command of its own (``test_cli.heron``, this checkout's ``src`` first on the path):
+    (exit code, stdout, stderr). Every Ray connection in this module is made by such a child, never by the pytest
+    worker: a worker that was a driver on a cluster this module later stops can be taken down with it (an xdist
+    "node down" seen once in CI)."""
+    done = heron(*map(str, args), env={"PYTHONPATH": os.pathsep.join([str(REPO / "src"),
+                                                                       os.environ.get("PYTHONPATH", "")])})
     return done.returncode, done.stdout, done.stderr
 
 
@@ -178,11 +178,9 @@ def test_local_ray_build_equals_single_process(corpus, reference, tmp_path):
     config = tmp_path / "ray.yaml"
     config.write_text(json.dumps({"dataset": str(corpus), "output": str(out), "shard_docs": SHARD,
                                   "encoder": {"type": "splade"}, "ray": {"local_cpus": 2, "workers": 2}}))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-m", "heron", "build-index", str(config), "--ray"], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "index ready" in done.stdout and "on 2 CPU actor(s)" in done.stderr
+    code, out_text, err = _heron("build-index", config, "--ray")
+    assert code == 0, err[-3000:]
+    assert "index ready" in out_text and "on 2 CPU actor(s)" in err
     assert not (tmp_path / "ray.ray").exists()
     snapshot = SegmentedIndex.open(out)
     assert len(snapshot.segments) == 2 and segmented_problems(out) == []

@@ -631,15 +631,23 @@ def _prefetch_ahead(bd, fo, ft, fi, p, end):
 
 
 @njit(cache=True, nogil=True)
+def query_order(q_terms, q_weights, qlo, qhi, qdense):
+    """Set the query's weights in ``qdense`` (its terms ``q_terms[qlo:qhi]``) and return the positions of its
+    terms, relative to ``qlo``, heaviest first (ties to the lower position, so to the lower term id): the order
+    in which the approximate search visits the query's lists (its counting copies in ``bench/`` call this)."""
+    for i in range(qlo, qhi):
+        qdense[q_terms[i]] = np.float64(q_weights[i])
+    neg = np.empty(qhi - qlo, np.float64)
+    for i in range(qhi - qlo):
+        neg[i] = -np.float64(q_weights[qlo + i])
+    return np.argsort(neg, kind="mergesort")
+
+
+@njit(cache=True, nogil=True)
 def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_weights, qlo, qhi, query_cut,
             heap_factor, mask, qdense, stamp, gen, hs, hd, err, ahead):
     n = qhi - qlo
-    for i in range(qlo, qhi):
-        qdense[q_terms[i]] = np.float64(q_weights[i])
-    neg = np.empty(n, np.float64)
-    for i in range(n):
-        neg[i] = -np.float64(q_weights[qlo + i])
-    order = np.argsort(neg, kind="mergesort")  # heaviest first, ties to the lower term id
+    order = query_order(q_terms, q_weights, qlo, qhi, qdense)
     has_mask = mask.shape[0] > 0
     nlists = lb.shape[0] - 1
     wrap = qdense.shape[0] - 1  # qdense: a power of two >= nlists entries (``_query_size``)
