@@ -27,7 +27,7 @@ its own query encoder applied to the BEIR test queries)::
     python bench/forward_index.py options out/scifact.npz out/nfcorpus.npz
     python bench/forward_index.py index out/scifact.npz --work /tmp/fwd-work
     python bench/forward_index.py seismic out/scifact.npz --work /tmp/fwd-work   # Seismic's index size
-    python bench/forward_index.py summaries /tmp/fwd-work/scifact-approx         # summary sizes, fillers
+    python bench/forward_index.py summaries /tmp/fwd-work/scifact-approx         # summary sizes
     python bench/forward_index.py summaries NEW-approx --compare OLD-approx       # the same summaries?
 """
 
@@ -45,7 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from heron.indexing.inverted.approx import query_order
+from heron.indexing.inverted.approx import _summary_scores, query_order
 from heron.indexing.inverted.topk import SLACK, heap_finish, heap_offer, heap_reset
 
 PRESETS = ("recall90", "recall95", "recall99")
@@ -169,43 +169,42 @@ def _score_packed(fo, wo, words, fi, d, qdense):
 
 
 @njit(nogil=True)
-def _search_plain(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, q_indptr, q_terms, q_weights, query_cut, heap_factor,
-                  num_docs, qdense, stamp, hs, hd, out_idx, out_scores):
+def _search_plain(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, q_indptr, q_terms, q_weights, query_cut,
+                  heap_factor, num_docs, qdense, acc, stamp, hs, hd, out_idx, out_scores):
     for q in range(q_indptr.shape[0] - 1):
         heap_reset(hs, hd)
-        _visit(lb, bdo, bd, so, st, sv, ss, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], query_cut, heap_factor,
-               qdense, stamp, q + 1, hs, hd, fo, ft, fi, fi, False)
+        _visit(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], query_cut,
+               heap_factor, qdense, acc, stamp, q + 1, hs, hd, fo, ft, fi, fi, False)
         heap_finish(hs, hd, out_idx, out_scores, q)
 
 
 @njit(nogil=True)
-def _search_packed(lb, bdo, bd, so, st, sv, ss, fo, wo, words, fi, q_indptr, q_terms, q_weights, query_cut,
-                   heap_factor, num_docs, qdense, stamp, hs, hd, out_idx, out_scores):
+def _search_packed(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, wo, words, fi, q_indptr, q_terms, q_weights,
+                   query_cut, heap_factor, num_docs, qdense, acc, stamp, hs, hd, out_idx, out_scores):
     for q in range(q_indptr.shape[0] - 1):
         heap_reset(hs, hd)
-        _visit(lb, bdo, bd, so, st, sv, ss, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], query_cut, heap_factor,
-               qdense, stamp, q + 1, hs, hd, fo, wo, words, fi, True)
+        _visit(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], query_cut,
+               heap_factor, qdense, acc, stamp, q + 1, hs, hd, fo, wo, words, fi, True)
         heap_finish(hs, hd, out_idx, out_scores, q)
 
 
 @njit(nogil=True)
-def _visit(lb, bdo, bd, so, st, sv, ss, q_terms, q_weights, qlo, qhi, query_cut, heap_factor, qdense, stamp, gen, hs,
-           hd, fo, f1, f2, fi, packed):
-    """The loop of ``approx._approx`` (no allow mask), the row read by ``_score_plain`` / ``_score_packed``."""
+def _visit(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, q_terms, q_weights, qlo, qhi, query_cut, heap_factor, qdense, acc,
+           stamp, gen, hs, hd, fo, f1, f2, fi, packed):
+    """The loop of ``approx._approx`` (no allow mask; its summary scores), the row read by ``_score_plain`` /
+    ``_score_packed``."""
     n = qhi - qlo
     order = query_order(q_terms, q_weights, qlo, qhi, qdense)
+    q_sorted = np.sort(q_terms[qlo:qhi].astype(np.int64))
+    err = np.zeros(2, np.int64)
     nlists = lb.shape[0] - 1
     for r in range(min(query_cut, n)):
         t = q_terms[qlo + order[r]]
-        if t >= nlists or q_weights[qlo + order[r]] <= 0:
+        if t >= nlists or q_weights[qlo + order[r]] <= 0 or lb[t + 1] == lb[t]:
             continue
+        _summary_scores(lb, lc, ct, ce, lp, pb, pv, t, q_sorted, qdense, acc, err)
         for b in range(lb[t], lb[t + 1]):
-            dot = 0.0
-            u = np.int64(0)
-            for j in range(so[b], so[b + 1]):  # one-byte term gaps (fillers: gap 255, value 0)
-                u += st[j]
-                dot += qdense[u] * sv[j]
-            if dot * ss[b] * heap_factor * SLACK < hs[0]:
+            if acc[b - lb[t]] * ss[b] * heap_factor * SLACK < hs[0]:
                 continue
             for p in range(bdo[b], bdo[b + 1]):
                 d = bd[p]
@@ -241,7 +240,7 @@ def options(paths: list[str], repeat: int, k: int) -> list[dict]:
                                 csc.data.astype(np.uint8), fo, ft32, fi, n, threads=1)
         arrays = dict(arrays)
         build_s = time.perf_counter() - t0
-        structures = tuple(arrays[name_] for name_ in A.ARRAY_NAMES)
+        structures = A._structures(arrays)
         approx_bytes = sum(a.nbytes for a in arrays.values())
         wo, words = bitpack_rows(fo, ft32)
         layouts = {
@@ -271,6 +270,7 @@ def options(paths: list[str], repeat: int, k: int) -> list[dict]:
             for _ in range(repeat):  # layouts interleaved, best of ``repeat``
                 for layout, (kind, fwd) in layouts.items():
                     qdense = np.zeros(v, np.float64)
+                    acc = np.zeros(A._max_blocks(structures), np.float64)
                     stamp = np.zeros(n, np.int32)
                     hs, hd = np.empty(k, np.float32), np.empty(k, np.int32)
                     out_idx = np.full((len(qi) - 1, k), -1, np.int32)
@@ -278,10 +278,11 @@ def options(paths: list[str], repeat: int, k: int) -> list[dict]:
                     t0 = time.perf_counter()
                     if kind == "plain":
                         _search_plain(*structures, *fwd, qi, qt, qw, np.int64(knobs["query_cut"]),
-                                      np.float64(knobs["heap_factor"]), n, qdense, stamp, hs, hd, out_idx, out_scores)
+                                      np.float64(knobs["heap_factor"]), n, qdense, acc, stamp, hs, hd, out_idx,
+                                      out_scores)
                     elif kind == "packed":
                         _search_packed(*structures, *fwd, qi, qt, qw, np.int64(knobs["query_cut"]),
-                                       np.float64(knobs["heap_factor"]), n, qdense, stamp, hs, hd, out_idx,
+                                       np.float64(knobs["heap_factor"]), n, qdense, acc, stamp, hs, hd, out_idx,
                                        out_scores)
                     else:
                         A.batch_runner(fwd, n, qi, qt, qw, *none, 1, out_idx, out_scores, **knobs)(0)
@@ -396,50 +397,37 @@ def seismic_size(path: str, work: str) -> dict:
 
 
 def _summaries(index_path: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every block's summary of an index as ``(ascending term ids, quantised values)``: the gap-coded layout
-    decoded (``approx.decode_summary``), or the older uint16 / int32 layout sorted."""
+    """Every block's summary of an index as ``(ascending term ids, quantised values)``, from the layout stored
+    per posting list (``approx.decode_summary``) or the earlier per-block one (one-byte term gaps; fillers of
+    value 0 dropped), so that summaries built before and after a change can be compared."""
     root = Path(index_path) / "approx"
-    arrays = {name: np.load(root / f"{name}.npy") for name in ("summary_offsets", "summary_terms", "summary_values")}
-    so = arrays["summary_offsets"]
-    if arrays["summary_terms"].dtype == np.uint8:
-        from heron.indexing.inverted.approx import decode_summary
+    if (root / "component_terms.npy").exists():
+        from heron.indexing.inverted.approx import ARRAY_NAMES, decode_summary
 
-        return [decode_summary(arrays, b) for b in range(len(so) - 1)]
+        arrays = {name: np.load(root / f"{name}.npy") for name in ARRAY_NAMES}
+        return [decode_summary(arrays, b) for b in range(len(arrays["summary_scales"]))]
+    so, st, sv = (np.load(root / f"{name}.npy") for name in ("summary_offsets", "summary_terms", "summary_values"))
     out = []
     for b in range(len(so) - 1):
-        t, v = arrays["summary_terms"][so[b]:so[b + 1]].astype(np.int64), arrays["summary_values"][so[b]:so[b + 1]]
-        order = np.argsort(t)
-        out.append((t[order], v[order]))
+        t, v = np.cumsum(st[so[b]:so[b + 1]].astype(np.int64)), sv[so[b]:so[b + 1]]
+        out.append((t[v > 0], v[v > 0]))
     return out
 
 
 def summary_estimate(index_path: str, compare: str | None = None) -> dict:
-    """The size of an index's approximate summaries. Gap-coded (uint8 ``summary_terms``): the stored bytes,
-    the summary entries and the filler entries (gap 255, value 0) of gaps above 255. Older layout (uint16 ids): the
-    stored bytes and the size the gap coding would give (fillers counted from the sorted ids). ``compare``:
-    another index's summaries must be the same (term, value) pairs block by block (before / after)."""
+    """The size of an index's approximate summaries as stored per posting list: bytes, (block, value) pairs
+    (one per summary entry), distinct summary terms per list, bytes per entry. ``compare``: another index's
+    summaries (either layout) must be the same (term, value) pairs block by block (before / after)."""
+    from heron.indexing.inverted.approx import ARRAY_NAMES
+
     root = Path(index_path) / "approx"
-    so = np.load(root / "summary_offsets.npy")
-    st = np.load(root / "summary_terms.npy", mmap_mode="r")
-    sv = np.load(root / "summary_values.npy", mmap_mode="r")
-    nb, lens = len(so) - 1, np.diff(so)
-    row = {"index": str(index_path), "blocks": nb, "layout": str(st.dtype),
-           "summary_bytes": int(st.nbytes + sv.nbytes)}
-    if st.dtype == np.uint8:
-        fillers = int(np.count_nonzero(np.asarray(sv) == 0))
-        entries = len(st) - fillers
-        row.update(entries=entries, fillers=fillers, filler_overhead=round(fillers / max(1, entries), 4),
-                   bytes_per_entry=round(row["summary_bytes"] / max(1, entries), 3))
-    else:
-        t = np.asarray(st).astype(np.int64)
-        t = t[np.lexsort((t, np.repeat(np.arange(nb), lens)))]
-        first = np.zeros(len(t), bool)
-        first[so[:-1][lens > 0]] = True
-        gap = np.diff(t, prepend=0)
-        gap[first] = t[first]  # the first id of a block is a gap from 0
-        fillers = int(((gap[gap > 255] - 1) // 255).sum())
-        row.update(entries=len(t), fillers_if_gap_coded=fillers, filler_overhead=round(fillers / max(1, len(t)), 4),
-                   summary_bytes_if_gap_coded=2 * (len(t) + fillers))
+    arrays = {name: np.load(root / f"{name}.npy", mmap_mode="r") for name in ARRAY_NAMES}
+    names = ("list_components", "component_terms", "component_ends", "list_pairs", "pair_blocks", "pair_values")
+    size = sum(int(arrays[name].nbytes) for name in names)
+    entries, terms = len(arrays["pair_values"]), len(arrays["component_terms"])
+    row = {"index": str(index_path), "blocks": len(arrays["summary_scales"]), "summary_bytes": size,
+           "entries": entries, "list_terms": terms, "entries_per_list_term": round(entries / max(1, terms), 3),
+           "bytes_per_entry": round(size / max(1, entries), 3)}
     if compare:
         mine, theirs = _summaries(index_path), _summaries(compare)
         row["same_summaries_as"] = compare
@@ -472,7 +460,7 @@ def main() -> None:
     z = sub.add_parser("seismic")
     z.add_argument("vectors", nargs="+")
     z.add_argument("--work", default="/tmp/forward-bench")
-    e = sub.add_parser("summaries", help="summary sizes (gap-coded, or estimated for the older layout)")
+    e = sub.add_parser("summaries", help="summary sizes; --compare: the same summaries as another index?")
     e.add_argument("indexes", nargs="+")
     e.add_argument("--compare", help="an index whose summaries must be the same (one index given)")
     args = parser.parse_args()

@@ -75,10 +75,9 @@ def test_counts_are_the_hand_counted_ones(index):
     are sums over the structures, computed here directly from the arrays."""
     idx, queries = index
     a = idx.approx
-    lb, bdo, bd, so = (np.asarray(a[name]) for name in ("list_blocks", "block_doc_offsets", "block_docs",
-                                                        "summary_offsets"))
+    lb, bdo, bd = (np.asarray(a[name]) for name in ("list_blocks", "block_doc_offsets", "block_docs"))
     fo = np.asarray(idx.arrays["forward_offsets"])
-    summaries = [A.decode_summary(a, b) for b in range(len(so) - 1)]
+    summaries = [A.decode_summary(a, b) for b in range(len(a["summary_scales"]))]
     counts, _ = P.work_counts(idx, queries, 3, 1e9)
     for q, (terms, weights) in enumerate(queries):
         t, w = idx._prepare_query(terms, weights)
@@ -86,7 +85,7 @@ def test_counts_are_the_hand_counted_ones(index):
         blocks = [b for term in heaviest for b in range(lb[term], lb[term + 1])]
         docs = {int(d) for b in blocks for d in bd[bdo[b]:bdo[b + 1]]}
         matches = sum(len(set(summaries[b][0].tolist()) & set(t.tolist())) for b in blocks)
-        assert counts[q].tolist() == [len(blocks), sum(int(so[b + 1] - so[b]) for b in blocks), len(blocks),
+        assert counts[q].tolist() == [len(blocks), len(heaviest) * len(set(t.tolist())) + matches, len(blocks),
                                       len(docs), sum(int(fo[d + 1] - fo[d]) for d in docs), matches]
 
 
@@ -125,23 +124,3 @@ def test_presets_order_recall_against_exact(index):
     assert recall["recall99"] >= 0.9
     cuts = [A.PRESETS[name]["query_cut"] for name in ("recall90", "recall95", "recall99")]
     assert cuts == sorted(cuts)
-
-
-def test_transposed_summaries_give_the_same_block_scores(index):
-    """bench/approx_summary_layout.py: Seismic's transposed summary layout scores every block of the visited
-    lists as heron's stored one does."""
-    import approx_summary_layout as L
-
-    from heron.indexing.inverted.index import pack_queries
-
-    idx, queries = index
-    a = idx.approx
-    qi, qt, qw = pack_queries([idx._prepare_query(t, w) for t, w in queries])
-    qt = qt.astype(np.int64)
-    lb, so, st, sv, ss = (np.asarray(a[n]) for n in ("list_blocks", "summary_offsets", "summary_terms",
-                                                       "summary_values", "summary_scales"))
-    to, tt, tb, tv = L.transpose(a, set(qt.tolist()))
-    stored, transposed = np.zeros(len(ss)), np.zeros(len(ss))
-    L._as_stored(lb, so, st, sv, ss, qi, qt, qw, 4, np.zeros(len(lb) - 1), stored)
-    L._transposed(lb, to, tt, tb, tv, ss, qi, qt, qw, 4, np.zeros(int(np.diff(lb).max())), transposed)
-    assert np.count_nonzero(stored) > 0 and np.allclose(stored, transposed, rtol=1e-9, atol=1e-9)

@@ -1,9 +1,10 @@
-"""Approximate-search summaries stored as one-byte term gaps: encoding, decoding in the kernel, bounds.
+"""Approximate-search summaries stored per posting list: for each of a list's summary terms, the (block,
+value) pairs of the blocks whose summary holds it. Layout, lookups in the kernel, bounds.
 
-The search over gap-coded summaries is compared with a plain-Python re-implementation of the search
-that reads the decoded summaries (same visited blocks, same results), and hand-made summaries with
-adversarial gaps (0, 255, 256, 510, a term near the vocabulary's end, more than 65,535, an empty
-summary) decide a block visit whose outcome flips if a single term id is decoded wrongly.
+The search over stored summaries is compared with a plain-Python re-implementation of the search that
+reads the decoded summaries (same visited blocks, same results), and hand-made summaries with awkward
+term ids (0, 255, 65,535, ids beyond 65,535, an empty summary) decide a block visit whose outcome flips if
+a single term is looked up wrongly.
 """
 
 from __future__ import annotations
@@ -22,50 +23,39 @@ from heron.indexing.inverted import approx as A
 from heron.indexing.inverted import format as fmt
 from heron.indexing.inverted.topk import INT32_MAX, SLACK
 
-
-def encode(blocks: list[list[int]], values: list[list[int]] | None = None):
-    """The stored ``(offsets, gaps, values)`` of summaries given as ascending term-id lists."""
-    lengths = np.array([len(b) for b in blocks], np.int64)
-    terms = np.array([t for b in blocks for t in b], np.int64)
-    vals = np.array([v for vs in values for v in vs] if values else [1 + i % 255 for i in range(len(terms))],
-                    np.int32)
-    stored = np.zeros(len(blocks), np.int64)
-    count = A._gap_counts(terms, lengths, stored)
-    gaps, out = np.empty(count, np.uint8), np.empty(count, np.uint8)
-    A._gap_encode(terms, vals, lengths, gaps, out)
-    offsets = np.zeros(len(blocks) + 1, np.int64)
-    np.cumsum(stored, out=offsets[1:])
-    return offsets, gaps, out, vals
+AWKWARD = [[0], [255], [256], [510], [511], [0, 255, 511, 1021, 1022], [65535], [1, 65535], [],
+           [3, 259, 260, 515, 65280, 65534]]
 
 
-ADVERSARIAL = [[0], [255], [256], [510], [511], [0, 255, 511, 1021, 1022], [65535], [1, 65535], [],
-               [3, 259, 260, 515, 65280, 65534]]
-
-
-def test_gap_encoding_round_trips_with_fillers():
-    offsets, gaps, values, vals = encode(ADVERSARIAL)
-    arrays = {"summary_offsets": offsets, "summary_terms": gaps, "summary_values": values}
-    o = 0
-    for b, want in enumerate(ADVERSARIAL):
-        terms, got = A.decode_summary(arrays, b)
-        assert terms.tolist() == want
-        assert got.tolist() == vals[o:o + len(want)].tolist()
-        o += len(want)
-    # fillers (gap 255, value 0): (g - 1) // 255 before a gap g above 255
-    want_fillers = [0, 0, 1, 1, 2, 0 + 0 + 1 + 1 + 0, 65534 // 255, 0 + 65533 // 255, 0,
-                    0 + 1 + 0 + 0 + 64764 // 255 + 0]
-    stored = np.diff(offsets) - np.array([len(b) for b in ADVERSARIAL])
-    assert stored.tolist() == want_fillers
-    assert np.count_nonzero(values == 0) == sum(want_fillers)
-    assert np.all(gaps[values == 0] == 255)
-    assert gaps[offsets[2]:offsets[3]].tolist() == [255, 1] and values[offsets[2]] == 0  # 256 = filler + 1
-    assert gaps[offsets[4]:offsets[5]].tolist() == [255, 255, 1]  # 511
-    assert gaps[offsets[1]:offsets[2]].tolist() == [255] and values[offsets[1]] > 0  # 255: no filler
-    # a gap beyond 65,535 (int32 vocabularies)
-    offsets, gaps, values, _ = encode([[0, 200_000]])
-    assert gaps.tolist() == [0] + [255] * 784 + [200_000 - 784 * 255] and np.count_nonzero(values == 0) == 784
-    assert A.decode_summary({"summary_offsets": offsets, "summary_terms": gaps, "summary_values": values},
-                            0)[0].tolist() == [0, 200_000]
+def test_summaries_stored_per_list_round_trip():
+    """Summaries of three lists (one with no blocks) stored per list and read back block by block; each
+    list's terms ascending, each term's blocks ascending, one pair per summary entry."""
+    rng = np.random.default_rng(3)
+    lb = np.array([0, 4, 4, 10, 10], np.int64)  # lists 0..3 of a 65,536-term vocabulary, padded below
+    lb = np.concatenate([lb, np.full(65536 - 4, 10, np.int64)])
+    summaries = AWKWARD[:4] + AWKWARD[4:]
+    summaries = [(t, rng.integers(1, 256, len(t)).tolist()) for t in summaries]
+    s = A.transpose_summaries(lb, summaries)
+    assert s["component_terms"].dtype == np.uint16 and s["pair_blocks"].dtype == np.uint16
+    assert s["component_ends"].dtype == np.uint32 and s["pair_values"].dtype == np.uint8
+    s = {**s, "list_blocks": lb}
+    for b, (terms, values) in enumerate(summaries):
+        got_terms, got_values = A.decode_summary(s, b)
+        assert got_terms.tolist() == terms and got_values.tolist() == values
+    lc, ct, lp = s["list_components"], s["component_terms"].astype(np.int64), s["list_pairs"]
+    assert lc[1] == len({t for b in range(4) for t in summaries[b][0]}) and lc[2] == lc[1]
+    assert lp[-1] == len(s["pair_values"]) == sum(len(t) for t, _ in summaries)
+    for t in (0, 2):
+        assert np.all(np.diff(ct[lc[t]:lc[t + 1]]) > 0)
+        ends = s["component_ends"][lc[t]:lc[t + 1]].astype(np.int64)
+        assert ends[-1] == lp[t + 1] - lp[t]
+        for a, z in zip(np.concatenate([[0], ends[:-1]]), ends):
+            assert np.all(np.diff(s["pair_blocks"][lp[t] + a:lp[t] + z].astype(np.int64)) > 0)
+    wide = A.transpose_summaries(np.array([0, 1] + [1] * 199_999, np.int64), [([0, 70_000, 199_999], [1, 2, 3])])
+    assert wide["component_terms"].dtype == np.int32
+    assert wide["component_terms"].tolist() == [0, 70_000, 199_999]
+    with pytest.raises(ValueError, match=r"summary term ids must lie in \[0, 3\)"):
+        A.transpose_summaries(np.array([0, 1, 1, 1]), [([0, 3], [1, 1])])
 
 
 def hand_made(vocab_size: int, summary: list[int], list_term: int):
@@ -75,19 +65,18 @@ def hand_made(vocab_size: int, summary: list[int], list_term: int):
                         shape=(2, vocab_size))
     lb = np.zeros(vocab_size + 1, np.int64)
     lb[list_term + 1:] = 2
-    offsets, gaps, values, _ = encode([[list_term], summary], [[10], list(range(1, len(summary) + 1))])
+    stored = A.transpose_summaries(lb, [([list_term], [10]), (summary, list(range(1, len(summary) + 1)))])
     structures = {"list_blocks": lb, "block_doc_offsets": np.array([0, 1, 2], np.int64),
-                  "block_docs": np.array([0, 1], np.int32), "summary_offsets": offsets, "summary_terms": gaps,
-                  "summary_values": values, "summary_scales": np.ones(2, np.float32)}
+                  "block_docs": np.array([0, 1], np.int32), "summary_scales": np.ones(2, np.float32), **stored}
     arrays = {"forward_offsets": fwd.indptr.astype(np.int64),
               "forward_terms": fwd.indices.astype(np.uint16 if vocab_size <= 65536 else np.int32),
               "forward_impacts": fwd.data}
     return arrays, structures
 
 
-@pytest.mark.parametrize("vocab_size, summary", [(65536, s) for s in ADVERSARIAL] +
+@pytest.mark.parametrize("vocab_size, summary", [(65536, s) for s in AWKWARD] +
                          [(200_001, [0, 70_000, 200_000]), (200_001, [199_999, 200_000])])
-def test_kernel_decodes_every_term_of_a_summary(vocab_size, summary):
+def test_kernel_scores_every_term_of_a_summary(vocab_size, summary):
     list_term = 40_000 if 40_000 not in summary else 40_001
     arrays, structures = hand_made(vocab_size, summary, list_term)
     # the list term heaviest (visited first, alone with query_cut 1); every summary term weighted 2^-i
@@ -104,29 +93,41 @@ def test_kernel_decodes_every_term_of_a_summary(vocab_size, summary):
     assert idx.tolist() == [1, 0]
 
 
-def test_corrupt_gap_is_an_integrity_error_never_an_out_of_range_read():
+def test_corrupt_summaries_are_an_integrity_error_never_an_out_of_range_read():
     arrays, structures = hand_made(65536, [1, 65535], 7)
-    terms, weights = np.array([1, 7], np.int32), np.array([1.0, 5.0], np.float32)
+    terms, weights = np.array([1, 7, 65535], np.int32), np.array([1.0, 5.0, 0.5], np.float32)
     approx(arrays, structures, 2, terms, weights, 1, 1, 1.0)
-    bad = structures["summary_terms"].copy()
-    assert bad[-1] == 65534 - 256 * 255
-    bad[-1] = 255  # the last term becomes 65,536 = the vocabulary size
-    with pytest.raises(IntegrityError, match=r"approx/summary_terms.npy: approximate block 1's summary decodes a "
-                                              r"term id out of range"):
-        approx(arrays, {**structures, "summary_terms": bad}, 2, terms, weights, 1, 1, 1.0)
-    bad[:] = 255  # far past the vocabulary from the second entry on: the reads stay inside the query vector
+    t = structures["component_terms"].tolist()
+    assert t == [1, 7, 65535]  # list 7's summary terms: 1 (block 1), 7 (block 0), 65535 (block 1)
+    bad = structures["pair_blocks"].copy()
+    bad[0] = 2  # a block past the list's two
+    with pytest.raises(IntegrityError, match=r"approx/pair_blocks.npy: the summaries of posting list 7 hold a "
+                                             r"block or pair offset out of range"):
+        approx(arrays, {**structures, "pair_blocks": bad}, 2, terms, weights, 1, 1, 1.0)
+    for ends in ([1, 2, 4], [1, 9, 3], [1, 2, 2]):  # past the list's pairs, then short of them
+        with pytest.raises(IntegrityError, match="out of range"):
+            approx(arrays, {**structures, "component_ends": np.array(ends, np.uint32)}, 2, terms, weights, 1, 1,
+                   1.0)
+    lc = structures["list_components"].copy()
+    lc[8] = 2  # list 7 claims fewer terms than it has: its last term's end no longer matches its pairs
     with pytest.raises(IntegrityError, match="out of range"):
-        approx(arrays, {**structures, "summary_terms": bad}, 2, terms, weights, 1, 1, 1.0)
-    with pytest.raises(IntegrityError, match="summary_offsets.npy: summary offsets end at"):
-        approx(arrays, {**structures, "summary_values": structures["summary_values"][:-1]}, 2, terms, weights,
-               1, 1, 1.0)
+        approx(arrays, {**structures, "list_components": lc}, 2, terms, weights, 1, 1, 1.0)
+    with pytest.raises(IntegrityError, match=r"approx/list_pairs.npy: .*\(corrupt file\)"):
+        approx(arrays, {**structures, "pair_values": structures["pair_values"][:-1]}, 2, terms, weights, 1, 1, 1.0)
+    # a term id changed in range or past the vocabulary is only compared, never used as an index: the
+    # visited blocks may change, the scores are still the documents' exact ones
+    for damaged in ([1, 7, 65534], [1, 7, 9], [1, 50_000, 65535]):
+        idx, scores = approx(arrays, {**structures, "component_terms": np.array(damaged, np.uint16)}, 2, terms,
+                             weights, 2, 1, 1.0)
+        assert sorted(zip(idx.tolist(), scores.tolist())) == [(0, 50.0), (1, 100.0)]
 
 
 def test_old_layout_is_refused_with_a_rebuild_error():
     arrays, structures = hand_made(65536, [1, 65535], 7)
-    old = {**structures, "summary_terms": np.array([7, 1, 65535], np.uint16)}
-    with pytest.raises(HeronError, match=r"^approx/summary_terms.npy holds uint16 term ids, an older layout .*"
-                                         r"rebuild the index$"):
+    old = {name: structures[name] for name in ("list_blocks", "block_doc_offsets", "block_docs", "summary_scales")}
+    old.update(summary_offsets=np.array([0, 1, 3]), summary_terms=np.array([7, 1, 255], np.uint8),
+               summary_values=np.array([10, 1, 2], np.uint8))
+    with pytest.raises(HeronError, match=r"^approx/summary_terms.npy: an older layout .*rebuild the index$"):
         approx(arrays, old, 2, np.array([7], np.int32), np.array([1.0], np.float32), 1, 1, 1.0)
 
 
@@ -170,8 +171,8 @@ def reference_search(structures, fwd: sp.csr_matrix, terms, weights, k, query_cu
 
 @pytest.mark.parametrize("vocab_size", [65536, 200_000])
 def test_search_matches_the_reference_on_spread_vocabularies(vocab_size):
-    """Term ids spread over a large vocabulary (gaps of 0 to thousands, terms 0 and V - 1 used): the
-    kernel's results equal the reference's on the decoded summaries, with blocks skipped."""
+    """Term ids spread over a large vocabulary (terms 0 and V - 1 used): the kernel's results equal the
+    reference's on the decoded summaries, with blocks skipped."""
     fwd, queries = topical_corpus(11, n=600, vocab_size=400)
     rng = np.random.default_rng(12)
     spread = np.sort(rng.choice(np.arange(1, vocab_size - 1), 398, replace=False))
@@ -185,7 +186,7 @@ def test_search_matches_the_reference_on_spread_vocabularies(vocab_size):
         s = A.build_approx(arrays["postings_offsets"], arrays["postings_docs"], arrays["postings_impacts"],
                            arrays["forward_offsets"], arrays["forward_terms"], arrays["forward_impacts"], n,
                            n_postings=60, summary_energy=energy, centroid_fraction=0.2, threads=2)
-        assert s["summary_terms"].dtype == np.uint8 and np.count_nonzero(s["summary_values"] == 0) > 0  # fillers
+        assert s["component_terms"].dtype == (np.uint16 if vocab_size <= 65536 else np.int32)
         skipped = 0
         for terms, weights in queries[:25]:
             terms = spread[terms].astype(np.int32)
@@ -208,25 +209,19 @@ def built(tmp_path_factory):
 
 
 def test_index_damage_in_the_summaries_is_found_and_named(built, tmp_path, monkeypatch):
-    """A gap raised past the vocabulary is an IntegrityError naming the damaged file (the re-hash after the
-    kernel's check); a gap changed within range moves the summary score only — the returned scores are
-    still the documents' exact ones."""
+    """A pair's block raised past its list's blocks is an IntegrityError naming the damaged file (the re-hash
+    after the kernel's check); a summary value changed within range moves a summary score only — the
+    returned scores are still the documents' exact ones."""
     _, index = built
     monkeypatch.setenv("HERON_OPEN_HASH_BYTES", "0")  # check sizes, headers and ends only at open
-    gaps, so = np.asarray(index.approx["summary_terms"]), np.asarray(index.approx["summary_offsets"])
-    last = [A.decode_summary(index.approx, b)[0][-1] for b in range(len(so) - 1)]
-    block = int(np.argmax(last))  # its last id + 255 - its last gap >= V: past the vocabulary
-    position = int(so[block + 1]) - 1
-    assert last[block] - gaps[position] + 255 >= V
-    damaged = damaged_copy(index, tmp_path, "terms", "approx/summary_terms.npy", position, 255)
+    assert index.approx["pair_blocks"].dtype == np.uint16
+    damaged = damaged_copy(index, tmp_path, "blocks", "approx/pair_blocks.npy", 0, 65535)
     with pytest.raises(IntegrityError) as info:
         visit_everything(damaged)
-    assert str(info.value).startswith(f"{damaged.path / 'approx/summary_terms.npy'}: checksum mismatch")
+    assert str(info.value).startswith(f"{damaged.path / 'approx/pair_blocks.npy'}: checksum mismatch")
     assert "\n" not in str(info.value)
 
-    position = int(so[1]) - 1  # the last entry of block 0: one more is still in range (terms end below V - 1)
-    assert A.decode_summary(index.approx, 0)[0][-1] < V - 1
-    damaged = damaged_copy(index, tmp_path, "gap", "approx/summary_terms.npy", position, lambda g: g + 1)
+    damaged = damaged_copy(index, tmp_path, "value", "approx/pair_values.npy", 3, lambda v: 255 - v)
     terms = np.arange(0, V, 7, dtype=np.int32)
     weights = np.linspace(0.5, 2, len(terms)).astype(np.float32)
     ids, scores = damaged.search(terms, weights, k=10, mode="approx", query_cut=20, heap_factor=1.0)
@@ -236,15 +231,29 @@ def test_index_damage_in_the_summaries_is_found_and_named(built, tmp_path, monke
 
 
 def test_index_with_the_older_summary_layout_is_refused(built, tmp_path):
+    """An index written before the summaries were stored per list (per-block one-byte term gaps)."""
     _, index = built
     old = tmp_path / "old"
     shutil.copytree(index.path, old)
-    rel = "approx/summary_terms.npy"
-    (old / rel).chmod(0o644)
-    np.save(old / rel, np.zeros(len(index.approx["summary_terms"]), np.uint16))
-    reseal(old, lambda m: m["files"].update({rel: fmt.describe_file(old, rel)}))
+    new_names = ("list_components", "component_terms", "component_ends", "list_pairs", "pair_blocks", "pair_values")
+    for name in new_names:
+        (old / fmt.APPROX_DIR / f"{name}.npy").unlink()
+    blocks = len(index.approx["summary_scales"])
+    np.save(old / "approx/summary_offsets.npy", np.arange(blocks + 1, dtype=np.int64))
+    np.save(old / "approx/summary_terms.npy", np.ones(blocks, np.uint8))
+    np.save(old / "approx/summary_values.npy", np.ones(blocks, np.uint8))
+
+    def as_old(manifest):
+        for name in new_names:
+            del manifest["files"][f"approx/{name}.npy"]
+        for name in ("summary_offsets", "summary_terms", "summary_values"):
+            manifest["files"][f"approx/{name}.npy"] = fmt.describe_file(old, f"approx/{name}.npy")
+        manifest["approx"]["arrays"] = sorted(["list_blocks", "block_doc_offsets", "block_docs", "summary_scales",
+                                               "summary_offsets", "summary_terms", "summary_values"])
+
+    reseal(old, as_old)
     opened = InvertedIndex.open(old)
-    with pytest.raises(HeronError, match=r"summary_terms.npy holds uint16 term ids, an older layout .*rebuild"):
+    with pytest.raises(HeronError, match=r"summary_terms.npy: an older layout .*rebuild the index$"):
         opened.search({"t1": 1.0, "t2": 0.5}, k=5, mode="approx", preset="recall95")
     with pytest.raises(HeronError, match="older layout"):
         opened.search_batch([{"t1": 1.0}], k=5, mode="approx", preset="recall95")

@@ -18,21 +18,26 @@
    reduced to the largest components holding ``summary_energy`` of its total mass (for uint16 impacts
    the components are ranked in buckets of 64 impact levels, inside a bucket by first appearance), and
    quantised to uint8 with a per-block scale, rounded **up** (``value * scale >= impact``) — every
-   value ≥ 1. A summary is stored in ascending term order, its term ids as **one-byte gaps** (the first
-   from 0) aligned entry for entry with the values: a gap ``g`` above 255 is preceded by *filler* entries
-   (gap 255, value 0) until the rest fits in a byte, so decoding is a plain running sum and a filler adds
-   nothing to a summary score. 2 bytes an entry plus ~12 % fillers on SPLADE summaries
-   (docs/BENCHMARKS.md), against 3 bytes with uint16 ids. :func:`decode_summary` reads one.
+   value ≥ 1. Summaries are stored **per posting list, by term** (Seismic's layout): for each term in any
+   summary of the list, ascending, the (block within the list, value) pairs of the summaries holding it,
+   blocks ascending — so a query reads only its own terms' entries (SPLADE summaries hold a few hundred
+   terms, of which a query shares 1–3 %). :func:`decode_summary` gathers one block's summary back.
 
-Arrays: ``list_blocks`` int64[V+1] (blocks of term t), ``block_doc_offsets`` int64[B+1],
-``block_docs`` int32, ``summary_offsets`` int64[B+1] (entries, fillers included), ``summary_terms``
-uint8 (gaps), ``summary_values`` uint8, ``summary_scales`` float32[B]. The older layout (uint16 / int32
-``summary_terms``) is refused at search with a one-line "rebuild the index" error.
+Arrays: ``list_blocks`` int64[V+1] (blocks of term t), ``block_doc_offsets`` int64[B+1], ``block_docs``
+int32, ``summary_scales`` float32[B]; per list ``t``, its summary terms ``component_terms[
+list_components[t]:list_components[t+1]]`` (uint16 when the vocabulary fits, else int32) and for the
+``j``-th of them the pairs ``list_pairs[t] + component_ends[j-1] .. list_pairs[t] + component_ends[j]``
+(``component_ends`` uint32, relative to the list's first pair) of ``pair_blocks`` (uint16 when no list
+has more than 65,536 blocks, else int32) and ``pair_values`` uint8. An index with the older per-block
+layout (``summary_terms``, ``summary_offsets``) is refused at search with a one-line "rebuild the
+index" error.
 
 **Search** (``search_approx``). The query's ``query_cut`` heaviest terms are visited, heaviest first;
-for each, its blocks in stored order: a block whose summary score (dot product with the full query,
-summed in ascending term order while the gaps are decoded) times ``heap_factor`` is below the current
-k-th score is skipped, otherwise each of its documents not
+for each, the summary scores of all its blocks are computed first (each query term looked up among the
+list's summary terms — galloping, the query's terms ascending — and its pairs added: a dot product with
+the full query, summed in ascending term order), then its blocks are taken in stored order: a block whose
+summary score times ``heap_factor`` is below the current k-th score is skipped, otherwise each of its
+documents not
 seen yet (a per-thread generation stamp) is scored exactly from the forward index with the full query
 and offered to the top-k heap (first summed in four interleaved parts; only a document that may enter the
 heap is summed again in ascending term order; on a forward index of ``PREFETCH_MIN_BYTES`` or more the
@@ -45,13 +50,12 @@ length the answer is exactly the exhaustive one (summaries are then upper bounds
 kernels are compiled for either), and a visited document's chunk of 64 rows is checked — offsets and
 term ids in bounds, checksum — the first time the reader visits it (``checked`` flags kept by the
 index), so a damaged row is an IntegrityError, never an out-of-bounds read or a silently wrong score.
-A block's document index is bounds-checked too, and so are the summary term ids: decoded ids only grow,
-so the kernel checks a block's last one against the vocabulary size, and reads the query vector (a power
-of two long) at ``id & (length - 1)`` meanwhile: a corrupt gap is an IntegrityError naming
-``approx/summary_terms.npy``, never an out-of-range read. A corrupt gap or value that stays in range can
-only change which blocks are visited (as a worse summary would), never a document's score, which comes
-from the checked forward rows; the approx files are also covered by the manifest's xxh3 checksums when
-the index is opened with ``verify``. Summary offsets are checked to end at the arrays' length.
+A block's document index is bounds-checked too, and so are the summaries' offsets and pair blocks (an
+IntegrityError naming ``approx/pair_blocks.npy`` and the list, never an out-of-range read); a summary term
+id is only compared with the query's, never used as an index. A corrupt term id or value that stays in range
+can only change which blocks are visited (as a worse summary would), never a document's score, which comes
+from the checked forward rows; the approx files are also covered by the manifest's xxh3 checksums when the
+index is opened with ``verify``.
 
 ``heap_factor`` > 0: below 1 skips more blocks (faster, lower recall), above 1 fewer (energy-pruned
 summaries underestimate block scores). ``PRESETS`` name ``(query_cut, heap_factor)`` pairs by the
@@ -84,8 +88,8 @@ from heron.indexing.inverted.topk import (
     search_one,
 )
 
-ARRAY_NAMES = ("list_blocks", "block_doc_offsets", "block_docs", "summary_offsets", "summary_terms",
-               "summary_values", "summary_scales")
+ARRAY_NAMES = ("list_blocks", "block_doc_offsets", "block_docs", "summary_scales", "list_components",
+               "component_terms", "component_ends", "list_pairs", "pair_blocks", "pair_values")
 
 # Calibrated with the default build on three real splade-tiny corpora — SciFact (5,183 documents), NFCorpus (3,633)
 # and the dictionary corpus (118,415 GCIDE entries) — on dev queries (SciFact: its train queries; NFCorpus and the
@@ -93,16 +97,14 @@ ARRAY_NAMES = ("list_blocks", "block_doc_offsets", "block_docs", "summary_offset
 # real corpus"; bench/approx_presets.py regenerates it). Each pair is the cheapest of a (query_cut, heap_factor) grid
 # — cost: summary plus forward-index entries read, summed over the corpora — whose mean dev recall@10 against exact
 # search is at least the target plus a margin (0.02 for recall90 / recall95, 0.004 for recall99) on every corpus.
-# Test recall@10 (SciFact / NFCorpus / dictionary): recall90 0.946 / 0.977 / 0.928, recall95 0.973 / 0.993 / 0.980,
-# recall99 0.994 / 0.998 / 0.996. heap_factor > 1 visits blocks whose summary score is below the threshold:
+# Test recall@10 (SciFact / NFCorpus / dictionary): recall90 0.973 / 0.976 / 0.935, recall95 0.988 / 0.991 / 0.977,
+# recall99 0.997 / 0.997 / 0.997. heap_factor > 1 visits blocks whose summary score is below the threshold:
 # energy-pruned summaries underestimate (the dictionary corpus needs it most). Recall depends on the data and the
-# build: on small slices (the first 1,000 SciFact documents, 5,000 dictionary entries) a low query_cut loses more
-# (test recall@10 of recall90 / recall95 / recall99 there: 0.900 / 0.958 / 0.988 and 0.884 / 0.946 / 0.986):
-# re-check on your own collection.
+# build: on small slices a low query_cut loses more (docs/BENCHMARKS.md): re-check on your own collection.
 PRESETS: dict[str, dict[str, float | int]] = {
-    "recall90": {"query_cut": 4, "heap_factor": 1.2},
-    "recall95": {"query_cut": 5, "heap_factor": 1.5},
-    "recall99": {"query_cut": 7, "heap_factor": 2.0},
+    "recall90": {"query_cut": 6, "heap_factor": 1.2},
+    "recall95": {"query_cut": 7, "heap_factor": 1.4},
+    "recall99": {"query_cut": 8, "heap_factor": 2.0},
 }
 
 DEFAULT_MIN_POSTINGS = 1000
@@ -379,7 +381,7 @@ def _summary_group(bdo, bd, fo, ft, fi, b_lo, b_hi, bound_off, g, groups, energy
             u = touched[j]
             mass[np.int64(dense[u]) >> shift] = 0.0
             dense[u] = 0
-        if m > 1:  # ascending term ids: the stored summary is their gaps (``_gap_counts``)
+        if m > 1:  # ascending term ids (``_transpose`` keeps each list's terms ascending)
             idx = np.argsort(out_terms[o:o + m])
             st = out_terms[o:o + m][idx]
             sv = out_vals[o:o + m][idx]
@@ -396,59 +398,96 @@ def _summary_group(bdo, bd, fo, ft, fi, b_lo, b_hi, bound_off, g, groups, energy
 
 
 @njit(cache=True, nogil=True)
-def _gap_counts(terms, lengths, out_lengths):
-    """The stored entries of each block's summary (``lengths`` ascending term ids each): its entries plus
-    ``(g - 1) // 255`` fillers for each gap ``g`` above 255 (see ``_gap_encode``)."""
-    o = 0
-    total = 0
-    for b in range(lengths.shape[0]):
-        prev = np.int64(0)
+def _transpose(lb, t_lo, t_hi, b_lo, bound_off, out_len, out_terms, out_vals, vocab_size):
+    """Lists ``t_lo..t_hi``'s summaries (blocks from ``b_lo`` on: block ``b``'s ascending terms and values at
+    ``bound_off[b - b_lo]``, ``out_len[b - b_lo]`` of them) turned around: per list, its distinct summary terms
+    ascending and for each the (block within the list, value) pairs of the summaries holding it, blocks
+    ascending. Returns the terms, each term's pairs' end relative to its list's first pair, the pairs' blocks
+    and values, and per list its number of terms and of pairs."""
+    count = np.zeros(vocab_size, np.int64)
+    nl = t_hi - t_lo
+    list_terms = np.zeros(nl, np.int64)
+    list_pairs = np.zeros(nl, np.int64)
+    for t in range(t_lo, t_hi):
         c = 0
-        for j in range(o, o + lengths[b]):
-            g = np.int64(terms[j]) - prev
-            c += 1 + ((g - 1) // 255 if g > 255 else 0)
-            prev = terms[j]
-        o += lengths[b]
-        out_lengths[b] = c
-        total += c
-    return total
-
-
-@njit(cache=True, nogil=True)
-def _gap_encode(terms, values, lengths, out_gaps, out_values):
-    """Store each block's ascending ``terms`` as one-byte gaps (the first from 0), aligned with ``values``
-    (all ≥ 1). A gap ``g`` above 255 is preceded by filler entries (gap 255, value 0) until the rest fits
-    in the entry's own byte: the decoder just adds every gap."""
-    o = 0
-    w = 0
-    for b in range(lengths.shape[0]):
-        prev = np.int64(0)
-        for j in range(o, o + lengths[b]):
-            g = np.int64(terms[j]) - prev
-            while g > 255:
-                out_gaps[w] = 255
-                out_values[w] = 0
-                w += 1
-                g -= 255
-            out_gaps[w] = g
-            out_values[w] = values[j]
-            w += 1
-            prev = terms[j]
-        o += lengths[b]
+        for b in range(lb[t], lb[t + 1]):
+            o = bound_off[b - b_lo]
+            for j in range(o, o + out_len[b - b_lo]):
+                u = out_terms[j]
+                if count[u] == 0:
+                    c += 1
+                count[u] += 1
+            list_pairs[t - t_lo] += out_len[b - b_lo]
+        list_terms[t - t_lo] = c
+        for b in range(lb[t], lb[t + 1]):
+            o = bound_off[b - b_lo]
+            for j in range(o, o + out_len[b - b_lo]):
+                count[out_terms[j]] = 0
+    terms = np.empty(list_terms.sum(), np.int32)
+    ends = np.empty(terms.shape[0], np.int64)
+    pair_blocks = np.empty(list_pairs.sum(), np.int32)
+    pair_values = np.empty(pair_blocks.shape[0], np.uint8)
+    touched = np.empty(vocab_size, np.int32)
+    pos = np.zeros(vocab_size, np.int64)
+    c_base = 0
+    p_base = 0
+    for t in range(t_lo, t_hi):
+        nt = 0
+        for b in range(lb[t], lb[t + 1]):
+            o = bound_off[b - b_lo]
+            for j in range(o, o + out_len[b - b_lo]):
+                u = out_terms[j]
+                if count[u] == 0:
+                    touched[nt] = u
+                    nt += 1
+                count[u] += 1
+        ids = np.sort(touched[:nt])
+        run = 0
+        for k in range(nt):
+            u = ids[k]
+            pos[u] = p_base + run
+            run += count[u]
+            terms[c_base + k] = u
+            ends[c_base + k] = run
+            count[u] = 0
+        for b in range(lb[t], lb[t + 1]):
+            o = bound_off[b - b_lo]
+            for j in range(o, o + out_len[b - b_lo]):
+                u = out_terms[j]
+                pair_blocks[pos[u]] = b - lb[t]
+                pair_values[pos[u]] = out_vals[j]
+                pos[u] += 1
+        c_base += nt
+        p_base += run
+    return terms, ends, pair_blocks, pair_values, list_terms, list_pairs
 
 
 def decode_summary(approx_arrays: dict, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Block ``block``'s summary as stored: ``(term ids int64, quantised values uint8)``, ascending terms,
-    the filler entries left out (the values times ``summary_scales[block]`` bound the block's impacts)."""
-    so, st, sv = (approx_arrays[name] for name in ("summary_offsets", "summary_terms", "summary_values"))
-    a, b = int(so[block]), int(so[block + 1])
-    terms, values = np.cumsum(st[a:b].astype(np.int64)), sv[a:b]
-    return terms[values > 0], values[values > 0]
+    """Block ``block``'s summary as stored: ``(term ids int64, quantised values uint8)``, ascending terms
+    (the values times ``summary_scales[block]`` bound the block's impacts), gathered from its list's
+    transposed summaries."""
+    lb = np.asarray(approx_arrays["list_blocks"])
+    t = int(np.searchsorted(lb, block, side="right")) - 1
+    local = block - int(lb[t])
+    c0, c1 = (int(x) for x in approx_arrays["list_components"][t:t + 2])
+    base = int(approx_arrays["list_pairs"][t])
+    terms = np.asarray(approx_arrays["component_terms"][c0:c1]).astype(np.int64)
+    ends = np.asarray(approx_arrays["component_ends"][c0:c1]).astype(np.int64)
+    starts = np.concatenate([[0], ends[:-1]])
+    blocks = np.asarray(approx_arrays["pair_blocks"])
+    values = np.asarray(approx_arrays["pair_values"])
+    out_t, out_v = [], []
+    for term, a, b in zip(terms.tolist(), starts.tolist(), ends.tolist()):
+        j = a + int(np.searchsorted(blocks[base + a:base + b], local))
+        if j < b and int(blocks[base + j]) == local:
+            out_t.append(term)
+            out_v.append(values[base + j])
+    return np.array(out_t, np.int64), np.array(out_v, np.uint8)
 
 
 def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offsets, forward_terms,
                  forward_impacts, num_docs, *, n_postings=None, prune="fixed", max_fraction=1.5,
-                 centroid_fraction=0.1, clustering="kmeans", doc_cut=15, summary_energy=0.5, seed=0,
+                 centroid_fraction=0.2, clustering="kmeans", doc_cut=15, summary_energy=0.5, seed=0,
                  threads=None) -> dict[str, np.ndarray]:
     """The approximate-search arrays of an index (see the module docstring for the parameters)."""
     po = readonly(postings_offsets, np.int64)
@@ -524,54 +563,80 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
     block_doc_offsets = np.zeros(len(sizes) + 1, np.int64)
     np.cumsum(sizes, out=block_doc_offsets[1:])
 
-    # 3. summaries, a chunk of blocks at a time
+    # 3. summaries, a chunk of whole lists at a time, stored transposed per list
     num_blocks = len(sizes)
     doc_nnz = np.diff(fo)
     bounds = np.minimum(np.add.reduceat(doc_nnz[block_docs], block_doc_offsets[:-1]), vocab_size) \
         if num_blocks else np.zeros(0, np.int64)
     shift = 0 if pi.dtype.itemsize == 1 else 6
     nbuckets = (int(np.iinfo(fi.dtype).max) >> shift) + 1
-    terms_parts, vals_parts = [], []
-    lengths = np.zeros(num_blocks, np.int64)
+    parts = []
     scales = np.ones(num_blocks, np.float32)
-    cum_bounds = np.cumsum(bounds)
-    room = min(int(cum_bounds[-1]), _SUMMARY_LIMIT + int(bounds.max())) if num_blocks else 0
+    cum_bounds = np.concatenate([[0], np.cumsum(bounds)])
+    list_bounds = cum_bounds[list_blocks]  # summary entries computed for lists 0..t-1 at most
+    biggest = int(np.diff(list_bounds).max()) if num_blocks else 0
+    room = min(int(cum_bounds[-1]), _SUMMARY_LIMIT + biggest)
     out_terms = np.empty(room, np.int32)  # reused by every chunk (fresh buffers cost page faults)
     out_vals = np.empty(room, np.int32)
-    lo = 0
-    while lo < num_blocks:
-        before = int(cum_bounds[lo - 1]) if lo else 0
-        hi = int(np.searchsorted(cum_bounds, before + _SUMMARY_LIMIT, side="right"))
-        hi = min(max(hi, lo + 1), num_blocks)
-        bound_off = np.zeros(hi - lo + 1, np.int64)
-        np.cumsum(bounds[lo:hi], out=bound_off[1:])
-        out_len = np.zeros(hi - lo, np.int64)
-        out_scale = np.ones(hi - lo, np.float64)
-        run(lambda g, lo=lo, hi=hi, bound_off=bound_off, out=(out_terms, out_vals, out_len, out_scale):
-            _summary_group(block_doc_offsets, block_docs, fo, ft, fi, lo, hi, bound_off, g, groups,
-                           float(summary_energy), shift, nbuckets, vocab_size, *out), groups, threads)
-        take = np.repeat(bound_off[:-1], out_len) + (np.arange(int(out_len.sum()))
-                                                     - np.repeat(np.cumsum(out_len) - out_len, out_len))
-        stored = np.zeros(hi - lo, np.int64)
-        count = _gap_counts(out_terms[take], out_len, stored)
-        gaps, vals = np.empty(count, np.uint8), np.empty(count, np.uint8)
-        _gap_encode(out_terms[take], out_vals[take], out_len, gaps, vals)
-        terms_parts.append(gaps)
-        vals_parts.append(vals)
-        lengths[lo:hi] = stored
-        scales[lo:hi] = out_scale
-        lo = hi
-    summary_offsets = np.zeros(num_blocks + 1, np.int64)
-    np.cumsum(lengths, out=summary_offsets[1:])
-    return {
-        "list_blocks": list_blocks,
-        "block_doc_offsets": block_doc_offsets,
-        "block_docs": block_docs,
-        "summary_offsets": summary_offsets,
-        "summary_terms": np.concatenate(terms_parts) if terms_parts else np.zeros(0, np.uint8),
-        "summary_values": np.concatenate(vals_parts) if vals_parts else np.zeros(0, np.uint8),
-        "summary_scales": scales,
-    }
+    t_lo = 0
+    while t_lo < vocab_size:
+        t_hi = int(np.searchsorted(list_bounds, list_bounds[t_lo] + _SUMMARY_LIMIT, side="right")) - 1
+        t_hi = min(max(t_hi, t_lo + 1), vocab_size)
+        lo, hi = int(list_blocks[t_lo]), int(list_blocks[t_hi])
+        if hi > lo:
+            bound_off = np.zeros(hi - lo + 1, np.int64)
+            np.cumsum(bounds[lo:hi], out=bound_off[1:])
+            out_len = np.zeros(hi - lo, np.int64)
+            out_scale = np.ones(hi - lo, np.float64)
+            run(lambda g, lo=lo, hi=hi, bound_off=bound_off, out=(out_terms, out_vals, out_len, out_scale):
+                _summary_group(block_doc_offsets, block_docs, fo, ft, fi, lo, hi, bound_off, g, groups,
+                               float(summary_energy), shift, nbuckets, vocab_size, *out), groups, threads)
+            scales[lo:hi] = out_scale
+            parts.append((t_lo, _transpose(list_blocks, t_lo, t_hi, lo, bound_off, out_len, out_terms, out_vals,
+                                           vocab_size)))
+        t_lo = t_hi
+    return {"list_blocks": list_blocks, "block_doc_offsets": block_doc_offsets, "block_docs": block_docs,
+            "summary_scales": scales, **_stored_summaries(list_blocks, parts)}
+
+
+def _stored_summaries(list_blocks, parts) -> dict[str, np.ndarray]:
+    """The summary arrays as stored, from ``(first list, _transpose's result)`` for runs of consecutive lists
+    (lists in no run have no blocks): term ids as the forward index stores them (``forward.term_dtype``),
+    blocks within a list as uint16 where no list has more than 65,536 blocks, else int32."""
+    vocab_size = len(list_blocks) - 1
+    list_components = np.zeros(vocab_size + 1, np.int64)
+    list_pairs = np.zeros(vocab_size + 1, np.int64)
+    for t_lo, (*_, n_terms, n_pairs) in parts:
+        list_components[t_lo + 1:t_lo + 1 + len(n_terms)] = n_terms
+        list_pairs[t_lo + 1:t_lo + 1 + len(n_pairs)] = n_pairs
+    np.cumsum(list_components, out=list_components)
+    np.cumsum(list_pairs, out=list_pairs)
+    joined = [np.concatenate([part[1][i] for part in parts]) if parts else np.zeros(0, np.int32) for i in range(4)]
+    terms, ends, blocks, values = joined
+    if len(ends) and int(ends.max()) > np.iinfo(np.uint32).max:
+        raise ValueError("a posting list's summaries hold more than 2**32 entries; lower n_postings")
+    max_blocks = int(np.diff(list_blocks).max()) if vocab_size else 0
+    return {"list_components": list_components, "component_terms": terms.astype(forward.term_dtype(vocab_size)),
+            "component_ends": ends.astype(np.uint32), "list_pairs": list_pairs,
+            "pair_blocks": blocks.astype(np.uint16 if max_blocks <= 1 << 16 else np.int32),
+            "pair_values": values.astype(np.uint8)}
+
+
+def transpose_summaries(list_blocks, summaries) -> dict[str, np.ndarray]:
+    """The stored summary arrays of blocks whose summaries are given as ``(ascending term ids, values)``
+    pairs, one per block (values 1..255), ``list_blocks`` the blocks of each list: what ``build_approx``
+    stores for the summaries it computes (used to build summaries by hand)."""
+    lb = np.asarray(list_blocks, np.int64)
+    lengths = np.array([len(t) for t, _ in summaries], np.int64)
+    bound_off = np.zeros(len(summaries) + 1, np.int64)
+    np.cumsum(lengths, out=bound_off[1:])
+    terms = np.concatenate([np.asarray(t, np.int32) for t, _ in summaries] or [np.zeros(0, np.int32)])
+    values = np.concatenate([np.asarray(v, np.int32) for _, v in summaries] or [np.zeros(0, np.int32)])
+    vocab_size = len(lb) - 1
+    if len(terms) and (terms.min() < 0 or terms.max() >= vocab_size):
+        raise ValueError(f"summary term ids must lie in [0, {vocab_size})")
+    return _stored_summaries(lb, [(0, _transpose(lb, 0, vocab_size, 0, bound_off, lengths, terms, values,
+                                                 vocab_size))])
 
 
 # -- search --------------------------------------------------------------------------------------------
@@ -643,29 +708,88 @@ def query_order(q_terms, q_weights, qlo, qhi, qdense):
     return np.argsort(neg, kind="mergesort")
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _first_at_least(ct, lo, hi, u):
+    """The first position in ``ct[lo:hi]`` (ascending) holding ``u`` or more (``hi`` if none): galloping
+    from ``lo``, then a binary search, so ascending lookups cost about the log of the distance moved."""
+    step = 1
+    while lo + step < hi and ct[lo + step] < u:
+        lo += step
+        step *= 2
+    if lo < hi and ct[lo] >= u:
+        return lo
+    top = min(lo + step, hi)  # ct[lo] < u <= ct[top] (or top == hi)
+    while top - lo > 1:
+        mid = (lo + top) >> 1
+        if ct[mid] < u:
+            lo = mid
+        else:
+            top = mid
+    return top
+
+
 @njit(cache=True, nogil=True)
-def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_weights, qlo, qhi, query_cut,
-            heap_factor, mask, qdense, stamp, gen, hs, hd, err, ahead):
+def _summary_scores(lb, lc, ct, ce, lp, pb, pv, t, q_sorted, qdense, acc, err):
+    """The summary scores of list ``t``'s blocks (``acc[i]``: block ``lb[t] + i``, before its scale): each
+    query term (``q_sorted``, ascending) looked up among the list's summary terms, and its (block, value)
+    pairs added — each block's score summed in ascending term order, as the exact kernels sum. Offsets and
+    pair blocks are checked (``err``: ``BAD_SUMMARY_PAIRS``; the caller stops); a term id is only compared,
+    so a damaged one changes which blocks are visited, never a document's score."""
+    nb = lb[t + 1] - lb[t]
+    for i in range(nb):
+        acc[i] = 0.0
+    c0 = lc[t]
+    c1 = lc[t + 1]
+    base = lp[t]
+    npairs = lp[t + 1] - base
+    if c0 > c1 or c1 > ct.shape[0] or npairs < 0 or lp[t + 1] > pb.shape[0] or nb > acc.shape[0] or \
+            (c1 > c0 and np.int64(ce[c1 - 1]) != npairs):
+        err[0] = forward.BAD_SUMMARY_PAIRS
+        err[1] = t
+        return
+    j = c0
+    for k in range(q_sorted.shape[0]):
+        u = q_sorted[k]
+        if k > 0 and u == q_sorted[k - 1]:
+            continue
+        j = _first_at_least(ct, j, c1, u)
+        if j >= c1:
+            break
+        if np.int64(ct[j]) != u:
+            continue
+        start = np.int64(ce[j - 1]) if j > c0 else np.int64(0)
+        end = np.int64(ce[j])
+        if end > npairs:
+            err[0] = forward.BAD_SUMMARY_PAIRS
+            err[1] = t
+            return
+        w = qdense[u]
+        for p in range(base + start, base + end):
+            i = np.int64(pb[p])
+            if i >= nb:
+                err[0] = forward.BAD_SUMMARY_PAIRS
+                err[1] = t
+                return
+            acc[i] += w * pv[p]
+
+
+@njit(cache=True, nogil=True)
+def _approx(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, fc, checked, q_terms, q_weights, qlo, qhi,
+            query_cut, heap_factor, mask, qdense, acc, stamp, gen, hs, hd, err, ahead):
     n = qhi - qlo
     order = query_order(q_terms, q_weights, qlo, qhi, qdense)
+    q_sorted = np.sort(q_terms[qlo:qhi].astype(np.int64))
     has_mask = mask.shape[0] > 0
     nlists = lb.shape[0] - 1
-    wrap = qdense.shape[0] - 1  # qdense: a power of two >= nlists entries (``_query_size``)
     for r in range(min(query_cut, n)):
         t = q_terms[qlo + order[r]]
-        if t >= nlists or q_weights[qlo + order[r]] <= 0:
+        if t >= nlists or q_weights[qlo + order[r]] <= 0 or lb[t + 1] == lb[t]:
             continue
+        _summary_scores(lb, lc, ct, ce, lp, pb, pv, t, q_sorted, qdense, acc, err)
+        if err[0]:
+            break
         for b in range(lb[t], lb[t + 1]):
-            dot = 0.0
-            u = np.int64(0)
-            for j in range(so[b], so[b + 1]):  # term ids as one-byte gaps (fillers: value 0)
-                u += st[j]
-                dot += qdense[u & wrap] * sv[j]
-            if u >= nlists:  # the ids only grow: the last bounds them all (``wrap`` kept the reads in qdense)
-                err[0] = forward.BAD_SUMMARY
-                err[1] = b
-                break
-            if dot * ss[b] * heap_factor * SLACK < hs[0]:
+            if acc[b - lb[t]] * ss[b] * heap_factor * SLACK < hs[0]:
                 continue
             end = bdo[b + 1]
             for p in range(bdo[b], end):
@@ -699,12 +823,13 @@ def _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_wei
 
 
 @njit(cache=True, nogil=True)
-def _approx_group(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, num_docs, q_indptr, q_terms, q_weights,
-                  query_cut, heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, out_idx, out_scores, err,
-                  ahead):
+def _approx_group(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, fc, checked, num_docs, q_indptr, q_terms,
+                  q_weights, query_cut, heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, max_blocks,
+                  out_idx, out_scores, err, ahead):
     nq = q_indptr.shape[0] - 1
     kk = min(out_idx.shape[1], num_docs)
-    qdense = np.zeros(_query_size(vocab_size), np.float64)
+    qdense = np.zeros(vocab_size, np.float64)
+    acc = np.zeros(max_blocks, np.float64)
     stamp = np.zeros(num_docs, np.int32)
     mask = np.zeros(num_docs if allow_indptr.shape[0] > 0 else 0, np.uint8)
     hs = np.empty(kk, np.float32)
@@ -714,26 +839,43 @@ def _approx_group(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, num_docs
         gen += 1
         begin_query(hs, hd, mask, allow_indptr, allow_docs, q)
         if kk > 0:
-            _approx(lb, bdo, bd, so, st, sv, ss, fo, ft, fi, fc, checked, q_terms, q_weights, q_indptr[q],
-                    q_indptr[q + 1], query_cut, heap_factor, mask, qdense, stamp, gen, hs, hd, err, ahead)
+            _approx(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, fc, checked, q_terms, q_weights, q_indptr[q],
+                    q_indptr[q + 1], query_cut, heap_factor, mask, qdense, acc, stamp, gen, hs, hd, err, ahead)
         end_query(hs, hd, out_idx, out_scores, mask, allow_indptr, allow_docs, q)
         if err[0]:
             return
 
 
 def _structures(approx_arrays: dict) -> tuple[np.ndarray, ...]:
+    """The arrays in the kernels' order and types, their lengths checked against each other."""
+    if "summary_terms" in approx_arrays and "component_terms" not in approx_arrays:
+        raise HeronError("approx/summary_terms.npy: an older layout of the approximate structures (per-block "
+                         "summaries; now stored per posting list); rebuild the index")
     missing = [name for name in ARRAY_NAMES if name not in approx_arrays]
     if missing:
         raise ValueError(f"approximate-search arrays missing: {missing} (rebuild the index with approx=...)")
-    st, sv, so = (np.asarray(approx_arrays[name]) for name in ("summary_terms", "summary_values", "summary_offsets"))
-    if st.dtype != np.uint8:
-        raise HeronError(f"approx/summary_terms.npy holds {st.dtype} term ids, an older layout of the approximate "
-                         f"structures (now one-byte gaps); rebuild the index")
-    if len(st) != len(sv) or len(so) < 1 or int(so[-1]) != len(st) or int(so[0]) != 0:
-        raise IntegrityError("approx/summary_offsets.npy", f"summary offsets end at {int(so[-1]) if len(so) else None} "
-                             f"for {len(st)} term gaps and {len(sv)} values (corrupt file); rebuild the index")
-    kinds = (np.int64, np.int64, np.int32, np.int64, np.uint8, np.uint8, np.float32)
-    return tuple(readonly(approx_arrays[name], kind) for name, kind in zip(ARRAY_NAMES, kinds))
+    kinds = {"list_blocks": np.int64, "block_doc_offsets": np.int64, "block_docs": np.int32,
+             "summary_scales": np.float32, "list_components": np.int64, "component_ends": np.uint32,
+             "list_pairs": np.int64, "pair_values": np.uint8}
+    out = []
+    for name in ARRAY_NAMES:
+        array = np.asarray(approx_arrays[name])
+        if name in ("component_terms", "pair_blocks"):  # uint16 where the ids fit (one specialisation each)
+            if array.dtype not in (np.dtype(np.uint16), np.dtype(np.int32)):
+                raise IntegrityError(f"approx/{name}.npy", f"holds {array.dtype}, not uint16 or int32 (corrupt "
+                                     f"file); rebuild the index")
+            out.append(readonly(array))
+        else:
+            out.append(readonly(array, kinds[name]))
+    lb, bdo, _, ss, lc, ct, ce, lp, pb, pv = out
+    for name, offsets, lengths in (("list_components", lc, (ct, ce)), ("list_pairs", lp, (pb, pv))):
+        if len(offsets) != len(lb) or int(offsets[0]) != 0 or any(int(offsets[-1]) != len(x) for x in lengths):
+            raise IntegrityError(f"approx/{name}.npy", f"{len(offsets)} offsets ending at {int(offsets[-1])} for "
+                                 f"{len(lb) - 1} lists and {len(lengths[0])} entries (corrupt file); rebuild the index")
+    if len(ss) != int(lb[-1]) or len(bdo) != len(ss) + 1:
+        raise IntegrityError("approx/list_blocks.npy", f"{int(lb[-1])} blocks for {len(ss)} summary scales and "
+                             f"{len(bdo) - 1} block offsets (corrupt file); rebuild the index")
+    return tuple(out)
 
 
 def _knobs(query_cut, heap_factor) -> tuple[int, float]:
@@ -748,14 +890,11 @@ def _knobs(query_cut, heap_factor) -> tuple[int, float]:
 _local = threading.local()
 
 
-@njit(cache=True, nogil=True)
-def _query_size(vocab_size):
-    """The query vector's length: the smallest power of two >= ``vocab_size``, so that a decoded summary id
-    masked with ``length - 1`` always reads inside it (a bad one is caught at the block's end)."""
-    size = 1
-    while size < vocab_size:
-        size *= 2
-    return size
+def _max_blocks(structures) -> int:
+    """Room for the block scores of any one list: 65,536 where block ids within a list are stored as uint16
+    (the kernel refuses a longer list), else the number of blocks."""
+    pb = structures[ARRAY_NAMES.index("pair_blocks")]
+    return 1 << 16 if pb.dtype == np.uint16 else max(1, len(structures[ARRAY_NAMES.index("summary_scales")]))
 
 
 def _prefetching(fwd) -> bool:
@@ -814,8 +953,9 @@ def search_approx(approx_arrays, forward_offsets, forward_terms, forward_impacts
     def kernel(terms, weights, mask, hs, hd):
         stamp, gen = _stamp(int(num_docs))
         _approx(*structures, *fwd, terms, weights, np.int64(0), np.int64(len(terms)), np.int64(query_cut),
-                np.float64(heap_factor), mask, scratch("approx_query", _query_size(vocab_size), np.float64), stamp,
-                np.int64(gen), hs, hd, err, _prefetching(fwd))
+                np.float64(heap_factor), mask, scratch("approx_query", vocab_size, np.float64),
+                scratch("approx_blocks", _max_blocks(structures), np.float64), stamp, np.int64(gen), hs, hd, err,
+                _prefetching(fwd))
 
     out = search_one(vocab_size, num_docs, terms, weights, k, mask, kernel)
     if err[0]:
@@ -840,7 +980,7 @@ def batch_runner(arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, a
         err = np.zeros(2, np.int64)
         _approx_group(*structures, *fwd, np.int64(num_docs), q_indptr, q_terms, q_weights, np.int64(query_cut),
                       np.float64(heap_factor), allow_indptr, allow_docs, np.int64(g), np.int64(groups),
-                      np.int64(vocab_size), out_idx, out_scores, err, ahead)
+                      np.int64(vocab_size), np.int64(_max_blocks(structures)), out_idx, out_scores, err, ahead)
         if err[0]:
             forward.raise_error(err)
 

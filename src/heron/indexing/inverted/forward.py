@@ -43,10 +43,10 @@ ERRORS = {
     2: "term id out of range",
     3: "checksum mismatch",
     4: "document index out of range",  # a document of an approximate block (approx/block_docs.npy)
-    5: "summary term id out of range",  # an approximate block's summary (approx/summary_terms.npy)
+    5: "summary pairs out of range",  # an approximate list's summaries (approx/component_ends.npy, pair_blocks.npy)
 }
 BAD_BLOCK_DOC = 4
-BAD_SUMMARY = 5
+BAD_SUMMARY_PAIRS = 5
 
 _M32 = np.uint64(0xFFFFFFFF)
 
@@ -186,14 +186,15 @@ class ForwardIndexError(IntegrityError):
 
 
 def raise_error(err, root="") -> None:
-    """Raise the ForwardIndexError of a check's ``err = (code, chunk)`` (``(4, block)``, ``(5, block)``: an
-    approximate block's document, summary)."""
+    """Raise the ForwardIndexError of a check's ``err = (code, chunk)`` (``(4, block)``: an approximate
+    block's document; ``(5, term)``: a posting list's summaries)."""
     if int(err[0]) == BAD_BLOCK_DOC:
         raise ForwardIndexError(Path(root) / "approx" / "block_docs.npy", f"approximate block {int(err[1])} holds a "
                                 f"document index out of range (corrupt file); rebuild the index")
-    if int(err[0]) == BAD_SUMMARY:
-        raise ForwardIndexError(Path(root) / "approx" / "summary_terms.npy", f"approximate block {int(err[1])}'s "
-                                f"summary decodes a term id out of range (corrupt file); rebuild the index")
+    if int(err[0]) == BAD_SUMMARY_PAIRS:
+        raise ForwardIndexError(Path(root) / "approx" / "pair_blocks.npy", f"the summaries of posting list "
+                                f"{int(err[1])} hold a block or pair offset out of range (approx/pair_blocks.npy, "
+                                f"component_ends.npy or the list offsets; corrupt file); rebuild the index")
     raise ForwardIndexError(Path(root) / "forward_terms.npy", describe_error(err))
 
 
@@ -204,6 +205,6 @@ def describe_error(err) -> str:
             f"rebuild the index")
 
 
-__all__ = ["BAD_BLOCK_DOC", "BAD_SUMMARY", "CHUNK", "ERRORS", "NAMES", "ForwardIndexError", "check_chunk",
-           "check_doc", "check_range", "check_row", "checksums", "describe_error", "new_checked", "num_chunks",
-           "raise_error", "term_dtype"]
+__all__ = ["BAD_BLOCK_DOC", "BAD_SUMMARY_PAIRS", "CHUNK", "ERRORS", "NAMES", "ForwardIndexError",
+           "check_chunk", "check_doc", "check_range", "check_row", "checksums", "describe_error", "new_checked",
+           "num_chunks", "raise_error", "term_dtype"]
