@@ -228,12 +228,12 @@ def cheapest(rows: list[dict], corpora: list[str], target: float, margin: float)
 
 # -- work counters -------------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _work(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, q_indptr, q_terms, q_weights, query_cut,
+def _work(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, q_indptr, q_terms, q_weights, query_cut,
           heap_factor, qdense, acc, stamp, hs, hd, counts, out_idx, out_scores):
     """``approx._approx``'s loop (no allow mask, no checks), counting per query: blocks whose summary score
-    was computed, summary entries read (a lookup per distinct query term and visited list, plus the
-    (block, value) pairs added), blocks visited, documents scored, forward entries read, summary pairs added
-    (the summary entries of a query term, the only ones that add to a summary score)."""
+    was computed, summary entries read (a lookup per distinct query term and chunk of a visited list, plus
+    the (block, value) pairs added), blocks visited, documents scored, forward entries read, summary pairs
+    added (the summary entries of a query term, the only ones that add to a summary score)."""
     for q in range(q_indptr.shape[0] - 1):
         heap_reset(hs, hd)
         qlo, qhi = q_indptr[q], q_indptr[q + 1]
@@ -242,40 +242,41 @@ def _work(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, q_indptr, q_terms
         q_sorted = np.unique(q_terms[qlo:qhi].astype(np.int64))
         for r in range(min(query_cut, n)):
             t = q_terms[qlo + order[r]]
-            nb = lb[t + 1] - lb[t]
-            counts[q, 0] += nb
-            counts[q, 1] += q_sorted.shape[0]
-            for i in range(nb):
-                acc[i] = 0.0
-            c0, c1 = lc[t], lc[t + 1]
-            j = c0
-            for k in range(q_sorted.shape[0]):
-                u = q_sorted[k]
-                j = _first_at_least(ct, j, c1, u)
-                if j >= c1:
-                    break
-                if ct[j] != u:
-                    continue
-                start = ce[j - 1] if j > c0 else 0
-                for p in range(lp[t] + start, lp[t] + ce[j]):
-                    acc[pb[p]] += qdense[u] * pv[p]
-                    counts[q, 1] += 1
-                    counts[q, 5] += 1
-            for b in range(lb[t], lb[t + 1]):
-                if acc[b - lb[t]] * ss[b] * heap_factor * SLACK < hs[0]:
-                    continue
-                counts[q, 2] += 1
-                for p in range(bdo[b], bdo[b + 1]):
-                    d = bd[p]
-                    if stamp[d] == q + 1:
+            counts[q, 0] += lb[t + 1] - lb[t]
+            for c in range(lch[t], lch[t + 1]):
+                nb = cb[c + 1] - cb[c]
+                counts[q, 1] += q_sorted.shape[0]
+                for i in range(nb):
+                    acc[i] = 0.0
+                c0, c1 = cc[c], cc[c + 1]
+                j = c0
+                for k in range(q_sorted.shape[0]):
+                    u = q_sorted[k]
+                    j = _first_at_least(ct, j, c1, u)
+                    if j >= c1:
+                        break
+                    if ct[j] != u:
                         continue
-                    stamp[d] = q + 1
-                    counts[q, 3] += 1
-                    counts[q, 4] += fo[d + 1] - fo[d]
-                    s = 0.0
-                    for i in range(fo[d], fo[d + 1]):
-                        s += qdense[ft[i]] * fi[i]
-                    heap_offer(hs, hd, np.float32(s), d)
+                    start = ce[j - 1] if j > c0 else 0
+                    for p in range(cp[c] + start, cp[c] + ce[j]):
+                        acc[pb[p]] += qdense[u] * pv[p]
+                        counts[q, 1] += 1
+                        counts[q, 5] += 1
+                for b in range(cb[c], cb[c + 1]):
+                    if acc[b - cb[c]] * ss[b] * heap_factor * SLACK < hs[0]:
+                        continue
+                    counts[q, 2] += 1
+                    for p in range(bdo[b], bdo[b + 1]):
+                        d = bd[p]
+                        if stamp[d] == q + 1:
+                            continue
+                        stamp[d] = q + 1
+                        counts[q, 3] += 1
+                        counts[q, 4] += fo[d + 1] - fo[d]
+                        s = 0.0
+                        for i in range(fo[d], fo[d + 1]):
+                            s += qdense[ft[i]] * fi[i]
+                        heap_offer(hs, hd, np.float32(s), d)
         for i in range(qlo, qhi):
             qdense[q_terms[i]] = 0.0
         heap_finish(hs, hd, out_idx, out_scores, q)
@@ -301,7 +302,7 @@ def work_counts(index, queries, query_cut: int, heap_factor: float) -> tuple[np.
     out_idx = np.full((len(queries), K), -1, np.int32)
     _work(*structures, np.asarray(fwd["forward_offsets"]), np.asarray(fwd["forward_terms"]),
           np.asarray(fwd["forward_impacts"]), q_indptr, q_terms, q_weights, np.int64(query_cut),
-          np.float64(heap_factor), np.zeros(v, np.float64), np.zeros(A._max_blocks(structures), np.float64),
+          np.float64(heap_factor), np.zeros(v, np.float64), np.zeros(A.CHUNK_BLOCKS, np.float64),
           np.zeros(index.num_docs, np.int64),
           np.empty(K, np.float32), np.empty(K, np.int32), counts, out_idx, np.zeros((len(queries), K), np.float32))
     return counts, out_idx

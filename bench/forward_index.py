@@ -169,27 +169,27 @@ def _score_packed(fo, wo, words, fi, d, qdense):
 
 
 @njit(nogil=True)
-def _search_plain(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, q_indptr, q_terms, q_weights, query_cut,
+def _search_plain(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, q_indptr, q_terms, q_weights, query_cut,
                   heap_factor, num_docs, qdense, acc, stamp, hs, hd, out_idx, out_scores):
     for q in range(q_indptr.shape[0] - 1):
         heap_reset(hs, hd)
-        _visit(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], query_cut,
+        _visit(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], query_cut,
                heap_factor, qdense, acc, stamp, q + 1, hs, hd, fo, ft, fi, fi, False)
         heap_finish(hs, hd, out_idx, out_scores, q)
 
 
 @njit(nogil=True)
-def _search_packed(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, wo, words, fi, q_indptr, q_terms, q_weights,
+def _search_packed(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, wo, words, fi, q_indptr, q_terms, q_weights,
                    query_cut, heap_factor, num_docs, qdense, acc, stamp, hs, hd, out_idx, out_scores):
     for q in range(q_indptr.shape[0] - 1):
         heap_reset(hs, hd)
-        _visit(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], query_cut,
+        _visit(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, q_terms, q_weights, q_indptr[q], q_indptr[q + 1], query_cut,
                heap_factor, qdense, acc, stamp, q + 1, hs, hd, fo, wo, words, fi, True)
         heap_finish(hs, hd, out_idx, out_scores, q)
 
 
 @njit(nogil=True)
-def _visit(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, q_terms, q_weights, qlo, qhi, query_cut, heap_factor, qdense, acc,
+def _visit(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, q_terms, q_weights, qlo, qhi, query_cut, heap_factor, qdense, acc,
            stamp, gen, hs, hd, fo, f1, f2, fi, packed):
     """The loop of ``approx._approx`` (no allow mask; its summary scores), the row read by ``_score_plain`` /
     ``_score_packed``."""
@@ -202,20 +202,21 @@ def _visit(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, q_terms, q_weights, qlo, qhi
         t = q_terms[qlo + order[r]]
         if t >= nlists or q_weights[qlo + order[r]] <= 0 or lb[t + 1] == lb[t]:
             continue
-        _summary_scores(lb, lc, ct, ce, lp, pb, pv, t, q_sorted, qdense, acc, err)
-        for b in range(lb[t], lb[t + 1]):
-            if acc[b - lb[t]] * ss[b] * heap_factor * SLACK < hs[0]:
-                continue
-            for p in range(bdo[b], bdo[b + 1]):
-                d = bd[p]
-                if stamp[d] == gen:
+        for c in range(lch[t], lch[t + 1]):
+            nb = _summary_scores(lb, cb, cc, cp, ct, ce, pb, pv, t, c, q_sorted, qdense, acc, err)
+            for b in range(cb[c], cb[c] + nb):
+                if acc[b - cb[c]] * ss[b] * heap_factor * SLACK < hs[0]:
                     continue
-                stamp[d] = gen
-                if packed:
-                    s = _score_packed(fo, f1, f2, fi, d, qdense)
-                else:
-                    s = _score_plain(fo, f1, fi, d, qdense)
-                heap_offer(hs, hd, np.float32(s), d)
+                for p in range(bdo[b], bdo[b + 1]):
+                    d = bd[p]
+                    if stamp[d] == gen:
+                        continue
+                    stamp[d] = gen
+                    if packed:
+                        s = _score_packed(fo, f1, f2, fi, d, qdense)
+                    else:
+                        s = _score_plain(fo, f1, fi, d, qdense)
+                    heap_offer(hs, hd, np.float32(s), d)
     for i in range(qlo, qhi):
         qdense[q_terms[i]] = 0.0
 
@@ -270,7 +271,7 @@ def options(paths: list[str], repeat: int, k: int) -> list[dict]:
             for _ in range(repeat):  # layouts interleaved, best of ``repeat``
                 for layout, (kind, fwd) in layouts.items():
                     qdense = np.zeros(v, np.float64)
-                    acc = np.zeros(A._max_blocks(structures), np.float64)
+                    acc = np.zeros(A.CHUNK_BLOCKS, np.float64)
                     stamp = np.zeros(n, np.int32)
                     hs, hd = np.empty(k, np.float32), np.empty(k, np.int32)
                     out_idx = np.full((len(qi) - 1, k), -1, np.int32)
@@ -415,19 +416,20 @@ def _summaries(index_path: str) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def summary_estimate(index_path: str, compare: str | None = None) -> dict:
-    """The size of an index's approximate summaries as stored per posting list: bytes, (block, value) pairs
-    (one per summary entry), distinct summary terms per list, bytes per entry. ``compare``: another index's
+    """The size of an index's approximate summaries as stored per chunk of a posting list: bytes, (block,
+    value) pairs (one per summary entry), distinct summary terms per chunk, bytes per entry. ``compare``: another index's
     summaries (either layout) must be the same (term, value) pairs block by block (before / after)."""
     from heron.indexing.inverted.approx import ARRAY_NAMES
 
     root = Path(index_path) / "approx"
     arrays = {name: np.load(root / f"{name}.npy", mmap_mode="r") for name in ARRAY_NAMES}
-    names = ("list_components", "component_terms", "component_ends", "list_pairs", "pair_blocks", "pair_values")
+    names = ("list_chunks", "chunk_blocks", "chunk_components", "chunk_pairs", "component_terms", "component_ends",
+             "pair_blocks", "pair_values")
     size = sum(int(arrays[name].nbytes) for name in names)
     entries, terms = len(arrays["pair_values"]), len(arrays["component_terms"])
-    row = {"index": str(index_path), "blocks": len(arrays["summary_scales"]), "summary_bytes": size,
-           "entries": entries, "list_terms": terms, "entries_per_list_term": round(entries / max(1, terms), 3),
-           "bytes_per_entry": round(size / max(1, entries), 3)}
+    row = {"index": str(index_path), "blocks": len(arrays["summary_scales"]), "chunks": len(arrays["chunk_blocks"]) - 1,
+           "summary_bytes": size, "entries": entries, "chunk_terms": terms,
+           "entries_per_chunk_term": round(entries / max(1, terms), 3), "bytes_per_entry": round(size / max(1, entries), 3)}
     if compare:
         mine, theirs = _summaries(index_path), _summaries(compare)
         row["same_summaries_as"] = compare

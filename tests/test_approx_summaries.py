@@ -1,5 +1,5 @@
-"""Approximate-search summaries stored per posting list: for each of a list's summary terms, the (block,
-value) pairs of the blocks whose summary holds it. Layout, lookups in the kernel, bounds.
+"""Approximate-search summaries stored by term per chunk of a posting list: for each of a chunk's summary
+terms, the (block, value) pairs of the blocks whose summary holds it. Layout, lookups in the kernel, bounds.
 
 The search over stored summaries is compared with a plain-Python re-implementation of the search that
 reads the decoded summaries (same visited blocks, same results), and hand-made summaries with awkward
@@ -27,35 +27,57 @@ AWKWARD = [[0], [255], [256], [510], [511], [0, 255, 511, 1021, 1022], [65535], 
            [3, 259, 260, 515, 65280, 65534]]
 
 
-def test_summaries_stored_per_list_round_trip():
-    """Summaries of three lists (one with no blocks) stored per list and read back block by block; each
-    list's terms ascending, each term's blocks ascending, one pair per summary entry."""
+def test_summaries_stored_per_chunk_round_trip():
+    """Summaries of three lists (one with no blocks) stored by term per chunk and read back block by block;
+    each chunk's terms ascending, each term's blocks ascending, one pair per summary entry."""
     rng = np.random.default_rng(3)
     lb = np.array([0, 4, 4, 10, 10], np.int64)  # lists 0..3 of a 65,536-term vocabulary, padded below
     lb = np.concatenate([lb, np.full(65536 - 4, 10, np.int64)])
-    summaries = AWKWARD[:4] + AWKWARD[4:]
-    summaries = [(t, rng.integers(1, 256, len(t)).tolist()) for t in summaries]
+    summaries = [(t, rng.integers(1, 256, len(t)).tolist()) for t in AWKWARD]
     s = A.transpose_summaries(lb, summaries)
-    assert s["component_terms"].dtype == np.uint16 and s["pair_blocks"].dtype == np.uint16
-    assert s["component_ends"].dtype == np.uint32 and s["pair_values"].dtype == np.uint8
+    assert s["component_terms"].dtype == np.uint16 and s["component_ends"].dtype == np.uint16
+    assert s["pair_blocks"].dtype == np.uint8 and s["pair_values"].dtype == np.uint8
+    assert s["list_chunks"][:5].tolist() == [0, 1, 1, 2, 2] and s["chunk_blocks"].tolist() == [0, 4, 10]
     s = {**s, "list_blocks": lb}
     for b, (terms, values) in enumerate(summaries):
         got_terms, got_values = A.decode_summary(s, b)
         assert got_terms.tolist() == terms and got_values.tolist() == values
-    lc, ct, lp = s["list_components"], s["component_terms"].astype(np.int64), s["list_pairs"]
-    assert lc[1] == len({t for b in range(4) for t in summaries[b][0]}) and lc[2] == lc[1]
-    assert lp[-1] == len(s["pair_values"]) == sum(len(t) for t, _ in summaries)
-    for t in (0, 2):
-        assert np.all(np.diff(ct[lc[t]:lc[t + 1]]) > 0)
-        ends = s["component_ends"][lc[t]:lc[t + 1]].astype(np.int64)
-        assert ends[-1] == lp[t + 1] - lp[t]
+    cc, ct, cp = s["chunk_components"], s["component_terms"].astype(np.int64), s["chunk_pairs"]
+    assert cc[1] == len({t for b in range(4) for t in summaries[b][0]})
+    assert cp[-1] == len(s["pair_values"]) == sum(len(t) for t, _ in summaries)
+    for c in (0, 1):
+        assert np.all(np.diff(ct[cc[c]:cc[c + 1]]) > 0)
+        ends = s["component_ends"][cc[c]:cc[c + 1]].astype(np.int64)
+        assert ends[-1] == cp[c + 1] - cp[c]
         for a, z in zip(np.concatenate([[0], ends[:-1]]), ends):
-            assert np.all(np.diff(s["pair_blocks"][lp[t] + a:lp[t] + z].astype(np.int64)) > 0)
+            assert np.all(np.diff(s["pair_blocks"][cp[c] + a:cp[c] + z].astype(np.int64)) > 0)
     wide = A.transpose_summaries(np.array([0, 1] + [1] * 199_999, np.int64), [([0, 70_000, 199_999], [1, 2, 3])])
     assert wide["component_terms"].dtype == np.int32
     assert wide["component_terms"].tolist() == [0, 70_000, 199_999]
     with pytest.raises(ValueError, match=r"summary term ids must lie in \[0, 3\)"):
         A.transpose_summaries(np.array([0, 1, 1, 1]), [([0, 3], [1, 1])])
+
+
+def test_long_lists_are_cut_into_chunks():
+    """A list of 600 blocks is cut at 256 blocks; one whose summaries hold more than 65,535 entries in all is
+    cut before the block that would overflow; a single summary of 70,000 entries (an int32 vocabulary) is a
+    chunk of its own and widens the pair ends to uint32. Every block reads back the same."""
+    rng = np.random.default_rng(5)
+    many = [(np.sort(rng.choice(1000, 3, replace=False)).tolist(), [1, 2, 3]) for _ in range(600)]
+    s = A.transpose_summaries(np.array([0, 600] + [600] * 999, np.int64), many)
+    assert s["chunk_blocks"].tolist() == [0, 256, 512, 600] and s["list_chunks"][:2].tolist() == [0, 3]
+    assert s["pair_blocks"].max() == 255
+    big = [(list(range(t, 30_000, 2)), [7] * len(range(t, 30_000, 2))) for t in (0, 1, 0, 1, 0)]  # 15k each
+    lb = np.array([0, 5] + [5] * 29_999, np.int64)
+    s = {**A.transpose_summaries(lb, big), "list_blocks": lb}
+    assert s["chunk_blocks"].tolist() == [0, 4, 5] and s["component_ends"].dtype == np.uint16
+    for b, (terms, _) in enumerate(big):
+        assert A.decode_summary(s, b)[0].tolist() == terms
+    huge = [(list(range(70_000)), [9] * 70_000), ([5], [1])]
+    lb = np.array([0, 2] + [2] * 69_999, np.int64)
+    s = {**A.transpose_summaries(lb, huge), "list_blocks": lb}
+    assert s["chunk_blocks"].tolist() == [0, 1, 2] and s["component_ends"].dtype == np.uint32
+    assert A.decode_summary(s, 0)[0].tolist() == list(range(70_000)) and A.decode_summary(s, 1)[0].tolist() == [5]
 
 
 def hand_made(vocab_size: int, summary: list[int], list_term: int):
@@ -98,22 +120,34 @@ def test_corrupt_summaries_are_an_integrity_error_never_an_out_of_range_read():
     terms, weights = np.array([1, 7, 65535], np.int32), np.array([1.0, 5.0, 0.5], np.float32)
     approx(arrays, structures, 2, terms, weights, 1, 1, 1.0)
     t = structures["component_terms"].tolist()
-    assert t == [1, 7, 65535]  # list 7's summary terms: 1 (block 1), 7 (block 0), 65535 (block 1)
+    assert t == [1, 7, 65535]  # list 7's one chunk: 1 (block 1), 7 (block 0), 65535 (block 1)
     bad = structures["pair_blocks"].copy()
-    bad[0] = 2  # a block past the list's two
+    bad[0] = 2  # a block past the chunk's two
     with pytest.raises(IntegrityError, match=r"approx/pair_blocks.npy: the summaries of posting list 7 hold a "
                                              r"block or pair offset out of range"):
         approx(arrays, {**structures, "pair_blocks": bad}, 2, terms, weights, 1, 1, 1.0)
-    for ends in ([1, 2, 4], [1, 9, 3], [1, 2, 2]):  # past the list's pairs, then short of them
+    for ends in ([1, 2, 4], [1, 9, 3], [1, 2, 2]):  # past the chunk's pairs, then short of them
         with pytest.raises(IntegrityError, match="out of range"):
-            approx(arrays, {**structures, "component_ends": np.array(ends, np.uint32)}, 2, terms, weights, 1, 1,
+            approx(arrays, {**structures, "component_ends": np.array(ends, np.uint16)}, 2, terms, weights, 1, 1,
                    1.0)
-    lc = structures["list_components"].copy()
-    lc[8] = 2  # list 7 claims fewer terms than it has: its last term's end no longer matches its pairs
-    with pytest.raises(IntegrityError, match="out of range"):
-        approx(arrays, {**structures, "list_components": lc}, 2, terms, weights, 1, 1, 1.0)
-    with pytest.raises(IntegrityError, match=r"approx/list_pairs.npy: .*\(corrupt file\)"):
+    for name, position, value in (("chunk_components", 1, 2), ("chunk_blocks", 1, 5), ("list_blocks", 8, 1),
+                                  ("list_chunks", 8, 0)):
+        damaged = structures[name].copy()
+        damaged[position] = value
+        if name == "list_chunks":  # list 7 has no chunk left, list 8 one: nothing visited, nothing read
+            idx, _ = approx(arrays, {**structures, name: damaged}, 2, terms, weights, 1, 1, 1.0)
+            assert idx.tolist() == [-1]
+            continue
+        # fewer terms or more blocks than the chunk holds (the ends checked at search), the chunk's blocks
+        # beyond its list's (checked by the kernel)
+        with pytest.raises(IntegrityError, match=rf"approx/{'pair_blocks' if name == 'list_blocks' else name}.npy"
+                                                 r": .*(out of range|corrupt file)"):
+            approx(arrays, {**structures, name: damaged}, 2, terms, weights, 1, 1, 1.0)
+    with pytest.raises(IntegrityError, match=r"approx/pair_values.npy: 2 entries, not 3 \(corrupt file\)"):
         approx(arrays, {**structures, "pair_values": structures["pair_values"][:-1]}, 2, terms, weights, 1, 1, 1.0)
+    with pytest.raises(IntegrityError, match=r"approx/pair_blocks.npy: holds uint16, not uint8"):
+        approx(arrays, {**structures, "pair_blocks": structures["pair_blocks"].astype(np.uint16)}, 2, terms,
+               weights, 1, 1, 1.0)
     # a term id changed in range or past the vocabulary is only compared, never used as an index: the
     # visited blocks may change, the scores are still the documents' exact ones
     for damaged in ([1, 7, 65534], [1, 7, 9], [1, 50_000, 65535]):
@@ -214,8 +248,8 @@ def test_index_damage_in_the_summaries_is_found_and_named(built, tmp_path, monke
     returned scores are still the documents' exact ones."""
     _, index = built
     monkeypatch.setenv("HERON_OPEN_HASH_BYTES", "0")  # check sizes, headers and ends only at open
-    assert index.approx["pair_blocks"].dtype == np.uint16
-    damaged = damaged_copy(index, tmp_path, "blocks", "approx/pair_blocks.npy", 0, 65535)
+    assert index.approx["pair_blocks"].dtype == np.uint8
+    damaged = damaged_copy(index, tmp_path, "blocks", "approx/pair_blocks.npy", 0, 255)
     with pytest.raises(IntegrityError) as info:
         visit_everything(damaged)
     assert str(info.value).startswith(f"{damaged.path / 'approx/pair_blocks.npy'}: checksum mismatch")
@@ -235,7 +269,8 @@ def test_index_with_the_older_summary_layout_is_refused(built, tmp_path):
     _, index = built
     old = tmp_path / "old"
     shutil.copytree(index.path, old)
-    new_names = ("list_components", "component_terms", "component_ends", "list_pairs", "pair_blocks", "pair_values")
+    new_names = ("list_chunks", "chunk_blocks", "chunk_components", "chunk_pairs", "component_terms",
+                 "component_ends", "pair_blocks", "pair_values")
     for name in new_names:
         (old / fmt.APPROX_DIR / f"{name}.npy").unlink()
     blocks = len(index.approx["summary_scales"])

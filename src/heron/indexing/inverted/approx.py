@@ -18,39 +18,42 @@
    reduced to the largest components holding ``summary_energy`` of its total mass (for uint16 impacts
    the components are ranked in buckets of 64 impact levels, inside a bucket by first appearance), and
    quantised to uint8 with a per-block scale, rounded **up** (``value * scale >= impact``) — every
-   value ≥ 1. Summaries are stored **per posting list, by term** (Seismic's layout): for each term in any
-   summary of the list, ascending, the (block within the list, value) pairs of the summaries holding it,
-   blocks ascending — so a query reads only its own terms' entries (SPLADE summaries hold a few hundred
-   terms, of which a query shares 1–3 %). :func:`decode_summary` gathers one block's summary back.
+   value ≥ 1. Summaries are stored **by term, per chunk of a posting list** (Seismic's transposed layout):
+   a chunk is a run of at most 256 consecutive blocks of one list holding at most 65,535 summary entries
+   (one longer summary is a chunk of its own); for each term in any of its summaries, ascending, the
+   (block within the chunk, value) pairs of the summaries holding it, blocks ascending — so a query reads
+   only its own terms' entries (SPLADE summaries hold a few hundred terms, of which a query shares 1–3 %),
+   in one byte for the block and one for the value. :func:`decode_summary` gathers one block's summary.
 
 Arrays: ``list_blocks`` int64[V+1] (blocks of term t), ``block_doc_offsets`` int64[B+1], ``block_docs``
-int32, ``summary_scales`` float32[B]; per list ``t``, its summary terms ``component_terms[
-list_components[t]:list_components[t+1]]`` (uint16 when the vocabulary fits, else int32) and for the
-``j``-th of them the pairs ``list_pairs[t] + component_ends[j-1] .. list_pairs[t] + component_ends[j]``
-(``component_ends`` uint32, relative to the list's first pair) of ``pair_blocks`` (uint16 when no list
-has more than 65,536 blocks, else int32) and ``pair_values`` uint8. An index with the older per-block
-layout (``summary_terms``, ``summary_offsets``) is refused at search with a one-line "rebuild the
-index" error.
+int32, ``summary_scales`` float32[B]; ``list_chunks`` int64[V+1] (chunks of term t), ``chunk_blocks``
+int64[C+1] (a chunk's first block; the last entry is B); per chunk ``c`` its summary terms
+``component_terms[chunk_components[c]:chunk_components[c+1]]`` (uint16 when the vocabulary fits, else
+int32) and for the ``j``-th of them the pairs ``chunk_pairs[c] + component_ends[j-1] .. chunk_pairs[c] +
+component_ends[j]`` (``component_ends`` relative to the chunk's first pair: uint16, uint32 only when a
+chunk holds more than 65,535 pairs) of ``pair_blocks`` uint8 and ``pair_values`` uint8. An index with the
+older per-block layout (``summary_terms``, ``summary_offsets``) is refused at search with a one-line
+"rebuild the index" error.
 
 **Search** (``search_approx``). The query's ``query_cut`` heaviest terms are visited, heaviest first;
-for each, the summary scores of all its blocks are computed first (each query term looked up among the
-list's summary terms — galloping, the query's terms ascending — and its pairs added: a dot product with
-the full query, summed in ascending term order), then its blocks are taken in stored order: a block whose
-summary score times ``heap_factor`` is below the current k-th score is skipped, otherwise each of its
-documents not
-seen yet (a per-thread generation stamp) is scored exactly from the forward index with the full query
-and offered to the top-k heap (first summed in four interleaved parts; only a document that may enter the
-heap is summed again in ascending term order; on a forward index of ``PREFETCH_MIN_BYTES`` or more the
-offsets and rows of the next documents of the block are prefetched). Scores and the tie rule are those
-of the exact kernels (float64 sums in ascending term order, rounded to float32, ties to the lower document
-index), so with no static pruning, ``summary_energy=1``, ``heap_factor=1`` and ``query_cut`` ≥ the query's
-length the answer is exactly the exhaustive one (summaries are then upper bounds).
+for each, chunk by chunk, the summary scores of the chunk's blocks are computed first (each query term
+looked up among the chunk's summary terms — galloping, the query's terms ascending — and its pairs added:
+a dot product with the full query, summed in ascending term order), then its blocks are taken in stored
+order: a block whose summary score times ``heap_factor`` is below the current k-th score is skipped,
+otherwise each of its documents not seen yet (a per-thread generation stamp) is scored exactly from the
+forward index with the full query and offered to the top-k heap (first summed in four interleaved parts;
+only a document that may enter the heap is summed again in ascending term order; on a forward index of
+``PREFETCH_MIN_BYTES`` or more the offsets and rows of the next documents of the block are prefetched).
+Scores and the tie rule are those of the exact kernels (float64 sums in ascending term order, rounded to
+float32, ties to the lower document index), so with no static pruning, ``summary_energy=1``,
+``heap_factor=1`` and ``query_cut`` ≥ the query's length the answer is exactly the exhaustive one
+(summaries are then upper bounds).
 
 **Forward rows** (:mod:`.forward`): term ids are uint16 when the vocabulary fits (int32 otherwise; the
 kernels are compiled for either), and a visited document's chunk of 64 rows is checked — offsets and
 term ids in bounds, checksum — the first time the reader visits it (``checked`` flags kept by the
 index), so a damaged row is an IntegrityError, never an out-of-bounds read or a silently wrong score.
-A block's document index is bounds-checked too, and so are the summaries' offsets and pair blocks (an
+A block's documents are bounds-checked too, and so are the summaries' offsets and pair blocks (an
 IntegrityError naming ``approx/pair_blocks.npy`` and the list, never an out-of-range read); a summary term
 id is only compared with the query's, never used as an index. A corrupt term id or value that stays in range
 can only change which blocks are visited (as a worse summary would), never a document's score, which comes
@@ -88,8 +91,8 @@ from heron.indexing.inverted.topk import (
     search_one,
 )
 
-ARRAY_NAMES = ("list_blocks", "block_doc_offsets", "block_docs", "summary_scales", "list_components",
-               "component_terms", "component_ends", "list_pairs", "pair_blocks", "pair_values")
+ARRAY_NAMES = ("list_blocks", "block_doc_offsets", "block_docs", "summary_scales", "list_chunks", "chunk_blocks",
+               "chunk_components", "chunk_pairs", "component_terms", "component_ends", "pair_blocks", "pair_values")
 
 # Calibrated with the default build on three real splade-tiny corpora — SciFact (5,183 documents), NFCorpus (3,633)
 # and the dictionary corpus (118,415 GCIDE entries) — on dev queries (SciFact: its train queries; NFCorpus and the
@@ -397,43 +400,71 @@ def _summary_group(bdo, bd, fo, ft, fi, b_lo, b_hi, bound_off, g, groups, energy
         out_scale[b - b_lo] = scale
 
 
+CHUNK_BLOCKS = 256  # blocks of a list summarised together at most (a block within a chunk is one byte)
+CHUNK_PAIRS = 65535  # (block, value) pairs of a chunk at most, unless one block's summary alone is longer
+
+
 @njit(cache=True, nogil=True)
-def _transpose(lb, t_lo, t_hi, b_lo, bound_off, out_len, out_terms, out_vals, vocab_size):
-    """Lists ``t_lo..t_hi``'s summaries (blocks from ``b_lo`` on: block ``b``'s ascending terms and values at
-    ``bound_off[b - b_lo]``, ``out_len[b - b_lo]`` of them) turned around: per list, its distinct summary terms
-    ascending and for each the (block within the list, value) pairs of the summaries holding it, blocks
-    ascending. Returns the terms, each term's pairs' end relative to its list's first pair, the pairs' blocks
-    and values, and per list its number of terms and of pairs."""
-    count = np.zeros(vocab_size, np.int64)
-    nl = t_hi - t_lo
-    list_terms = np.zeros(nl, np.int64)
-    list_pairs = np.zeros(nl, np.int64)
+def _chunk_starts(lb, t_lo, t_hi, b_lo, out_len):
+    """Lists ``t_lo..t_hi`` cut into chunks — runs of consecutive blocks of one list, at most
+    ``CHUNK_BLOCKS`` blocks and ``CHUNK_PAIRS`` summary entries (a longer single summary is a chunk of its
+    own) — as each chunk's first block, then the end, and the number of chunks of each list."""
+    starts = np.empty(lb[t_hi] - lb[t_lo] + 1, np.int64)
+    per_list = np.zeros(t_hi - t_lo, np.int64)
+    n = 0
     for t in range(t_lo, t_hi):
-        c = 0
-        for b in range(lb[t], lb[t + 1]):
+        b = lb[t]
+        while b < lb[t + 1]:
+            starts[n] = b
+            n += 1
+            per_list[t - t_lo] += 1
+            blocks = 0
+            pairs = 0
+            while b < lb[t + 1] and blocks < CHUNK_BLOCKS and (pairs == 0 or pairs + out_len[b - b_lo] <= CHUNK_PAIRS):
+                pairs += out_len[b - b_lo]
+                blocks += 1
+                b += 1
+    starts[n] = lb[t_hi]
+    return starts[:n + 1], per_list
+
+
+@njit(cache=True, nogil=True)
+def _transpose(starts, b_lo, bound_off, out_len, out_terms, out_vals, vocab_size):
+    """Chunks' summaries (chunk ``c``: blocks ``starts[c]..starts[c+1]``; block ``b``'s ascending terms and
+    values at ``bound_off[b - b_lo]``, ``out_len[b - b_lo]`` of them) turned around: per chunk, its distinct
+    summary terms ascending and for each the (block within the chunk, value) pairs of the summaries holding
+    it, blocks ascending. Returns the terms, each term's pairs' end relative to its chunk's first pair, the
+    pairs' blocks and values, and per chunk its number of terms and of pairs."""
+    count = np.zeros(vocab_size, np.int64)
+    nc = starts.shape[0] - 1
+    chunk_terms = np.zeros(nc, np.int64)
+    chunk_pairs = np.zeros(nc, np.int64)
+    for c in range(nc):
+        k = 0
+        for b in range(starts[c], starts[c + 1]):
             o = bound_off[b - b_lo]
             for j in range(o, o + out_len[b - b_lo]):
                 u = out_terms[j]
                 if count[u] == 0:
-                    c += 1
+                    k += 1
                 count[u] += 1
-            list_pairs[t - t_lo] += out_len[b - b_lo]
-        list_terms[t - t_lo] = c
-        for b in range(lb[t], lb[t + 1]):
+            chunk_pairs[c] += out_len[b - b_lo]
+        chunk_terms[c] = k
+        for b in range(starts[c], starts[c + 1]):
             o = bound_off[b - b_lo]
             for j in range(o, o + out_len[b - b_lo]):
                 count[out_terms[j]] = 0
-    terms = np.empty(list_terms.sum(), np.int32)
+    terms = np.empty(chunk_terms.sum(), np.int32)
     ends = np.empty(terms.shape[0], np.int64)
-    pair_blocks = np.empty(list_pairs.sum(), np.int32)
+    pair_blocks = np.empty(chunk_pairs.sum(), np.uint8)
     pair_values = np.empty(pair_blocks.shape[0], np.uint8)
     touched = np.empty(vocab_size, np.int32)
     pos = np.zeros(vocab_size, np.int64)
     c_base = 0
     p_base = 0
-    for t in range(t_lo, t_hi):
+    for c in range(nc):
         nt = 0
-        for b in range(lb[t], lb[t + 1]):
+        for b in range(starts[c], starts[c + 1]):
             o = bound_off[b - b_lo]
             for j in range(o, o + out_len[b - b_lo]):
                 u = out_terms[j]
@@ -450,30 +481,81 @@ def _transpose(lb, t_lo, t_hi, b_lo, bound_off, out_len, out_terms, out_vals, vo
             terms[c_base + k] = u
             ends[c_base + k] = run
             count[u] = 0
-        for b in range(lb[t], lb[t + 1]):
+        for b in range(starts[c], starts[c + 1]):
             o = bound_off[b - b_lo]
             for j in range(o, o + out_len[b - b_lo]):
                 u = out_terms[j]
-                pair_blocks[pos[u]] = b - lb[t]
+                pair_blocks[pos[u]] = b - starts[c]
                 pair_values[pos[u]] = out_vals[j]
                 pos[u] += 1
         c_base += nt
         p_base += run
-    return terms, ends, pair_blocks, pair_values, list_terms, list_pairs
+    return terms, ends, pair_blocks, pair_values, chunk_terms, chunk_pairs
+
+
+def _chunked(list_blocks, t_lo, t_hi, b_lo, bound_off, out_len, out_terms, out_vals, vocab_size) -> tuple:
+    """``(t_lo, chunks per list, chunk starts without the end, _transpose's result)`` for lists
+    ``t_lo..t_hi`` (``_stored_summaries`` joins them)."""
+    starts, per_list = _chunk_starts(list_blocks, t_lo, t_hi, b_lo, out_len)
+    return t_lo, per_list, starts[:-1], _transpose(starts, b_lo, bound_off, out_len, out_terms, out_vals,
+                                                   vocab_size)
+
+
+def _stored_summaries(list_blocks, parts) -> dict[str, np.ndarray]:
+    """The summary arrays as stored, from ``_chunked``'s results for runs of consecutive lists (lists in no
+    run have no blocks): term ids as the forward index stores them (``forward.term_dtype``), pair ends uint16
+    unless a chunk holds more than 65,535 pairs (a single summary that long), else uint32."""
+    vocab_size = len(list_blocks) - 1
+    list_chunks = np.zeros(vocab_size + 1, np.int64)
+    for t_lo, per_list, *_ in parts:
+        list_chunks[t_lo + 1:t_lo + 1 + len(per_list)] = per_list
+    np.cumsum(list_chunks, out=list_chunks)
+
+    def joined(pick, dtype):
+        return np.concatenate([pick(p) for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)
+
+    starts = np.append(joined(lambda p: p[2], np.int64), list_blocks[-1])
+    counts = [np.zeros(len(starts), np.int64) for _ in range(2)]
+    for i, c in enumerate(counts):
+        c[1:] = joined(lambda p, i=i: p[3][4 + i], np.int64)
+        np.cumsum(c, out=c)
+    ends = joined(lambda p: p[3][1], np.int64)
+    wide = len(ends) and int(ends.max()) > np.iinfo(np.uint16).max
+    return {"list_chunks": list_chunks, "chunk_blocks": starts, "chunk_components": counts[0],
+            "chunk_pairs": counts[1],
+            "component_terms": joined(lambda p: p[3][0], forward.term_dtype(vocab_size)),
+            "component_ends": ends.astype(np.uint32 if wide else np.uint16),
+            "pair_blocks": joined(lambda p: p[3][2], np.uint8), "pair_values": joined(lambda p: p[3][3], np.uint8)}
+
+
+def transpose_summaries(list_blocks, summaries) -> dict[str, np.ndarray]:
+    """The stored summary arrays of blocks whose summaries are given as ``(ascending term ids, values)``
+    pairs, one per block (values 1..255), ``list_blocks`` the blocks of each list: what ``build_approx``
+    stores for the summaries it computes (used to build summaries by hand)."""
+    lb = np.asarray(list_blocks, np.int64)
+    lengths = np.array([len(t) for t, _ in summaries], np.int64)
+    bound_off = np.zeros(len(summaries) + 1, np.int64)
+    np.cumsum(lengths, out=bound_off[1:])
+    terms = np.concatenate([np.asarray(t, np.int32) for t, _ in summaries] or [np.zeros(0, np.int32)])
+    values = np.concatenate([np.asarray(v, np.int32) for _, v in summaries] or [np.zeros(0, np.int32)])
+    vocab_size = len(lb) - 1
+    if len(terms) and (terms.min() < 0 or terms.max() >= vocab_size):
+        raise ValueError(f"summary term ids must lie in [0, {vocab_size})")
+    return _stored_summaries(lb, [_chunked(lb, 0, vocab_size, 0, bound_off, lengths, terms, values, vocab_size)])
 
 
 def decode_summary(approx_arrays: dict, block: int) -> tuple[np.ndarray, np.ndarray]:
     """Block ``block``'s summary as stored: ``(term ids int64, quantised values uint8)``, ascending terms
-    (the values times ``summary_scales[block]`` bound the block's impacts), gathered from its list's
-    transposed summaries."""
-    lb = np.asarray(approx_arrays["list_blocks"])
-    t = int(np.searchsorted(lb, block, side="right")) - 1
-    local = block - int(lb[t])
-    c0, c1 = (int(x) for x in approx_arrays["list_components"][t:t + 2])
-    base = int(approx_arrays["list_pairs"][t])
+    (the values times ``summary_scales[block]`` bound the block's impacts), gathered from its chunk's
+    summaries."""
+    cb = np.asarray(approx_arrays["chunk_blocks"])
+    c = int(np.searchsorted(cb, block, side="right")) - 1
+    local = block - int(cb[c])
+    c0, c1 = (int(x) for x in approx_arrays["chunk_components"][c:c + 2])
+    base = int(approx_arrays["chunk_pairs"][c])
     terms = np.asarray(approx_arrays["component_terms"][c0:c1]).astype(np.int64)
     ends = np.asarray(approx_arrays["component_ends"][c0:c1]).astype(np.int64)
-    starts = np.concatenate([[0], ends[:-1]])
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
     blocks = np.asarray(approx_arrays["pair_blocks"])
     values = np.asarray(approx_arrays["pair_values"])
     out_t, out_v = [], []
@@ -592,51 +674,10 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
                 _summary_group(block_doc_offsets, block_docs, fo, ft, fi, lo, hi, bound_off, g, groups,
                                float(summary_energy), shift, nbuckets, vocab_size, *out), groups, threads)
             scales[lo:hi] = out_scale
-            parts.append((t_lo, _transpose(list_blocks, t_lo, t_hi, lo, bound_off, out_len, out_terms, out_vals,
-                                           vocab_size)))
+            parts.append(_chunked(list_blocks, t_lo, t_hi, lo, bound_off, out_len, out_terms, out_vals, vocab_size))
         t_lo = t_hi
     return {"list_blocks": list_blocks, "block_doc_offsets": block_doc_offsets, "block_docs": block_docs,
             "summary_scales": scales, **_stored_summaries(list_blocks, parts)}
-
-
-def _stored_summaries(list_blocks, parts) -> dict[str, np.ndarray]:
-    """The summary arrays as stored, from ``(first list, _transpose's result)`` for runs of consecutive lists
-    (lists in no run have no blocks): term ids as the forward index stores them (``forward.term_dtype``),
-    blocks within a list as uint16 where no list has more than 65,536 blocks, else int32."""
-    vocab_size = len(list_blocks) - 1
-    list_components = np.zeros(vocab_size + 1, np.int64)
-    list_pairs = np.zeros(vocab_size + 1, np.int64)
-    for t_lo, (*_, n_terms, n_pairs) in parts:
-        list_components[t_lo + 1:t_lo + 1 + len(n_terms)] = n_terms
-        list_pairs[t_lo + 1:t_lo + 1 + len(n_pairs)] = n_pairs
-    np.cumsum(list_components, out=list_components)
-    np.cumsum(list_pairs, out=list_pairs)
-    joined = [np.concatenate([part[1][i] for part in parts]) if parts else np.zeros(0, np.int32) for i in range(4)]
-    terms, ends, blocks, values = joined
-    if len(ends) and int(ends.max()) > np.iinfo(np.uint32).max:
-        raise ValueError("a posting list's summaries hold more than 2**32 entries; lower n_postings")
-    max_blocks = int(np.diff(list_blocks).max()) if vocab_size else 0
-    return {"list_components": list_components, "component_terms": terms.astype(forward.term_dtype(vocab_size)),
-            "component_ends": ends.astype(np.uint32), "list_pairs": list_pairs,
-            "pair_blocks": blocks.astype(np.uint16 if max_blocks <= 1 << 16 else np.int32),
-            "pair_values": values.astype(np.uint8)}
-
-
-def transpose_summaries(list_blocks, summaries) -> dict[str, np.ndarray]:
-    """The stored summary arrays of blocks whose summaries are given as ``(ascending term ids, values)``
-    pairs, one per block (values 1..255), ``list_blocks`` the blocks of each list: what ``build_approx``
-    stores for the summaries it computes (used to build summaries by hand)."""
-    lb = np.asarray(list_blocks, np.int64)
-    lengths = np.array([len(t) for t, _ in summaries], np.int64)
-    bound_off = np.zeros(len(summaries) + 1, np.int64)
-    np.cumsum(lengths, out=bound_off[1:])
-    terms = np.concatenate([np.asarray(t, np.int32) for t, _ in summaries] or [np.zeros(0, np.int32)])
-    values = np.concatenate([np.asarray(v, np.int32) for _, v in summaries] or [np.zeros(0, np.int32)])
-    vocab_size = len(lb) - 1
-    if len(terms) and (terms.min() < 0 or terms.max() >= vocab_size):
-        raise ValueError(f"summary term ids must lie in [0, {vocab_size})")
-    return _stored_summaries(lb, [(0, _transpose(lb, 0, vocab_size, 0, bound_off, lengths, terms, values,
-                                                 vocab_size))])
 
 
 # -- search --------------------------------------------------------------------------------------------
@@ -729,24 +770,27 @@ def _first_at_least(ct, lo, hi, u):
 
 
 @njit(cache=True, nogil=True)
-def _summary_scores(lb, lc, ct, ce, lp, pb, pv, t, q_sorted, qdense, acc, err):
-    """The summary scores of list ``t``'s blocks (``acc[i]``: block ``lb[t] + i``, before its scale): each
-    query term (``q_sorted``, ascending) looked up among the list's summary terms, and its (block, value)
-    pairs added — each block's score summed in ascending term order, as the exact kernels sum. Offsets and
-    pair blocks are checked (``err``: ``BAD_SUMMARY_PAIRS``; the caller stops); a term id is only compared,
-    so a damaged one changes which blocks are visited, never a document's score."""
-    nb = lb[t + 1] - lb[t]
-    for i in range(nb):
-        acc[i] = 0.0
-    c0 = lc[t]
-    c1 = lc[t + 1]
-    base = lp[t]
-    npairs = lp[t + 1] - base
-    if c0 > c1 or c1 > ct.shape[0] or npairs < 0 or lp[t + 1] > pb.shape[0] or nb > acc.shape[0] or \
+def _summary_scores(lb, cb, cc, cp, ct, ce, pb, pv, t, c, q_sorted, qdense, acc, err):
+    """The summary scores of chunk ``c``'s blocks (of list ``t``; ``acc[i]``: block ``cb[c] + i``, before its
+    scale): each query term (``q_sorted``, ascending) looked up among the chunk's summary terms, and its
+    (block, value) pairs added — each block's score summed in ascending term order, as the exact kernels
+    sum. Offsets and pair blocks are checked (``err``: ``BAD_SUMMARY_PAIRS``; the caller stops); a term id
+    is only compared, so a damaged one changes which blocks are visited, never a document's score. Returns
+    the chunk's number of blocks."""
+    b0 = cb[c]
+    nb = cb[c + 1] - b0
+    c0 = cc[c]
+    c1 = cc[c + 1]
+    base = cp[c]
+    npairs = cp[c + 1] - base
+    if nb < 0 or nb > acc.shape[0] or b0 < 0 or b0 < lb[t] or cb[c + 1] > lb[t + 1] or \
+            lb[t + 1] > lb[lb.shape[0] - 1] or c0 > c1 or c1 > ct.shape[0] or npairs < 0 or cp[c + 1] > pb.shape[0] or \
             (c1 > c0 and np.int64(ce[c1 - 1]) != npairs):
         err[0] = forward.BAD_SUMMARY_PAIRS
         err[1] = t
-        return
+        return 0
+    for i in range(nb):
+        acc[i] = 0.0
     j = c0
     for k in range(q_sorted.shape[0]):
         u = q_sorted[k]
@@ -762,20 +806,21 @@ def _summary_scores(lb, lc, ct, ce, lp, pb, pv, t, q_sorted, qdense, acc, err):
         if end > npairs:
             err[0] = forward.BAD_SUMMARY_PAIRS
             err[1] = t
-            return
+            return 0
         w = qdense[u]
         for p in range(base + start, base + end):
             i = np.int64(pb[p])
             if i >= nb:
                 err[0] = forward.BAD_SUMMARY_PAIRS
                 err[1] = t
-                return
+                return 0
             acc[i] += w * pv[p]
+    return nb
 
 
 @njit(cache=True, nogil=True)
-def _approx(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, fc, checked, q_terms, q_weights, qlo, qhi,
-            query_cut, heap_factor, mask, qdense, acc, stamp, gen, hs, hd, err, ahead):
+def _approx(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, fc, checked, q_terms, q_weights, qlo,
+            qhi, query_cut, heap_factor, mask, qdense, acc, stamp, gen, hs, hd, err, ahead):
     n = qhi - qlo
     order = query_order(q_terms, q_weights, qlo, qhi, qdense)
     q_sorted = np.sort(q_terms[qlo:qhi].astype(np.int64))
@@ -785,35 +830,40 @@ def _approx(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, fc, checked, q_
         t = q_terms[qlo + order[r]]
         if t >= nlists or q_weights[qlo + order[r]] <= 0 or lb[t + 1] == lb[t]:
             continue
-        _summary_scores(lb, lc, ct, ce, lp, pb, pv, t, q_sorted, qdense, acc, err)
-        if err[0]:
-            break
-        for b in range(lb[t], lb[t + 1]):
-            if acc[b - lb[t]] * ss[b] * heap_factor * SLACK < hs[0]:
-                continue
-            end = bdo[b + 1]
-            for p in range(bdo[b], end):
-                if ahead:
-                    _prefetch_ahead(bd, fo, ft, fi, p, end)
-                d = bd[p]
-                if d < 0 or d >= stamp.shape[0]:
+        for c in range(lch[t], lch[t + 1]):
+            nb = _summary_scores(lb, cb, cc, cp, ct, ce, pb, pv, t, c, q_sorted, qdense, acc, err)
+            for b in range(cb[c], cb[c] + nb):
+                if acc[b - cb[c]] * ss[b] * heap_factor * SLACK < hs[0]:
+                    continue
+                end = bdo[b + 1]
+                if bdo[b] < 0 or end > bd.shape[0]:
                     err[0] = forward.BAD_BLOCK_DOC
                     err[1] = b
                     break
-                if stamp[d] == gen:
-                    continue
-                stamp[d] = gen
-                if has_mask and mask[d] == 0:
-                    continue
-                if (checked.shape[0] == 0 or not checked[d >> CHUNK_SHIFT]) and \
-                        not check_doc(fo, ft, fi, fc, checked, nlists, d, err):
-                    break  # a damaged chunk: stop (the caller raises)
-                s = _row_dot(qdense, ft, fi, fo[d], fo[d + 1])
-                if s > 0 and s * SLACK >= hs[0] * FLOAT32_BELOW:  # it may enter the heap: the exact score
-                    s = 0.0
-                    for i in range(fo[d], fo[d + 1]):
-                        s += qdense[ft[i]] * fi[i]
-                    heap_offer(hs, hd, np.float32(s), d)
+                for p in range(bdo[b], end):
+                    if ahead:
+                        _prefetch_ahead(bd, fo, ft, fi, p, end)
+                    d = bd[p]
+                    if d < 0 or d >= stamp.shape[0]:
+                        err[0] = forward.BAD_BLOCK_DOC
+                        err[1] = b
+                        break
+                    if stamp[d] == gen:
+                        continue
+                    stamp[d] = gen
+                    if has_mask and mask[d] == 0:
+                        continue
+                    if (checked.shape[0] == 0 or not checked[d >> CHUNK_SHIFT]) and \
+                            not check_doc(fo, ft, fi, fc, checked, nlists, d, err):
+                        break  # a damaged chunk: stop (the caller raises)
+                    s = _row_dot(qdense, ft, fi, fo[d], fo[d + 1])
+                    if s > 0 and s * SLACK >= hs[0] * FLOAT32_BELOW:  # it may enter the heap: the exact score
+                        s = 0.0
+                        for i in range(fo[d], fo[d + 1]):
+                            s += qdense[ft[i]] * fi[i]
+                        heap_offer(hs, hd, np.float32(s), d)
+                if err[0]:
+                    break
             if err[0]:
                 break
         if err[0]:
@@ -823,13 +873,13 @@ def _approx(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, fc, checked, q_
 
 
 @njit(cache=True, nogil=True)
-def _approx_group(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, fc, checked, num_docs, q_indptr, q_terms,
-                  q_weights, query_cut, heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, max_blocks,
-                  out_idx, out_scores, err, ahead):
+def _approx_group(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, fc, checked, num_docs, q_indptr,
+                  q_terms, q_weights, query_cut, heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, out_idx,
+                  out_scores, err, ahead):
     nq = q_indptr.shape[0] - 1
     kk = min(out_idx.shape[1], num_docs)
     qdense = np.zeros(vocab_size, np.float64)
-    acc = np.zeros(max_blocks, np.float64)
+    acc = np.zeros(CHUNK_BLOCKS, np.float64)
     stamp = np.zeros(num_docs, np.int32)
     mask = np.zeros(num_docs if allow_indptr.shape[0] > 0 else 0, np.uint8)
     hs = np.empty(kk, np.float32)
@@ -839,8 +889,9 @@ def _approx_group(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, fc, check
         gen += 1
         begin_query(hs, hd, mask, allow_indptr, allow_docs, q)
         if kk > 0:
-            _approx(lb, bdo, bd, ss, lc, ct, ce, lp, pb, pv, fo, ft, fi, fc, checked, q_terms, q_weights, q_indptr[q],
-                    q_indptr[q + 1], query_cut, heap_factor, mask, qdense, acc, stamp, gen, hs, hd, err, ahead)
+            _approx(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, fc, checked, q_terms, q_weights,
+                    q_indptr[q], q_indptr[q + 1], query_cut, heap_factor, mask, qdense, acc, stamp, gen, hs, hd, err,
+                    ahead)
         end_query(hs, hd, out_idx, out_scores, mask, allow_indptr, allow_docs, q)
         if err[0]:
             return
@@ -855,26 +906,37 @@ def _structures(approx_arrays: dict) -> tuple[np.ndarray, ...]:
     if missing:
         raise ValueError(f"approximate-search arrays missing: {missing} (rebuild the index with approx=...)")
     kinds = {"list_blocks": np.int64, "block_doc_offsets": np.int64, "block_docs": np.int32,
-             "summary_scales": np.float32, "list_components": np.int64, "component_ends": np.uint32,
-             "list_pairs": np.int64, "pair_values": np.uint8}
+             "summary_scales": np.float32, "list_chunks": np.int64, "chunk_blocks": np.int64,
+             "chunk_components": np.int64, "chunk_pairs": np.int64, "pair_blocks": np.uint8, "pair_values": np.uint8}
+    either = {"component_terms": (np.uint16, np.int32), "component_ends": (np.uint16, np.uint32)}
     out = []
     for name in ARRAY_NAMES:
         array = np.asarray(approx_arrays[name])
-        if name in ("component_terms", "pair_blocks"):  # uint16 where the ids fit (one specialisation each)
-            if array.dtype not in (np.dtype(np.uint16), np.dtype(np.int32)):
-                raise IntegrityError(f"approx/{name}.npy", f"holds {array.dtype}, not uint16 or int32 (corrupt "
-                                     f"file); rebuild the index")
+        if name in either:  # narrow where the values fit (one compiled specialisation each)
+            if array.dtype not in tuple(np.dtype(x) for x in either[name]):
+                kinds_ok = " or ".join(np.dtype(x).name for x in either[name])
+                raise IntegrityError(f"approx/{name}.npy", f"holds {array.dtype}, not {kinds_ok} (corrupt file); "
+                                     f"rebuild the index")
             out.append(readonly(array))
+        elif not np.can_cast(array.dtype, kinds[name], "safe"):
+            raise IntegrityError(f"approx/{name}.npy", f"holds {array.dtype}, not {np.dtype(kinds[name]).name} "
+                                 f"(corrupt file); rebuild the index")
         else:
             out.append(readonly(array, kinds[name]))
-    lb, bdo, _, ss, lc, ct, ce, lp, pb, pv = out
-    for name, offsets, lengths in (("list_components", lc, (ct, ce)), ("list_pairs", lp, (pb, pv))):
-        if len(offsets) != len(lb) or int(offsets[0]) != 0 or any(int(offsets[-1]) != len(x) for x in lengths):
-            raise IntegrityError(f"approx/{name}.npy", f"{len(offsets)} offsets ending at {int(offsets[-1])} for "
-                                 f"{len(lb) - 1} lists and {len(lengths[0])} entries (corrupt file); rebuild the index")
+    lb, bdo, _, ss, lch, cb, cc, cp, ct, ce, pb, pv = out
     if len(ss) != int(lb[-1]) or len(bdo) != len(ss) + 1:
         raise IntegrityError("approx/list_blocks.npy", f"{int(lb[-1])} blocks for {len(ss)} summary scales and "
                              f"{len(bdo) - 1} block offsets (corrupt file); rebuild the index")
+    checks = (("list_chunks", lch, len(lb), len(cb) - 1), ("chunk_blocks", cb, len(cc), len(ss)),
+              ("chunk_components", cc, len(cb), len(ct)), ("component_ends", ce, len(ct), None),
+              ("chunk_pairs", cp, len(cb), len(pb)), ("pair_values", pv, len(pb), None))
+    for name, array, length, last in checks:
+        if len(array) != length:
+            raise IntegrityError(f"approx/{name}.npy", f"{len(array)} entries, not {length} (corrupt file); "
+                                 f"rebuild the index")
+        if last is not None and (int(array[0]) != 0 or int(array[-1]) != last):
+            raise IntegrityError(f"approx/{name}.npy", f"offsets from {int(array[0])} to {int(array[-1])}, not "
+                                 f"from 0 to {last} (corrupt file); rebuild the index")
     return tuple(out)
 
 
@@ -888,13 +950,6 @@ def _knobs(query_cut, heap_factor) -> tuple[int, float]:
 
 
 _local = threading.local()
-
-
-def _max_blocks(structures) -> int:
-    """Room for the block scores of any one list: 65,536 where block ids within a list are stored as uint16
-    (the kernel refuses a longer list), else the number of blocks."""
-    pb = structures[ARRAY_NAMES.index("pair_blocks")]
-    return 1 << 16 if pb.dtype == np.uint16 else max(1, len(structures[ARRAY_NAMES.index("summary_scales")]))
 
 
 def _prefetching(fwd) -> bool:
@@ -954,7 +1009,7 @@ def search_approx(approx_arrays, forward_offsets, forward_terms, forward_impacts
         stamp, gen = _stamp(int(num_docs))
         _approx(*structures, *fwd, terms, weights, np.int64(0), np.int64(len(terms)), np.int64(query_cut),
                 np.float64(heap_factor), mask, scratch("approx_query", vocab_size, np.float64),
-                scratch("approx_blocks", _max_blocks(structures), np.float64), stamp, np.int64(gen), hs, hd, err,
+                scratch("approx_blocks", CHUNK_BLOCKS, np.float64), stamp, np.int64(gen), hs, hd, err,
                 _prefetching(fwd))
 
     out = search_one(vocab_size, num_docs, terms, weights, k, mask, kernel)
@@ -980,7 +1035,7 @@ def batch_runner(arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, a
         err = np.zeros(2, np.int64)
         _approx_group(*structures, *fwd, np.int64(num_docs), q_indptr, q_terms, q_weights, np.int64(query_cut),
                       np.float64(heap_factor), allow_indptr, allow_docs, np.int64(g), np.int64(groups),
-                      np.int64(vocab_size), np.int64(_max_blocks(structures)), out_idx, out_scores, err, ahead)
+                      np.int64(vocab_size), out_idx, out_scores, err, ahead)
         if err[0]:
             forward.raise_error(err)
 
