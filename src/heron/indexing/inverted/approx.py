@@ -688,19 +688,26 @@ FLOAT32_BELOW = 1.0 - 2.0 ** -22  # x < t * FLOAT32_BELOW (t a float32) rounds t
 def _row_dot(qdense, ft, fi, a, b):
     """A forward row's dot product with the query, summed in four interleaved parts (no chain of dependent
     additions to wait on): within ``SLACK`` of the ascending-order sum the exact kernels compute (all terms are
-    >= 0), so it decides whether a document can enter the heap; one that can is scored again in that order."""
+    >= 0), so it decides whether a document can enter the heap; one that can is scored again in that order.
+    Positions are unsigned (``a <= b``, checked by the caller), which spares numba's negative-index
+    wrap-around on every read: 0.61 -> 0.38 ns per entry on cache-resident rows (docs/BENCHMARKS.md)."""
     s0 = s1 = s2 = s3 = 0.0
-    i = a
-    stop = a + ((b - a) & ~np.int64(3))
+    one = np.uint64(1)
+    two = np.uint64(2)
+    three = np.uint64(3)
+    four = np.uint64(4)
+    i = np.uint64(a)
+    end = np.uint64(b)
+    stop = i + ((end - i) & ~three)
     while i < stop:
         s0 += qdense[ft[i]] * fi[i]
-        s1 += qdense[ft[i + 1]] * fi[i + 1]
-        s2 += qdense[ft[i + 2]] * fi[i + 2]
-        s3 += qdense[ft[i + 3]] * fi[i + 3]
-        i += 4
-    while i < b:
+        s1 += qdense[ft[i + one]] * fi[i + one]
+        s2 += qdense[ft[i + two]] * fi[i + two]
+        s3 += qdense[ft[i + three]] * fi[i + three]
+        i += four
+    while i < end:
         s0 += qdense[ft[i]] * fi[i]
-        i += 1
+        i += one
     return (s0 + s1) + (s2 + s3)
 
 
@@ -751,22 +758,26 @@ def query_order(q_terms, q_weights, qlo, qhi, qdense):
 
 @njit(cache=True, nogil=True, inline="always")
 def _first_at_least(ct, lo, hi, u):
-    """The first position in ``ct[lo:hi]`` (ascending) holding ``u`` or more (``hi`` if none): galloping
-    from ``lo``, then a binary search, so ascending lookups cost about the log of the distance moved."""
-    step = 1
-    while lo + step < hi and ct[lo + step] < u:
-        lo += step
-        step *= 2
-    if lo < hi and ct[lo] >= u:
-        return lo
-    top = min(lo + step, hi)  # ct[lo] < u <= ct[top] (or top == hi)
-    while top - lo > 1:
-        mid = (lo + top) >> 1
+    """The first position in ``ct[lo:hi]`` (ascending; ``0 <= lo <= hi``) holding ``u`` or more (``hi`` if
+    none): galloping from ``lo``, then a binary search, so ascending lookups cost about the log of the
+    distance moved. Unsigned positions, as in ``_row_dot``."""
+    one = np.uint64(1)
+    lo_ = np.uint64(lo)
+    hi_ = np.uint64(hi)
+    step = one
+    while lo_ + step < hi_ and ct[lo_ + step] < u:
+        lo_ += step
+        step += step
+    if lo_ < hi_ and ct[lo_] >= u:
+        return np.int64(lo_)
+    top = min(lo_ + step, hi_)  # ct[lo_] < u <= ct[top] (or top == hi)
+    while top - lo_ > one:
+        mid = (lo_ + top) >> one
         if ct[mid] < u:
-            lo = mid
+            lo_ = mid
         else:
             top = mid
-    return top
+    return np.int64(top)
 
 
 @njit(cache=True, nogil=True)
@@ -808,13 +819,15 @@ def _summary_scores(lb, cb, cc, cp, ct, ce, pb, pv, t, c, q_sorted, qdense, acc,
             err[1] = t
             return 0
         w = qdense[u]
-        for p in range(base + start, base + end):
-            i = np.int64(pb[p])
+        p = np.uint64(base + start)
+        while p < np.uint64(base + end):  # unsigned: no negative-index wrap-around (``_row_dot``)
+            i = pb[p]
             if i >= nb:
                 err[0] = forward.BAD_SUMMARY_PAIRS
                 err[1] = t
                 return 0
             acc[i] += w * pv[p]
+            p += np.uint64(1)
     return nb
 
 
