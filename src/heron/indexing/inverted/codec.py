@@ -87,21 +87,23 @@ def block_hash(words, lo, hi, seed):
     h1 = h0 ^ np.uint64(0x68E31DA4)
     h2 = h0 ^ np.uint64(0xB5297A4D)
     h3 = h0 ^ np.uint64(0x1B56C4E9)
-    x = lo
-    while x + 4 <= hi:
+    x = np.uint64(lo)  # unsigned positions (0 <= lo <= hi): no negative-index wrap-around on every read
+    end = np.uint64(hi)
+    one, two, three, four = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+    while x + four <= end:
         h0 = ((h0 ^ np.uint64(words[x])) * np.uint64(0x85EBCA6B)) & _M32
-        h1 = ((h1 ^ np.uint64(words[x + 1])) * np.uint64(0x85EBCA6B)) & _M32
-        h2 = ((h2 ^ np.uint64(words[x + 2])) * np.uint64(0x85EBCA6B)) & _M32
-        h3 = ((h3 ^ np.uint64(words[x + 3])) * np.uint64(0x85EBCA6B)) & _M32
+        h1 = ((h1 ^ np.uint64(words[x + one])) * np.uint64(0x85EBCA6B)) & _M32
+        h2 = ((h2 ^ np.uint64(words[x + two])) * np.uint64(0x85EBCA6B)) & _M32
+        h3 = ((h3 ^ np.uint64(words[x + three])) * np.uint64(0x85EBCA6B)) & _M32
         h0 ^= h0 >> np.uint64(13)
         h1 ^= h1 >> np.uint64(13)
         h2 ^= h2 >> np.uint64(13)
         h3 ^= h3 >> np.uint64(13)
-        x += 4
-    while x < hi:
+        x += four
+    while x < end:
         h0 = ((h0 ^ np.uint64(words[x])) * np.uint64(0x85EBCA6B)) & _M32
         h0 ^= h0 >> np.uint64(13)
-        x += 1
+        x += one
     for v in (h1, h2, h3):
         h0 = ((h0 ^ v) * np.uint64(0x85EBCA6B)) & _M32
         h0 ^= h0 >> np.uint64(13)
@@ -364,6 +366,7 @@ def decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_term
     lbo[0] = 0
     nblocks = bl.shape[0]
     nwords = words.shape[0]
+    one, two, three, four = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)  # unsigned positions
     for i in range(n):
         t = q_terms[qlo + i]
         df = po[t + 1] - po[t]
@@ -392,21 +395,22 @@ def decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_term
                 h1 = h0 ^ np.uint64(0x68E31DA4)
                 h2 = h0 ^ np.uint64(0xB5297A4D)
                 h3 = h0 ^ np.uint64(0x1B56C4E9)
-                x = lo
-                while x + 4 <= hi:
+                x = np.uint64(lo)
+                end = np.uint64(hi)
+                while x + four <= end:
                     h0 = ((h0 ^ np.uint64(words[x])) * np.uint64(0x85EBCA6B)) & _M32
-                    h1 = ((h1 ^ np.uint64(words[x + 1])) * np.uint64(0x85EBCA6B)) & _M32
-                    h2 = ((h2 ^ np.uint64(words[x + 2])) * np.uint64(0x85EBCA6B)) & _M32
-                    h3 = ((h3 ^ np.uint64(words[x + 3])) * np.uint64(0x85EBCA6B)) & _M32
+                    h1 = ((h1 ^ np.uint64(words[x + one])) * np.uint64(0x85EBCA6B)) & _M32
+                    h2 = ((h2 ^ np.uint64(words[x + two])) * np.uint64(0x85EBCA6B)) & _M32
+                    h3 = ((h3 ^ np.uint64(words[x + three])) * np.uint64(0x85EBCA6B)) & _M32
                     h0 ^= h0 >> np.uint64(13)
                     h1 ^= h1 >> np.uint64(13)
                     h2 ^= h2 >> np.uint64(13)
                     h3 ^= h3 >> np.uint64(13)
-                    x += 4
-                while x < hi:
+                    x += four
+                while x < end:
                     h0 = ((h0 ^ np.uint64(words[x])) * np.uint64(0x85EBCA6B)) & _M32
                     h0 ^= h0 >> np.uint64(13)
-                    x += 1
+                    x += one
                 for v in (h1, h2, h3):
                     h0 = ((h0 ^ v) * np.uint64(0x85EBCA6B)) & _M32
                     h0 ^= h0 >> np.uint64(13)
@@ -421,7 +425,9 @@ def decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_term
             # one word at a time (reads exactly the block's words)
             acc = np.uint64(0)
             have = 0
-            w = lo
+            w = np.uint64(lo)
+            up = np.uint64(p)
+            ucnt = np.uint64(cnt)
             if bd == 0:
                 for k in range(cnt):
                     prev += 1
@@ -429,15 +435,17 @@ def decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_term
             else:
                 mask = (np.uint64(1) << np.uint64(bd)) - np.uint64(1)
                 ubd = np.uint64(bd)
-                for k in range(cnt):
+                k = np.uint64(0)
+                while k < ucnt:
                     if have < bd:
                         acc |= np.uint64(words[w]) << np.uint64(have)
-                        w += 1
+                        w += one
                         have += 32
                     prev += np.int64(acc & mask) + 1
                     acc >>= ubd
                     have -= bd
-                    lpd[p + k] = prev
+                    lpd[up + k] = prev
+                    k += one
             if prev >= num_docs:
                 err[0] = 3
                 err[1] = b
@@ -453,17 +461,19 @@ def decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_term
             else:
                 mask = (np.uint64(1) << np.uint64(bi)) - np.uint64(1)
                 ubi = np.uint64(bi)
-                for k in range(cnt):
+                k = np.uint64(0)
+                while k < ucnt:
                     if have < bi:
                         acc |= np.uint64(words[w]) << np.uint64(have)
-                        w += 1
+                        w += one
                         have += 32
                     v = acc & mask
                     acc >>= ubi
                     have -= bi
-                    lpi[p + k] = v
+                    lpi[up + k] = v
                     if v > m:
                         m = v
+                    k += one
             if m != bm[b]:
                 err[0] = 5
                 err[1] = b
@@ -529,17 +539,20 @@ def score_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms
                 have2 = 32 - skip
                 w2 += 1
             m = np.uint64(0)
+            uw = np.uint64(w)  # unsigned positions: no negative-index wrap-around on every read
+            uw2 = np.uint64(w2)
+            one = np.uint64(1)
             for _ in range(cnt):
                 if have < bd:
-                    acc |= np.uint64(words[w]) << np.uint64(have)
-                    w += 1
+                    acc |= np.uint64(words[uw]) << np.uint64(have)
+                    uw += one
                     have += 32
                 prev += np.int64(acc & maskd) + 1
                 acc >>= ubd
                 have -= bd
                 if have2 < bi:
-                    acc2 |= np.uint64(words[w2]) << np.uint64(have2)
-                    w2 += 1
+                    acc2 |= np.uint64(words[uw2]) << np.uint64(have2)
+                    uw2 += one
                     have2 += 32
                 v = acc2 & maski
                 acc2 >>= ubi
@@ -548,8 +561,9 @@ def score_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms
                     err[0] = 3
                     err[1] = b
                     return False
-                wacc[prev] += wt * np.float64(v)
-                wbits[prev >> 6] |= np.uint64(1) << np.uint64(prev & 63)
+                up = np.uint64(prev)  # >= 0: it starts at -1 and grows by at least 1
+                wacc[up] += wt * np.float64(v)
+                wbits[up >> np.uint64(6)] |= one << (up & np.uint64(63))
                 m = max(m, v)
             if prev != bl[b]:
                 err[0] = 4
