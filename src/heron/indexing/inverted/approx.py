@@ -711,6 +711,19 @@ def _row_dot(qdense, ft, fi, a, b):
     return (s0 + s1) + (s2 + s3)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _row_sum(qdense, ft, fi, a, b):
+    """A forward row's dot product with the query summed in ascending term order, as the exact kernels sum
+    (float64; unsigned positions as in ``_row_dot``)."""
+    s = 0.0
+    i = np.uint64(a)
+    end = np.uint64(b)
+    while i < end:
+        s += qdense[ft[i]] * fi[i]
+        i += np.uint64(1)
+    return s
+
+
 PREFETCH_OFFSETS = 4  # block positions ahead whose forward offsets are prefetched
 PREFETCH_ROWS = 2  # ... and whose forward rows (fetched offsets by then)
 PREFETCH_ROW_LIMIT = 1024  # entries of a row prefetched at most (a hint; a damaged offset cannot run long)
@@ -871,10 +884,7 @@ def _approx(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, fc, ch
                         break  # a damaged chunk: stop (the caller raises)
                     s = _row_dot(qdense, ft, fi, fo[d], fo[d + 1])
                     if s > 0 and s * SLACK >= hs[0] * FLOAT32_BELOW:  # it may enter the heap: the exact score
-                        s = 0.0
-                        for i in range(fo[d], fo[d + 1]):
-                            s += qdense[ft[i]] * fi[i]
-                        heap_offer(hs, hd, np.float32(s), d)
+                        heap_offer(hs, hd, np.float32(_row_sum(qdense, ft, fi, fo[d], fo[d + 1])), d)
                 if err[0]:
                     break
             if err[0]:
