@@ -16,6 +16,26 @@ def heron(*args, env=None, cwd=None):
                           env=full_env, cwd=cwd, timeout=600)
 
 
+def heron_here(*args, env=None):
+    """``heron ARGS`` run inside this process (no interpreter start, no torch import: seconds less per call),
+    as ``heron`` returns it; ``env`` set for the call only. For commands that need no process of their own
+    (no kill, no Ray, no training)."""
+    from test_bad_input import cli
+
+    saved = {name: os.environ.get(name) for name in env or {}}
+    os.environ.update(env or {})
+    try:
+        code, out, err = cli(*args)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    assert code != "exception", err
+    return subprocess.CompletedProcess(["heron", *args], 0 if code is None else code, out, err)
+
+
 def assert_one_line_error(proc, *fragments):
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip()
@@ -40,7 +60,7 @@ def test_help_is_complete():
                 ["build-index"], ["query"], ["train"], ["train", "csr"], ["train", "colbert"], ["train", "splade"],
                 ["train", "prf"], ["data"], ["data", "dictionaries"], ["index", "add"], ["index", "delete"],
                 ["index", "merge"], ["index", "info"], ["export", "milvus"]):
-        proc = heron(*sub, "--help", env={"COLUMNS": "80"})
+        proc = heron_here(*sub, "--help", env={"COLUMNS": "80"})
         assert proc.returncode == 0 and "Usage" in proc.stdout, sub
         assert max(len(line) for line in proc.stdout.splitlines()) <= 80, sub  # readable in 80 columns
         # rich cuts what does not fit with "…": no option name (nor any other word) may be cut

@@ -4,6 +4,7 @@ approximate results unchanged by the layout, damage found instead of wrong score
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -116,18 +117,26 @@ def test_approx_without_pruning_is_exact(tmp_path):
         assert approx[0] == exact[0] and np.array_equal(approx[1], exact[1])
 
 
-def test_approx_interleaved_sums_keep_exact_scores_and_ties(tmp_path, prefetching):
-    """A visited document is first scored with four interleaved partial sums (``approx._row_dot``); only one
-    that may enter the heap is scored again in ascending term order, as the exact kernels add. With duplicated
-    documents (exact ties, at the k-th place too) the answer is still the exhaustive one: same ids (ties to the
+@pytest.mark.parametrize("span", ["narrow", "wide"])
+def test_approx_interleaved_sums_keep_exact_scores_and_ties(tmp_path, prefetching, span):
+    """A visited document is first scored with four interleaved partial sums (``approx._row_dot``). When the
+    query's weights make every such sum exact (``approx.sums_exact``: "narrow", the usual case) that is the
+    score; otherwise ("wide": one weight of 2**-40 beside weights near 1) only a document that may enter the
+    heap is scored again in ascending term order, as the exact kernels add. Either way, with duplicated
+    documents (exact ties, at the k-th place too) the answer is the exhaustive one: same ids (ties to the
     lower index), same float32 scores. And the interleaved sum stays within ``SLACK`` of the ordered one."""
     from heron.indexing.inverted.topk import SLACK
 
     m = corpus(7, n=200)
     m = sp.vstack([m, m[:60]]).tocsr()  # documents 200..259 repeat documents 0..59
     index = build(tmp_path, "ties", m, n_postings=10**9, summary_energy=1.0)
+    impact_max = float(np.iinfo(index.arrays["forward_impacts"].dtype).max)
     tied = 0
     for terms, weights in queries(m, 30, seed=9):
+        if span == "wide":
+            weights = weights.copy()
+            weights[len(weights) // 2] = np.float32(2.0 ** -40)
+        assert A.sums_exact(weights, 0, len(weights), impact_max) == (span == "narrow")
         for k in (1, 10, 50):
             exact = index.search(terms, weights, k=k)
             approx = index.search(terms, weights, k=k, mode="approx", query_cut=len(terms), heap_factor=1.0)
@@ -144,6 +153,34 @@ def test_approx_interleaved_sums_keep_exact_scores_and_ties(tmp_path, prefetchin
             ordered += qdense[ft[i]] * float(fi[i])
         fast = A._row_dot(qdense, ft, fi, fo[d], fo[d + 1])
         assert abs(fast - ordered) <= (SLACK - 1.0) * ordered
+
+
+def test_sums_exact_bound():
+    """``sums_exact``: products are multiples of the smallest weight's last-place unit, partial sums at most
+    ``sum(w) * impact_max``; exact when that fits 53 bits of such units (hand-computed edges)."""
+    w = np.array([1.0, 0.5], np.float32)  # units 2**-23 and 2**-24; sums up to 1.5 * 255 < 2**9
+    assert A.sums_exact(w, 0, 2, 255.0)
+    assert not A.sums_exact(w, 0, 2, 0.0)  # impacts not integers: never
+    assert A.sums_exact(np.zeros(3, np.float32), 0, 3, 255.0)  # nothing to add
+    # one weight of 2**-40 (unit 2**-63): sums must stay below 2**-10 -- a weight near 1 breaks it
+    tiny = np.array([2.0 ** -40, 1.0], np.float32)
+    assert A.sums_exact(tiny, 0, 1, 255.0) and not A.sums_exact(tiny, 0, 2, 255.0)
+    # the edge: unit 2**-23 (weight 1), bound sum(w) * impact_max against 2**30
+    edge = np.array([1.0, 2.0 ** 30 / 65535.0 - 1.5], np.float32)  # sum(w) * 65535 just below 2**30
+    assert A.sums_exact(edge, 0, 2, 65535.0)
+    big = np.array([1.0, 2.0 ** 30 / 65535.0], np.float32)  # sum(w) * 65535 > 2**30
+    assert not A.sums_exact(big, 0, 2, 65535.0)
+    # and it is a real guarantee: random rows summed in any order agree to the bit when it holds
+    rng = np.random.default_rng(0)
+    held = 0
+    for _ in range(200):
+        w = rng.lognormal(-1, 1.5, 40).astype(np.float32)
+        impacts = rng.integers(0, 256, 40).astype(np.float64)
+        products = w.astype(np.float64) * impacts
+        if A.sums_exact(w, 0, 40, 255.0):
+            held += 1
+            assert math.fsum(products) == sum(products) == sum(products[::-1]) == sum(rng.permutation(products))
+    assert held > 150
 
 
 def damaged_copy(index: InvertedIndex, tmp_path, name: str, rel: str, position: int, value) -> InvertedIndex:

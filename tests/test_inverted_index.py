@@ -689,3 +689,50 @@ def test_query_preparation_equals_the_numpy_reference():
         np.testing.assert_array_equal(got_w, want_w)  # bit for bit
     for bad in (-1.0, np.nan, np.inf):
         assert prepare_terms(np.array([1, 2], np.int64), np.array([1.0, bad]), offsets, np.int64(vocab))[2] == 1
+
+
+def test_batch_query_preparation_equals_the_per_query_rule():
+    """``prepare_queries``: numeric (terms, weights) pairs and sparse matrices go through one compiled call
+    (``kernels.prepare_terms_batch``) and give exactly what preparing each query alone gives — ids ascending
+    and unique, repeated terms' weights summed in input order, ids out of range, weights of 0 and terms without
+    postings dropped, empty queries kept; term strings and dicts still go query by query; a negative or NaN
+    weight is a ValueError naming the query."""
+    from heron.indexing.inverted.index import pack_queries, prepare_queries, prepare_query
+
+    rng = np.random.default_rng(11)
+    vocab_size = 50
+    offsets = np.cumsum(np.r_[0, rng.integers(0, 3, vocab_size)]).astype(np.int64)  # some terms without postings
+    pairs = []
+    for q in range(60):
+        n = int(rng.integers(0, 12))
+        terms = rng.integers(-3, vocab_size + 3, n)  # duplicates, out-of-range ids
+        weights = np.where(rng.random(n) < 0.2, 0.0, rng.lognormal(0, 1, n)).astype(np.float32)
+        pairs.append((terms.astype(rng.choice([np.int32, np.int64, np.uint16]) if n and terms.min() >= 0
+                                    else np.int64), weights))
+    assert sum(len(t) != len(np.unique(t)) for t, _ in pairs) > 5  # repeated terms are exercised
+    want = pack_queries([prepare_query(t, w, dict, offsets, vocab_size) for t, w in pairs])
+    got = prepare_queries(pairs, dict, offsets, vocab_size)
+    for a, b in zip(want, got):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert got[0][-1] > 0 and (np.diff(got[0]) == 0).any()  # non-empty, and some queries emptied
+    keep = [(t, w) for t, w in pairs if len(t) == 0 or t.min() >= 0]  # a matrix holds no negative ids
+    m = sp.lil_matrix((len(keep), vocab_size + 3), dtype=np.float32)
+    for i, (t, w) in enumerate(keep):
+        for term, weight in zip(t, w):
+            m[i, term] += weight
+    m = m.tocsr()
+    want = pack_queries([prepare_query(m.indices[m.indptr[i]:m.indptr[i + 1]], m.data[m.indptr[i]:m.indptr[i + 1]],
+                                       dict, offsets, vocab_size) for i in range(m.shape[0])])
+    for a, b in zip(want, prepare_queries(m, dict, offsets, vocab_size)):
+        assert np.array_equal(a, b)
+    # dicts and term strings: the per-query path, same packing
+    lookup = {f"t{i}": i for i in range(vocab_size)}
+    mixed = [{"t3": 1.0, "t1": 2.0}, (["t2", "t2"], [0.5, 0.25])]
+    got = prepare_queries(mixed, lambda: lookup, offsets, vocab_size)
+    assert np.array_equal(got[0], [0, *np.cumsum([len(prepare_query(t, w, lambda: lookup, offsets, vocab_size)[0])
+                                                  for t, w in [(mixed[0], None), mixed[1]]])])
+    bad = list(pairs[:5]) + [(np.array([1, 2]), np.array([1.0, np.nan], np.float32))]
+    with pytest.raises(ValueError, match="query 5: query weights must be finite and non-negative"):
+        prepare_queries(bad, dict, offsets, vocab_size)
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        prepare_queries([(np.array([1]), np.array([-1.0]))], dict, offsets, vocab_size)

@@ -124,10 +124,11 @@ def test_maxsim_matrix_matches_loop():
 
 @pytest.mark.models
 def test_train_build_search_from_the_cli(tmp_path, tiny_beir):
-    """heron train colbert (MiniLM, a few steps, CRISP too) → build-index multivector (+CRISP, +MUVERA) → eval."""
+    """heron train colbert (MiniLM, a few steps, CRISP too) → build-index multivector (+CRISP, +MUVERA) → eval
+    (training and builds as commands of their own; eval and query in this process, which is quicker)."""
     import os
 
-    from test_cli import assert_one_line_error, heron
+    from test_cli import assert_one_line_error, heron, heron_here
     from test_sparse_pipeline import printed_ids
 
     from heron.eval import load_dataset
@@ -156,16 +157,16 @@ def test_train_build_search_from_the_cli(tmp_path, tiny_beir):
     assert index.fde is not None and index.fde.dim == 10240 and index.dim == 128
     crisp = MultiVectorIndex.open(tmp_path / "mv-c4x8")
     assert (np.diff(crisp.offsets) <= 8).all() and crisp.manifest["query_reduction"]["k"] == 4
-    proc = heron("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv"), "--index", str(tmp_path / "mv-c4x8"),
-                 "--results-dir", str(tmp_path / "res"), env=env)
+    proc = heron_here("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv"), "--index",
+                      str(tmp_path / "mv-c4x8"), "--results-dir", str(tmp_path / "res"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = heron("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv"), "--search", "candidates=60",
-                 "--results-dir", str(tmp_path / "res"), env=env)
+    proc = heron_here("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv"), "--search", "candidates=60",
+                      "--results-dir", str(tmp_path / "res"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     brute = json.loads(next((tmp_path / "res" / "tiny").glob("*bruteforce/metrics.json")).read_text())
     muvera = json.loads(next((tmp_path / "res" / "tiny").glob("*muvera60/metrics.json")).read_text())
     assert brute["mean"]["ndcg@10"] == pytest.approx(muvera["mean"]["ndcg@10"], abs=1e-6)  # all 60 docs reranked
-    proc = heron("query", "--index", str(tmp_path / "mv"), "-s", "candidates=10", "cancer", env=env)
+    proc = heron_here("query", "--index", str(tmp_path / "mv"), "-s", "candidates=10", "cancer", env=env)
     assert proc.returncode == 0 and "rank" in proc.stdout, proc.stderr[-2000:]
     # which documents: exact MaxSim of the query's token vectors against every stored document, by brute force
     (q,) = MultiVectorRetriever(index).encode(["cancer"])
@@ -174,15 +175,15 @@ def test_train_build_search_from_the_cli(tmp_path, tiny_beir):
     assert len(set(printed)) == 10  # MUVERA's 10 candidates, all shown, reranked by exact MaxSim:
     assert (np.diff(exact[printed]) <= 1e-5).all()
     # every document a candidate: the brute-force top 3, with their MaxSim scores
-    proc = heron("query", "--index", str(tmp_path / "mv"), "-s", "candidates=60", "-k", "3", "--json", "cancer",
-                 env=env)
+    proc = heron_here("query", "--index", str(tmp_path / "mv"), "-s", "candidates=60", "-k", "3", "--json",
+                      "cancer", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     hits = json.loads(proc.stdout)["hits"]
     top = np.argsort(-exact, kind="stable")[:3]
     assert exact[top[0]] > exact[top[1]] + 1e-5 > exact[top[2]] + 2e-5  # no near-ties to blur the order
     assert [h["doc_id"] for h in hits] == [index.doc_ids[i] for i in top]
     np.testing.assert_allclose([h["score"] for h in hits], exact[top], rtol=1e-4)
-    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv-c4x8"), "--search",
-                                "candidates=5", env=env), "built without MUVERA FDEs")
-    assert_one_line_error(heron("train", "colbert", "-d", str(tiny_beir), "--crisp", "C150", "-o", str(tmp_path / "x"),
-                                "--steps", "1", env=env), "share must be")
+    assert_one_line_error(heron_here("eval", "-d", str(tiny_beir), "--index", str(tmp_path / "mv-c4x8"), "--search",
+                                     "candidates=5", env=env), "built without MUVERA FDEs")
+    assert_one_line_error(heron_here("train", "colbert", "-d", str(tiny_beir), "--crisp", "C150", "-o",
+                                     str(tmp_path / "x"), "--steps", "1", env=env), "share must be")

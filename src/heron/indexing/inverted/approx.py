@@ -684,31 +684,18 @@ def build_approx(postings_offsets, postings_docs, postings_impacts, forward_offs
 FLOAT32_BELOW = 1.0 - 2.0 ** -22  # x < t * FLOAT32_BELOW (t a float32) rounds to a float32 below t
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _row_dot(qdense, ft, fi, a, b):
-    """A forward row's dot product with the query, summed in four interleaved parts (no chain of dependent
-    additions to wait on): within ``SLACK`` of the ascending-order sum the exact kernels compute (all terms are
-    >= 0), so it decides whether a document can enter the heap; one that can is scored again in that order.
-    Positions are unsigned (``a <= b``, checked by the caller), which spares numba's negative-index
-    wrap-around on every read: 0.61 -> 0.38 ns per entry on cache-resident rows (docs/BENCHMARKS.md)."""
-    s0 = s1 = s2 = s3 = 0.0
-    one = np.uint64(1)
-    two = np.uint64(2)
-    three = np.uint64(3)
-    four = np.uint64(4)
-    i = np.uint64(a)
-    end = np.uint64(b)
-    stop = i + ((end - i) & ~three)
-    while i < stop:
-        s0 += qdense[ft[i]] * fi[i]
-        s1 += qdense[ft[i + one]] * fi[i + one]
-        s2 += qdense[ft[i + two]] * fi[i + two]
-        s3 += qdense[ft[i + three]] * fi[i + three]
-        i += four
-    while i < end:
-        s0 += qdense[ft[i]] * fi[i]
-        i += one
-    return (s0 + s1) + (s2 + s3)
+    """A forward row's dot product with the query, its additions in any order (``reassoc``: LLVM vectorises
+    it, eight gathered query weights at a time): within ``SLACK`` of the ascending-order sum the exact kernels
+    compute (all terms are >= 0, float64), and equal to it when the query's sums are exact
+    (``sums_exact``). Not inlined by numba, which would drop these flags; LLVM inlines it. Positions are
+    unsigned (``a <= b``, checked by the caller), which spares numba's negative-index wrap-around on every
+    read (docs/BENCHMARKS.md)."""
+    s = 0.0
+    for i in range(np.uint64(a), np.uint64(b)):
+        s += qdense[ft[i]] * fi[i]
+    return s
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -754,6 +741,35 @@ def _prefetch_ahead(bd, fo, ft, fi, p, end):
             step = 64 // fi.itemsize
             for j in range(a, b, step):
                 prefetch(fi, j)
+
+
+@njit(cache=True, nogil=True)
+def sums_exact(q_weights, qlo, qhi, impact_max):
+    """Whether every forward row's dot product with the query (weights ``q_weights[qlo:qhi]``, float32, >= 0)
+    is computed exactly in float64, whatever the order of the additions: then the interleaved sum of
+    ``_row_dot`` *is* the ascending-order sum of the exact kernels, and no document needs summing twice.
+
+    Each product ``w * impact`` (a float32 times an integer of at most ``impact_max``) is exact in float64 and
+    an integer multiple of ``2**e``, the smallest unit in the last place among the query's weights; every
+    partial sum is a multiple of it too, and lies in ``[0, sum(w) * impact_max]``. If that bound is below
+    ``2**(53 + e)``, every partial sum is a float64 exactly (SPLADE queries: weights 0.01-3, sums up to
+    ~2**14, units down to ~2**-30: about 44 bits). ``impact_max`` 0 (impacts not integers): False."""
+    if impact_max <= 0:
+        return False
+    total = 0.0
+    unit = 0
+    found = False
+    for i in range(qlo, qhi):
+        w = np.float64(q_weights[i])
+        if w > 0:
+            total += w
+            e = math.frexp(w)[1] - 24  # float32: 24 significant bits (subnormals: a smaller unit than the
+            if not found or e < unit:  # true one, so the test only gets stricter)
+                unit = e
+                found = True
+    if not found:
+        return True
+    return total * impact_max * (1.0 + 1e-9) < math.ldexp(1.0, 53 + unit)
 
 
 @njit(cache=True, nogil=True)
@@ -846,9 +862,10 @@ def _summary_scores(lb, cb, cc, cp, ct, ce, pb, pv, t, c, q_sorted, qdense, acc,
 
 @njit(cache=True, nogil=True)
 def _approx(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, fc, checked, q_terms, q_weights, qlo,
-            qhi, query_cut, heap_factor, mask, qdense, acc, stamp, gen, hs, hd, err, ahead):
+            qhi, query_cut, heap_factor, mask, qdense, acc, stamp, gen, hs, hd, err, ahead, impact_max):
     n = qhi - qlo
     order = query_order(q_terms, q_weights, qlo, qhi, qdense)
+    exact = sums_exact(q_weights, qlo, qhi, impact_max)
     q_sorted = np.sort(q_terms[qlo:qhi].astype(np.int64))
     has_mask = mask.shape[0] > 0
     nlists = lb.shape[0] - 1
@@ -883,7 +900,9 @@ def _approx(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, fc, ch
                             not check_doc(fo, ft, fi, fc, checked, nlists, d, err):
                         break  # a damaged chunk: stop (the caller raises)
                     s = _row_dot(qdense, ft, fi, fo[d], fo[d + 1])
-                    if s > 0 and s * SLACK >= hs[0] * FLOAT32_BELOW:  # it may enter the heap: the exact score
+                    if exact:  # the interleaved sum is the ordered one (``sums_exact``)
+                        heap_offer(hs, hd, np.float32(s), d)
+                    elif s > 0 and s * SLACK >= hs[0] * FLOAT32_BELOW:  # it may enter the heap: the exact score
                         heap_offer(hs, hd, np.float32(_row_sum(qdense, ft, fi, fo[d], fo[d + 1])), d)
                 if err[0]:
                     break
@@ -898,7 +917,7 @@ def _approx(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, fc, ch
 @njit(cache=True, nogil=True)
 def _approx_group(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, fc, checked, num_docs, q_indptr,
                   q_terms, q_weights, query_cut, heap_factor, allow_indptr, allow_docs, g, groups, vocab_size, out_idx,
-                  out_scores, err, ahead):
+                  out_scores, err, ahead, impact_max):
     nq = q_indptr.shape[0] - 1
     kk = min(out_idx.shape[1], num_docs)
     qdense = np.zeros(vocab_size, np.float64)
@@ -914,7 +933,7 @@ def _approx_group(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, 
         if kk > 0:
             _approx(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, fc, checked, q_terms, q_weights,
                     q_indptr[q], q_indptr[q + 1], query_cut, heap_factor, mask, qdense, acc, stamp, gen, hs, hd, err,
-                    ahead)
+                    ahead, impact_max)
         end_query(hs, hd, out_idx, out_scores, mask, allow_indptr, allow_docs, q)
         if err[0]:
             return
@@ -981,6 +1000,12 @@ def _prefetching(fwd) -> bool:
     return fwd[1].nbytes + fwd[2].nbytes >= PREFETCH_MIN_BYTES
 
 
+def _impact_max(fwd) -> float:
+    """The largest impact the forward rows' type holds (``sums_exact``), 0.0 if they are not integers."""
+    kind = fwd[2].dtype
+    return float(np.iinfo(kind).max) if np.issubdtype(kind, np.integer) else 0.0
+
+
 def _stamp(num_docs: int) -> tuple[np.ndarray, int]:
     """This thread's visited stamps and a fresh generation number."""
     stamp = getattr(_local, "stamp", None)
@@ -1033,7 +1058,7 @@ def search_approx(approx_arrays, forward_offsets, forward_terms, forward_impacts
         _approx(*structures, *fwd, terms, weights, np.int64(0), np.int64(len(terms)), np.int64(query_cut),
                 np.float64(heap_factor), mask, scratch("approx_query", vocab_size, np.float64),
                 scratch("approx_blocks", CHUNK_BLOCKS, np.float64), stamp, np.int64(gen), hs, hd, err,
-                _prefetching(fwd))
+                _prefetching(fwd), _impact_max(fwd))
 
     out = search_one(vocab_size, num_docs, terms, weights, k, mask, kernel)
     if err[0]:
@@ -1052,13 +1077,13 @@ def batch_runner(arrays, num_docs, q_indptr, q_terms, q_weights, allow_indptr, a
     fwd = _forward(arrays["forward_offsets"], arrays["forward_terms"], arrays["forward_impacts"],
                    arrays.get("forward_checksum"), arrays.get("forward_checked"), num_docs)
 
-    ahead = _prefetching(fwd)
+    ahead, impact_max = _prefetching(fwd), _impact_max(fwd)
 
     def run(g):
         err = np.zeros(2, np.int64)
         _approx_group(*structures, *fwd, np.int64(num_docs), q_indptr, q_terms, q_weights, np.int64(query_cut),
                       np.float64(heap_factor), allow_indptr, allow_docs, np.int64(g), np.int64(groups),
-                      np.int64(vocab_size), out_idx, out_scores, err, ahead)
+                      np.int64(vocab_size), out_idx, out_scores, err, ahead, impact_max)
         if err[0]:
             forward.raise_error(err)
 

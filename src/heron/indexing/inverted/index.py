@@ -76,6 +76,33 @@ def prepare_query(q_terms, q_weights, term_ids, offsets: np.ndarray, vocab_size:
     return ids, weights
 
 
+def prepare_queries(queries, term_ids, offsets: np.ndarray, vocab_size: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Many queries (:func:`query_pairs`' inputs) prepared as :func:`prepare_query` prepares one and packed
+    as :func:`pack_queries` packs them: a ``Q × V`` sparse matrix or ``(term ids, weights)`` pairs of
+    numeric arrays go through one compiled call (the same per-query rule,
+    :func:`kernels.prepare_terms_batch`), anything else (term strings, dicts, no weights) query by query."""
+    if sp.issparse(queries) and queries.dtype.kind in "biuf":
+        m = sp.csr_matrix(queries)
+        indptr, ids, weights = m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data
+    else:
+        pairs = query_pairs(queries)
+        numeric = all(isinstance(t, np.ndarray) and isinstance(w, np.ndarray) and t.dtype.kind in "iu"
+                      and w.dtype.kind in "biuf" and t.ndim == 1 and w.shape == t.shape for t, w in pairs)
+        if not numeric:
+            return pack_queries([prepare_query(t, w, term_ids, offsets, vocab_size) for t, w in pairs])
+        indptr = np.zeros(len(pairs) + 1, np.int64)
+        np.cumsum([len(t) for t, _ in pairs], out=indptr[1:])
+        ids = np.concatenate([t.astype(np.int64) for t, _ in pairs] or [np.zeros(0, np.int64)])
+        weights = np.concatenate([w.astype(np.float64) for _, w in pairs] or [np.zeros(0, np.float64)])
+    q_indptr, q_terms, q_weights, bad = kernels.prepare_terms_batch(
+        np.ascontiguousarray(indptr), np.ascontiguousarray(ids), np.ascontiguousarray(weights, np.float64),
+        offsets, np.int64(vocab_size))
+    if bad >= 0:
+        raise ValueError(f"query {int(bad)}: query weights must be finite and non-negative")
+    return q_indptr, q_terms, q_weights
+
+
 class InvertedIndex(SearchIndex):
     """An opened index directory (the :class:`~heron.indexing.base.SearchIndex` interface). Arrays are
     memory-mapped read-only; ids and vocab load lazily. Search options: ``mode``, ``threads`` and the
@@ -426,7 +453,8 @@ class InvertedIndex(SearchIndex):
         """
         knobs = self._knobs(mode, knobs)
         self.check_in_use()
-        q_indptr, q_terms, q_weights = pack_queries([self._prepare_query(t, w) for t, w in query_pairs(queries)])
+        q_indptr, q_terms, q_weights = prepare_queries(queries, lambda: self.term_ids,
+                                                       self.arrays["postings_offsets"], self.vocab_size)
         nq = len(q_indptr) - 1
         if allow is None:
             allow_indptr, allow_docs = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
@@ -499,12 +527,14 @@ class InvertedIndex(SearchIndex):
     def _results(self, idx: np.ndarray, scores: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
         """Kernel rows (document indices padded with -1, impact-scale scores) as ids and float32 scores."""
         doc_ids = self.doc_ids
-        out = []
-        for row_idx, row_scores in zip(idx, scores):
-            keep = row_idx >= 0
-            out.append(([doc_ids[i] for i in row_idx[keep].tolist()],
-                        (row_scores[keep] / np.float32(self.scale)).astype(np.float32)))
-        return out
+        keep = idx >= 0
+        scaled = (scores / np.float32(self.scale)).astype(np.float32)
+        if keep.shape[1] > 1 and not (keep[:, :-1] >= keep[:, 1:]).all():  # padding not only at the end
+            return [([doc_ids[i] for i in row[k].tolist()], row_scores[k])
+                    for row, row_scores, k in zip(idx, scaled, keep)]
+        counts = keep.sum(axis=1).tolist()
+        return [([doc_ids[i] for i in row[:n]], row_scores[:n])
+                for row, row_scores, n in zip(idx.tolist(), scaled, counts)]
 
 
 def _load(path: Path) -> np.ndarray:

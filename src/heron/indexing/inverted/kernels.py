@@ -680,6 +680,27 @@ def prepare_terms(ids, weights, offsets, vocab_size):
     return out_ids[:j], out_w[:j], 0
 
 
+@njit(cache=True, nogil=True)
+def prepare_terms_batch(indptr, ids, weights, offsets, vocab_size):
+    """:func:`prepare_terms` for many queries at once (query ``q``: ``ids[indptr[q]:indptr[q + 1]]``):
+    ``(q_indptr int64, q_terms int32, q_weights float32, bad)`` packed as the batch kernels take them;
+    ``bad`` is the first query with a negative or non-finite weight, -1 if none."""
+    nq = indptr.shape[0] - 1
+    q_indptr = np.zeros(nq + 1, np.int64)
+    q_terms = np.empty(ids.shape[0], np.int32)
+    q_weights = np.empty(ids.shape[0], np.float32)
+    for q in range(nq):
+        t, w, status = prepare_terms(ids[indptr[q]:indptr[q + 1]], weights[indptr[q]:indptr[q + 1]], offsets,
+                                     vocab_size)
+        if status:
+            return q_indptr, q_terms[:0], q_weights[:0], q
+        start = q_indptr[q]
+        q_terms[start:start + t.shape[0]] = t
+        q_weights[start:start + t.shape[0]] = w
+        q_indptr[q + 1] = start + t.shape[0]
+    return q_indptr, q_terms[:q_indptr[nq]], q_weights[:q_indptr[nq]], -1
+
+
 def search_compressed(method, arrays, num_docs, terms, weights, k, mask, block_size, root="", verify=True):
     """Exact top-``k`` of one query over compressed postings by ``method`` ``"exact"`` or ``"taat"``:
     ``(idx int32[k], scores float32[k])``, the same as :func:`search_exact` / :func:`search_taat` on the

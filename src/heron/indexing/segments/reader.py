@@ -624,14 +624,12 @@ class SegmentedMember(SearchIndex):
         unique (weights of a repeated term summed, as one index does), terms unknown to the vocabulary or of
         weight 0 dropped; ValueError for negative or non-finite weights. Terms absent from a segment are
         dropped by the kernel per segment."""
-        from heron.indexing.inverted.index import pack_queries, prepare_query, query_pairs
+        from heron.indexing.inverted.index import prepare_queries
 
         vocab_size = int(self._first.vocab_size)
-        pairs = query_pairs(queries)
         if self._every_term is None or len(self._every_term) != vocab_size + 1:
             self._every_term = np.arange(vocab_size + 1, dtype=np.int64)  # "every term has postings"
-        return pack_queries([prepare_query(t, w, lambda: self._first.term_ids, self._every_term, vocab_size)
-                             for t, w in pairs])
+        return prepare_queries(queries, lambda: self._first.term_ids, self._every_term, vocab_size)
 
     @staticmethod
     def _run(tasks: list[_Task], queries, options: dict) -> None:
