@@ -703,7 +703,7 @@ def test_batch_query_preparation_equals_the_per_query_rule():
     vocab_size = 50
     offsets = np.cumsum(np.r_[0, rng.integers(0, 3, vocab_size)]).astype(np.int64)  # some terms without postings
     pairs = []
-    for q in range(60):
+    for _ in range(60):
         n = int(rng.integers(0, 12))
         terms = rng.integers(-3, vocab_size + 3, n)  # duplicates, out-of-range ids
         weights = np.where(rng.random(n) < 0.2, 0.0, rng.lognormal(0, 1, n)).astype(np.float32)
