@@ -196,6 +196,7 @@ def _visit(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, q_terms, q_weights,
     n = qhi - qlo
     order = query_order(q_terms, q_weights, qlo, qhi, qdense)
     q_sorted = np.sort(q_terms[qlo:qhi].astype(np.int64))
+    hits = np.empty((n, 3), np.int64)
     err = np.zeros(2, np.int64)
     nlists = lb.shape[0] - 1
     for r in range(min(query_cut, n)):
@@ -203,7 +204,7 @@ def _visit(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, q_terms, q_weights,
         if t >= nlists or q_weights[qlo + order[r]] <= 0 or lb[t + 1] == lb[t]:
             continue
         for c in range(lch[t], lch[t + 1]):
-            nb = _summary_scores(lb, cb, cc, cp, ct, ce, pb, pv, t, c, q_sorted, qdense, acc, err)
+            nb = _summary_scores(lb, cb, cc, cp, ct, ce, pb, pv, t, c, q_sorted, qdense, acc, hits, err)
             for b in range(cb[c], cb[c] + nb):
                 if acc[b - cb[c]] * ss[b] * heap_factor * SLACK < hs[0]:
                     continue
