@@ -374,6 +374,111 @@ def seismic_reference(name: str, vectors: str, work: Path, repeat: int) -> dict:
     return out
 
 
+# -- paired: recall-matched, alternated ------------------------------------------------------------------------
+# the same grid density for both engines: heron's heap_factor h skips a block below (k-th score) / h, Seismic's
+# f below f * (k-th score), so h = 1 / f
+PAIRED_HERON = [(qc, hf) for qc in (3, 4, 5, 6, 7, 8, 10, 12)
+                for hf in (0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5, 1.65, 2.0)]
+PAIRED_SEISMIC = [(qc, hf, so) for so in (True, False) for qc in (3, 4, 5, 6, 7, 8, 10, 12)
+                  for hf in (1.1, 1.05, 1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.5)]
+
+
+def paired(corpora: dict, work: Path, rounds: int, target: float, split: str) -> None:
+    """heron against Seismic (authors' build) at equal recall, timed turn about: per engine, every grid setting
+    whose mean recall@10 on ``split`` is at least ``target`` and that no cheaper-looking setting of the same
+    ``query_cut`` dominates (the smallest heap factor for heron, the smallest-visiting for Seismic) is a
+    candidate; all candidates of both engines are timed in ``rounds`` rounds, one batch each per round in turn
+    (``search_batch`` / ``batch_search``, 1 thread), so that the shared machine's drift hits both alike; each
+    setting's time is its best round. Printed: each engine's fastest candidate and the ratio — the number the
+    target "recall@10 >= 0.95 at no more than Seismic's latency" is about."""
+    lines = ["| corpus | engine | knobs | recall@10 | ms/query (best of rounds) | median of rounds |",
+             "|---|---|---|---:|---:|---:|"]
+    summary = []
+    for name in corpora:
+        rows, line = _paired_corpus(name, corpora[name][0], work, rounds, target, split)
+        lines.extend(rows)
+        if line:
+            summary.append(line)
+    print(f"git: {git_head()}; split {split}; target recall@10 {target}; {rounds} rounds; load average "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print("\n".join(lines))
+    print("\n".join(summary))
+
+
+def _paired_corpus(name: str, vectors: str, work: Path, rounds: int, target: float, split: str):
+    """``paired``'s rows for one corpus and its summary line (None if an engine never reaches ``target``)."""
+    import seismic
+
+    string = seismic.get_seismic_string()
+    rows = []
+    seismic_reference_build(name, vectors, work)
+    sindex = seismic.SeismicIndex.load(str(work / f"{name}-seismic" / "index.index.seismic"))
+    index = open_index(work, name)
+    queries = load_queries(work, name, split)
+    truth = exact_top(index, queries)
+    qs = [(np.array([str(t) for t in q.tolist()], dtype=string), w) for q, w in queries]
+    ids = np.array([str(i) for i in range(len(qs))], dtype=string)
+
+    def run_heron(qc, hf):
+        return index.search_batch(queries, k=K, mode="approx", threads=1, query_cut=qc, heap_factor=hf)[0]
+
+    def run_seismic(qc, hf, so):  # what is timed: the search, as heron's search_batch (string ids back)
+        return sindex.batch_search(ids, [q[0] for q in qs], [q[1] for q in qs], K, int(qc), float(hf),
+                                   sorted=so, num_threads=1)
+
+    def found(res):  # the lists do not come back in query order: each carries its query id
+        out = [[] for _ in qs]
+        for hits in res:
+            if hits:
+                out[int(hits[0][0])] = [int(h[2]) for h in hits]
+        return out
+
+    cands = []
+    for qc in sorted({qc for qc, _ in PAIRED_HERON}):  # heron: recall grows with heap_factor
+        for q2, hf in PAIRED_HERON:
+            if q2 == qc:
+                r = float(recalls(run_heron(qc, hf), truth).mean())
+                if r >= target:
+                    cands.append(("heron", (qc, hf), r, lambda qc=qc, hf=hf: run_heron(qc, hf)))
+                    break
+    for so in (True, False):  # Seismic: recall grows as heap_factor falls
+        for qc in sorted({qc for qc, _, s2 in PAIRED_SEISMIC if s2 == so}):
+            for q2, hf, s2 in PAIRED_SEISMIC:
+                if q2 == qc and s2 == so:
+                    r = float(recalls(found(run_seismic(qc, hf, so)), truth).mean())
+                    if r >= target:
+                        cands.append(("Seismic", (qc, hf, so), r,
+                                      lambda qc=qc, hf=hf, so=so: run_seismic(qc, hf, so)))
+                        break
+    times = {i: [] for i in range(len(cands))}
+    for _ in range(rounds):
+        for i, (_, _, _, fn) in enumerate(cands):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(1000 * (time.perf_counter() - t0) / len(queries))
+    best = {}
+    for i, (engine, knobs, r, _) in enumerate(cands):
+        ms, med = min(times[i]), float(np.median(times[i]))
+        keys = ("query_cut", "heap_factor", "sorted")
+        rows.append(f"| {name} | {engine} | {fmt(dict(zip(keys, knobs)))} | {r:.3f} | {ms:.3f} | {med:.3f} |")
+        if engine not in best or ms < best[engine][0]:
+            best[engine] = (ms, knobs, r)
+    line = None
+    if len(best) == 2:
+        (hm, hk, hr), (sm, sk, sr) = best["heron"], best["Seismic"]
+        line = (f"{name}: heron {hm:.3f} ms {hk} (recall {hr:.3f}) vs Seismic {sm:.3f} ms {sk} (recall {sr:.3f}): "
+                f"heron / Seismic = {hm / sm:.2f}")
+    log(line or f"{name}: an engine has no setting at recall {target}")
+    return rows, line
+
+
+def seismic_reference_build(name: str, vectors: str, work: Path) -> None:
+    """Seismic's index of ``name`` at the authors' settings, built once (``seismic_reference`` builds it too)."""
+    path = work / f"{name}-seismic" / "index.index.seismic"
+    if not path.exists():
+        seismic_reference(name, vectors, work, 1)
+
+
 # -- the table -------------------------------------------------------------------------------------------------
 def table(corpora: dict, work: Path, repeat: int, sweep_file: str | None, with_seismic: bool,
           extra: dict | None = None) -> None:
@@ -435,7 +540,7 @@ def git_head() -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", choices=("queries", "build", "sweep", "table"))
+    ap.add_argument("cmd", choices=("queries", "build", "sweep", "table", "paired"))
     ap.add_argument("--work", default="/tmp/approx-presets", type=Path)
     ap.add_argument("--vectors", action="append", default=[], metavar="NAME=FILE")
     ap.add_argument("--corpora", default=",".join(CORPORA))
@@ -447,6 +552,9 @@ def main(argv=None) -> None:
     ap.add_argument("--sweep", help="table: a sweep's output (with work counts): the cheapest grid setting per "
                                     "target, compared with the shipped preset (and measured if different)")
     ap.add_argument("--seismic", action="store_true", help="table: add Seismic at the authors' settings")
+    ap.add_argument("--rounds", type=int, default=7, help="paired: timing rounds, both engines in turn")
+    ap.add_argument("--target", type=float, default=0.95, help="paired: recall@10 both engines must reach")
+    ap.add_argument("--split", default="test", help="paired: the queries (dev or test)")
     ap.add_argument("--knobs", action="append", default=[], metavar="LABEL=QUERY_CUT,HEAP_FACTOR",
                     help="table: a further setting measured (e.g. old-recall95=8,1.0)")
     args = ap.parse_args(argv)
@@ -456,6 +564,8 @@ def main(argv=None) -> None:
         encode_queries(corpora, args.work)
     elif args.cmd == "build":
         build(corpora, args.work, json.loads(args.approx))
+    elif args.cmd == "paired":
+        paired(corpora, args.work, args.rounds, args.target, args.split)
     elif args.cmd == "sweep":
         sweep(corpora, args.work, args.repeat, args.splits.split(","), [int(x) for x in args.cuts.split(",")],
               [float(x) for x in args.factors.split(",")])

@@ -1,4 +1,5 @@
-"""Dense, CSR and fused retrieval from the command line, end to end on a small real-text dataset."""
+"""Dense, CSR and fused retrieval from the command line, end to end on a small real-text dataset (builds and
+training as commands of their own; eval, query and the one-line errors in this process, which is quicker)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from test_cli import assert_one_line_error, heron
+from test_cli import assert_one_line_error, heron, heron_here
 
 pytestmark = pytest.mark.models
 
@@ -53,12 +54,12 @@ def test_dense_indexes_search_and_eval(built, tiny_beir):
     brute = np.sort(np.asarray(flat.stored) @ qv[0])[::-1][:5]
     np.testing.assert_allclose(scores, brute, rtol=1e-5, atol=1e-6)
 
-    proc = heron("eval", "-d", str(tiny_beir), "--index", str(root / "flat"), "--index", str(root / "hnsw"),
+    proc = heron_here("eval", "-d", str(tiny_beir), "--index", str(root / "flat"), "--index", str(root / "hnsw"),
                  "--results-dir", str(root / "res"), env=env)
     assert proc.returncode == 0, proc.stderr
     flat_metrics = json.loads((root / "res" / "tiny" / "minilm" / "metrics.json").read_text())
     assert flat_metrics["mean"]["ndcg@10"] > 0.8  # titles find their own abstracts
-    proc = heron("query", "--index", str(root / "flat"), "-k", "3", queries["q30"], env=env)
+    proc = heron_here("query", "--index", str(root / "flat"), "-k", "3", queries["q30"], env=env)
     assert proc.returncode == 0 and "rank" in proc.stdout, proc.stderr
     assert ds.qrels("test")["q30"].popitem()[0] in proc.stdout  # the relevant document is shown
 
@@ -72,7 +73,7 @@ def test_csr_index_and_fusion(built, tiny_beir):
     lengths = np.diff(index.forward_matrix().indptr)
     assert lengths.max() <= 8 and lengths.min() >= 1  # ≤ k latents per document
     spec = f"{root / 'csr'}+{root / 'flat'}"
-    proc = heron("eval", "-d", str(tiny_beir), "-r", spec, "-r", f"bm25+{root / 'flat'}", "--fusion", "linear",
+    proc = heron_here("eval", "-d", str(tiny_beir), "-r", spec, "-r", f"bm25+{root / 'flat'}", "--fusion", "linear",
                  "--index", str(root / "csr"), "--results-dir", str(root / "res2"), env=env)
     assert proc.returncode == 0, proc.stderr
     assert "-linear" in (root / "res2" / "results.md").read_text()
@@ -96,22 +97,23 @@ def test_truncated_dense_baseline(built, tiny_beir):
 
 def test_bad_dense_inputs(built, tiny_beir):
     root, env = built
-    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(root / "csr"), "-s", "truncate_dims=8",
-                                env=env), "not apply to an inverted index")
-    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "--index", str(root / "flat"), "-s", "truncate_dims=999",
-                                env=env), "truncate_dims=999 must be between 1 and the dimension 384")
-    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "-r", "bm25+", env=env), "empty member")
-    assert_one_line_error(heron("eval", "-d", str(tiny_beir), "-r", "bm25+dense", "--fusion", "max", env=env),
+    assert_one_line_error(heron_here("eval", "-d", str(tiny_beir), "--index", str(root / "csr"), "-s",
+                                     "truncate_dims=8", env=env), "not apply to an inverted index")
+    assert_one_line_error(heron_here("eval", "-d", str(tiny_beir), "--index", str(root / "flat"), "-s",
+                                     "truncate_dims=999", env=env),
+                          "truncate_dims=999 must be between 1 and the dimension 384")
+    assert_one_line_error(heron_here("eval", "-d", str(tiny_beir), "-r", "bm25+", env=env), "empty member")
+    assert_one_line_error(heron_here("eval", "-d", str(tiny_beir), "-r", "bm25+dense", "--fusion", "max", env=env),
                           "unknown fusion 'max'")
-    assert_one_line_error(heron("build-index", "--dataset", str(tiny_beir), "--encoder", "dense", "--faiss",
+    assert_one_line_error(heron_here("build-index", "--dataset", str(tiny_beir), "--encoder", "dense", "--faiss",
                                 "annoy", "-o", str(root / "x"), env=env), "faiss.type")
-    assert_one_line_error(heron("build-index", "--dataset", str(tiny_beir), "--encoder", "csr", "-o",
+    assert_one_line_error(heron_here("build-index", "--dataset", str(tiny_beir), "--encoder", "csr", "-o",
                                 str(root / "x"), env=env), "needs encoder.model")
-    assert_one_line_error(heron("train", "csr", "-d", str(tiny_beir), "--split", "test", "-o", str(root / "x"),
+    assert_one_line_error(heron_here("train", "csr", "-d", str(tiny_beir), "--split", "test", "-o", str(root / "x"),
                                 env=env), "refusing to train on the 'test' qrels")
     (root / "flat" / "index.faiss").rename(root / "moved.faiss")
     try:
-        assert_one_line_error(heron("query", "--index", str(root / "flat"), "cancer", env=env),
+        assert_one_line_error(heron_here("query", "--index", str(root / "flat"), "cancer", env=env),
                               "index.faiss: file listed in the manifest is missing")
     finally:
         (root / "moved.faiss").rename(root / "flat" / "index.faiss")
