@@ -27,6 +27,11 @@ least entries read) is printed beside the shipped preset, and measured too if it
 Seismic at the authors' settings (``lsrbench.engines.SEISMIC_AUTHORS``), its cheapest grid setting with
 dev recall@10 ≥ 0.95, for reference.
 
+``paired`` — heron against Seismic (authors' build) at **equal** recall: on one split, each engine's frontier
+settings (per ``query_cut`` the cheapest heap factor whose mean recall@10 reaches ``--target``, grids of the
+same density) are all timed in ``--rounds`` rounds, one batch of each engine in turn, best round kept; prints
+each engine's fastest and the ratio.
+
 Vectors: ``NAME=FILE`` in ``bench/forward_index.py prepare``'s layout (documents' uint8 impacts and
 scale, test queries). Run timing commands under the shared lock::
 
@@ -34,6 +39,7 @@ scale, test queries). Run timing commands under the shared lock::
     python bench/approx_presets.py build --work /tmp/presets
     flock /tmp/heron-bench.lock python bench/approx_presets.py sweep --work /tmp/presets --repeat 0 > sweep.jsonl
     flock /tmp/heron-bench.lock python bench/approx_presets.py table --work /tmp/presets --sweep sweep.jsonl --seismic
+    flock /tmp/heron-bench.lock python bench/approx_presets.py paired --work /tmp/presets --rounds 15
 """
 
 from __future__ import annotations

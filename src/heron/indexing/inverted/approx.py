@@ -41,9 +41,11 @@ looked up among the chunk's summary terms — galloping, the query's terms ascen
 a dot product with the full query, summed in ascending term order), then its blocks are taken in stored
 order: a block whose summary score times ``heap_factor`` is below the current k-th score is skipped,
 otherwise each of its documents not seen yet (a per-thread generation stamp) is scored exactly from the
-forward index with the full query and offered to the top-k heap (first summed in four interleaved parts;
+forward index with the full query and offered to the top-k heap (summed vectorised, in any order: when the
+query's float64 sums are exact — ``sums_exact``, always for SPLADE queries — that is the exact score; otherwise
 only a document that may enter the heap is summed again in ascending term order; on a forward index of
-``PREFETCH_MIN_BYTES`` or more the offsets and rows of the next documents of the block are prefetched).
+``PREFETCH_MIN_BYTES`` or more the offsets and rows of the next documents of the block are prefetched). A
+chunk's pairs of the query's terms are prefetched as they are found and added after all the lookups.
 Scores and the tie rule are those of the exact kernels (float64 sums in ascending term order, rounded to
 float32, ties to the lower document index), so with no static pruning, ``summary_energy=1``,
 ``heap_factor=1`` and ``query_cut`` ≥ the query's length the answer is exactly the exhaustive one
