@@ -316,7 +316,9 @@ def work_counts(index, queries, query_cut: int, heap_factor: float) -> tuple[np.
 
 # -- Seismic (reference) ---------------------------------------------------------------------------------------
 def _seismic_run(index, ids, qs, truth, repeat: int, qc: int, hf: float, sorted_: bool) -> dict:
-    """Mean recall@10 and best-of-``repeat`` ms per query of Seismic's ``batch_search`` (1 thread)."""
+    """Mean recall@10 and best-of-``repeat`` ms per query of Seismic's ``batch_search`` (``num_threads=1``, which
+    pyseismic-lsr 0.5.4 does not honour: it runs on every core unless the process is pinned — ``paired`` pins,
+    ``table`` does not; run it under ``taskset -c 0`` for a one-core comparison)."""
     best, res = float("inf"), None
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -389,29 +391,37 @@ PAIRED_SEISMIC = [(qc, hf, so) for so in (True, False) for qc in (3, 4, 5, 6, 7,
                   for hf in (1.1, 1.05, 1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.5)]
 
 
-def paired(corpora: dict, work: Path, rounds: int, target: float, split: str) -> None:
+def paired(corpora: dict, work: Path, rounds: int, target: float, split: str, threads: int = 1) -> None:
     """heron against Seismic (authors' build) at equal recall, timed turn about: per engine, every grid setting
     whose mean recall@10 on ``split`` is at least ``target`` and that no cheaper-looking setting of the same
     ``query_cut`` dominates (the smallest heap factor for heron, the smallest-visiting for Seismic) is a
     candidate; all candidates of both engines are timed in ``rounds`` rounds, one batch each per round in turn
     (``search_batch`` / ``batch_search``, 1 thread), so that the shared machine's drift hits both alike; each
     setting's time is its best round. Printed: each engine's fastest candidate and the ratio — the number the
-    target "recall@10 >= 0.95 at no more than Seismic's latency" is about."""
+    target "recall@10 >= 0.95 at no more than Seismic's latency" is about. ``threads`` 1: the process is pinned to
+    one core first — Seismic's ``batch_search(num_threads=1)`` (pyseismic-lsr 0.5.4) runs on every core anyway
+    (CPU time 1.9× wall on two cores, 1.9–2.1× slower pinned), so unpinned its "one thread" is two. ``threads``
+    > 1: both engines' batches on that many threads, unpinned (the ms are then wall time per query: 1 / QPS)."""
+    if threads == 1:  # Seismic's batch_search(num_threads=1) runs on every core (pyseismic-lsr 0.5.4): pin this
+        cpu = min(os.sched_getaffinity(0))  # process, and every thread it starts from now on, to one core
+        os.sched_setaffinity(0, {cpu})
+        log(f"pinned to core {cpu}: both engines on one core")
     lines = ["| corpus | engine | knobs | recall@10 | ms/query (best of rounds) | median of rounds |",
              "|---|---|---|---:|---:|---:|"]
     summary = []
     for name in corpora:
-        rows, line = _paired_corpus(name, corpora[name][0], work, rounds, target, split)
+        rows, line = _paired_corpus(name, corpora[name][0], work, rounds, target, split, threads)
         lines.extend(rows)
         if line:
             summary.append(line)
-    print(f"git: {git_head()}; split {split}; target recall@10 {target}; {rounds} rounds; load average "
+    print(f"git: {git_head()}; split {split}; target recall@10 {target}; {rounds} rounds; {threads} thread(s); "
+          f"load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print("\n".join(lines))
     print("\n".join(summary))
 
 
-def _paired_corpus(name: str, vectors: str, work: Path, rounds: int, target: float, split: str):
+def _paired_corpus(name: str, vectors: str, work: Path, rounds: int, target: float, split: str, threads: int):
     """``paired``'s rows for one corpus and its summary line (None if an engine never reaches ``target``)."""
     import seismic
 
@@ -426,11 +436,11 @@ def _paired_corpus(name: str, vectors: str, work: Path, rounds: int, target: flo
     ids = np.array([str(i) for i in range(len(qs))], dtype=string)
 
     def run_heron(qc, hf):
-        return index.search_batch(queries, k=K, mode="approx", threads=1, query_cut=qc, heap_factor=hf)[0]
+        return index.search_batch(queries, k=K, mode="approx", threads=threads, query_cut=qc, heap_factor=hf)[0]
 
     def run_seismic(qc, hf, so):  # what is timed: the search, as heron's search_batch (string ids back)
         return sindex.batch_search(ids, [q[0] for q in qs], [q[1] for q in qs], K, int(qc), float(hf),
-                                   sorted=so, num_threads=1)
+                                   sorted=so, num_threads=threads)
 
     def found(res):  # the lists do not come back in query order: each carries its query id
         out = [[] for _ in qs]
@@ -561,6 +571,7 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=7, help="paired: timing rounds, both engines in turn")
     ap.add_argument("--target", type=float, default=0.95, help="paired: recall@10 both engines must reach")
     ap.add_argument("--split", default="test", help="paired: the queries (dev or test)")
+    ap.add_argument("--threads", type=int, default=1, help="paired: threads of both engines' batches")
     ap.add_argument("--knobs", action="append", default=[], metavar="LABEL=QUERY_CUT,HEAP_FACTOR",
                     help="table: a further setting measured (e.g. old-recall95=8,1.0)")
     args = ap.parse_args(argv)
@@ -571,7 +582,7 @@ def main(argv=None) -> None:
     elif args.cmd == "build":
         build(corpora, args.work, json.loads(args.approx))
     elif args.cmd == "paired":
-        paired(corpora, args.work, args.rounds, args.target, args.split)
+        paired(corpora, args.work, args.rounds, args.target, args.split, args.threads)
     elif args.cmd == "sweep":
         sweep(corpora, args.work, args.repeat, args.splits.split(","), [int(x) for x in args.cuts.split(",")],
               [float(x) for x in args.factors.split(",")])
