@@ -689,7 +689,7 @@ FLOAT32_BELOW = 1.0 - 2.0 ** -22  # x < t * FLOAT32_BELOW (t a float32) rounds t
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _row_dot(qdense, ft, fi, a, b):
     """A forward row's dot product with the query, its additions in any order (``reassoc``: LLVM vectorises
-    it, eight gathered query weights at a time): within ``SLACK`` of the ascending-order sum the exact kernels
+    it with gathers of the query weights, ``vgatherdpd``): within ``SLACK`` of the ascending-order sum the exact kernels
     compute (all terms are >= 0, float64), and equal to it when the query's sums are exact
     (``sums_exact``). Not inlined by numba, which would drop these flags; LLVM inlines it. Positions are
     unsigned (``a <= b``, checked by the caller), which spares numba's negative-index wrap-around on every
@@ -748,8 +748,8 @@ def _prefetch_ahead(bd, fo, ft, fi, p, end):
 @njit(cache=True, nogil=True)
 def sums_exact(q_weights, qlo, qhi, impact_max):
     """Whether every forward row's dot product with the query (weights ``q_weights[qlo:qhi]``, float32, >= 0)
-    is computed exactly in float64, whatever the order of the additions: then the interleaved sum of
-    ``_row_dot`` *is* the ascending-order sum of the exact kernels, and no document needs summing twice.
+    is computed exactly in float64, whatever the order of the additions: then ``_row_dot``'s sum (vectorised,
+    reassociated) *is* the ascending-order sum of the exact kernels, and no document needs summing twice.
 
     Each product ``w * impact`` (a float32 times an integer of at most ``impact_max``) is exact in float64 and
     an integer multiple of ``2**e``, the smallest unit in the last place among the query's weights; every
@@ -915,7 +915,7 @@ def _approx(lb, bdo, bd, ss, lch, cb, cc, cp, ct, ce, pb, pv, fo, ft, fi, fc, ch
                             not check_doc(fo, ft, fi, fc, checked, nlists, d, err):
                         break  # a damaged chunk: stop (the caller raises)
                     s = _row_dot(qdense, ft, fi, fo[d], fo[d + 1])
-                    if exact:  # the interleaved sum is the ordered one (``sums_exact``)
+                    if exact:  # the vectorised sum is the ordered one (``sums_exact``)
                         heap_offer(hs, hd, np.float32(s), d)
                     elif s > 0 and s * SLACK >= hs[0] * FLOAT32_BELOW:  # it may enter the heap: the exact score
                         heap_offer(hs, hd, np.float32(_row_sum(qdense, ft, fi, fo[d], fo[d + 1])), d)
