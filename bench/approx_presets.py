@@ -325,11 +325,18 @@ def _seismic_run(index, ids, qs, truth, repeat: int, qc: int, hf: float, sorted_
         res = index.batch_search(ids, [q[0] for q in qs], [q[1] for q in qs], K, int(qc), float(hf),
                                  sorted=sorted_, num_threads=1)
         best = min(best, time.perf_counter() - t0)
-    found = [[] for _ in qs]
-    for hits in res:  # the lists do not come back in query order: each carries its query id
+    found = seismic_found(res, len(qs))
+    return {"recall": round(float(recalls(found, truth).mean()), 4), "ms": round(1000 * best / len(qs), 4)}
+
+
+def seismic_found(res, n: int) -> list[list[int]]:
+    """Seismic's ``batch_search`` result as document indices per query, in query order (the lists do not come
+    back in query order: each carries its query id)."""
+    found = [[] for _ in range(n)]
+    for hits in res:
         if hits:
             found[int(hits[0][0])] = [int(h[2]) for h in hits]
-    return {"recall": round(float(recalls(found, truth).mean()), 4), "ms": round(1000 * best / len(qs), 4)}
+    return found
 
 
 def seismic_reference(name: str, vectors: str, work: Path, repeat: int) -> dict:
@@ -442,13 +449,6 @@ def _paired_corpus(name: str, vectors: str, work: Path, rounds: int, target: flo
         return sindex.batch_search(ids, [q[0] for q in qs], [q[1] for q in qs], K, int(qc), float(hf),
                                    sorted=so, num_threads=threads)
 
-    def found(res):  # the lists do not come back in query order: each carries its query id
-        out = [[] for _ in qs]
-        for hits in res:
-            if hits:
-                out[int(hits[0][0])] = [int(h[2]) for h in hits]
-        return out
-
     cands = []
     for qc in sorted({qc for qc, _ in PAIRED_HERON}):  # heron: recall grows with heap_factor
         for q2, hf in PAIRED_HERON:
@@ -461,7 +461,7 @@ def _paired_corpus(name: str, vectors: str, work: Path, rounds: int, target: flo
         for qc in sorted({qc for qc, _, s2 in PAIRED_SEISMIC if s2 == so}):
             for q2, hf, s2 in PAIRED_SEISMIC:
                 if q2 == qc and s2 == so:
-                    r = float(recalls(found(run_seismic(qc, hf, so)), truth).mean())
+                    r = float(recalls(seismic_found(run_seismic(qc, hf, so), len(qs)), truth).mean())
                     if r >= target:
                         cands.append(("Seismic", (qc, hf, so), r,
                                       lambda qc=qc, hf=hf, so=so: run_seismic(qc, hf, so)))

@@ -39,19 +39,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def _texts(corpus: str) -> list[str]:
+    """Each document's text as heron encodes it (``Document.contents``: title and text)."""
+    _without_pytrec_eval()
+    from heron.eval.datasets import Document
+
     opener = gzip.open if corpus.endswith(".gz") else open
     with opener(corpus, "rt") as f:
         docs = [json.loads(line) for line in f if line.strip()]
-    return [f"{d['title']} {d['text']}".strip() if d.get("title") else d["text"].strip() for d in docs]
+    return [Document(d["_id"], d.get("title", ""), d["text"]).contents for d in docs]
+
+
+def _without_pytrec_eval() -> None:
+    """Let heron import where pytrec_eval is missing (the GPU image): nothing here evaluates."""
+    try:
+        import pytrec_eval  # noqa: F401
+    except ImportError:
+        sys.modules["pytrec_eval"] = types.ModuleType("pytrec_eval")
 
 
 def encode(corpus: str, out: str, model: str, max_length: int, batch_size: int) -> None:
     import torch
 
-    try:
-        import pytrec_eval  # noqa: F401
-    except ImportError:  # absent on the GPU image; the encoder never uses it
-        sys.modules["pytrec_eval"] = types.ModuleType("pytrec_eval")
+    _without_pytrec_eval()
     from heron.retrieval.encoders.splade import SpladeEncoder
 
     texts = _texts(corpus)

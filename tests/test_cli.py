@@ -20,18 +20,12 @@ def heron_here(*args, env=None):
     """``heron ARGS`` run inside this process (no interpreter start, no torch import: seconds less per call),
     as ``heron`` returns it; ``env`` set for the call only. For commands that need no process of their own
     (no kill, no Ray, no training)."""
+    from unittest import mock
+
     from test_bad_input import cli
 
-    saved = {name: os.environ.get(name) for name in env or {}}
-    os.environ.update(env or {})
-    try:
+    with mock.patch.dict(os.environ, env or {}):
         code, out, err = cli(*args)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     assert code != "exception", err
     return subprocess.CompletedProcess(["heron", *args], 0 if code is None else code, out, err)
 

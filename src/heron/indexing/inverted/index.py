@@ -527,14 +527,9 @@ class InvertedIndex(SearchIndex):
     def _results(self, idx: np.ndarray, scores: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
         """Kernel rows (document indices padded with -1, impact-scale scores) as ids and float32 scores."""
         doc_ids = self.doc_ids
-        keep = idx >= 0
         scaled = (scores / np.float32(self.scale)).astype(np.float32)
-        if keep.shape[1] > 1 and not (keep[:, :-1] >= keep[:, 1:]).all():  # padding not only at the end
-            return [([doc_ids[i] for i in row[k].tolist()], row_scores[k])
-                    for row, row_scores, k in zip(idx, scaled, keep)]
-        counts = keep.sum(axis=1).tolist()
-        return [([doc_ids[i] for i in row[:n]], row_scores[:n])
-                for row, row_scores, n in zip(idx.tolist(), scaled, counts)]
+        return [([doc_ids[i] for i in row[keep].tolist()], row_scores[keep])
+                for row, row_scores, keep in zip(idx, scaled, idx >= 0)]
 
 
 def _load(path: Path) -> np.ndarray:
