@@ -317,8 +317,8 @@ def work_counts(index, queries, query_cut: int, heap_factor: float) -> tuple[np.
 # -- Seismic (reference) ---------------------------------------------------------------------------------------
 def _seismic_run(index, ids, qs, truth, repeat: int, qc: int, hf: float, sorted_: bool) -> dict:
     """Mean recall@10 and best-of-``repeat`` ms per query of Seismic's ``batch_search`` (``num_threads=1``, which
-    pyseismic-lsr 0.5.4 does not honour: it runs on every core unless the process is pinned — ``paired`` pins,
-    ``table`` does not; run it under ``taskset -c 0`` for a one-core comparison)."""
+    pyseismic-lsr 0.5.4 does not honour: it runs on every core unless the process is pinned — ``paired`` and
+    ``table`` pin it, :func:`pin_one_core`)."""
     best, res = float("inf"), None
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -398,6 +398,14 @@ PAIRED_SEISMIC = [(qc, hf, so) for so in (True, False) for qc in (3, 4, 5, 6, 7,
                   for hf in (1.1, 1.05, 1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.5)]
 
 
+def pin_one_core() -> None:
+    """Pin this process, and every thread it starts from now on, to one core: Seismic's
+    ``batch_search(num_threads=1)`` runs on every core (pyseismic-lsr 0.5.4)."""
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    log(f"pinned to core {cpu}: both engines on one core")
+
+
 def paired(corpora: dict, work: Path, rounds: int, target: float, split: str, threads: int = 1) -> None:
     """heron against Seismic (authors' build) at equal recall, timed turn about: per engine, every grid setting
     whose mean recall@10 on ``split`` is at least ``target`` and that no cheaper-looking setting of the same
@@ -409,10 +417,8 @@ def paired(corpora: dict, work: Path, rounds: int, target: float, split: str, th
     one core first — Seismic's ``batch_search(num_threads=1)`` (pyseismic-lsr 0.5.4) runs on every core anyway
     (CPU time 1.9× wall on two cores, 1.9–2.1× slower pinned), so unpinned its "one thread" is two. ``threads``
     > 1: both engines' batches on that many threads, unpinned (the ms are then wall time per query: 1 / QPS)."""
-    if threads == 1:  # Seismic's batch_search(num_threads=1) runs on every core (pyseismic-lsr 0.5.4): pin this
-        cpu = min(os.sched_getaffinity(0))  # process, and every thread it starts from now on, to one core
-        os.sched_setaffinity(0, {cpu})
-        log(f"pinned to core {cpu}: both engines on one core")
+    if threads == 1:
+        pin_one_core()
     lines = ["| corpus | engine | knobs | recall@10 | ms/query (best of rounds) | median of rounds |",
              "|---|---|---|---:|---:|---:|"]
     summary = []
@@ -501,6 +507,8 @@ def table(corpora: dict, work: Path, repeat: int, sweep_file: str | None, with_s
     """The markdown table (module docstring); ``extra``: further ``label -> knobs`` rows (the older presets)."""
     from heron.indexing.inverted.approx import PRESETS
 
+    if with_seismic:
+        pin_one_core()
     load = os.getloadavg()
     settings = {name: {"preset": name} for name in TARGETS}
     settings.update(extra or {})

@@ -229,9 +229,12 @@ def test_compressed_search_equals_brute_force_and_uncompressed_kernels(dtype, wh
     arrays = {"postings_offsets": offsets, **codec.encode_postings(offsets, docs, impacts, block_size)}
     plain_blocks = K.build_block_max(offsets, docs, impacts, block_size)
     dense = matrix.toarray().astype(np.float64)
-    q_terms, q_weights, q_indptr = [], [], [0]
+    q_terms, q_weights, q_indptr, scans = [], [], [0], set()
     for qi in range(12):
-        terms = np.sort(rng.choice(vocab, size=int(rng.integers(1, 25)), replace=False)).astype(np.int32)
+        size = int(rng.integers(60, 120)) if qi in (4, 9) else int(rng.integers(1, 25))
+        terms = np.sort(rng.choice(vocab, size=size, replace=False)).astype(np.int32)
+        # with as many postings as half the documents, term at a time scans the whole accumulator (_push_dense)
+        scans.add(int(offsets[terms + 1].sum() - offsets[terms].sum()) * K.DENSE_SCAN >= num_docs)
         weights = rng.random(len(terms)).astype(np.float32) + np.float32(0.01)
         if qi % 4 == 0:
             weights[:] = 1.0  # many ties
@@ -253,6 +256,7 @@ def test_compressed_search_equals_brute_force_and_uncompressed_kernels(dtype, wh
             q_terms.append(terms)
             q_weights.append(weights)
             q_indptr.append(q_indptr[-1] + len(terms))
+    assert scans == {True, False}  # both ways of collecting the top-k
     for method in ("exact", "taat"):
         idx, got = K.search_batch(method, arrays, np.array(q_indptr), np.concatenate(q_terms),
                                   np.concatenate(q_weights), 50, np.zeros(0, np.int64), np.zeros(0, np.int32), 2,
@@ -322,6 +326,31 @@ def test_a_collection_of_exactly_one_window_reaches_its_last_document():
         idx, scores = K.search_compressed(method, arrays, num_docs, terms, weights, 3, None, codec.BLOCK_SIZE)
         assert idx.tolist() == [num_docs - 1, 0, num_docs - 2]
         assert scores.tolist() == [10.0, 3.25, 3.0]
+
+
+def test_dense_scan_returns_only_positive_scores_and_fewer_than_k():
+    """A query with more postings than documents collects its top-k by scanning the whole accumulator
+    (_push_dense): documents whose postings all have impact 0 and documents past the groups of 16 are
+    handled as by the bitset walk, and k larger than the matching documents returns only those."""
+    num_docs = 203  # not a multiple of 16
+    lists = [(np.arange(0, num_docs, 2), np.where(np.arange(0, num_docs, 2) % 3 == 0, 0, 2)),
+             (np.arange(num_docs - 120, num_docs), np.full(120, 1)), ([7, 202], [0, 0])]
+    offsets, docs, impacts = lists_to_arrays(lists)
+    assert int(offsets[-1]) * K.DENSE_SCAN >= num_docs
+    arrays = {"postings_offsets": offsets, **codec.encode_postings(offsets, docs, impacts)}
+    terms, weights = np.arange(3, dtype=np.int32), np.array([0.5, 1.0, 4.0], np.float32)
+    dense = np.zeros(num_docs)
+    for (d, v), w in zip(lists, weights):
+        dense[np.asarray(d)] += float(w) * np.asarray(v, np.float64)
+    for mask in (None, (np.arange(num_docs) % 5 != 0).astype(np.uint8)):
+        scores = dense if mask is None else np.where(mask == 1, dense, 0)
+        order = np.lexsort((np.arange(num_docs), -scores))
+        order = order[scores[order] > 0]
+        for k in (5, 500):
+            idx, got = K.search_compressed("taat", arrays, num_docs, terms, weights, k, mask, codec.BLOCK_SIZE)
+            keep = idx >= 0
+            assert np.array_equal(idx[keep], order[:k]) and np.array_equal(got[keep], scores[order[:k]])
+            assert keep.sum() == min(k, len(order)) < num_docs
 
 
 # -- the index: no forward index by default, rows decoded from postings, old versions refused ------------------

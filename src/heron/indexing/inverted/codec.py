@@ -487,11 +487,12 @@ def decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_term
 
 @njit(cache=True, nogil=True)
 def score_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, q_weights, qlo, qhi, verify,
-                wacc, wbits, err):
+                wacc, wbits, mark, err):
     """Decode the posting lists of ``q_terms[qlo:qhi]`` straight into a whole-collection accumulator:
-    ``wacc[d] += w_t * impact`` and bit ``d`` of ``wbits`` set, term after term in query order, postings
-    in document order (the sums of :func:`kernels._taat`, bit for bit), with no decoded list in between:
-    two bit cursors walk a block's gaps and its impacts in step. ``wacc`` must hold ``num_docs`` entries.
+    ``wacc[d] += w_t * impact`` (and, if ``mark``, bit ``d`` of ``wbits`` set), term after term in query
+    order, postings in document order (the sums of :func:`kernels._taat`, bit for bit), with no decoded list
+    in between: two bit cursors walk a block's gaps and its impacts in step. ``wacc`` must hold ``num_docs``
+    entries.
     Every check of :func:`decode_query`, each document bounded before it is added. True if every check
     passed, else False with ``err = (code, block)`` and the accumulator partly written (the caller clears it)."""
     nblocks = bl.shape[0]
@@ -563,7 +564,8 @@ def score_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms
                     return False
                 up = np.uint64(prev)  # >= 0: it starts at -1 and grows by at least 1
                 wacc[up] += wt * np.float64(v)
-                wbits[up >> np.uint64(6)] |= one << (up & np.uint64(63))
+                if mark:
+                    wbits[up >> np.uint64(6)] |= one << (up & np.uint64(63))
                 m = max(m, v)
             if prev != bl[b]:
                 err[0] = 4

@@ -22,7 +22,10 @@ window, where MaxScore cannot prune (its threshold starts at the empty heap's) a
 every posting: there the lists are decoded straight into the accumulator (:func:`codec.score_query`,
 the same sums in the same order), with no decoded lists in between. Term at a time does the same on larger
 collections, with one whole-collection accumulator (up to :data:`WHOLE_TAAT_DOCS` documents,
-:func:`accumulator_docs`; windows beyond), as PISA's exhaustive ``ranked_or_taat`` does. A failed check
+:func:`accumulator_docs`; windows beyond), as PISA's exhaustive ``ranked_or_taat`` does. A query with at
+least half as many postings as the collection has documents (:data:`DENSE_SCAN`: long SPLADE queries on
+every corpus measured) marks no touched-document bitset while it adds and then finds its top-k in one
+scan of the accumulator (:func:`_push_dense`); shorter queries walk the bitset. A failed check
 stops the query and is raised as an IntegrityError naming the file. A MaxScore that decoded only the
 blocks it reads (with page checksums over the metadata of the blocks it skips) was built and measured
 slower than decoding everything on every collection measured (MaxScore skipped too few blocks there to
@@ -90,6 +93,9 @@ WINDOW = 1 << 16  # documents per accumulator window (a multiple of 64): 512 KiB
 #: term at a time over compressed postings uses one whole-collection accumulator up to this many documents
 #: (32 MiB of float64 per searching thread at the cap), windows beyond it
 WHOLE_TAAT_DOCS = 1 << 22
+#: a query over a whole-collection accumulator with at least ``num_docs / DENSE_SCAN`` postings scans the
+#: accumulator for its top-k instead of marking each touched document in a bitset (:func:`_push_dense`)
+DENSE_SCAN = 2
 _MIN_SKIP = 0.3  # an exact-search window uses MaxScore only if it skips at least this fraction of its postings
 # how a query over compressed postings is scored once its lists are decoded: term at a time or MaxScore
 TAAT, EAGER = 0, 1
@@ -189,6 +195,37 @@ def _push_window(wacc, wbits, nwords, lo, mask, hs, hd):
             if f > theta:  # ascending documents: an equal score never beats a lower index
                 heap_replace_root(hs, hd, f, d)
                 theta = hs[0]
+
+
+@njit(cache=True, nogil=True)
+def _push_dense(wacc, n, mask, hs, hd):
+    """:func:`_push_window` over a whole accumulator of ``n`` documents without a touched bitset: 16
+    documents at a time, a group is looked into only if its largest score beats the k-th (a comparison
+    the compiler vectorises; only documents with a score > 0 can, as in :func:`_push_window`), then the
+    accumulator is cleared in one pass."""
+    full = n - n % 16
+    for c in range(0, full, 16):
+        top = wacc[c]
+        for j in range(1, 16):
+            x = wacc[c + j]
+            top = x if x > top else top
+        if top > hs[0]:
+            _push_range(wacc, c, c + 16, mask, hs, hd)
+    _push_range(wacc, full, n, mask, hs, hd)
+    wacc[:n] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _push_range(wacc, lo, hi, mask, hs, hd):
+    """Offer documents ``lo .. hi - 1`` (ascending; complete scores) to the heap."""
+    has_mask = mask.shape[0] > 0
+    for d in range(lo, hi):
+        s = wacc[d]
+        if s <= hs[0] or (has_mask and mask[d] == 0):  # s <= theta: float32(s) <= theta too
+            continue
+        f = np.float32(s)
+        if f > hs[0]:  # ascending documents: an equal score never beats a lower index
+            heap_replace_root(hs, hd, f, d)
 
 
 @njit(cache=True, nogil=True)
@@ -503,13 +540,21 @@ def _compressed_query(po, bo, bl, bm, bw, bb, bc, words, block_size, verify, met
     if num_docs <= window or (method == TAAT and num_docs <= wacc.shape[0]):
         # one window (MaxScore cannot prune: its threshold starts at the heap's, so both methods score every
         # posting), or term at a time with a whole-collection accumulator: decode straight into the
-        # accumulator (codec.score_query)
+        # accumulator (codec.score_query); with about as many postings as documents, scan the whole
+        # accumulator afterwards rather than mark the touched documents (_push_dense)
+        postings = 0
+        for i in range(qlo, qhi):
+            postings += po[q_terms[i] + 1] - po[q_terms[i]]
+        dense = postings * DENSE_SCAN >= num_docs
         if not codec.score_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, q_weights, qlo,
-                                 qhi, verify, wacc, wbits, err):
+                                 qhi, verify, wacc, wbits, not dense, err):
             wacc[:] = 0.0  # stopped part-way: leave the scratch clean
             wbits[:] = 0
             return False
-        _push_window(wacc, wbits, (num_docs + 63) >> 6, 0, mask, hs, hd)
+        if dense:
+            _push_dense(wacc, num_docs, mask, hs, hd)
+        else:
+            _push_window(wacc, wbits, (num_docs + 63) >> 6, 0, mask, hs, hd)
         return True
     if not codec.decode_query(po, bo, bl, bm, bw, bb, bc, words, num_docs, block_size, q_terms, qlo, qhi, verify,
                               lpo, lpd, lpi, lbo, lbl, lbm, err):
