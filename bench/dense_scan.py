@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Exact term at a time over compressed postings: the two ways of collecting a query's top-k, timed turn about.
 
-``bits``: every posting also marks its document in a touched bitset, then the bitset is walked
-(``kernels._push_window``); ``dense``: no bitset, one scan of the whole accumulator in groups of 16
-(``kernels._push_dense``). ``InvertedIndex.search`` picks ``dense`` for queries with at least
+``bits``: every posting also marks its document in a touched bitset, then the bitset is walked into the top-k
+heap (``kernels._push_window``); ``dense``: no bitset, one scan of the whole accumulator in groups of 16
+(``kernels._push_dense``; from ``kernels.BUFFERED_K`` results on, a buffer of candidate keys instead of the heap).
+Both include sorting the results (``heap_finish``). ``InvertedIndex.search`` picks ``dense`` for queries with at least
 ``num_docs / kernels.DENSE_SCAN`` postings; this script runs every query both ways, checks that the answers are
 identical, and prints the best and median of ``--rounds`` passes (ms per query, one thread)::
 
@@ -28,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heron.indexing.inverted import InvertedIndex, codec, kernels  # noqa: E402
-from heron.indexing.inverted.topk import heap_reset, prepare_query  # noqa: E402
+from heron.indexing.inverted.topk import heap_finish, heap_reset, outputs, prepare_query  # noqa: E402
 
 
 def load_queries(args) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -80,7 +81,9 @@ def main() -> None:
                 kernels._push_dense(wacc, n, no_mask, hs, hd)
             else:
                 kernels._push_window(wacc, wbits, (n + 63) >> 6, 0, no_mask, hs, hd)
-            out.append((hs.copy(), hd.copy()))
+            idx, scores = outputs(1, len(hs))
+            heap_finish(hs, hd, idx, scores, 0)
+            out.append((idx, scores))
         return (time.perf_counter() - t0) / len(queries) * 1e3, out
 
     first = {way: one_pass(way == "dense")[1] for way in ("bits", "dense")}

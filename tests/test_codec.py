@@ -353,6 +353,37 @@ def test_dense_scan_returns_only_positive_scores_and_fewer_than_k():
             assert keep.sum() == min(k, len(order)) < num_docs
 
 
+def test_buffered_top_k_of_the_dense_scan_equals_the_heap_and_brute_force():
+    """From BUFFERED_K results on, the one-scan top-k selects through a buffer of keys (partitioned each time
+    it fills) instead of a heap: same documents, order and scores as brute force and the heap-based
+    uncompressed kernels, with heavy ties (impacts 1-3, equal weights), masks, and k up to every document."""
+    rng = np.random.default_rng(21)
+    num_docs, vocab = 5000, 40
+    matrix = sp.random(num_docs, vocab, density=0.2, format="csc", random_state=rng)
+    matrix.data = rng.integers(1, 4, matrix.nnz).astype(np.uint8)
+    matrix.sort_indices()
+    offsets, docs, impacts = matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32), matrix.data
+    arrays = {"postings_offsets": offsets, **codec.encode_postings(offsets, docs, impacts)}
+    plain_blocks = K.build_block_max(offsets, docs, impacts, codec.BLOCK_SIZE)
+    dense = matrix.toarray().astype(np.float64)
+    for qi, k in enumerate((K.BUFFERED_K, 300, 1000, 4000, num_docs)):
+        terms = np.sort(rng.choice(vocab, size=12, replace=False)).astype(np.int32)
+        assert int(offsets[terms + 1].sum() - offsets[terms].sum()) * K.DENSE_SCAN >= num_docs
+        weights = np.ones(len(terms), np.float32) if qi % 2 == 0 else rng.random(len(terms)).astype(np.float32)
+        for mask in (None, (rng.random(num_docs) < 0.7).astype(np.uint8)):
+            scores = (dense[:, terms] @ weights.astype(np.float64)).astype(np.float32)
+            if mask is not None:
+                scores = np.where(mask == 1, scores, 0)
+            order = np.lexsort((np.arange(num_docs), -scores))[:k]
+            order = order[scores[order] > 0]
+            plain = K.search_exact(offsets, docs, impacts, *plain_blocks, num_docs, terms, weights, k, mask)
+            for method in ("exact", "taat"):
+                idx, got = K.search_compressed(method, arrays, num_docs, terms, weights, k, mask, codec.BLOCK_SIZE)
+                keep = idx >= 0
+                assert np.array_equal(idx[keep], order) and np.array_equal(got[keep], scores[order])
+                assert np.array_equal(idx, plain[0]) and np.array_equal(got, plain[1])
+
+
 # -- the index: no forward index by default, rows decoded from postings, old versions refused ------------------
 def _build(tmp_path, name, matrix, **kw):
     ids = [f"d{i}" for i in range(matrix.shape[0])]

@@ -64,6 +64,27 @@ def test_ties_across_segments_go_to_the_lower_global_position(tmp_path, monkeypa
         member.search_batch([{"t0": -1.0}], 3, mode=mode)
 
 
+@pytest.mark.parametrize("mode", ["exact", "taat"])
+def test_large_k_across_segments_equals_one_index(tmp_path, monkeypatch, mode):
+    """k of kernels.BUFFERED_K and more: a segment's top-k is selected through a buffer of keys and merged into
+    the heap the earlier segments filled: the same ids, scores and tie order as one index over the live
+    documents (ties everywhere: scores take three values)."""
+    monkeypatch.setattr(reader, "ONE_CALL", True)
+    rng = np.random.default_rng(5)
+    rows = {f"d{i}": (rng.random(len(VOCAB)) < 0.7) * rng.integers(1, 3, len(VOCAB)).astype(np.float32) / 2
+            for i in range(400)}
+    parts = [[f"d{i}" for i in range(0, 140)], [f"d{i}" for i in range(140, 200)],
+             [f"d{i}" for i in range(200, 400)]]
+    index = segmented(tmp_path, rows, parts, deleted=["d3", "d150", "d399"] + [f"d{i}" for i in range(210, 260)])
+    member = index.member(index.members[0])
+    fresh = open_index(build(rows, index.doc_ids, tmp_path / "fresh"))
+    qs = [{"t0": 1.0}, {t: 1.0 for t in VOCAB}, {"t1": 2.0, "t4": 0.5}]
+    for k in (128, 150, 250, 1000):
+        same(member.search_batch(qs, k, mode=mode), fresh.search_batch(qs, k, mode=mode))
+    allow = index.doc_ids[::3]
+    same(member.search_batch(qs, 130, mode=mode, allow=allow), fresh.search_batch(qs, 130, mode=mode, allow=allow))
+
+
 def test_a_damaged_block_of_a_later_segment_is_named(tmp_path, monkeypatch):
     """A block whose checksum fails in the third segment stops the search with the IntegrityError of that
     segment's file, not a wrong answer."""

@@ -73,6 +73,7 @@ from numba.extending import intrinsic
 
 from heron.indexing.inverted import approx, codec
 from heron.indexing.inverted.topk import (
+    INT32_MAX,
     SLACK,
     begin_query,
     end_query,
@@ -96,6 +97,8 @@ WHOLE_TAAT_DOCS = 1 << 22
 #: a query over a whole-collection accumulator with at least ``num_docs / DENSE_SCAN`` postings scans the
 #: accumulator for its top-k instead of marking each touched document in a bitset (:func:`_push_dense`)
 DENSE_SCAN = 2
+#: from this many results on, that scan selects the top-k through a buffer of candidate keys, not a heap
+BUFFERED_K = 128
 _MIN_SKIP = 0.3  # an exact-search window uses MaxScore only if it skips at least this fraction of its postings
 # how a query over compressed postings is scored once its lists are decoded: term at a time or MaxScore
 TAAT, EAGER = 0, 1
@@ -202,7 +205,11 @@ def _push_dense(wacc, n, mask, hs, hd):
     """:func:`_push_window` over a whole accumulator of ``n`` documents without a touched bitset: 16
     documents at a time, a group is looked into only if its largest score beats the k-th (a comparison
     the compiler vectorises; only documents with a score > 0 can, as in :func:`_push_window`), then the
-    accumulator is cleared in one pass."""
+    accumulator is cleared in one pass. From :data:`BUFFERED_K` results on, :func:`_select_dense`."""
+    if hs.shape[0] >= BUFFERED_K:
+        _select_dense(wacc, n, mask, hs, hd)
+        wacc[:n] = 0.0
+        return
     full = n - n % 16
     for c in range(0, full, 16):
         top = wacc[c]
@@ -213,6 +220,86 @@ def _push_dense(wacc, n, mask, hs, hd):
             _push_range(wacc, c, c + 16, mask, hs, hd)
     _push_range(wacc, full, n, mask, hs, hd)
     wacc[:n] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _select_dense(wacc, n, mask, hs, hd):
+    """The heap ``hs`` / ``hd`` (``k`` entries) updated with the documents of a whole accumulator as
+    :func:`_push_range` would, without heap operations while scanning: each candidate is one uint64 key, its
+    float32 score's bits (positive floats order as their bits) above ``2^32 - 1 - doc`` (a lower document ranks
+    higher at an equal score), appended to a buffer of ``2k`` while its score beats the k-th so far; a full
+    buffer keeps its ``k`` largest keys (a partition) and the k-th so far rises to the smallest of them. Then the
+    ``k`` largest, sorted: written as the heap when it held nothing (a sorted array is a valid heap), else
+    offered to it best first (the segments of a segmented index share one heap; their documents come after
+    every document already in it). The same result as the heap alone (a score > 0, strictly above the k-th,
+    the lower index on ties) in far fewer operations when ``k`` is large."""
+    k = hs.shape[0]
+    cap = 2 * k
+    buf = np.empty(cap + 16, np.uint64)
+    one = np.empty(1, np.float32)
+    bits = one.view(np.uint32)
+    low = np.uint64(0xFFFFFFFF)
+    empty = True
+    for i in range(k):
+        if hd[i] != INT32_MAX:
+            empty = False
+            break
+    kth = hs[0]  # a candidate's float32 score must exceed this (every document here comes after the heap's)
+    theta = np.float64(kth)  # ... so its float64 score must too
+    m = 0
+    has_mask = mask.shape[0] > 0
+    for c in range(0, n, 16):
+        hi = min(c + 16, n)
+        top = wacc[c]
+        for j in range(c + 1, hi):
+            x = wacc[j]
+            top = x if x > top else top
+        if top <= theta:
+            continue
+        for d in range(c, hi):
+            s = wacc[d]
+            if s <= theta or (has_mask and mask[d] == 0):
+                continue
+            f = np.float32(s)
+            if f > kth:
+                one[0] = f
+                buf[m] = (np.uint64(bits[0]) << np.uint64(32)) | (low - np.uint64(d))
+                m += 1
+        if m >= cap:
+            m = _keep_largest(buf, m, k)
+            bits[0] = np.uint32(buf[0] >> np.uint64(32))
+            kth = max(kth, one[0])
+            theta = np.float64(kth)
+    if m > k:
+        m = _keep_largest(buf, m, k)
+    found = np.sort(buf[:m])  # ascending: the worst first
+    if empty:  # a sorted array is a valid heap; sentinels (worse still) before
+        for i in range(k - m):
+            hs[i] = np.float32(0.0)
+            hd[i] = INT32_MAX
+        for i in range(m):
+            bits[0] = np.uint32(found[i] >> np.uint64(32))
+            hs[k - m + i] = one[0]
+            hd[k - m + i] = np.int32(low - (found[i] & low))
+        return
+    for i in range(m - 1, -1, -1):  # best first
+        bits[0] = np.uint32(found[i] >> np.uint64(32))
+        f = one[0]
+        if f <= hs[0]:  # the rest are no better; an equal score comes after the heap's documents
+            break
+        heap_replace_root(hs, hd, f, np.int32(low - (found[i] & low)))
+
+
+@njit(cache=True, nogil=True)
+def _keep_largest(buf, m, k):
+    """Move the ``k`` largest of ``buf[:m]`` to ``buf[:k]``, the smallest of them first; returns ``k``."""
+    part = np.partition(buf[:m], m - k)
+    buf[0] = part[m - k]
+    j = 1
+    for i in range(m - k + 1, m):
+        buf[j] = part[i]
+        j += 1
+    return k
 
 
 @njit(cache=True, nogil=True)
