@@ -25,7 +25,8 @@ collections, with one whole-collection accumulator (up to :data:`WHOLE_TAAT_DOCS
 :func:`accumulator_docs`; windows beyond), as PISA's exhaustive ``ranked_or_taat`` does. A query with at
 least half as many postings as the collection has documents (:data:`DENSE_SCAN`: long SPLADE queries on
 every corpus measured) marks no touched-document bitset while it adds and then finds its top-k in one
-scan of the accumulator (:func:`_push_dense`); shorter queries walk the bitset. A failed check
+scan of the accumulator (:func:`_push_dense`; from :data:`BUFFERED_K` results on through a buffer of
+candidate keys rather than the heap, :func:`_select_dense`); shorter queries walk the bitset. A failed check
 stops the query and is raised as an IntegrityError naming the file. A MaxScore that decoded only the
 blocks it reads (with page checksums over the metadata of the blocks it skips) was built and measured
 slower than decoding everything on every collection measured (MaxScore skipped too few blocks there to
