@@ -382,6 +382,12 @@ def test_buffered_top_k_of_the_dense_scan_equals_the_heap_and_brute_force():
                 keep = idx >= 0
                 assert np.array_equal(idx[keep], order) and np.array_equal(got[keep], scores[order])
                 assert np.array_equal(idx, plain[0]) and np.array_equal(got, plain[1])
+                if mask is None:  # the batch kernels (two threads) select the same way
+                    b_idx, b_got = K.search_batch(method, arrays, np.array([0, len(terms), 2 * len(terms)]),
+                                                  np.concatenate([terms, terms]), np.concatenate([weights, weights]),
+                                                  k, np.zeros(0, np.int64), np.zeros(0, np.int32), 2,
+                                                  num_docs=num_docs, block_size=codec.BLOCK_SIZE)
+                    assert all(np.array_equal(b_idx[r], idx) and np.array_equal(b_got[r], got) for r in (0, 1))
 
 
 # -- the index: no forward index by default, rows decoded from postings, old versions refused ------------------
