@@ -390,6 +390,32 @@ def test_buffered_top_k_of_the_dense_scan_equals_the_heap_and_brute_force():
                     assert all(np.array_equal(b_idx[r], idx) and np.array_equal(b_got[r], got) for r in (0, 1))
 
 
+def test_an_exception_part_way_leaves_no_partial_scores_in_the_reused_scratch(monkeypatch):
+    """The single-query kernels reuse a per-thread accumulator that they leave zeroed; if the compiled call
+    raises part-way (say a MemoryError after scoring), the wrapper clears it, so the next query is not summed
+    on top of the partial scores."""
+    num_docs = 3000
+    lists = [(np.arange(0, num_docs, 3), np.full(1000, 2)), (np.arange(1, num_docs, 2), np.full(1500, 1))]
+    offsets, docs, impacts = lists_to_arrays(lists)
+    arrays = {"postings_offsets": offsets, **codec.encode_postings(offsets, docs, impacts)}
+    terms, weights = np.arange(2, dtype=np.int32), np.array([1.0, 0.5], np.float32)
+    good = K.search_compressed("taat", arrays, num_docs, terms, weights, 10, None, codec.BLOCK_SIZE)
+    real = K._compressed_query
+
+    def fails_after_scoring(*args):
+        assert args[24].shape[0] >= num_docs  # the accumulator and its bitset, by position
+        args[24][:] = 7.0
+        args[25][:] = ~np.uint64(0)
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(K, "_compressed_query", fails_after_scoring)
+    with pytest.raises(MemoryError):
+        K.search_compressed("taat", arrays, num_docs, terms, weights, 10, None, codec.BLOCK_SIZE)
+    monkeypatch.setattr(K, "_compressed_query", real)
+    again = K.search_compressed("taat", arrays, num_docs, terms, weights, 10, None, codec.BLOCK_SIZE)
+    assert np.array_equal(again[0], good[0]) and np.array_equal(again[1], good[1])
+
+
 # -- the index: no forward index by default, rows decoded from postings, old versions refused ------------------
 def _build(tmp_path, name, matrix, **kw):
     ids = [f"d{i}" for i in range(matrix.shape[0])]

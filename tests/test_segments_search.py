@@ -85,6 +85,33 @@ def test_large_k_across_segments_equals_one_index(tmp_path, monkeypatch, mode):
     same(member.search_batch(qs, 130, mode=mode, allow=allow), fresh.search_batch(qs, 130, mode=mode, allow=allow))
 
 
+def test_an_exception_part_way_leaves_no_partial_scores_in_the_reused_scratch(tmp_path, monkeypatch):
+    """The segments' compiled search reuses a per-thread accumulator; if it raises part-way the wrapper clears it,
+    so the next search is not summed on top of partial scores."""
+    from heron.indexing.inverted import multisegment
+
+    monkeypatch.setattr(reader, "ONE_CALL", True)
+    rng = np.random.default_rng(8)
+    rows = {f"d{i}": (rng.random(len(VOCAB)) < 0.6) * rng.integers(1, 8, len(VOCAB)).astype(np.float32) / 2
+            for i in range(60)}
+    index = segmented(tmp_path, rows, [[f"d{i}" for i in range(0, 30)], [f"d{i}" for i in range(30, 60)]])
+    member = index.member(index.members[0])
+    qs = [{"t0": 1.0, "t2": 0.5}]
+    good = member.search_batch(qs, 10, mode="taat")
+    real = multisegment._group
+
+    def fails_part_way(*args):
+        args[18][:] = 7.0  # the accumulator and its bitset, by position
+        args[19][:] = ~np.uint64(0)
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(multisegment, "_group", fails_part_way)
+    with pytest.raises(MemoryError):
+        member.search_batch(qs, 10, mode="taat")
+    monkeypatch.setattr(multisegment, "_group", real)
+    same(member.search_batch(qs, 10, mode="taat"), good)
+
+
 def test_a_damaged_block_of_a_later_segment_is_named(tmp_path, monkeypatch):
     """A block whose checksum fails in the third segment stops the search with the IntegrityError of that
     segment's file, not a wrong answer."""

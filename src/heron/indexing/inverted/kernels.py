@@ -853,9 +853,15 @@ def search_compressed(method, arrays, num_docs, terms, weights, k, mask, block_s
         sc.fit(n, int(sc.sizes[0]), int(sc.sizes[1]))
         sc.err[0] = 0
         wacc, wbits = sc.accumulator(accumulator_docs(how, num_docs))
-        ok = _compressed_query(*args, block_size, bool(verify), how, np.int64(num_docs), terms, weights, np.int64(0),
-                               np.int64(n), mask, sc.lpo, sc.lpd, sc.lpi, sc.lbo, sc.lbl, sc.lbm, sc.lterms, wacc,
-                               wbits, sc.cand_d, sc.cand_s, sc.wcum, hs, hd, np.int64(WINDOW), sc.err)
+        try:
+            ok = _compressed_query(*args, block_size, bool(verify), how, np.int64(num_docs), terms, weights,
+                                   np.int64(0), np.int64(n), mask, sc.lpo, sc.lpd, sc.lpi, sc.lbo, sc.lbl, sc.lbm,
+                                   sc.lterms, wacc, wbits, sc.cand_d, sc.cand_s, sc.wcum, hs, hd, np.int64(WINDOW),
+                                   sc.err)
+        except BaseException:  # e.g. a MemoryError part-way: the reused scratch must not keep partial scores
+            wacc[:] = 0.0
+            wbits[:] = 0
+            raise
         if not ok:  # decoding precedes scoring: the scratch is still clean
             codec.raise_error(root, sc.err)
 

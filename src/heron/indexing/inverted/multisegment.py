@@ -231,18 +231,24 @@ def search_batch(segments: SegmentArrays, masks, method: str, q_indptr, q_terms,
 
     def run(g):
         need_p, need_b = _needs(addresses, lengths, q_indptr, q_terms, np.int64(g), np.int64(groups))
-        _group(addresses, lengths, segments.num_docs, segments.bases, np.int64(segments.total),
-               np.int64(segments.block_size), bool(verify), how, q_indptr, q_terms, q_weights, np.int64(g),
-               np.int64(groups), np.int64(window),
-               scratch("multi_docs", need_p, np.int32, grow=True),
-               scratch(f"multi_impacts_{impact}", need_p, impact, grow=True),
-               scratch("multi_last", need_b, np.int32, grow=True),
-               scratch(f"multi_max_{impact}", need_b, impact, grow=True),
-               scratch(f"{where}_acc", acc, np.float64, grow=True),
-               scratch(f"{where}_bits", (acc + 63) // 64, np.uint64, grow=True),
-               scratch("cand_docs", window, np.int64), scratch("cand_scores", window, np.float64),
-               scratch("word_bounds", (max(64, longest) + 2) * (window // 64), np.float64, grow=True),
-               out_idx, out_scores, errors[g], failed[g])
+        wacc = scratch(f"{where}_acc", acc, np.float64, grow=True)
+        wbits = scratch(f"{where}_bits", (acc + 63) // 64, np.uint64, grow=True)
+        try:
+            _group(addresses, lengths, segments.num_docs, segments.bases, np.int64(segments.total),
+                   np.int64(segments.block_size), bool(verify), how, q_indptr, q_terms, q_weights, np.int64(g),
+                   np.int64(groups), np.int64(window),
+                   scratch("multi_docs", need_p, np.int32, grow=True),
+                   scratch(f"multi_impacts_{impact}", need_p, impact, grow=True),
+                   scratch("multi_last", need_b, np.int32, grow=True),
+                   scratch(f"multi_max_{impact}", need_b, impact, grow=True),
+                   wacc, wbits,
+                   scratch("cand_docs", window, np.int64), scratch("cand_scores", window, np.float64),
+                   scratch("word_bounds", (max(64, longest) + 2) * (window // 64), np.float64, grow=True),
+                   out_idx, out_scores, errors[g], failed[g])
+        except BaseException:  # e.g. a MemoryError part-way: the reused scratch must not keep partial scores
+            wacc[:] = 0.0
+            wbits[:] = 0
+            raise
 
     run_groups(run, groups, threads)
     for err, seg in zip(errors, failed[:, 0]):
