@@ -33,10 +33,11 @@ from heron.indexing.inverted.topk import heap_finish, heap_reset, outputs, prepa
 
 
 def load_queries(args) -> list[tuple[np.ndarray, np.ndarray]]:
-    if args.queries_npz:
-        z = np.load(args.queries_npz)
-        ip, ind, val = z["test_indptr"], z["test_indices"], z["test_data"]
-        return [(ind[ip[i]:ip[i + 1]], val[ip[i]:ip[i + 1]]) for i in range(len(ip) - 1)]
+    if args.queries_npz:  # <work>/<name>-queries.npz
+        from approx_presets import load_queries as preset_queries
+
+        path = Path(args.queries_npz)
+        return preset_queries(path.parent, path.name.removesuffix("-queries.npz"), "test")
     from lsrbench.data import VectorSet
 
     queries = VectorSet(Path(args.vectors)).queries()
